@@ -1,0 +1,5 @@
+import sys
+
+from calfwd.cli import main
+
+sys.exit(main())

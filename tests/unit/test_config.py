@@ -1,0 +1,217 @@
+"""Config parsing and validation: the minimal file works, every kind of bad input is refused."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from calfwd import config as cfg
+
+REPO = Path(__file__).resolve().parents[2]
+MINIMAL = '[calico]\nip_pools = ["10.244.0.0/16"]     # IPv4 and/or IPv6 pool CIDRs\nnat_outgoing = true\n'
+
+
+def parse(text: str) -> cfg.Config:
+    return cfg.parse(text, "/etc/calfwd/calfwd.toml")
+
+
+def problems(text: str):
+    with pytest.raises(cfg.ConfigError) as err:
+        parse(text)
+    return err.value.problems
+
+
+def test_minimal_file_is_a_complete_config():
+    c = parse(MINIMAL)
+    assert c.ip_pools == (ipaddress.ip_network("10.244.0.0/16"),)
+    assert c.nat_outgoing == c.ip_pools
+    assert c.interfaces == ("cali+", "tunl0", "vxlan.calico", "vxlan-v6.calico", "wireguard.cali", "wg-v6.cali")
+    assert c.host_ports == ("bgp", "ipip", "vxlan", "typha")
+    assert c.firewalld.zone == "calfwd" and c.firewalld.mode == "permanent"
+    assert c.nft_table == "calfwd" and c.resync_interval == 60.0
+
+
+def test_shipped_file_passes_check():
+    c = cfg.load(str(REPO / "etc/calfwd/calfwd.toml"))
+    assert c.ip_pools
+
+
+def test_shipped_file_documents_every_setting():
+    text = (REPO / "etc/calfwd/calfwd.toml").read_text()
+    for section, keys in cfg.SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert f"{key} =" in text, f"{section}.{key} is not documented in the shipped file"
+
+
+def test_nat_outgoing_variants():
+    two = '[calico]\nip_pools = ["10.1.0.0/16", "fd00:1::/64"]\n'
+    assert parse(two).nat_outgoing == ()
+    assert parse(two + "nat_outgoing = false\n").nat_outgoing == ()
+    only = parse(two + 'nat_outgoing = ["fd00:1::/64"]\n')
+    assert only.nat_outgoing == (ipaddress.ip_network("fd00:1::/64"),)
+
+
+def test_every_setting_round_trips():
+    c = parse(
+        '[calico]\nip_pools = ["10.1.0.0/16"]\ninterfaces = ["eni+", "tunl0"]\nhost_ports = ["wireguard"]\n'
+        '[firewalld]\nenabled = false\nmode = "runtime"\nzone = "trusted"\nhost_zone = "internal"\n'
+        'forward_policy = "pods-in"\nhost_policy = "pods-host"\ntrust_pool_sources = true\n'
+        '[nftables]\ntable = "podnat"\n[daemon]\nresync_interval = 5\n')
+    assert c.interfaces == ("eni+", "tunl0") and c.host_ports == ("wireguard",)
+    assert c.firewalld == cfg.FirewalldSettings(False, "runtime", "trusted", "internal", "pods-in", "pods-host", True)
+    assert c.nft_table == "podnat" and c.resync_interval == 5.0
+
+
+def _pools(value: str) -> str:
+    return f"[calico]\nip_pools = {value}\n"
+
+
+def _key(section: str, line: str) -> str:
+    return f'[calico]\nip_pools = ["10.1.0.0/16"]\n' + (f"[{section}]\n" if section != "calico" else "") + line + "\n"
+
+
+# (kind of bad input, TOML text, key path or line the error must name, words of the reason)
+BAD = [
+    ("wrong type: pools not an array", _pools('"10.1.0.0/16"'), "calico.ip_pools:", "must be an array"),
+    ("wrong type: pool not a string", _pools("[10]"), "calico.ip_pools[0]:", "must be a string"),
+    ("wrong type: nat_outgoing", _key("calico", 'nat_outgoing = "yes"'), "calico.nat_outgoing:", "true, false or an array"),
+    ("wrong type: boolean", _key("firewalld", "enabled = 1"), "firewalld.enabled:", "true or false"),
+    ("wrong type: interval", _key("daemon", 'resync_interval = "60"'), "daemon.resync_interval:", "number of seconds"),
+    ("out of range: interval", _key("daemon", "resync_interval = 0"), "daemon.resync_interval:", "out of range"),
+    ("wrong type: section", '[calico]\nip_pools = ["10.1.0.0/16"]\nfirewalld = 3\n', "calico.firewalld:", "unknown key"),
+    ("section is a value", 'daemon = 3\n[calico]\nip_pools = ["10.1.0.0/16"]\n', "daemon:", "must be a table"),
+    ("bad CIDR", _pools('["10.1.0/16"]'), "calico.ip_pools[0]:", "not an IPv4 or IPv6 address"),
+    ("not a CIDR", _pools('["10.1.0.0"]'), "calico.ip_pools[0]:", "missing '/prefix'"),
+    ("host bits", _pools('["10.1.0.1/16"]'), "calico.ip_pools[0]:", "host bits set"),
+    ("host bits v6", _pools('["fd00::1/64"]'), "calico.ip_pools[0]:", "host bits set"),
+    ("prefix out of range v4", _pools('["10.0.0.0/33"]'), "calico.ip_pools[0]:", "out of range for IPv4"),
+    ("prefix out of range v6", _pools('["fd00::/129"]'), "calico.ip_pools[0]:", "out of range for IPv6"),
+    ("prefix not a number", _pools('["10.0.0.0/x"]'), "calico.ip_pools[0]:", "out of range"),
+    ("empty pools", _pools("[]"), "calico.ip_pools:", "must not be empty"),
+    ("overlapping pools", _pools('["10.0.0.0/8", "10.1.0.0/16"]'), "calico.ip_pools[1]:", "overlaps"),
+    ("nat pool not a pool", _key("calico", 'nat_outgoing = ["10.9.0.0/16"]'), "calico.nat_outgoing[0]:", "not one of calico.ip_pools"),
+    ("missing pools", "[calico]\nnat_outgoing = true\n", "calico.ip_pools:", "required"),
+    ("empty file", "", "calico.ip_pools:", "required"),
+    ("control character", _key("firewalld", 'zone = "cal\\u0007fwd"'), "firewalld.zone:", "control character"),
+    ("control character in pool", _pools('["10.1.0.0/16\\n"]'), "calico.ip_pools[0]:", "control character"),
+    ("junk in zone name", _key("firewalld", 'zone = "cal fwd;"'), "firewalld.zone:", "not a valid zone name"),
+    ("zone name too long", _key("firewalld", 'zone = "abcdefghijklmnopqr"'), "firewalld.zone:", "longer than 17"),
+    ("policy with Felix's prefix", _key("firewalld", 'forward_policy = "cali-fwd"'), "firewalld.forward_policy:", "Felix"),
+    ("table with firewalld's prefix", _key("nftables", 'table = "firewalld"'), "nftables.table:", "firewalld"),
+    ("table name junk", _key("nftables", 'table = "my table"'), "nftables.table:", "not a valid nftables table name"),
+    ("same two policies", _key("firewalld", 'forward_policy = "x"\nhost_policy = "x"'), "firewalld.host_policy:", "must differ"),
+    ("bad mode", _key("firewalld", 'mode = "both"'), "firewalld.mode:", "not one of"),
+    ("interface too long", _key("calico", 'interfaces = ["abcdefghijklmnop"]'), "calico.interfaces[0]:", "longer than 15 bytes"),
+    ("interface too long (multibyte)", _key("calico", 'interfaces = ["caliéééééééé"]'), "calico.interfaces[0]:", "longer than 15 bytes"),
+    ("interface with slash", _key("calico", 'interfaces = ["a/b"]'), "calico.interfaces[0]:", "rejects"),
+    ("interface with space", _key("calico", 'interfaces = ["a b"]'), "calico.interfaces[0]:", "rejects"),
+    ("interface with colon", _key("calico", 'interfaces = ["eth0:1"]'), "calico.interfaces[0]:", "rejects"),
+    ("interface non-ASCII", _key("calico", 'interfaces = ["calié"]'), "calico.interfaces[0]:", "rejects"),
+    ("interface empty", _key("calico", 'interfaces = [""]'), "calico.interfaces[0]:", "must not be empty"),
+    ("interface dot", _key("calico", 'interfaces = [".."]'), "calico.interfaces[0]:", "not a valid interface name"),
+    ("plus in the middle", _key("calico", 'interfaces = ["ca+li"]'), "calico.interfaces[0]:", "only allowed at the end"),
+    ("plus alone", _key("calico", 'interfaces = ["+"]'), "calico.interfaces[0]:", "every interface"),
+    ("two pluses", _key("calico", 'interfaces = ["cali++"]'), "calico.interfaces[0]:", "only allowed at the end"),
+    ("duplicate interface", _key("calico", 'interfaces = ["tunl0", "tunl0"]'), "calico.interfaces[1]:", "listed twice"),
+    ("unknown host port", _key("calico", 'host_ports = ["ssh"]'), "calico.host_ports[0]:", "not one of"),
+    ("unknown section", _key("calico", "[kube]\nx = 1"), "kube:", "unknown section"),
+    ("unknown key", _key("calico", "ippools = []"), "calico.ippools:", "unknown key"),
+    ("unknown key elsewhere", _key("daemon", "interval = 3"), "daemon.interval:", "unknown key"),
+    ("duplicate key", '[calico]\nip_pools = ["10.1.0.0/16"]\nip_pools = ["10.2.0.0/16"]\n', "line 3: calico.ip_pools:", "defined twice"),
+    ("duplicate section", '[calico]\nip_pools = ["10.1.0.0/16"]\n[calico]\n', "line 3: calico:", "defined twice"),
+    ("syntax error", '[calico]\nip_pools = ["10.1.0.0/16"\n', "line 2", "Unclosed array"),
+    ("syntax error mid-file", '[calico\nip_pools = []\n', "line 1", "TOML syntax error"),
+]
+
+
+@pytest.mark.parametrize("kind,text,where,why", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_names_file_key_and_reason(kind, text, where, why):
+    found = problems(text)
+    assert all(p.startswith("/etc/calfwd/calfwd.toml: ") for p in found)
+    assert any(where in p and why in p for p in found), found
+    assert all("\n" not in p for p in found)
+
+
+def test_every_problem_is_reported_not_just_the_first():
+    found = problems('[calico]\nip_pools = ["10.1.0.1/16", "x"]\nbogus = 1\n[firewalld]\nmode = "x"\n')
+    assert len(found) == 4
+
+
+# File-level failures go through the CLI: exit code 2, one line each, no traceback.
+
+def run_check(path: str, user=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "calfwd", "--config", path, "check"],
+                          capture_output=True, text=True, env=env, user=user, timeout=30)
+
+
+def _assert_refused(result, path, why):
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith(f"calfwd: {path}") for line in lines), lines
+    assert why in result.stderr
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.toml"
+    _assert_refused(run_check(str(path)), str(path), "No such file")
+
+
+def test_directory(tmp_path):
+    _assert_refused(run_check(str(tmp_path)), str(tmp_path), "is a directory")
+
+
+def test_symlink_loop(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    _assert_refused(run_check(str(a)), str(a), "symbolic links")
+
+
+def test_non_utf8(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[calico]\nip_pools = ["10.1.0.0/16"]\n# caf\xe9\n')
+    _assert_refused(run_check(str(path)), str(path), "line 3: not valid UTF-8")
+
+
+def test_syntax_error_through_cli(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[calico\n")
+    _assert_refused(run_check(str(path)), str(path), "line 1")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file another user cannot read")
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "secret.toml"
+    path.write_text(MINIMAL)
+    path.chmod(0o600)
+    tmp_path.chmod(0o755)
+    result = run_check(str(path), user=65534)
+    _assert_refused(result, str(path), "Permission denied")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks apply to root only")
+@pytest.mark.parametrize("mode,owner,why", [(0o666, 0, "lets group or others write"),
+                                            (0o620, 0, "lets group or others write"),
+                                            (0o644, 65534, "owned by uid 65534")])
+def test_root_refuses_files_others_can_write(tmp_path, mode, owner, why):
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    os.chown(path, owner, 0)
+    path.chmod(mode)
+    _assert_refused(run_check(str(path)), str(path), why)
+
+
+def test_good_file_through_cli(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    result = run_check(str(path))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
