@@ -1,0 +1,155 @@
+"""Everything calfwd wants to exist, computed from the config and a few host facts.
+
+Pure: no I/O, so every decision about *what* calfwd makes is testable without root.
+The plan modules compare this with what the drivers read; only the drivers touch the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from calfwd.config import HOST_PORTS, HOST_PROTOCOLS, Config
+
+CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the desired state depends on that only the running host knows."""
+
+    firewalld_running: bool = False
+    firewalld_version: str = ""
+    default_zone: str = "public"
+
+
+@dataclass(frozen=True)
+class NftDesired:
+    """calfwd's one nftables table: natOutgoing that firewalld's iptables flush cannot reach."""
+
+    table: str
+    pools4: Tuple[str, ...]
+    pools6: Tuple[str, ...]
+    masq4: Tuple[str, ...]
+    masq6: Tuple[str, ...]
+    calico_interfaces: Tuple[str, ...]  # nft spelling: 'cali*' for Calico's 'cali+'
+
+    family: str = "inet"
+
+
+@dataclass(frozen=True)
+class ZoneSpec:
+    """The zone Calico's interfaces are bound to.
+
+    owned: calfwd created it and may set its target and remove it; a stock zone such as
+    'trusted' only gets calfwd's interfaces (and sources) added, never anything else changed.
+    """
+
+    name: str
+    owned: bool
+    interfaces: Tuple[str, ...]
+    sources: Tuple[str, ...] = ()
+    target: str = "ACCEPT"
+    description: str = CALFWD_DESCRIPTION
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A firewalld policy calfwd owns entirely."""
+
+    name: str
+    ingress_zones: Tuple[str, ...]
+    egress_zones: Tuple[str, ...]
+    target: str
+    ports: Tuple[Tuple[str, str], ...] = ()
+    protocols: Tuple[str, ...] = ()
+    priority: int = -1
+    description: str = CALFWD_DESCRIPTION
+
+
+@dataclass(frozen=True)
+class FirewalldDesired:
+    mode: str  # "permanent": firewalld restores it inside its own reloads; "runtime": calfwd does
+    zone: ZoneSpec
+    policies: Tuple[PolicySpec, ...]
+
+
+@dataclass(frozen=True)
+class Desired:
+    nft: NftDesired
+    firewalld: Optional[FirewalldDesired]  # None: firewalld management disabled in the config
+
+
+def nft_interface(name: str) -> str:
+    """Calico and firewalld write wildcards as 'cali+'; nftables as 'cali*'."""
+    return name[:-1] + "*" if name.endswith("+") else name
+
+
+def desired_nft(config: Config) -> NftDesired:
+    def cidrs(nets, version):
+        return tuple(sorted((n for n in nets if n.version == version), key=lambda n: (n.network_address, n.prefixlen)))
+
+    def text(nets):
+        return tuple(n.with_prefixlen for n in nets)
+
+    return NftDesired(
+        table=config.nft_table,
+        pools4=text(cidrs(config.ip_pools, 4)),
+        pools6=text(cidrs(config.ip_pools, 6)),
+        masq4=text(cidrs(config.nat_outgoing, 4)),
+        masq6=text(cidrs(config.nat_outgoing, 6)),
+        calico_interfaces=tuple(nft_interface(i) for i in config.interfaces),
+    )
+
+
+def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
+    """Zone for Calico's interfaces, a policy forwarding into it, a policy for Calico's host ports.
+
+    Why a forward policy: traffic forwarded *into* pods (routed peers, NodePort backends) is
+    judged by the ingress zone of the uplink, so an ACCEPT zone on cali+ alone does not let it
+    through (firewalld issue 527). Why host ports in a policy of calfwd's own rather than in the
+    host's zone: removal is then exact (delete the policy) and no stock zone is edited.
+    Why pool CIDRs are not sources by default: a source binding wins over interface bindings
+    and would accept host-bound traffic from anything on the uplink claiming a pool address;
+    local pods and tunnelled peers are already covered by their interfaces.
+    """
+    fw = config.firewalld
+    zone = ZoneSpec(
+        name=fw.zone,
+        owned=fw.zone not in STOCK_ZONES,
+        interfaces=config.interfaces,
+        sources=tuple(n.with_prefixlen for n in config.ip_pools) if fw.trust_pool_sources else (),
+    )
+    host_zone = fw.host_zone or facts.default_zone
+    ports = tuple(p for name in config.host_ports for p in HOST_PORTS.get(name, ()))
+    protocols = tuple(p for name in config.host_ports for p in HOST_PROTOCOLS.get(name, ()))
+    policies = [
+        PolicySpec(
+            name=fw.forward_policy,
+            ingress_zones=("ANY",),
+            egress_zones=(fw.zone,),
+            target="ACCEPT",
+        ),
+    ]
+    if ports or protocols:
+        policies.append(PolicySpec(
+            name=fw.host_policy,
+            ingress_zones=(host_zone,),
+            egress_zones=("HOST",),
+            target="CONTINUE",
+            ports=ports,
+            protocols=protocols,
+        ))
+    return FirewalldDesired(mode=fw.mode, zone=zone, policies=tuple(policies))
+
+
+# Zones firewalld ships; calfwd never creates, retargets or removes these.
+STOCK_ZONES = frozenset({
+    "block", "dmz", "drop", "external", "home", "internal", "nm-shared", "public", "trusted", "work",
+    "libvirt", "docker",
+})
+
+
+def desired(config: Config, facts: HostFacts = HostFacts()) -> Desired:
+    fw = desired_firewalld(config, facts) if config.firewalld.enabled else None
+    return Desired(nft=desired_nft(config), firewalld=fw)

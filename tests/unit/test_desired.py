@@ -1,0 +1,75 @@
+"""Desired state is a pure function of config and host facts."""
+
+from __future__ import annotations
+
+from calfwd import config as cfg
+from calfwd.desired import HostFacts, desired, nft_interface
+
+
+def conf(extra: str = "", pools: str = '["10.244.0.0/16", "fd00:10::/64"]') -> cfg.Config:
+    return cfg.parse(f"[calico]\nip_pools = {pools}\nnat_outgoing = true\n{extra}", "t.toml")
+
+
+def test_pools_split_by_family_and_sorted():
+    d = desired(conf(pools='["10.9.0.0/16", "fd00:10::/64", "10.1.0.0/16"]')).nft
+    assert d.pools4 == ("10.1.0.0/16", "10.9.0.0/16")
+    assert d.pools6 == ("fd00:10::/64",)
+    assert d.masq4 == d.pools4 and d.masq6 == d.pools6
+
+
+def test_nat_outgoing_subset():
+    c = cfg.parse('[calico]\nip_pools = ["10.1.0.0/16", "10.2.0.0/16"]\nnat_outgoing = ["10.2.0.0/16"]\n', "t")
+    d = desired(c).nft
+    assert d.pools4 == ("10.1.0.0/16", "10.2.0.0/16") and d.masq4 == ("10.2.0.0/16",)
+
+
+def test_wildcards_use_nft_spelling():
+    assert nft_interface("cali+") == "cali*" and nft_interface("tunl0") == "tunl0"
+    assert desired(conf()).nft.calico_interfaces[0] == "cali*"
+
+
+def test_default_firewalld_objects():
+    fw = desired(conf(), HostFacts(True, "1.3.3", "public")).firewalld
+    assert fw.mode == "permanent"
+    assert fw.zone.name == "calfwd" and fw.zone.owned and fw.zone.target == "ACCEPT"
+    assert "cali+" in fw.zone.interfaces and fw.zone.sources == ()
+    forward, host = fw.policies
+    assert (forward.ingress_zones, forward.egress_zones, forward.target) == (("ANY",), ("calfwd",), "ACCEPT")
+    assert (host.ingress_zones, host.egress_zones) == (("public",), ("HOST",))
+    assert set(host.ports) == {("179", "tcp"), ("4789", "udp"), ("5473", "tcp")}
+    assert host.protocols == ("4",)
+
+
+def test_host_zone_follows_default_zone_unless_set():
+    assert desired(conf(), HostFacts(True, "1.3.3", "internal")).firewalld.policies[1].ingress_zones == ("internal",)
+    pinned = conf('[firewalld]\nhost_zone = "work"\n')
+    assert desired(pinned, HostFacts(True, "1.3.3", "internal")).firewalld.policies[1].ingress_zones == ("work",)
+
+
+def test_stock_zone_is_not_owned():
+    assert not desired(conf('[firewalld]\nzone = "trusted"\n')).firewalld.zone.owned
+
+
+def test_pool_sources_only_when_asked():
+    fw = desired(conf('[firewalld]\ntrust_pool_sources = true\n')).firewalld
+    assert fw.zone.sources == ("10.244.0.0/16", "fd00:10::/64")
+
+
+def test_no_host_ports_no_host_policy():
+    fw = desired(conf("host_ports = []\n")).firewalld
+    assert [p.name for p in fw.policies] == ["calfwd-forward"]
+
+
+def test_wireguard_ports():
+    host = desired(conf('host_ports = ["wireguard"]\n')).firewalld.policies[1]
+    assert host.ports == (("51820", "udp"), ("51821", "udp")) and host.protocols == ()
+
+
+def test_firewalld_disabled():
+    assert desired(conf("[firewalld]\nenabled = false\n")).firewalld is None
+
+
+def test_no_felix_names_anywhere():
+    d = desired(conf(), HostFacts(True, "1.3.3", "public"))
+    names = [d.nft.table, d.firewalld.zone.name] + [p.name for p in d.firewalld.policies]
+    assert not any(n.startswith(("cali", "felix")) for n in names)
