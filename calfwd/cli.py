@@ -1,0 +1,173 @@
+"""calfwd's command line: check, plan, apply, status, cleanup, run.
+
+Every command works without firewalld (the nftables layer alone); firewalld is reached over
+the system bus when it is there. Failures print one line per problem and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, List, Optional, Sequence
+
+from calfwd import __version__
+from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, ownership_problems
+
+EXIT_OK = 0
+EXIT_DRIFT = 1
+EXIT_CONFIG = 2
+EXIT_SYSTEM = 3
+
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}  success; for status and plan: everything is as the config wants
+  {EXIT_DRIFT}  status and plan: something differs from the config (drift or pending changes)
+  {EXIT_CONFIG}  invalid configuration or command line; nothing was changed
+  {EXIT_SYSTEM}  nftables or firewalld could not be read or changed (e.g. not root)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calfwd",
+        description="Keep Calico's traffic allowed by firewalld, and its natOutgoing alive "
+                    "across firewalld reloads.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", "-c", default=DEFAULT_PATH, metavar="PATH",
+                        help=f"config file (default: {DEFAULT_PATH})")
+    parser.add_argument("--version", action="version", version=f"calfwd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    sub.add_parser("check", help="validate the config file; change nothing")
+    sub.add_parser("plan", help="show what apply would change; change nothing")
+    sub.add_parser("apply", help="reconcile once (nftables, and firewalld if running), then exit")
+    status = sub.add_parser("status", help="compare what exists with the config")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("cleanup", help="remove everything calfwd made; leave the rest as it was")
+    sub.add_parser("run", help="the daemon: reconcile now and whenever firewalld reloads or restarts")
+    return parser
+
+
+def _fail(lines: Sequence[str], code: int) -> int:
+    for line in lines:
+        print(f"calfwd: {line}", file=sys.stderr)
+    return code
+
+
+def _load(path: str, strict_owner: bool) -> Config:
+    """Load the config; as root, a file others can write is refused (it controls the firewall)."""
+    config = load(path)
+    if strict_owner and os.geteuid() == 0:
+        problems = ownership_problems(path)
+        if problems:
+            raise ConfigError(problems)
+    return config
+
+
+def connect_firewalld() -> Optional[Any]:
+    """A firewalld client on the system bus, or None when there is no bus (nftables only)."""
+    try:
+        import dbus
+
+        from calfwd.drivers.firewalld import Firewalld
+        return Firewalld(dbus.SystemBus())
+    except Exception:
+        return None
+
+
+def _reconciler(config: Config) -> Any:
+    from calfwd.drivers.nftables import Nftables
+    from calfwd.reconcile import Reconciler
+
+    firewalld = connect_firewalld() if config.firewalld.enabled else None
+    return Reconciler(Nftables(), firewalld)
+
+
+def _print_layers(layers: Sequence[Any], verb: str) -> None:
+    for layer in layers:
+        if layer.note:
+            print(f"{layer.layer}: {layer.note}")
+        elif layer.empty:
+            print(f"{layer.layer}: in sync")
+        else:
+            print(f"{layer.layer}: {verb}:")
+            for action in layer.actions:
+                print(f"  - {action}")
+        for conflict in layer.conflicts:
+            print(f"{layer.layer}: conflict: {conflict}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config, strict_owner=True)
+    pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
+    print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    config = _load(args.config, strict_owner=False)
+    layers, _facts = _reconciler(config).plan(config)
+    _print_layers(layers, "would change")
+    return EXIT_OK if all(layer.empty for layer in layers) and not any(l.conflicts for l in layers) else EXIT_DRIFT
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    config = _load(args.config, strict_owner=True)
+    outcome = _reconciler(config).reconcile(config, trigger="cli")
+    _print_layers(outcome.layers, "changed")
+    if outcome.errors:
+        return _fail(outcome.errors, EXIT_SYSTEM)
+    if not outcome.verified:
+        return _fail(["applied, but reading back does not match the config yet"], EXIT_SYSTEM)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args.config, strict_owner=False)
+    layers, facts = _reconciler(config).plan(config)
+    in_sync = all(layer.empty for layer in layers)
+    if args.json:
+        print(json.dumps({
+            "config": args.config,
+            "in_sync": in_sync,
+            "firewalld": {"running": facts.firewalld_running, "version": facts.firewalld_version,
+                          "default_zone": facts.default_zone},
+            "layers": [{"layer": l.layer, "in_sync": l.empty, "drift": list(l.actions),
+                        "conflicts": list(l.conflicts), "note": l.note} for l in layers],
+        }, indent=2))
+    else:
+        _print_layers(layers, "drift")
+    return EXIT_OK if in_sync else EXIT_DRIFT
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    config = _load(args.config, strict_owner=False)
+    actions, errors = _reconciler(config).cleanup(config)
+    for action in actions:
+        print(f"removed: {action}")
+    if not actions and not errors:
+        print("nothing of calfwd's was there")
+    return _fail(errors, EXIT_SYSTEM) if errors else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from calfwd.daemon import run
+
+    return run(args.config)
+
+
+COMMANDS = {"check": cmd_check, "plan": cmd_plan, "apply": cmd_apply, "status": cmd_status,
+            "cleanup": cmd_cleanup, "run": cmd_run}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        return _fail(exc.problems, EXIT_CONFIG)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # drivers' errors: one line, no traceback
+        return _fail([f"{type(exc).__name__}: {exc}"], EXIT_SYSTEM)

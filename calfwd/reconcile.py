@@ -1,0 +1,163 @@
+"""One reconcile: read each layer, plan the difference, apply it, read again to verify.
+
+The daemon decides *when* this runs; the CLI's plan/apply/status/cleanup are single calls.
+The nftables layer never depends on firewalld being there: pod egress must keep working
+while firewalld is down, restarting or misconfigured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Tuple
+
+from calfwd.config import Config
+from calfwd.desired import Desired, HostFacts, desired
+from calfwd.plan import nftables as nft_plan
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer's plan in a form the CLI and the journal can print."""
+
+    layer: str
+    actions: Tuple[str, ...]
+    conflicts: Tuple[str, ...] = ()
+    note: str = ""  # why the layer was skipped, e.g. "firewalld is not running"
+    plan: Any = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+
+@dataclass(frozen=True)
+class Outcome:
+    trigger: str
+    layers: Tuple[LayerPlan, ...]
+    errors: Tuple[str, ...]
+    verified: bool
+    duration: float
+    nft_duration: float
+    facts: HostFacts = field(default_factory=HostFacts)
+
+    @property
+    def changes(self) -> int:
+        return sum(len(layer.actions) for layer in self.layers)
+
+    @property
+    def conflicts(self) -> Tuple[str, ...]:
+        return tuple(c for layer in self.layers for c in layer.conflicts)
+
+
+class Reconciler:
+    """Holds the drivers (one libnftables context, one firewalld client) for the process."""
+
+    def __init__(self, nft: Any, firewalld: Optional[Any] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.nft = nft
+        self.firewalld = firewalld
+        self._clock = clock
+
+    # -- reading -----------------------------------------------------------------------
+
+    def facts(self) -> HostFacts:
+        if self.firewalld is None:
+            return HostFacts()
+        return self.firewalld.facts()
+
+    def desired(self, config: Config) -> Tuple[Desired, HostFacts]:
+        facts = self.facts()
+        return desired(config, facts), facts
+
+    def plan_nft(self, want: Desired) -> LayerPlan:
+        d = want.nft
+        p = nft_plan.plan(d, self.nft.read_table(d.family, d.table))
+        return LayerPlan("nftables", p.reasons, plan=p)
+
+    def plan_firewalld(self, want: Desired, facts: HostFacts) -> LayerPlan:
+        if want.firewalld is None:
+            return LayerPlan("firewalld", (), note="disabled in the config ([firewalld] enabled = false)")
+        if self.firewalld is None or not facts.firewalld_running:
+            return LayerPlan("firewalld", (), note="firewalld is not running; nothing to do until it starts")
+        from calfwd.plan import firewalld as fw_plan
+
+        p = fw_plan.plan(want.firewalld, self.firewalld.read(want.firewalld))
+        return LayerPlan("firewalld", tuple(op.description for op in p.ops), tuple(p.conflicts), plan=p)
+
+    def plan(self, config: Config) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
+        want, facts = self.desired(config)
+        return (self.plan_nft(want), self.plan_firewalld(want, facts)), facts
+
+    # -- changing ----------------------------------------------------------------------
+
+    def reconcile(self, config: Config, trigger: str = "manual") -> Outcome:
+        """Apply both layers; an error in one never stops the other."""
+        start = self._clock()
+        errors: List[str] = []
+        layers: List[LayerPlan] = []
+        want, facts = self._desired_or_error(config, errors)
+
+        nft_start = self._clock()
+        try:
+            layer = self.plan_nft(want)
+            if not layer.empty:
+                self.nft.run(layer.plan.batch)
+            layers.append(layer)
+        except Exception as exc:  # driver errors carry a one-line message
+            errors.append(f"nftables: {exc}")
+        nft_duration = self._clock() - nft_start
+
+        try:
+            layer = self.plan_firewalld(want, facts)
+            if not layer.empty:
+                self.firewalld.apply(layer.plan)
+            layers.append(layer)
+        except Exception as exc:
+            errors.append(f"firewalld: {exc}")
+
+        verified = not errors and self._verified(config)
+        return Outcome(trigger, tuple(layers), tuple(errors), verified, self._clock() - start,
+                       nft_duration, facts)
+
+    def _desired_or_error(self, config: Config, errors: List[str]) -> Tuple[Desired, HostFacts]:
+        try:
+            return self.desired(config)
+        except Exception as exc:
+            errors.append(f"firewalld: cannot read its state: {exc}")
+            facts = HostFacts()
+            return desired(config, facts), facts
+
+    def _verified(self, config: Config) -> bool:
+        """Read everything back: verified means a fresh plan has nothing left to do."""
+        try:
+            layers, _facts = self.plan(config)
+        except Exception:
+            return False
+        return all(layer.empty for layer in layers)
+
+    def cleanup(self, config: Config) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+        """Remove what calfwd made; returns (actions done, errors)."""
+        actions: List[str] = []
+        errors: List[str] = []
+        d = desired(config, HostFacts()).nft
+        try:
+            p = nft_plan.cleanup_plan(d.family, d.table, self.nft.read_table(d.family, d.table))
+            if not p.empty:
+                self.nft.run(p.batch)
+                actions.extend(p.reasons)
+        except Exception as exc:
+            errors.append(f"nftables: {exc}")
+        if config.firewalld.enabled and self.firewalld is not None:
+            try:
+                facts = self.facts()
+                if facts.firewalld_running:
+                    from calfwd.plan import firewalld as fw_plan
+
+                    want = desired(config, facts).firewalld
+                    p = fw_plan.cleanup_plan(want, self.firewalld.read(want))
+                    self.firewalld.apply(p)
+                    actions.extend(op.description for op in p.ops)
+            except Exception as exc:
+                errors.append(f"firewalld: {exc}")
+        return tuple(actions), tuple(errors)
