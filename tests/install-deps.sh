@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs every system package calfwd's tests, demo, benchmarks and RPM build need.
+# Debian 12 (apt) or Fedora/RHEL (dnf). Idempotent: does nothing when all are present.
+# Packages must not start daemons on the host: firewalld belongs in test namespaces only.
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: run as root (the tests need network namespaces)" >&2
+  exit 1
+fi
+
+if command -v apt-get >/dev/null 2>&1; then
+  pkgs=(firewalld nftables iptables ipset iproute2 dbus procps
+        python3 python3-nftables python3-dbus python3-gi python3-systemd python3-tomli
+        python3-pytest python3-hypothesis systemd rpm rpmlint debootstrap)
+  missing=()
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || exit 0
+  echo "install-deps: installing ${missing[*]}"
+  # Keep maintainer scripts from starting firewalld or dbus in the root namespace.
+  guard=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' > "$guard"
+    chmod +x "$guard"
+  fi
+  trap '[[ -n "$guard" ]] && rm -f "$guard"' EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+elif command -v dnf >/dev/null 2>&1; then
+  pkgs=(firewalld nftables iptables-nft ipset iproute dbus-daemon procps-ng
+        python3 python3-nftables python3-dbus python3-gobject-base python3-systemd
+        python3-pytest systemd rpm-build rpmlint)
+  if ! /usr/bin/python3 -c 'import tomllib' 2>/dev/null; then pkgs+=(python3-tomli); fi
+  rpm -q "${pkgs[@]}" >/dev/null 2>&1 && /usr/bin/python3 -c 'import hypothesis' 2>/dev/null && exit 0
+  dnf install -y "${pkgs[@]}"
+  # Hypothesis is in Fedora; on RHEL it is not in the base repos.
+  dnf install -y python3-hypothesis 2>/dev/null || /usr/bin/python3 -m pip install hypothesis
+else
+  echo "install-deps: neither apt-get nor dnf found; install the packages listed in README.md" >&2
+  exit 1
+fi
