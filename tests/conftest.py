@@ -1,0 +1,31 @@
+"""Shared pytest setup.
+
+- The repo root goes on sys.path so `import calfwd` works without installing anything,
+  and tests/ so the lab imports as `lab` (`from lab import Lab`). Import it only under
+  that name: `tests.lab` would be a second copy of every module.
+- `lab`: a freshly built lab per test (see tests/lab/__init__.py); firewalld is not
+  started. Skipped, with the reason, when not root or when a required tool is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+for path in (TESTS, TESTS.parent):  # tests/ (for `lab`), the repo root (for `calfwd`)
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+
+@pytest.fixture
+def lab(tmp_path):
+    from lab import Lab, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Lab(tmp_path) as built:
+        yield built
