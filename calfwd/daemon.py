@@ -1,0 +1,300 @@
+"""`calfwd run`: decides *when* to reconcile; reconcile.py decides *what*.
+
+Triggers: start, firewalld's Reloaded (only from the current owner of its bus name: any
+client can emit a fake one), a new owner of that name once its state is RUNNING (firewalld
+claims the name before it has applied its rules), a periodic resync (no signal is sent when a
+reload fails), SIGHUP. Bursts coalesce: the first trigger runs at once, later ones within
+HOLDOFF collapse into one more run.
+
+Stopping (SIGTERM, SIGINT) leaves every rule in place: pod traffic must not depend on calfwd
+running. If the system bus itself goes away calfwd exits non-zero and systemd restarts it: a
+fresh connection is simpler and surer than re-subscribing every match rule by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Callable, Optional
+
+from calfwd.config import Config, ConfigError, load, ownership_problems
+from calfwd.events import Reporter
+from calfwd.reconcile import Outcome, Reconciler
+
+FIREWALLD = "org.fedoraproject.FirewallD1"
+FIREWALLD_PATH = "/org/fedoraproject/FirewallD1"
+HOLDOFF = 0.5  # seconds: 100 Reloaded signals in a second cost about three reconciles
+STATE_POLL = 0.05  # seconds between state checks while a new firewalld starts up
+STATE_WAIT = 120.0  # give up waiting for RUNNING after this long; the resync catches up
+EXIT_BUS_LOST = 1
+
+
+def load_checked(path: str) -> Config:
+    """As the CLI's apply does: a root daemon refuses a config others could have written."""
+    config = load(path)
+    if os.geteuid() == 0:
+        problems = ownership_problems(path)
+        if problems:
+            raise ConfigError(problems)
+    return config
+
+
+class Coalescer:
+    """Runs `action` once now and at most once per `holdoff` while requests keep coming."""
+
+    def __init__(self, action: Callable[[str], None], holdoff: float, glib: Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._action = action
+        self._holdoff = holdoff
+        self._glib = glib
+        self._clock = clock
+        self._pending: Optional[str] = None
+        self._timer: Optional[int] = None
+        self._last = float("-inf")
+        self.runs = 0
+
+    def request(self, trigger: str) -> None:
+        self._pending = self._pending or trigger
+        if self._timer is not None:
+            return
+        wait = max(0.0, self._last + self._holdoff - self._clock())
+        self._timer = self._glib.timeout_add(int(wait * 1000), self._fire)
+
+    def _fire(self) -> bool:
+        self._timer = None
+        trigger, self._pending = self._pending, None
+        if trigger is not None:
+            self._last = self._clock()
+            self.runs += 1
+            self._action(trigger)
+        return False  # one-shot GLib source
+
+
+class Daemon:
+    def __init__(self, config_path: str, config: Config, bus: Any, reconciler: Reconciler,
+                 reporter: Reporter, glib: Any, notify: Callable[[str], None]) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.bus = bus
+        self.reconciler = reconciler
+        self.reporter = reporter
+        self.glib = glib
+        self.notify = notify
+        self.loop = glib.MainLoop()
+        self.owner: Optional[str] = None
+        self.exit_code = 0
+        self.last: Optional[Outcome] = None
+        self.ready = False
+        self.coalescer = Coalescer(self._reconcile, HOLDOFF, glib)
+        self._resync_timer: Optional[int] = None
+        self._state_wait: Optional[int] = None
+        self._conflicts: frozenset = frozenset()
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.bus is not None:
+            self.bus.add_signal_receiver(
+                self._on_reloaded, signal_name="Reloaded", dbus_interface=FIREWALLD,
+                path=FIREWALLD_PATH, sender_keyword="sender")
+            self.bus.add_signal_receiver(
+                self._on_owner_changed, signal_name="NameOwnerChanged",
+                dbus_interface="org.freedesktop.DBus", path="/org/freedesktop/DBus", arg0=FIREWALLD)
+            self.bus.call_on_disconnection(self._on_disconnected)
+            self.owner = self._current_owner()
+        for signum, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
+                                (signal.SIGHUP, self._on_hup)):
+            self.glib.unix_signal_add(self.glib.PRIORITY_HIGH, signum, handler, signum)
+        self.reporter.emit("started", f"calfwd started (config {self.config_path})",
+                           config=self.config_path, firewalld_owner=self.owner or "none")
+        self._arm_resync()
+        self._arm_watchdog()
+        self._reconcile("start")
+
+    def _arm_watchdog(self) -> None:
+        """Ping from the main loop itself, so a stuck loop stops pinging and systemd restarts it."""
+        usec = os.environ.get("WATCHDOG_USEC", "")
+        pid = os.environ.get("WATCHDOG_PID", "")
+        if not usec.isdigit() or (pid and pid != str(os.getpid())):
+            return
+        interval_ms = max(100, int(usec) // 2000)
+
+        def ping() -> bool:
+            self.notify("WATCHDOG=1")
+            return True
+        self.glib.timeout_add(interval_ms, ping)
+
+    def run(self) -> int:
+        self.start()
+        self.loop.run()
+        return self.exit_code
+
+    def _current_owner(self) -> Optional[str]:
+        try:
+            return str(self.bus.get_name_owner(FIREWALLD))
+        except Exception:
+            return None
+
+    def _arm_resync(self) -> None:
+        if self._resync_timer is not None:
+            self.glib.source_remove(self._resync_timer)
+        self._resync_timer = self.glib.timeout_add(
+            int(self.config.resync_interval * 1000), self._on_resync)
+
+    # -- triggers ------------------------------------------------------------------------
+
+    def _on_reloaded(self, *args: Any, sender: Optional[str] = None) -> None:
+        if sender is None or sender != self.owner:
+            self.reporter.emit("signal-ignored", "ignored a Reloaded signal that did not come "
+                               "from firewalld's current bus name owner", sender=sender)
+            return
+        self.reporter.emit("firewalld-reloaded", "firewalld reloaded", sender=sender)
+        self.coalescer.request("firewalld-reloaded")
+
+    def _on_owner_changed(self, name: str, old: str, new: str) -> None:
+        if name != FIREWALLD:
+            return
+        self.owner = str(new) or None
+        if not new:
+            self.reporter.emit("firewalld-vanished", "firewalld left the bus; calfwd's nftables "
+                               "table stays in place and calfwd waits for firewalld to return")
+            self._cancel_state_wait()
+            return
+        self._cancel_state_wait()
+        started = time.monotonic()
+        self._state_wait = self.glib.timeout_add(0, self._poll_state, str(new), started)
+
+    def _cancel_state_wait(self) -> None:
+        if self._state_wait is not None:
+            self.glib.source_remove(self._state_wait)
+            self._state_wait = None
+
+    def _poll_state(self, owner: str, started: float) -> bool:
+        """Wait (without blocking the loop) until the new firewalld has applied its rules."""
+        self._state_wait = None
+        if owner != self.owner:
+            return False
+        state = self.reconciler.firewalld.state() if self.reconciler.firewalld else None
+        if state in ("RUNNING", "FAILED") or time.monotonic() - started > STATE_WAIT:
+            if state == "FAILED":
+                self.reporter.emit("firewalld-failed", "firewalld started in state FAILED: its "
+                                   "configuration did not load; calfwd keeps its nftables table "
+                                   "and retries at every resync", firewalld_state=state)
+            else:
+                self.reporter.emit("firewalld-appeared", f"firewalld is {state or 'not answering'}",
+                                   firewalld_state=state or "unknown",
+                                   wait_ms=round((time.monotonic() - started) * 1000, 1))
+            self.coalescer.request("firewalld-started")
+            return False
+        self._state_wait = self.glib.timeout_add(int(STATE_POLL * 1000), self._poll_state, owner, started)
+        return False
+
+    def _on_resync(self) -> bool:
+        self.coalescer.request("resync")
+        return True
+
+    def _on_hup(self, _signum: int) -> bool:
+        self.notify(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}")
+        try:
+            config = load_checked(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                self.reporter.emit("config-invalid", f"{problem} (keeping the last good configuration)")
+            self.notify("READY=1")
+            return True
+        self.config = config
+        self.reporter.emit("config-reloaded", f"configuration reloaded from {self.config_path}")
+        self._arm_resync()
+        self.coalescer.request("config-reloaded")
+        self.notify("READY=1")
+        return True
+
+    def _on_stop(self, signum: int) -> bool:
+        self.reporter.emit("stopping", f"calfwd stopping on signal {signum}; every rule stays in "
+                           "place (run 'calfwd cleanup' to remove them)")
+        self.notify("STOPPING=1")
+        self.loop.quit()
+        return False
+
+    def _on_disconnected(self, _conn: Any) -> None:
+        self.reporter.emit("reconcile-failed", "lost the system bus; exiting so that systemd "
+                           "restarts calfwd (its rules stay in place)")
+        self.exit_code = EXIT_BUS_LOST
+        self.loop.quit()
+
+    # -- the work ------------------------------------------------------------------------
+
+    def _reconcile(self, trigger: str) -> None:
+        outcome = self.reconciler.reconcile(self.config, trigger)
+        self.last = outcome
+        ms = round(outcome.duration * 1000, 2)
+        common = dict(trigger=trigger, duration_ms=ms, nft_duration_ms=round(outcome.nft_duration * 1000, 2),
+                      changes=outcome.changes, firewalld_version=outcome.facts.firewalld_version or None)
+        for conflict in outcome.conflicts:
+            if conflict not in self._conflicts:  # said once when it appears, not every resync
+                self.reporter.emit("conflict", conflict, trigger=trigger)
+        self._conflicts = frozenset(outcome.conflicts)
+        if outcome.errors:
+            for error in outcome.errors:
+                self.reporter.emit("reconcile-failed", f"reconcile after {trigger} failed: {error}", **common)
+        elif outcome.changes or trigger != "resync":
+            actions = "; ".join(a for layer in outcome.layers for a in layer.actions)
+            state = "verified" if outcome.verified else "NOT verified"
+            self.reporter.emit("reconciled", f"reconciled after {trigger} in {ms} ms, "
+                               f"{outcome.changes} change(s), {state}" + (f": {actions}" if actions else ""),
+                               verified=outcome.verified, **common)
+        self.notify(self._status_line(outcome))
+        if not self.ready:
+            self.ready = True
+            self.notify("READY=1")
+
+    def _status_line(self, outcome: Outcome) -> str:
+        facts = outcome.facts
+        fw = f"firewalld {facts.firewalld_version}" if facts.firewalld_running else "firewalld absent"
+        pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
+        health = "in sync" if outcome.verified else ("ERROR" if outcome.errors else "not verified")
+        stamp = time.strftime("%H:%M:%S")
+        return (f"STATUS={health}; {fw}; zone {self.config.firewalld.zone}; pools {pools}; "
+                f"last reconcile {stamp} ({outcome.trigger}, {outcome.duration * 1000:.1f} ms)")
+
+
+def _notifier() -> Callable[[str], None]:
+    try:
+        from systemd import daemon as sd_daemon
+    except ImportError:
+        return lambda _state: None
+    return lambda state: sd_daemon.notify(state)
+
+
+def run(config_path: str) -> int:
+    """Entry point of `calfwd run`; returns the process exit code."""
+    import dbus
+    from dbus.mainloop.glib import DBusGMainLoop
+    from gi.repository import GLib
+
+    from calfwd.drivers.nftables import Nftables
+
+    reporter = Reporter()
+    try:
+        config = load_checked(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            reporter.emit("config-invalid", problem)
+        return 2
+
+    DBusGMainLoop(set_as_default=True)
+    bus = None
+    firewalld = None
+    if config.firewalld.enabled:
+        try:
+            bus = dbus.SystemBus()
+            bus.set_exit_on_disconnect(False)
+            from calfwd.drivers.firewalld import Firewalld
+            firewalld = Firewalld(bus)
+        except dbus.exceptions.DBusException as exc:
+            reporter.emit("reconcile-failed", f"no system bus ({exc.get_dbus_message()}); "
+                          "managing the nftables layer only")
+    daemon = Daemon(config_path, config, bus, Reconciler(Nftables(), firewalld), reporter, GLib,
+                    _notifier())
+    return daemon.run()
