@@ -1,0 +1,343 @@
+"""The only code that talks to firewalld: its D-Bus API, through dbus-python.
+
+Never the direct interface or passthroughs, never nftables: firewalld's table is firewalld's.
+
+Every call goes through `bus.call_blocking` addressed to the well-known name
+org.fedoraproject.FirewallD1, with an explicit timeout, instead of through proxy objects:
+the bus routes each message to whoever owns the name *now*, so after a firewalld restart
+nothing points at the dead owner (a dbus-python proxy binds to the unique name it resolved
+at creation), there is no introspection round trip, and a hung firewalld costs at most
+`timeout` seconds per call instead of dbus-python's default 25.
+
+Config objects (/org/fedoraproject/FirewallD1/config/zone/N) are renumbered by every reload,
+so each operation looks its object up by name right before using it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import dbus
+
+from calfwd.desired import FirewalldDesired, HostFacts
+from calfwd.plan.firewalld import (AddToZone, CreatePolicy, CreateZone, FirewalldActual, FirewalldInfo,
+                                   FirewalldPlan, ObjectState, Reload, RemoveFromZone, RemovePolicy,
+                                   RemoveZone, SetPolicyRuntime, UpdatePolicy, UpdateZone)
+
+BUS_NAME = "org.fedoraproject.FirewallD1"
+PATH = "/org/fedoraproject/FirewallD1"
+CONFIG_PATH = PATH + "/config"
+MAIN = BUS_NAME
+ZONE = BUS_NAME + ".zone"
+POLICY = BUS_NAME + ".policy"
+CONFIG = BUS_NAME + ".config"
+CONFIG_ZONE = BUS_NAME + ".config.zone"
+CONFIG_POLICY = BUS_NAME + ".config.policy"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+
+# D-Bus types of the settings-dict keys (firewalld's IMPORT_EXPORT_STRUCTURE for zones and policies).
+SIGNATURES = {
+    "version": "s", "short": "s", "description": "s", "target": "s",
+    "services": "as", "icmp_blocks": "as", "interfaces": "as", "sources": "as", "rules_str": "as",
+    "rich_rules": "as", "protocols": "as", "ingress_zones": "as", "egress_zones": "as",
+    "ports": "a(ss)", "source_ports": "a(ss)", "forward_ports": "a(ssss)",
+    "masquerade": "b", "icmp_block_inversion": "b", "forward": "b",
+    "priority": "i",
+}
+
+_CODE = re.compile(r"^([A-Z][A-Z_]+):\s*(.*)$", re.S)
+
+
+class FirewalldError(Exception):
+    """A D-Bus call failed. `code` is firewalld's error code (ZONE_CONFLICT, INVALID_ZONE, ...),
+    parsed from the message: firewalld sends every error as org.fedoraproject.FirewallD1.Exception.
+    """
+
+    def __init__(self, action: str, dbus_name: str = "", message: str = "", text: str = ""):
+        self.action = action
+        self.dbus_name = dbus_name
+        self.message = message
+        match = _CODE.match(message or "")
+        self.code = match.group(1) if match else ""
+        super().__init__(text or f"{action}: {message or dbus_name or 'failed'}"
+                         + (f" ({dbus_name})" if dbus_name and not match else ""))
+
+
+class Firewalld:
+    """firewalld on a dbus.Bus connection (the caller makes dbus.SystemBus())."""
+
+    def __init__(self, bus: Any, timeout: float = 5.0, reload_timeout: float = 60.0) -> None:
+        self.bus = bus
+        self.timeout = timeout
+        # A reload rebuilds every zone and policy; on a big config it takes seconds.
+        self.reload_timeout = reload_timeout
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _call(self, action: str, path: str, interface: str, method: str, signature: Optional[str] = None,
+              *args: Any, timeout: Optional[float] = None, bus_name: str = BUS_NAME) -> Any:
+        try:
+            reply = self.bus.call_blocking(bus_name, path, interface, method, signature, args,
+                                           timeout=self.timeout if timeout is None else timeout)
+        except dbus.exceptions.DBusException as exc:
+            raise FirewalldError(action, exc.get_dbus_name() or "", exc.get_dbus_message() or "") from None
+        return _py(reply)
+
+    def _get(self, path: str, interface: str, prop: str) -> Any:
+        return self._call(f"read property {prop}", path, PROPERTIES, "Get", "ss", interface, prop)
+
+    # -- facts ---------------------------------------------------------------------------
+
+    def has_owner(self) -> bool:
+        return bool(self._call("ask the bus who owns " + BUS_NAME, "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "NameHasOwner", "s", BUS_NAME,
+                               bus_name="org.freedesktop.DBus"))
+
+    def state(self) -> Optional[str]:
+        """'RUNNING', 'INIT', 'FAILED'; None when nobody owns the name or it does not answer.
+
+        A starting firewalld owns its name before it has applied its rules and answers only
+        once it has (its main loop is not running yet), so this blocks up to `timeout`.
+        """
+        try:
+            if not self.has_owner():
+                return None
+            return str(self._get(PATH, MAIN, "state"))
+        except FirewalldError:
+            return None
+
+    def running(self) -> bool:
+        return self.state() == "RUNNING"
+
+    def info(self) -> FirewalldInfo:
+        state = self.state()
+        if state is None:
+            return FirewalldInfo(running=False)
+        if state != "RUNNING":
+            return FirewalldInfo(running=False, state=state)
+        return FirewalldInfo(
+            running=True,
+            state=state,
+            version=str(self._get(PATH, MAIN, "version")),
+            backend=str(self._get(CONFIG_PATH, CONFIG, "FirewallBackend")),
+            default_zone=str(self._call("read the default zone", PATH, MAIN, "getDefaultZone")),
+        )
+
+    def facts(self) -> HostFacts:
+        """What desired() needs; the runtime default zone is the one traffic meets."""
+        info = self.info()
+        if not info.running:
+            return HostFacts()
+        return HostFacts(firewalld_running=True, firewalld_version=info.version,
+                         default_zone=info.default_zone or HostFacts().default_zone)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, desired: FirewalldDesired) -> FirewalldActual:
+        """Everything plan() and cleanup_plan() look at: calfwd's zone and policies, permanent
+        and runtime, and where each of calfwd's interfaces and sources is bound."""
+        zones_perm = frozenset(self._call("list permanent zones", CONFIG_PATH, CONFIG, "getZoneNames"))
+        zones_rt = frozenset(self._call("list runtime zones", PATH, ZONE, "getZones"))
+        active = frozenset(self._call("list active zones", PATH, ZONE, "getActiveZones"))
+        policies_perm = set(self._call("list permanent policies", CONFIG_PATH, CONFIG, "getPolicyNames"))
+        policies_rt = set(self._call("list runtime policies", PATH, POLICY, "getPolicies"))
+
+        name = desired.zone.name
+        zone = ObjectState(
+            name,
+            permanent=self._zone_permanent(name) if name in zones_perm else None,
+            runtime=self._call(f"read runtime zone '{name}'", PATH, ZONE, "getZoneSettings2", "s", name)
+            if name in zones_rt else None,
+        )
+        policies = tuple(ObjectState(
+            spec.name,
+            permanent=self._policy_permanent(spec.name) if spec.name in policies_perm else None,
+            runtime=self._call(f"read runtime policy '{spec.name}'", PATH, POLICY, "getPolicySettings",
+                               "s", spec.name) if spec.name in policies_rt else None,
+        ) for spec in desired.policies)
+
+        bindings_perm: Dict[Tuple[str, str], str] = {}
+        bindings_rt: Dict[Tuple[str, str], str] = {}
+        items = [("interface", i) for i in desired.zone.interfaces] + \
+                [("source", s) for s in desired.zone.sources]
+        for kind, item in items:
+            method = "getZoneOfInterface" if kind == "interface" else "getZoneOfSource"
+            bindings_perm[(kind, item)] = str(self._call(
+                f"find the permanent zone of {kind} {item}", CONFIG_PATH, CONFIG, method, "s", item))
+            bindings_rt[(kind, item)] = str(self._call(
+                f"find the runtime zone of {kind} {item}", PATH, ZONE, method, "s", item))
+        return FirewalldActual(zone=zone, policies=policies, zones_permanent=zones_perm,
+                               zones_runtime=zones_rt, active_zones=active,
+                               bindings_permanent=bindings_perm, bindings_runtime=bindings_rt)
+
+    def _zone_path(self, name: str) -> str:
+        return str(self._call(f"find permanent zone '{name}'", CONFIG_PATH, CONFIG, "getZoneByName", "s", name))
+
+    def _policy_path(self, name: str) -> str:
+        return str(self._call(f"find permanent policy '{name}'", CONFIG_PATH, CONFIG, "getPolicyByName",
+                              "s", name))
+
+    def _zone_permanent(self, name: str) -> Dict[str, Any]:
+        return self._call(f"read permanent zone '{name}'", self._zone_path(name), CONFIG_ZONE, "getSettings2")
+
+    def _policy_permanent(self, name: str) -> Dict[str, Any]:
+        return self._call(f"read permanent policy '{name}'", self._policy_path(name), CONFIG_POLICY,
+                          "getSettings")
+
+    # -- changing ------------------------------------------------------------------------
+
+    def apply(self, plan: FirewalldPlan) -> None:
+        """Run the operations in order; the first failure stops and raises FirewalldError."""
+        for op in plan.ops:
+            handler = getattr(self, "_do_" + type(op).__name__, None)
+            if handler is None:
+                raise FirewalldError(op.description, text=f"{op.description}: unknown operation")
+            handler(op)
+
+    def _do_CreateZone(self, op: CreateZone) -> None:
+        self._call(op.description, CONFIG_PATH, CONFIG, "addZone2", "sa{sv}", op.name, _settings(op.settings))
+
+    def _do_UpdateZone(self, op: UpdateZone) -> None:
+        self._call(op.description, self._zone_path(op.name), CONFIG_ZONE, "update2", "a{sv}",
+                   _settings(op.settings))
+
+    def _do_RemoveZone(self, op: RemoveZone) -> None:
+        try:
+            path = self._zone_path(op.name)
+        except FirewalldError as exc:
+            if exc.code == "INVALID_ZONE":
+                return  # already gone
+            raise
+        self._call(op.description, path, CONFIG_ZONE, "remove")
+
+    def _do_CreatePolicy(self, op: CreatePolicy) -> None:
+        self._call(op.description, CONFIG_PATH, CONFIG, "addPolicy", "sa{sv}", op.name, _settings(op.settings))
+
+    def _do_UpdatePolicy(self, op: UpdatePolicy) -> None:
+        self._call(op.description, self._policy_path(op.name), CONFIG_POLICY, "update", "a{sv}",
+                   _settings(op.settings))
+
+    def _do_RemovePolicy(self, op: RemovePolicy) -> None:
+        try:
+            path = self._policy_path(op.name)
+        except FirewalldError as exc:
+            if exc.code == "INVALID_POLICY":
+                return
+            raise
+        self._call(op.description, path, CONFIG_POLICY, "remove")
+
+    def _do_SetPolicyRuntime(self, op: SetPolicyRuntime) -> None:
+        self._call(op.description, PATH, POLICY, "setPolicySettings", "sa{sv}", op.name, _settings(op.settings))
+
+    def _do_Reload(self, op: Reload) -> None:
+        self._call(op.description, PATH, MAIN, "reload", timeout=self.reload_timeout)
+
+    def _do_AddToZone(self, op: AddToZone) -> None:
+        method = "Interface" if op.kind == "interface" else "Source"
+        if op.permanent:
+            # update2 with just this one list, read right before: config zone addInterface
+            # would also rewrite ifcfg files under /etc/sysconfig (firewalld's NM-less helper).
+            key = op.kind + "s"
+            path = self._zone_path(op.zone)
+            current = list(self._call(op.description, path, CONFIG_ZONE, "getSettings2").get(key, ()))
+            if op.item in current:
+                return
+            try:
+                self._call(op.description, path, CONFIG_ZONE, "update2", "a{sv}",
+                           _settings({key: tuple(current) + (op.item,)}))
+            except FirewalldError as exc:
+                if exc.code == "ZONE_CONFLICT":
+                    raise self._conflict(op, exc, CONFIG_PATH, CONFIG) from None
+                raise
+            return
+        try:
+            self._call(op.description, PATH, ZONE, "add" + method, "ss", op.zone, op.item)
+        except FirewalldError as exc:
+            if exc.code == "ZONE_ALREADY_SET":
+                return  # already ours
+            if exc.code == "ZONE_CONFLICT":
+                raise self._conflict(op, exc, PATH, ZONE) from None
+            raise
+
+    def _do_RemoveFromZone(self, op: RemoveFromZone) -> None:
+        method = "Interface" if op.kind == "interface" else "Source"
+        if op.permanent:
+            key = op.kind + "s"
+            try:
+                path = self._zone_path(op.zone)
+            except FirewalldError as exc:
+                if exc.code == "INVALID_ZONE":
+                    return
+                raise
+            current = list(self._call(op.description, path, CONFIG_ZONE, "getSettings2").get(key, ()))
+            if op.item not in current:
+                return
+            self._call(op.description, path, CONFIG_ZONE, "update2", "a{sv}",
+                       _settings({key: tuple(x for x in current if x != op.item)}))
+            return
+        try:
+            self._call(op.description, PATH, ZONE, "remove" + method, "ss", op.zone, op.item)
+        except FirewalldError as exc:
+            # Not bound anywhere, or bound to another zone: either way it is not in ours.
+            if exc.code in ("UNKNOWN_INTERFACE", "UNKNOWN_SOURCE", "ZONE_CONFLICT", "NOT_ENABLED"):
+                return
+            raise
+
+    def _conflict(self, op: Any, exc: FirewalldError, path: str, interface: str) -> FirewalldError:
+        """ZONE_CONFLICT raised while applying (someone bound it since the plan was made)."""
+        method = "getZoneOfInterface" if op.kind == "interface" else "getZoneOfSource"
+        try:
+            other = str(self._call("find the zone of " + op.item, path, interface, method, "s", op.item))
+        except FirewalldError:
+            other = ""
+        where = "permanent" if op.permanent else "runtime"
+        text = (f"{op.kind} {op.item} is bound to zone '{other or '?'}' ({where}) by someone else; "
+                f"calfwd wants it in '{op.zone}' and leaves it there")
+        return FirewalldError(op.description, exc.dbus_name, exc.message, text=text)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _py(value: Any) -> Any:
+    """dbus-python types to plain Python: lists and structs become tuples."""
+    if isinstance(value, dbus.Boolean):
+        return bool(value)
+    if isinstance(value, (dbus.Int16, dbus.Int32, dbus.Int64, dbus.UInt16, dbus.UInt32, dbus.UInt64,
+                          dbus.Byte)):
+        return int(value)
+    if isinstance(value, (dbus.String, dbus.ObjectPath, dbus.Signature)):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _py(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_py(v) for v in value)
+    return value
+
+
+def _settings(settings: Any) -> dbus.Dictionary:
+    """A settings dict (or fwplan.Settings pairs) typed for a{sv}: empty lists need a signature."""
+    pairs = settings.items() if isinstance(settings, Mapping) else settings
+    out = {}
+    for key, value in pairs:
+        sig = SIGNATURES.get(key)
+        if sig is None:
+            raise ValueError(f"calfwd does not know the D-Bus type of firewalld setting {key!r}")
+        out[key] = _typed(sig, value)
+    return dbus.Dictionary(out, signature="sv")
+
+
+def _typed(sig: str, value: Any) -> Any:
+    if sig == "s":
+        return dbus.String(value)
+    if sig == "b":
+        return dbus.Boolean(bool(value))
+    if sig == "i":
+        return dbus.Int32(int(value))
+    if sig == "as":
+        return dbus.Array([dbus.String(v) for v in value], signature="s")
+    inner = sig[2:-1]  # "a(ss)" -> "ss"
+    return dbus.Array([dbus.Struct(tuple(dbus.String(x) for x in v), signature=inner) for v in value],
+                      signature="(%s)" % inner)
+

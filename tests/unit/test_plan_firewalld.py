@@ -1,0 +1,451 @@
+"""The firewalld planner, without firewalld: FakeFirewalld applies plans to dicts the way
+firewalld 1.3.3 does (checked in the lab), so "apply, then plan again" must come out empty."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict
+
+import pytest
+
+from calfwd.config import parse
+from calfwd.desired import CALFWD_DESCRIPTION, HostFacts, desired
+from calfwd.plan import firewalld as fp
+from calfwd.plan.firewalld import (AddToZone, CreatePolicy, CreateZone, FirewalldActual, ObjectState,
+                                   Reload, RemoveFromZone, RemovePolicy, RemoveZone, SetPolicyRuntime,
+                                   UpdatePolicy, UpdateZone)
+
+BASE = '[calico]\nip_pools = ["198.18.64.0/20"]\n'
+STOCK = ("public", "trusted", "internal", "work", "drop")
+
+
+def want(extra: str = "", **firewalld: Any):
+    text = BASE + extra
+    if firewalld:
+        text += "[firewalld]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in firewalld.items())
+    return desired(parse(text, "calfwd.toml"), HostFacts(True, "1.3.3", "public")).firewalld
+
+
+def _toml(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else f'"{value}"'
+
+
+class FakeFirewalld:
+    """Permanent and runtime zones/policies as dicts; reload copies permanent to runtime."""
+
+    def __init__(self) -> None:
+        self.perm_zones: Dict[str, Dict[str, Any]] = {z: {"target": "default", "description": z} for z in STOCK}
+        self.perm_zones["trusted"]["target"] = "ACCEPT"
+        self.perm_zones["public"]["interfaces"] = ["eth0"]  # as NetworkManager binds the uplink
+        self.perm_policies: Dict[str, Dict[str, Any]] = {}
+        self.reload()
+        self.reloads = 0
+
+    def reload(self) -> None:
+        self.rt_zones = copy.deepcopy(self.perm_zones)
+        self.rt_policies = copy.deepcopy(self.perm_policies)
+        self.reloads = getattr(self, "reloads", 0) + 1
+
+    def read(self, d) -> FirewalldActual:
+        items = [("interface", i) for i in d.zone.interfaces] + [("source", s) for s in d.zone.sources]
+
+        def zone_of(zones, kind, item):
+            return next((n for n, s in zones.items() if item in s.get(kind + "s", ())), "")
+        return FirewalldActual(
+            zone=ObjectState(d.zone.name, copy.deepcopy(self.perm_zones.get(d.zone.name)),
+                             copy.deepcopy(self.rt_zones.get(d.zone.name))),
+            policies=tuple(ObjectState(p.name, copy.deepcopy(self.perm_policies.get(p.name)),
+                                       copy.deepcopy(self.rt_policies.get(p.name))) for p in d.policies),
+            zones_permanent=frozenset(self.perm_zones), zones_runtime=frozenset(self.rt_zones),
+            active_zones=frozenset(n for n, s in self.rt_zones.items() if s.get("interfaces") or s.get("sources")),
+            bindings_permanent={i: zone_of(self.perm_zones, *i) for i in items},
+            bindings_runtime={i: zone_of(self.rt_zones, *i) for i in items},
+        )
+
+    def apply(self, plan) -> None:
+        for op in plan.ops:
+            if isinstance(op, (CreateZone, CreatePolicy)):
+                target = self.perm_zones if isinstance(op, CreateZone) else self.perm_policies
+                assert op.name not in target, "NAME_CONFLICT"
+                target[op.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in op.settings}
+            elif isinstance(op, (UpdateZone, UpdatePolicy)):
+                target = self.perm_zones if isinstance(op, UpdateZone) else self.perm_policies
+                target[op.name].update({k: list(v) if isinstance(v, tuple) else v for k, v in op.settings})
+            elif isinstance(op, RemoveZone):
+                del self.perm_zones[op.name]
+            elif isinstance(op, RemovePolicy):
+                del self.perm_policies[op.name]
+            elif isinstance(op, SetPolicyRuntime):
+                assert not {"target", "priority"} & dict(op.settings).keys(), "INVALID_SETTING"
+                self.rt_policies[op.name].update({k: list(v) if isinstance(v, tuple) else v
+                                                  for k, v in op.settings})
+            elif isinstance(op, (AddToZone, RemoveFromZone)):
+                zones = self.perm_zones if op.permanent else self.rt_zones
+                members = zones[op.zone].setdefault(op.kind + "s", [])
+                if isinstance(op, AddToZone):
+                    holder = [n for n, s in zones.items() if op.item in s.get(op.kind + "s", ())]
+                    assert not holder, f"ZONE_CONFLICT/ZONE_ALREADY_SET {holder}"
+                    members.append(op.item)
+                else:
+                    members.remove(op.item)
+                if not members:  # firewalld omits empty lists from its settings dicts
+                    del zones[op.zone][op.kind + "s"]
+            elif isinstance(op, Reload):
+                self.reload()
+            else:
+                raise AssertionError(op)
+
+
+def converge(fw: FakeFirewalld, d) -> fp.FirewalldPlan:
+    p = fp.plan(d, fw.read(d))
+    fw.apply(p)
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def test_from_scratch_creates_zone_and_policies_then_reloads_once():
+    d = want()
+    p = fp.plan(d, FakeFirewalld().read(d))
+    assert [type(op) for op in p.ops] == [CreateZone, CreatePolicy, CreatePolicy, Reload]
+    zone = dict(p.ops[0].settings)
+    assert zone["target"] == "ACCEPT" and zone["description"] == CALFWD_DESCRIPTION
+    assert zone["interfaces"] == ("cali+", "tunl0", "vxlan.calico", "vxlan-v6.calico", "wireguard.cali",
+                                  "wg-v6.cali")
+    fwd, host = dict(p.ops[1].settings), dict(p.ops[2].settings)
+    assert (fwd["ingress_zones"], fwd["egress_zones"], fwd["target"]) == (("ANY",), ("calfwd",), "ACCEPT")
+    assert (host["ingress_zones"], host["egress_zones"], host["target"]) == (("public",), ("HOST",), "CONTINUE")
+    assert host["protocols"] == ("4",)
+    assert set(host["ports"]) == {("179", "tcp"), ("4789", "udp"), ("5473", "tcp")}
+    assert p.conflicts == () and p.reloads == 1
+    assert all(op.description for op in p.ops)
+
+
+def test_apply_then_plan_again_is_empty_without_another_reload():
+    fw, d = FakeFirewalld(), want()
+    converge(fw, d)
+    assert fw.reloads == 1
+    again = fp.plan(d, fw.read(d))
+    assert again.empty and again.conflicts == ()
+
+
+def test_wireguard_ports_as_one_range_are_no_difference():
+    fw, d = FakeFirewalld(), want('host_ports = ["wireguard", "bgp"]\n')
+    converge(fw, d)
+    assert ["51820-51821", "udp"] in [list(x) for x in fw.perm_policies["calfwd-host"]["ports"]]
+    # An admin (or firewalld) spelling the range as two ports is the same thing.
+    fw.rt_policies["calfwd-host"]["ports"] = [("179", "tcp"), ("51820", "udp"), ("51821", "udp")]
+    assert fp.plan(d, fw.read(d)).empty
+
+
+def test_changed_config_changes_only_the_difference_at_once_without_reload():
+    fw = FakeFirewalld()
+    converge(fw, want())
+    d = want('interfaces = ["cali+", "tunl0", "eth8"]\nhost_ports = ["bgp", "ipip", "vxlan"]\n')
+    p = converge(fw, d)
+    assert not any(isinstance(op, (Reload, CreateZone, CreatePolicy)) for op in p.ops)
+    assert AddToZone("calfwd", "interface", "eth8", True) in p.ops
+    assert AddToZone("calfwd", "interface", "eth8", False) in p.ops
+    assert RemoveFromZone("calfwd", "interface", "vxlan.calico", True) in p.ops
+    assert RemoveFromZone("calfwd", "interface", "vxlan.calico", False) in p.ops
+    update = [op for op in p.ops if isinstance(op, UpdatePolicy)]
+    runtime = [op for op in p.ops if isinstance(op, SetPolicyRuntime)]
+    assert [dict(op.settings) for op in update] == [{"ports": (("179", "tcp"), ("4789", "udp"))}]
+    assert [dict(op.settings) for op in runtime] == [{"ports": (("179", "tcp"), ("4789", "udp"))}]
+    assert "-5473/tcp" in update[0].description
+    # Permanent first, then runtime.
+    kinds = [op.permanent for op in p.ops]
+    assert kinds == sorted(kinds, reverse=True)
+    assert fp.plan(d, fw.read(d)).empty
+
+
+def test_nothing_is_added_twice():
+    fw, d = FakeFirewalld(), want()
+    fw.perm_zones["calfwd"] = {"target": "ACCEPT", "description": CALFWD_DESCRIPTION, "interfaces": ["cali+"]}
+    fw.rt_zones["calfwd"] = copy.deepcopy(fw.perm_zones["calfwd"])
+    fw.rt_zones["calfwd"]["interfaces"].append("tunl0")  # already there at runtime only
+    p = fp.plan(d, fw.read(d))
+    added = [(op.item, op.permanent) for op in p.ops if isinstance(op, AddToZone)]
+    assert ("cali+", True) not in added and ("cali+", False) not in added
+    assert ("tunl0", True) in added and ("tunl0", False) not in added
+    assert len(added) == len(set(added))
+    fw.apply(p)
+    fw.apply(fp.plan(d, fw.read(d)))
+    assert fw.perm_zones["calfwd"]["interfaces"].count("cali+") == 1
+
+
+def test_interface_bound_elsewhere_is_reported_not_moved():
+    fw, d = FakeFirewalld(), want()
+    for zones in (fw.perm_zones, fw.rt_zones):
+        zones["internal"]["interfaces"] = ["tunl0"]
+    p = converge(fw, d)
+    assert "tunl0" not in dict(p.ops[0].settings)["interfaces"]
+    [conflict] = p.conflicts
+    assert "tunl0" in conflict and "'internal'" in conflict and "'calfwd'" in conflict
+    assert fw.perm_zones["internal"]["interfaces"] == ["tunl0"] == fw.rt_zones["internal"]["interfaces"]
+    again = fp.plan(d, fw.read(d))
+    assert again.empty and again.conflicts == p.conflicts
+
+
+def test_runtime_only_binding_elsewhere_is_reported_and_left_at_runtime():
+    fw, d = FakeFirewalld(), want()
+    converge(fw, d)
+    fw.rt_zones["calfwd"]["interfaces"].remove("tunl0")
+    fw.rt_zones["work"]["interfaces"] = ["tunl0"]
+    p = fp.plan(d, fw.read(d))
+    assert p.empty
+    assert len(p.conflicts) == 1 and "zone 'work' (runtime)" in p.conflicts[0]
+
+
+def test_source_conflict_names_both_zones():
+    fw, d = FakeFirewalld(), want(trust_pool_sources=True)
+    fw.perm_zones["internal"]["sources"] = ["198.18.64.0/20"]
+    p = fp.plan(d, fw.read(d))
+    assert any("source 198.18.64.0/20" in c and "'internal' (permanent)" in c for c in p.conflicts)
+    assert "sources" not in dict(p.ops[0].settings)
+
+
+def test_stock_zone_only_gets_calfwds_entries():
+    fw = FakeFirewalld()
+    admin = {"target": "ACCEPT", "description": "trusted", "interfaces": ["eth5"], "sources": ["198.18.200.0/24"],
+             "services": ["ssh"]}
+    fw.perm_zones["trusted"] = copy.deepcopy(admin)
+    fw.rt_zones["trusted"] = copy.deepcopy(admin)
+    d = want(zone="trusted")
+    p = converge(fw, d)
+    assert not any(isinstance(op, (CreateZone, UpdateZone, RemoveZone, RemoveFromZone)) for op in p.ops)
+    assert {op.zone for op in p.ops if isinstance(op, AddToZone)} == {"trusted"}
+    trusted = fw.perm_zones["trusted"]
+    assert trusted["interfaces"][0] == "eth5" and trusted["sources"] == admin["sources"]
+    assert trusted["services"] == ["ssh"] and trusted["target"] == "ACCEPT"
+    assert fp.plan(d, fw.read(d)).empty
+
+    clean = fp.cleanup_plan(d, fw.read(d))
+    assert not any(isinstance(op, RemoveZone) for op in clean.ops)
+    removed = {op.item for op in clean.ops if isinstance(op, RemoveFromZone)}
+    assert removed == set(d.zone.interfaces)
+    fw.apply(clean)
+    assert fw.perm_zones["trusted"] == admin and fw.rt_zones["trusted"] == admin
+    assert "calfwd-forward" not in fw.perm_policies and "calfwd-forward" not in fw.rt_policies
+
+
+def test_a_missing_stock_zone_is_not_created():
+    fw, d = FakeFirewalld(), want(zone="docker")
+    p = fp.plan(d, fw.read(d))
+    assert not any(isinstance(op, (CreateZone, AddToZone)) for op in p.ops)
+    assert any("'docker' does not exist" in c for c in p.conflicts)
+    assert not any(isinstance(op, CreatePolicy) and op.name == "calfwd-forward" for op in p.ops)
+
+
+def test_foreign_zone_and_policy_of_the_same_name_are_not_taken_over():
+    fw, d = FakeFirewalld(), want()
+    fw.perm_zones["calfwd"] = {"target": "DROP", "description": "the admin's"}
+    fw.perm_policies["calfwd-host"] = {"target": "REJECT", "description": "mine", "ingress_zones": ["public"],
+                                       "egress_zones": ["HOST"], "priority": -5}
+    fw.reload()
+    p = fp.plan(d, fw.read(d))
+    assert not any(getattr(op, "name", getattr(op, "zone", None)) in ("calfwd", "calfwd-host") for op in p.ops)
+    assert not any(isinstance(op, Reload) for op in p.ops)
+    assert sum("not created by calfwd" in c for c in p.conflicts) == 2
+    assert any("calfwd-forward" in c and "left alone" in c for c in p.conflicts)
+    clean = fp.cleanup_plan(d, fw.read(d))
+    assert clean.empty and len(clean.conflicts) == 2
+
+
+@pytest.mark.parametrize("damage", ["zone-target", "policy-priority", "policy-target", "policy-missing"])
+def test_what_runtime_setters_cannot_fix_costs_exactly_one_reload(damage):
+    fw, d = FakeFirewalld(), want()
+    converge(fw, d)
+    if damage == "zone-target":
+        fw.perm_zones["calfwd"]["target"] = fw.rt_zones["calfwd"]["target"] = "DROP"
+    elif damage == "policy-priority":
+        fw.rt_policies["calfwd-host"]["priority"] = -10
+    elif damage == "policy-target":
+        fw.perm_policies["calfwd-forward"]["target"] = fw.rt_policies["calfwd-forward"]["target"] = "REJECT"
+    else:
+        del fw.rt_policies["calfwd-host"]
+    fw.rt_zones["calfwd"]["interfaces"].remove("tunl0")  # a runtime difference too
+    p = converge(fw, d)
+    assert p.reloads == 1 and isinstance(p.ops[-1], Reload)
+    assert not any(isinstance(op, (SetPolicyRuntime,)) or getattr(op, "permanent", True) is False
+                   for op in p.ops[:-1])
+    assert fp.plan(d, fw.read(d)).empty
+
+
+def test_many_missing_objects_still_one_reload():
+    fw, d = FakeFirewalld(), want(zone="trusted")
+    converge(fw, d)
+    fw.rt_policies.clear()
+    fw.perm_policies["calfwd-host"]["target"] = "ACCEPT"
+    p = fp.plan(d, fw.read(d))
+    assert p.reloads == 1 and len(p.ops) == 2
+
+
+def test_permanent_only_objects_are_created_without_reload_when_runtime_has_them():
+    """Someone deleted the permanent zone without reloading: write it back, no reload needed."""
+    fw, d = FakeFirewalld(), want()
+    converge(fw, d)
+    del fw.perm_zones["calfwd"]
+    p = converge(fw, d)
+    assert [type(op) for op in p.ops] == [CreateZone]
+    assert fp.plan(d, fw.read(d)).empty
+
+
+# -- runtime mode --------------------------------------------------------------------------
+
+
+def _prepared(zone: str = "trusted") -> FakeFirewalld:
+    """An admin made the policies permanently (runtime mode cannot create them)."""
+    fw = FakeFirewalld()
+    fw.perm_policies["calfwd-forward"] = {"target": "ACCEPT", "priority": -1, "ingress_zones": ["ANY"],
+                                          "egress_zones": [zone]}
+    fw.perm_policies["calfwd-host"] = {"target": "CONTINUE", "priority": -1, "ingress_zones": ["public"],
+                                       "egress_zones": ["HOST"], "services": ["ssh"]}
+    fw.reload()
+    return fw
+
+
+def test_runtime_mode_applies_at_runtime_only():
+    fw, d = _prepared(), want(zone="trusted", mode="runtime")
+    perm_before = copy.deepcopy((fw.perm_zones, fw.perm_policies))
+    p = converge(fw, d)
+    assert p.ops and not p.writes_permanent and p.reloads == 0 and p.conflicts == ()
+    assert (fw.perm_zones, fw.perm_policies) == perm_before
+    assert "cali+" in fw.rt_zones["trusted"]["interfaces"]
+    host = fw.rt_policies["calfwd-host"]
+    assert "4" in host["protocols"] and "ssh" in host["services"]  # not calfwd's policy: additive
+    assert fp.plan(d, fw.read(d)).empty
+    fw.reload()  # runtime changes vanish; the plan notices
+    assert not fp.plan(d, fw.read(d)).empty
+
+
+@pytest.mark.parametrize("setup", ["scratch", "prepared-trusted", "converged-permanent", "foreign-bindings"])
+def test_runtime_mode_never_writes_permanent_config_or_reloads(setup):
+    fw = _prepared() if setup == "prepared-trusted" else FakeFirewalld()
+    zone = "trusted" if setup == "prepared-trusted" else "calfwd"
+    if setup == "converged-permanent":
+        converge(fw, want())
+        fw.rt_zones["calfwd"]["interfaces"] = ["eth9"]
+        fw.rt_policies["calfwd-host"]["ports"] = []
+        fw.rt_zones["calfwd"]["target"] = "DROP"
+    if setup == "foreign-bindings":
+        fw.rt_zones["internal"]["interfaces"] = ["cali+"]
+    d = want(zone=zone, mode="runtime")
+    for p in (fp.plan(d, fw.read(d)), fp.cleanup_plan(d, fw.read(d))):
+        assert not p.writes_permanent and p.reloads == 0
+
+
+def test_runtime_mode_missing_zone_and_policies_say_how_to_fix():
+    fw, d = FakeFirewalld(), want(mode="runtime")
+    p = fp.plan(d, fw.read(d))
+    assert p.empty
+    zone_msg = next(c for c in p.conflicts if c.startswith("zone 'calfwd'"))
+    assert 'mode = "permanent"' in zone_msg and "trusted" in zone_msg
+    host_msg = next(c for c in p.conflicts if c.startswith("policy 'calfwd-host'"))
+    assert 'mode = "permanent"' in host_msg and "--new-policy=calfwd-host" in host_msg
+
+
+def test_runtime_mode_target_it_cannot_change_is_reported():
+    fw = FakeFirewalld()
+    converge(fw, want())
+    fw.rt_zones["calfwd"]["target"] = "DROP"
+    d = want(mode="runtime")
+    p = fp.plan(d, fw.read(d))
+    assert p.empty and any("target DROP" in c and "--set-target=ACCEPT" in c for c in p.conflicts)
+
+
+# -- cleanup -------------------------------------------------------------------------------
+
+
+def test_cleanup_removes_policies_before_the_zone_then_reloads_once():
+    fw, d = FakeFirewalld(), want()
+    before = copy.deepcopy(fw.perm_zones)
+    converge(fw, d)
+    p = fp.cleanup_plan(d, fw.read(d))
+    assert [type(op) for op in p.ops] == [RemovePolicy, RemovePolicy, RemoveZone, Reload]
+    fw.apply(p)
+    assert fw.perm_zones == before and fw.rt_zones == before
+    assert not fw.perm_policies and not fw.rt_policies
+    assert fp.cleanup_plan(d, fw.read(d)).empty
+
+
+def test_cleanup_of_nothing_is_empty():
+    fw, d = FakeFirewalld(), want()
+    assert fp.cleanup_plan(d, fw.read(d)).empty
+
+
+def test_runtime_cleanup_restores_runtime_to_permanent():
+    fw, d = _prepared(), want(zone="trusted", mode="runtime")
+    converge(fw, d)
+    p = fp.cleanup_plan(d, fw.read(d))
+    assert not p.writes_permanent and p.reloads == 0
+    fw.apply(p)
+    assert fw.rt_zones == fw.perm_zones
+    for name, perm in fw.perm_policies.items():
+        for key in fp.POLICY_LISTS:
+            assert fp._policy_value(perm, key) == fp._policy_value(fw.rt_policies[name], key), (name, key)
+
+
+def test_runtime_cleanup_keeps_what_the_permanent_config_has():
+    fw = FakeFirewalld()
+    converge(fw, want())  # permanent mode once: calfwd's zone is in the permanent config
+    d = want(mode="runtime")
+    fw.rt_zones["calfwd"]["interfaces"].append("eth9")
+    p = fp.cleanup_plan(d, fw.read(d))
+    assert p.ops == (RemoveFromZone("calfwd", "interface", "eth9", False),)
+    assert any("stays in firewalld's permanent configuration" in c for c in p.conflicts)
+
+
+# -- details -------------------------------------------------------------------------------
+
+
+def test_inactive_host_zone_is_reported():
+    fw, d = FakeFirewalld(), want()
+    fw.perm_zones["public"]["interfaces"] = fw.rt_zones["public"]["interfaces"] = []
+    p = fp.plan(d, fw.read(d))
+    [warning] = p.conflicts
+    assert "calfwd-host" in warning and "'public'" in warning and "no interface or source" in warning
+
+
+def test_host_zone_that_does_not_exist_leaves_the_policy_alone():
+    fw, d = FakeFirewalld(), want(host_zone="nosuch")
+    p = fp.plan(d, fw.read(d))
+    assert not any(getattr(op, "name", "") == "calfwd-host" for op in p.ops)
+    assert any("'nosuch' does not exist" in c for c in p.conflicts)
+
+
+def test_owned_policy_extras_are_removed_everywhere():
+    fw, d = FakeFirewalld(), want()
+    converge(fw, d)
+    for policies in (fw.perm_policies, fw.rt_policies):
+        policies["calfwd-host"]["services"] = ["ssh"]
+        policies["calfwd-host"]["masquerade"] = True
+    p = converge(fw, d)
+    assert [type(op) for op in p.ops] == [UpdatePolicy, SetPolicyRuntime]
+    assert dict(p.ops[0].settings) == {"services": (), "masquerade": False}
+    assert fp.plan(d, fw.read(d)).empty
+
+
+def test_canonical_ports():
+    assert fp.canonical_ports([("51821", "udp"), ("179", "tcp"), ("51820", "udp"), ("4789", "udp")]) == (
+        ("179", "tcp"), ("4789", "udp"), ("51820-51821", "udp"))
+    assert fp.canonical_ports([("1-5", "tcp"), ("3-9", "tcp"), ("http", "tcp")]) == (
+        ("1-9", "tcp"), ("http", "tcp"))
+
+
+def test_ops_are_frozen_and_descriptions_say_where():
+    op = AddToZone("calfwd", "interface", "cali+", permanent=False)
+    with pytest.raises(Exception):
+        op.zone = "x"  # type: ignore[misc]
+    assert op.description == "add interface cali+ to zone 'calfwd' (runtime)"
+    assert Reload(("a",)) == Reload(("b",))
+
+
+def test_runtime_mode_does_not_rewire_someone_elses_policy():
+    fw = _prepared()
+    fw.rt_policies["calfwd-forward"]["ingress_zones"] = ["public"]
+    d = want(zone="trusted", mode="runtime")
+    p = fp.plan(d, fw.read(d))
+    assert not any(getattr(op, "name", "") == "calfwd-forward" for op in p.ops)
+    assert any("calfwd-forward" in c and "ingress_zones +ANY -public" in c for c in p.conflicts)
