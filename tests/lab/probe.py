@@ -67,6 +67,19 @@ def start_echo_server(netns: Netns, port: int, timeout: float = 10.0) -> subproc
     raise TimeoutError("echo server on port %d not listening after %ss" % (port, timeout))
 
 
+ATTEMPT = 0.3  # seconds: one connection attempt inside eventually()
+
+
+def eventually(check, within: float) -> bool:
+    """True once check() passes; attempts start until `within` seconds have gone by."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def connect(netns: Netns, dst_ip: str, port: int, timeout: float = 1.0) -> bool:
     """True if a new TCP connection from `netns` to dst_ip:port works and a byte round-trips."""
     proc = netns.run(PYTHON, "-c", CONNECT, dst_ip, str(port), str(timeout),

@@ -128,6 +128,15 @@ class Lab:
         dst = self.addr.pod_v6 if v6 else self.addr.pod_v4
         return self.connect(self.peer, dst, self.addr.pod_port, timeout)
 
+    # "Traffic works" in the incident's sense: a new connection attempted within `within`
+    # seconds succeeds. Attempts are short (ATTEMPT) so that one attempt that hits firewalld's
+    # drop-everything-new reload window does not use up the whole budget.
+    def pod_reaches_proxy(self, within: float = 1.0, v6: bool = False) -> bool:
+        return probe.eventually(lambda: self.pod_to_proxy(v6, timeout=probe.ATTEMPT), within)
+
+    def peer_reaches_pod(self, within: float = 1.0, v6: bool = False) -> bool:
+        return probe.eventually(lambda: self.peer_to_pod(v6, timeout=probe.ATTEMPT), within)
+
     # -- building blocks ---------------------------------------------------------------
 
     def _lan(self) -> None:

@@ -1,0 +1,117 @@
+"""The incident, end to end: calfwd on the minimal two-line config keeps pod traffic working.
+
+Real firewalld (on a private bus), real kernel, Calico simulated from Felix's real rules.
+After every disturbance, a *new* connection pod -> proxy (needs natOutgoing) and peer -> pod
+(needs firewalld to forward into the pod) must succeed within a second. The same steps
+without calfwd fail, so these tests can fail.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lab.calfwd import Calfwd
+
+
+def traffic_ok(lab) -> bool:
+    return lab.pod_reaches_proxy() and lab.peer_reaches_pod()
+
+
+def assert_traffic(lab, when: str) -> None:
+    assert lab.pod_reaches_proxy(), f"pod -> proxy broken {when}"
+    assert lab.peer_reaches_pod(), f"peer -> pod broken {when}"
+
+
+def footprint(lab) -> dict:
+    """What must not grow across reloads: calfwd's table, firewalld's zone and policies."""
+    fw = lab.firewalld
+    return {
+        "table": lab.node.run("nft", "list", "table", "inet", "calfwd").stdout,
+        "zone": fw.firewall_cmd("--zone=calfwd", "--list-all"),
+        "zone_permanent": fw.firewall_cmd("--permanent", "--zone=calfwd", "--list-all"),
+        "policies": fw.firewall_cmd("--list-all-policies"),
+        "zone_files": sorted(p.name for p in (fw.config_dir / "zones").glob("*")),
+        "policy_files": sorted(p.name for p in (fw.config_dir / "policies").glob("*")),
+    }
+
+
+def test_without_calfwd_the_incident_happens(lab):
+    assert traffic_ok(lab)
+    lab.firewalld.start()
+    assert not lab.pod_reaches_proxy() and not lab.peer_reaches_pod()
+    lab.calico.restore()  # restarting calico-node no longer helps: firewalld rejects
+    assert not lab.pod_reaches_proxy() and not lab.peer_reaches_pod()
+
+
+def test_firewalld_starting_after_calfwd(lab):
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    assert_traffic(lab, "with calfwd alone")
+    mark = calfwd.line_count()
+    lab.firewalld.start()
+    assert_traffic(lab, "after firewalld started")
+    calfwd.wait_for("firewalld-appeared", after=mark)
+    assert calfwd.running
+
+
+def test_reloads_restarts_and_kills(lab):
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    assert_traffic(lab, "after calfwd started")
+    baseline = footprint(lab)
+
+    for i in range(3):
+        lab.firewalld.reload()
+        assert not lab.calico.present(), "firewalld 1.x should flush Felix's rules on reload"
+        assert_traffic(lab, f"after reload {i + 1}")
+    lab.firewalld.restart()
+    assert_traffic(lab, "after firewalld restart")
+    lab.firewalld.kill()
+    assert_traffic(lab, "while firewalld is SIGKILLed (its table stays loaded)")
+    lab.firewalld.start()
+    assert_traffic(lab, "after firewalld SIGKILL and start")
+
+    calfwd.wait_for("reconciled", count=3)
+    assert calfwd.running
+    assert footprint(lab) == baseline, "something grew or changed across reloads"
+
+
+def test_calfwd_restarted(lab):
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    baseline = footprint(lab)
+    assert calfwd.stop() == 0
+    assert_traffic(lab, "with calfwd stopped (SIGTERM leaves every rule)")
+    lab.firewalld.reload()
+    assert_traffic(lab, "after a reload while calfwd is stopped (permanent config)")
+    calfwd.start()
+    assert_traffic(lab, "after calfwd restarted")
+    assert footprint(lab) == baseline
+
+
+def test_felix_rules_flushed_then_restored(lab):
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    lab.calico.restore()
+    assert lab.calico.present()
+    assert_traffic(lab, "with Felix's rules in place")
+    lab.firewalld.reload()  # flushes Felix's rules; Felix would take up to 180 s
+    assert not lab.calico.present()
+    assert_traffic(lab, "with Felix's rules flushed and not restored")
+    lab.calico.restore()
+    assert_traffic(lab, "after Felix restored its rules")
+
+
+def test_reconcile_latency_is_reported(lab):
+    """The journal entry for a Reloaded-triggered reconcile carries its duration."""
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    mark = calfwd.line_count()
+    lab.firewalld.reload()
+    line = calfwd.wait_for("reconciled", after=mark)[0]
+    assert "after firewalld-reloaded" in line and "verified" in line
+    assert re.search(r"duration_ms=[0-9.]+", line)
