@@ -116,7 +116,9 @@ class Reconciler:
         except Exception as exc:
             errors.append(f"firewalld: {exc}")
 
-        verified = not errors and self._verified(config)
+        # The read that planned nothing already is the verification; re-read only after a change.
+        changed = any(not layer.empty for layer in layers)
+        verified = not errors and (not changed or self._verified(config))
         return Outcome(trigger, tuple(layers), tuple(errors), verified, self._clock() - start,
                        nft_duration, facts)
 

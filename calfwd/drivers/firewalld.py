@@ -139,7 +139,8 @@ class Firewalld:
         and runtime, and where each of calfwd's interfaces and sources is bound."""
         zones_perm = frozenset(self._call("list permanent zones", CONFIG_PATH, CONFIG, "getZoneNames"))
         zones_rt = frozenset(self._call("list runtime zones", PATH, ZONE, "getZones"))
-        active = frozenset(self._call("list active zones", PATH, ZONE, "getActiveZones"))
+        active_bindings = self._call("list active zones", PATH, ZONE, "getActiveZones")
+        active = frozenset(active_bindings)
         policies_perm = set(self._call("list permanent policies", CONFIG_PATH, CONFIG, "getPolicyNames"))
         policies_rt = set(self._call("list runtime policies", PATH, POLICY, "getPolicies"))
 
@@ -161,12 +162,22 @@ class Firewalld:
         bindings_rt: Dict[Tuple[str, str], str] = {}
         items = [("interface", i) for i in desired.zone.interfaces] + \
                 [("source", s) for s in desired.zone.sources]
+        # Runtime: a zone holding a binding is active by definition, so getActiveZones (already
+        # read) knows every runtime binding. Permanent: ask only for items that are not already
+        # in calfwd's own zone. Saves two D-Bus round trips per item in the steady state.
+        held_rt = {(kind, str(item)): str(z) for z, bound in active_bindings.items()
+                   for kind, key in (("interface", "interfaces"), ("source", "sources"))
+                   for item in bound.get(key, ())}
+        own_perm = {("interface", str(i)) for i in (zone.permanent or {}).get("interfaces", ())} | \
+                   {("source", str(i)) for i in (zone.permanent or {}).get("sources", ())}
         for kind, item in items:
+            bindings_rt[(kind, item)] = held_rt.get((kind, item), "")
+            if (kind, item) in own_perm:
+                bindings_perm[(kind, item)] = name
+                continue
             method = "getZoneOfInterface" if kind == "interface" else "getZoneOfSource"
             bindings_perm[(kind, item)] = str(self._call(
                 f"find the permanent zone of {kind} {item}", CONFIG_PATH, CONFIG, method, "s", item))
-            bindings_rt[(kind, item)] = str(self._call(
-                f"find the runtime zone of {kind} {item}", PATH, ZONE, method, "s", item))
         return FirewalldActual(zone=zone, policies=policies, zones_permanent=zones_perm,
                                zones_runtime=zones_rt, active_zones=active,
                                bindings_permanent=bindings_perm, bindings_runtime=bindings_rt)
