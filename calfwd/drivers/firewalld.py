@@ -214,13 +214,7 @@ class Firewalld:
                    _settings(op.settings))
 
     def _do_RemoveZone(self, op: RemoveZone) -> None:
-        try:
-            path = self._zone_path(op.name)
-        except FirewalldError as exc:
-            if exc.code == "INVALID_ZONE":
-                return  # already gone
-            raise
-        self._call(op.description, path, CONFIG_ZONE, "remove")
+        self._remove(op, self._zone_path, CONFIG_ZONE, "INVALID_ZONE")
 
     def _do_CreatePolicy(self, op: CreatePolicy) -> None:
         self._call(op.description, CONFIG_PATH, CONFIG, "addPolicy", "sa{sv}", op.name, _settings(op.settings))
@@ -230,13 +224,17 @@ class Firewalld:
                    _settings(op.settings))
 
     def _do_RemovePolicy(self, op: RemovePolicy) -> None:
+        self._remove(op, self._policy_path, CONFIG_POLICY, "INVALID_POLICY")
+
+    def _remove(self, op: Any, find: Any, interface: str, missing: str) -> None:
+        """Delete a permanent zone or policy; one that is already gone counts as done."""
         try:
-            path = self._policy_path(op.name)
+            path = find(op.name)
         except FirewalldError as exc:
-            if exc.code == "INVALID_POLICY":
+            if exc.code == missing:
                 return
             raise
-        self._call(op.description, path, CONFIG_POLICY, "remove")
+        self._call(op.description, path, interface, "remove")
 
     def _do_SetPolicyRuntime(self, op: SetPolicyRuntime) -> None:
         self._call(op.description, PATH, POLICY, "setPolicySettings", "sa{sv}", op.name, _settings(op.settings))

@@ -120,31 +120,32 @@ def _where(permanent: bool) -> str:
 
 
 @dataclass(frozen=True)
-class CreateZone:
-    """config.addZone2: a new zone in the permanent configuration."""
+class _SettingsOp:
+    """Sends a settings dict for one named zone or policy; subclasses name the D-Bus call."""
 
     name: str
     settings: Settings
     detail: str = field(default="", compare=False)
     permanent = True
+    action = ""
 
     @property
     def description(self) -> str:
-        return _describe(f"create zone '{self.name}' (permanent)", self.detail)
+        return _describe(f"{self.action} '{self.name}' ({_where(self.permanent)})", self.detail)
 
 
 @dataclass(frozen=True)
-class UpdateZone:
+class CreateZone(_SettingsOp):
+    """config.addZone2: a new zone in the permanent configuration."""
+
+    action = "create zone"
+
+
+@dataclass(frozen=True)
+class UpdateZone(_SettingsOp):
     """config zone update2 with only the changed keys (never interfaces or sources)."""
 
-    name: str
-    settings: Settings
-    detail: str = field(default="", compare=False)
-    permanent = True
-
-    @property
-    def description(self) -> str:
-        return _describe(f"update zone '{self.name}' (permanent)", self.detail)
+    action = "update zone"
 
 
 @dataclass(frozen=True)
@@ -186,31 +187,17 @@ class RemoveFromZone:
 
 
 @dataclass(frozen=True)
-class CreatePolicy:
+class CreatePolicy(_SettingsOp):
     """config.addPolicy: a new policy in the permanent configuration."""
 
-    name: str
-    settings: Settings
-    detail: str = field(default="", compare=False)
-    permanent = True
-
-    @property
-    def description(self) -> str:
-        return _describe(f"create policy '{self.name}' (permanent)", self.detail)
+    action = "create policy"
 
 
 @dataclass(frozen=True)
-class UpdatePolicy:
+class UpdatePolicy(_SettingsOp):
     """config policy update with only the changed keys."""
 
-    name: str
-    settings: Settings
-    detail: str = field(default="", compare=False)
-    permanent = True
-
-    @property
-    def description(self) -> str:
-        return _describe(f"update policy '{self.name}' (permanent)", self.detail)
+    action = "update policy"
 
 
 @dataclass(frozen=True)
@@ -224,17 +211,11 @@ class RemovePolicy:
 
 
 @dataclass(frozen=True)
-class SetPolicyRuntime:
+class SetPolicyRuntime(_SettingsOp):
     """setPolicySettings with only the changed list/bool keys: firewalld applies the delta."""
 
-    name: str
-    settings: Settings
-    detail: str = field(default="", compare=False)
     permanent = False
-
-    @property
-    def description(self) -> str:
-        return _describe(f"update policy '{self.name}' (runtime)", self.detail)
+    action = "update policy"
 
 
 @dataclass(frozen=True)
