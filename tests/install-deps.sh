@@ -39,8 +39,11 @@ elif command -v dnf >/dev/null 2>&1; then
   if ! /usr/bin/python3 -c 'import tomllib' 2>/dev/null; then pkgs+=(python3-tomli); fi
   rpm -q "${pkgs[@]}" >/dev/null 2>&1 && /usr/bin/python3 -c 'import hypothesis' 2>/dev/null && exit 0
   dnf install -y "${pkgs[@]}"
-  # Hypothesis is in Fedora; on RHEL it is not in the base repos.
+  # Hypothesis and debootstrap (the real-systemd test's Debian root) are in Fedora; on RHEL
+  # they come from EPEL.
   dnf install -y python3-hypothesis 2>/dev/null || /usr/bin/python3 -m pip install hypothesis
+  dnf install -y debootstrap 2>/dev/null ||
+    echo "install-deps: no debootstrap package (enable EPEL on RHEL): tests/integration/test_real_systemd.py needs it" >&2
 else
   echo "install-deps: neither apt-get nor dnf found; install the packages listed in README.md" >&2
   exit 1
