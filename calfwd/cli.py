@@ -1,4 +1,4 @@
-"""calfwd's command line: check, plan, apply, status, cleanup, run.
+"""calfwd's command line: check, plan, apply, status, cleanup, run, doctor, guard.
 
 Every command works without firewalld (the nftables layer alone); firewalld is reached over
 the system bus when it is there. Failures print one line per problem and never a traceback.
@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 from calfwd import __version__
 from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, ownership_problems
@@ -21,10 +21,10 @@ EXIT_CONFIG = 2
 EXIT_SYSTEM = 3
 
 EXIT_CODES = f"""exit codes:
-  {EXIT_OK}  success; for status and plan: everything is as the config wants
-  {EXIT_DRIFT}  status and plan: something differs from the config (drift or pending changes)
-  {EXIT_CONFIG}  invalid configuration or command line; nothing was changed
-  {EXIT_SYSTEM}  nftables or firewalld could not be read or changed (e.g. not root)
+  {EXIT_OK}  success; status, plan: in sync; doctor: healthy; guard status: nothing to do
+  {EXIT_DRIFT}  status, plan: drift or pending changes; doctor: warnings; guard: refused, or something to do
+  {EXIT_CONFIG}  invalid configuration or command line, nothing was changed; doctor: errors found
+  {EXIT_SYSTEM}  nftables, firewalld or the flush guard's drop-in could not be read or changed (e.g. not root)
 """
 
 
@@ -46,7 +46,26 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("cleanup", help="remove everything calfwd made; leave the rest as it was")
     sub.add_parser("run", help="the daemon: reconcile now and whenever firewalld reloads or restarts")
+    doctor = sub.add_parser("doctor", help="inspect the host: one finding per line (severity, what, "
+                            "why, fix); exit 0 healthy, 1 warnings, 2 errors")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    _host_paths(doctor)
+    guard = sub.add_parser("guard", help="firewalld's flush guard (firewalld <= 1.x, nftables backend): "
+                           "enable, disable or status")
+    guard.add_argument("action", choices=("enable", "disable", "status"),
+                       help="enable: install the drop-in; disable: remove it; status: show it")
+    _host_paths(guard)
     return parser
+
+
+def _host_paths(parser: argparse.ArgumentParser) -> None:
+    from calfwd.guard import DROPIN_PATH
+
+    parser.add_argument("--dropin", metavar="PATH", default=None,
+                        help=f"the flush guard's firewalld.service drop-in (default: {DROPIN_PATH})")
+    parser.add_argument("--firewalld-dir", metavar="DIR", default=None,
+                        help="firewalld's configuration directory, read when firewalld is stopped "
+                             "(default: /etc/firewalld)")
 
 
 def _fail(lines: Sequence[str], code: int) -> int:
@@ -144,11 +163,114 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=False)
     actions, errors = _reconciler(config).cleanup(config)
+    guard_action, guard_error = _remove_guard(None)
+    if guard_action:
+        actions += (guard_action,)
+    if guard_error:
+        errors += (guard_error,)
     for action in actions:
         print(f"removed: {action}")
     if not actions and not errors:
         print("nothing of calfwd's was there")
     return _fail(errors, EXIT_SYSTEM) if errors else EXIT_OK
+
+
+def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:
+    """cleanup: calfwd's flush-guard drop-in goes too (someone else's file of that name stays)."""
+    from calfwd import guard
+    from calfwd.drivers import host
+
+    path = guard.dropin_path(dropin)
+    try:
+        if not guard.is_ours(host.read_dropin(path)):
+            return "", ""
+        host.remove_dropin(path)
+    except OSError as exc:
+        return "", f"{path}: {exc.strerror or exc}"
+    return f"flush guard {path} (takes effect after: {guard.ACTIVATE})", ""
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from calfwd import doctor
+    from calfwd.drivers import host
+
+    snapshot = host.read_snapshot(args.config, fw_dir=args.firewalld_dir, dropin=args.dropin)
+    report = doctor.diagnose(snapshot)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        for line in report.lines():
+            print(line)
+    return report.exit_code
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    from calfwd import guard
+    from calfwd.drivers import host
+
+    path = guard.dropin_path(args.dropin)
+    snapshot = host.read_snapshot(args.config, fw_dir=args.firewalld_dir, dropin=path, full=False)
+    action = {"status": _guard_status, "disable": _guard_disable, "enable": _guard_enable}[args.action]
+    return action(args, snapshot, path)
+
+
+def _guard_status(args: argparse.Namespace, snapshot: Any, path: str) -> int:
+    from calfwd import doctor, guard
+
+    flush, why = guard.flushes(doctor.facts(snapshot))
+    print(f"firewalld: {why}" + (" (prevented by the guard)" if flush and doctor.guard_active(snapshot) else ""))
+    findings = [f for f in doctor.diagnose(snapshot).findings if f.check == "flush-guard"]
+    if snapshot.dropin_text is None and not findings:
+        findings.append(doctor.Finding(doctor.INFO, "flush-guard", f"{path} is not installed",
+                                       fix=f"calfwd guard enable && {guard.ACTIVATE}" if flush else ""))
+    for finding in findings:
+        print(finding.line())
+    problems = (doctor.WARNING, doctor.ERROR, doctor.UNKNOWN)
+    return EXIT_DRIFT if any(f.severity in problems for f in findings) else EXIT_OK
+
+
+def _guard_disable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
+    from calfwd import guard
+
+    if snapshot.dropin_text is None:
+        print(f"{path}: not installed; nothing to do")
+        return EXIT_OK
+    if not guard.is_ours(snapshot.dropin_text):
+        return _fail([f"guard disable refused: {path} was not written by calfwd; left alone"], EXIT_DRIFT)
+    removed, error = _remove_guard(path)
+    if error:
+        return _fail([error], EXIT_SYSTEM)
+    print(f"removed {removed}")
+    return EXIT_OK
+
+
+def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
+    from calfwd import doctor, guard
+    from calfwd.drivers import host
+
+    unreadable = snapshot.unknown.get("guard-paths") or snapshot.unknown.get("guard-dropin")
+    if unreadable:
+        return _fail([f"guard enable: {unreadable}"], EXIT_SYSTEM)
+    if snapshot.dropin_text is not None and not guard.is_ours(snapshot.dropin_text):
+        return _fail([f"guard enable refused: {path} exists and was not written by calfwd; left alone"],
+                     EXIT_DRIFT)
+    reason = guard.refusal(doctor.facts(snapshot), snapshot.guard_paths)
+    if reason:
+        return _fail([f"guard enable refused: {reason}"], EXIT_DRIFT)
+    text = guard.render_dropin(snapshot.guard_paths)
+    if snapshot.dropin_text == text:
+        print(f"{path}: already installed and current")
+    else:
+        try:
+            host.write_dropin(path, text)
+        except OSError as exc:
+            return _fail([f"{path}: {exc.strerror or exc}"], EXIT_SYSTEM)
+        print(f"installed {path}: firewalld cannot run {', '.join(snapshot.guard_paths)}")
+    if doctor.guard_active(snapshot) is not True:
+        print(f"it takes effect when firewalld restarts: {guard.ACTIVATE}")
+    if snapshot.config is not None and not snapshot.config.firewalld.flush_guard:
+        print(f"set [firewalld] flush_guard = true in {args.config} so that calfwd reports it if it goes missing")
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -158,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "plan": cmd_plan, "apply": cmd_apply, "status": cmd_status,
-            "cleanup": cmd_cleanup, "run": cmd_run}
+            "cleanup": cmd_cleanup, "run": cmd_run, "doctor": cmd_doctor, "guard": cmd_guard}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

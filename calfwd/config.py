@@ -67,6 +67,9 @@ class FirewalldSettings:
     forward_policy: str
     host_policy: str
     trust_pool_sources: bool
+    # Declares that firewalld.service must carry calfwd's flush guard drop-in (guard.py):
+    # the daemon and `calfwd doctor` report when it is missing; `calfwd guard enable` writes it.
+    flush_guard: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,12 @@ class Config:
     firewalld: FirewalldSettings
     nft_table: str
     resync_interval: float
+    # Felix's IptablesRefreshInterval: how long a flushed Calico stays flushed, for the warning.
+    felix_refresh_interval: float = 180.0
+    # Run after firewalld flushed Felix's rules: an argument list, never a shell line.
+    on_calico_flush: Tuple[str, ...] = ()
+    on_calico_flush_interval: float = 600.0  # at most once per this many seconds
+    on_calico_flush_timeout: float = 60.0  # then it is killed
 
 
 # ---------------------------------------------------------------------------------------
@@ -186,6 +195,20 @@ def _interval(value: Any) -> Checked:
     return float(value), None
 
 
+def _command(value: Any) -> Checked:
+    """An argument list run as root: its program must be an absolute path (no PATH lookup)."""
+    if not isinstance(value, list):
+        return None, (f"must be an array of strings (the program and its arguments, no shell), "
+                      f"not {_type_name(value)}")
+    if value and isinstance(value[0], str) and not value[0].startswith("/"):
+        return None, (f"{value[0]!r}: the program must be an absolute path (calfwd runs it as "
+                      "root, without a shell and without searching PATH)")
+    return value, None
+
+
+_command.item = _string  # type: ignore[attr-defined]  # no control characters (NUL included)
+
+
 def _cidr(value: Any) -> Checked:
     value, why = _string(value)
     if why:
@@ -246,6 +269,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
         "nat_outgoing": (_nat_outgoing, False),
         "interfaces": (_list_of(_interface, allow_empty=False), list(DEFAULT_INTERFACES)),
         "host_ports": (_list_of(_host_port_name), list(DEFAULT_HOST_PORTS)),
+        "felix_refresh_interval": (_interval, 180),
     },
     "firewalld": {
         "enabled": (_boolean, True),
@@ -255,12 +279,16 @@ SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
         "forward_policy": (_owned_name(17, "policy"), "calfwd-forward"),
         "host_policy": (_owned_name(17, "policy"), "calfwd-host"),
         "trust_pool_sources": (_boolean, False),
+        "flush_guard": (_boolean, False),
     },
     "nftables": {
         "table": (_owned_name(32, "nftables table"), "calfwd"),
     },
     "daemon": {
         "resync_interval": (_interval, 60),
+        "on_calico_flush": (_command, []),
+        "on_calico_flush_interval": (_interval, 600),
+        "on_calico_flush_timeout": (_interval, 60),
     },
 }
 
@@ -351,6 +379,10 @@ def parse(text: str, path: str) -> Config:
         firewalld=FirewalldSettings(**fw),
         nft_table=values["nftables"]["table"],
         resync_interval=values["daemon"]["resync_interval"],
+        felix_refresh_interval=calico["felix_refresh_interval"],
+        on_calico_flush=tuple(values["daemon"]["on_calico_flush"]),
+        on_calico_flush_interval=values["daemon"]["on_calico_flush_interval"],
+        on_calico_flush_timeout=values["daemon"]["on_calico_flush_timeout"],
     )
 
 

@@ -6,6 +6,12 @@ claims the name before it has applied its rules), a periodic resync (no signal i
 reload fails), SIGHUP. Bursts coalesce: the first trigger runs at once, later ones within
 HOLDOFF collapse into one more run.
 
+After every reconcile, and when firewalld leaves the bus, flushwatch.py checks whether
+firewalld just flushed Felix's rules (one calico-flushed warning, then the optional
+on_calico_flush command, run without blocking the loop). With [firewalld] flush_guard = true
+the daemon also reports, once, a missing or stale flush-guard drop-in; it never writes it
+(its file system is read-only): `calfwd guard enable` does.
+
 Stopping (SIGTERM, SIGINT) leaves every rule in place: pod traffic must not depend on calfwd
 running. If the system bus itself goes away calfwd exits non-zero and systemd restarts it: a
 fresh connection is simpler and surer than re-subscribing every match rule by hand.
@@ -20,6 +26,7 @@ from typing import Any, Callable, Optional
 
 from calfwd.config import Config, ConfigError, load, ownership_problems
 from calfwd.events import Reporter
+from calfwd.flushwatch import CommandRunner, FlushWatch, guard_problem
 from calfwd.reconcile import Outcome, Reconciler
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
@@ -90,6 +97,9 @@ class Daemon:
         self._resync_timer: Optional[int] = None
         self._state_wait: Optional[int] = None
         self._conflicts: frozenset = frozenset()
+        self.flushwatch = FlushWatch(reconciler.nft.read_chains, reporter, CommandRunner(glib, reporter),
+                                     lambda: self.config)
+        self._guard_problem: Optional[str] = None
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -150,6 +160,7 @@ class Daemon:
                                "from firewalld's current bus name owner", sender=sender)
             return
         self.reporter.emit("firewalld-reloaded", "firewalld reloaded", sender=sender)
+        self.flushwatch.firewalld_event("reload")
         self.coalescer.request("firewalld-reloaded")
 
     def _on_owner_changed(self, name: str, old: str, new: str) -> None:
@@ -160,6 +171,8 @@ class Daemon:
             self.reporter.emit("firewalld-vanished", "firewalld left the bus; calfwd's nftables "
                                "table stays in place and calfwd waits for firewalld to return")
             self._cancel_state_wait()
+            self.flushwatch.firewalld_event("stop")  # its exit cleanup has flushed by now
+            self.flushwatch.check()
             return
         self._cancel_state_wait()
         started = time.monotonic()
@@ -185,6 +198,7 @@ class Daemon:
                 self.reporter.emit("firewalld-appeared", f"firewalld is {state or 'not answering'}",
                                    firewalld_state=state or "unknown",
                                    wait_ms=round((time.monotonic() - started) * 1000, 1))
+            self.flushwatch.firewalld_event("start")
             self.coalescer.request("firewalld-started")
             return False
         self._state_wait = self.glib.timeout_add(int(STATE_POLL * 1000), self._poll_state, owner, started)
@@ -244,10 +258,21 @@ class Daemon:
             self.reporter.emit("reconciled", f"reconciled after {trigger} in {ms} ms, "
                                f"{outcome.changes} change(s), {state}" + (f": {actions}" if actions else ""),
                                verified=outcome.verified, **common)
+        self.flushwatch.check(outcome.facts.firewalld_version)
+        self._check_guard()
         self.notify(self._status_line(outcome))
         if not self.ready:
             self.ready = True
             self.notify("READY=1")
+
+    def _check_guard(self) -> None:
+        """flush_guard = true: say once when the drop-in goes missing or stale."""
+        from calfwd.drivers import host
+
+        problem = guard_problem(self.config, host.read_dropin, host.resolve_guard_paths)
+        if problem and problem != self._guard_problem:
+            self.reporter.emit("conflict", problem)
+        self._guard_problem = problem
 
     def _status_line(self, outcome: Outcome) -> str:
         facts = outcome.facts

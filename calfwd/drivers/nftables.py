@@ -7,9 +7,11 @@ not thread-safe, and one context keeps its netlink socket and cache warm between
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import nftables
+
+ChainRef = Tuple[str, str, str]  # (family, table, chain)
 
 
 class NftError(Exception):
@@ -36,6 +38,24 @@ class Nftables:
         if not any(t["family"] == family and t["name"] == name for t in self.tables()):
             return None
         return [o for o in self._list(f"list table {family} {name}")["nftables"] if "metainfo" not in o]
+
+    def read_chains(self, wanted: Sequence[ChainRef]) -> Dict[ChainRef, List[Dict[str, Any]]]:
+        """The rules of each (family, table, chain) that exists; absent ones are left out.
+
+        Read-only and cheap (one listing per chain, not whole tables): the daemon looks at
+        Felix's base chains after every reconcile to notice a flush (flushwatch.py).
+        """
+        present = {(t["family"], t["name"]) for t in self.tables()}
+        found: Dict[ChainRef, List[Dict[str, Any]]] = {}
+        for family, table, chain in wanted:
+            if (family, table) not in present:
+                continue
+            rc, out, _err = self._nft.cmd(f"list chain {family} {table} {chain}")
+            if rc != 0:
+                continue  # no such chain (the table exists without it)
+            objs = json.loads(out)["nftables"] if out else []
+            found[(family, table, chain)] = [o["rule"] for o in objs if "rule" in o]
+        return found
 
     def run(self, batch: Dict[str, Any]) -> None:
         """Send one batch: one kernel transaction, all of it or none of it."""

@@ -6,6 +6,11 @@ tmpdir, and firewalld runs with a private /run (a tmpdir bind-mounted over /run 
 the mount namespace `ip netns exec` gives it), so its /run/firewalld temp files and
 anything else under /run stay in the tmpdir. The host system bus socket is hidden
 from it as a side effect.
+
+`inaccessible_paths` does in that same private mount namespace what systemd's
+`InaccessiblePaths=` does for a unit (calfwd's flush guard drop-in): an empty mode-0000
+file is bind-mounted over each path, so firewalld (and only firewalld) can neither run nor
+read them. The host's files are untouched.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from .dbus import PrivateBus
 from .netns import CommandError, Netns
@@ -34,12 +39,26 @@ DEFAULT_SETTINGS: Dict[str, str] = {
     "RFC3964_IPv4": "yes",
 }
 
-# Runs as `ip netns exec <node> python3 -c PRIVATE_RUN <rundir> firewalld ...`: the bind
-# mount lives only in the mount namespace `ip netns exec` created (slave of the host's).
+# Runs as `ip netns exec <node> python3 -c PRIVATE_RUN <rundir> [--inaccessible PATH]...
+# firewalld ...`: the bind mounts live only in the mount namespace `ip netns exec` created
+# (slave of the host's). Inaccessible paths get an empty mode-0000 file bind-mounted over
+# them, as systemd's InaccessiblePaths= does (it uses /run/systemd/inaccessible/reg); a path
+# that does not exist is skipped, as systemd skips a "-"-prefixed one.
 PRIVATE_RUN = (
     "import os, subprocess, sys\n"
-    "subprocess.run(['mount', '-n', '--bind', sys.argv[1], '/run'], check=True)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
+    "args = sys.argv[1:]\n"
+    "rundir = args.pop(0)\n"
+    "hidden = []\n"
+    "while args[0] == '--inaccessible':\n"
+    "    hidden.append(args[1]); args = args[2:]\n"
+    "subprocess.run(['mount', '-n', '--bind', rundir, '/run'], check=True)\n"
+    "if hidden:\n"
+    "    empty = '/run/lab-inaccessible'\n"
+    "    open(empty, 'w').close(); os.chmod(empty, 0)\n"
+    "    for path in hidden:\n"
+    "        if os.path.exists(path):\n"
+    "            subprocess.run(['mount', '-n', '--bind', empty, path], check=True)\n"
+    "os.execv(args[0], args)\n"
 )
 
 
@@ -47,7 +66,8 @@ class Firewalld:
     """Start/stop/kill/reload firewalld; firewall_cmd() talks to it over the private bus."""
 
     def __init__(self, netns: Netns, bus: PrivateBus, workdir: Path, backend: str = "nftables",
-                 settings: Optional[Dict[str, str]] = None, debug: Optional[int] = None):
+                 settings: Optional[Dict[str, str]] = None, debug: Optional[int] = None,
+                 inaccessible_paths: Sequence[str] = ()):
         self.netns = netns
         self.bus = bus
         self.config_dir = Path(workdir) / "firewalld"
@@ -59,6 +79,8 @@ class Firewalld:
         self.settings = dict(DEFAULT_SETTINGS, FirewallBackend=backend)
         self.settings.update(settings or {})
         self.debug = debug  # firewalld --debug level (1..10) for the log file
+        # Hidden from firewalld at its next start (systemd's InaccessiblePaths=, see above).
+        self.inaccessible_paths = tuple(inaccessible_paths)
         self.write_config()
         self.proc: Optional[subprocess.Popen] = None
         self.startup_seconds: Optional[float] = None
@@ -84,8 +106,10 @@ class Firewalld:
         """Start and block until `firewall-cmd --state` says running (rules applied)."""
         if self.running:
             raise RuntimeError("firewalld already running")
-        argv = ["/usr/bin/python3", "-c", PRIVATE_RUN, self.run_dir,
-                "/usr/sbin/firewalld", "--nofork", "--nopid", "--system-config", self.config_dir,
+        argv = ["/usr/bin/python3", "-c", PRIVATE_RUN, self.run_dir]
+        for path in self.inaccessible_paths:
+            argv += ["--inaccessible", path]
+        argv += ["/usr/sbin/firewalld", "--nofork", "--nopid", "--system-config", self.config_dir,
                 "--log-target", "file", "--log-file", self.log_path]
         if self.debug:
             argv.append("--debug=%d" % self.debug)
@@ -111,6 +135,11 @@ class Firewalld:
     def kill(self) -> None:
         """SIGKILL: no cleanup, its nft table stays loaded."""
         self._signal(signal.SIGKILL, 10.0)
+
+    @property
+    def pid(self) -> Optional[int]:
+        """firewalld's own pid (the wrapper execs it), while it runs."""
+        return self.proc.pid if self.running else None
 
     def restart(self) -> None:
         self.stop()

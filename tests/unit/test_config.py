@@ -68,6 +68,18 @@ def test_every_setting_round_trips():
     assert c.nft_table == "podnat" and c.resync_interval == 5.0
 
 
+def test_flush_settings_round_trip():
+    c = parse('[calico]\nip_pools = ["10.1.0.0/16"]\nfelix_refresh_interval = 90\n[firewalld]\nflush_guard = true\n'
+              '[daemon]\non_calico_flush = ["/usr/bin/systemctl", "start", "--no-block", "calico-refresh.service"]\n'
+              'on_calico_flush_interval = 300\non_calico_flush_timeout = 20\n')
+    assert c.firewalld.flush_guard is True and c.felix_refresh_interval == 90.0
+    assert c.on_calico_flush == ("/usr/bin/systemctl", "start", "--no-block", "calico-refresh.service")
+    assert c.on_calico_flush_interval == 300.0 and c.on_calico_flush_timeout == 20.0
+    d = parse(MINIMAL)
+    assert d.firewalld.flush_guard is False and d.felix_refresh_interval == 180.0
+    assert d.on_calico_flush == () and d.on_calico_flush_interval == 600.0 and d.on_calico_flush_timeout == 60.0
+
+
 def _pools(value: str) -> str:
     return f"[calico]\nip_pools = {value}\n"
 
@@ -127,6 +139,17 @@ BAD = [
     ("duplicate section", '[calico]\nip_pools = ["10.1.0.0/16"]\n[calico]\n', "line 3: calico:", "defined twice"),
     ("syntax error", '[calico]\nip_pools = ["10.1.0.0/16"\n', "line 2", "Unclosed array"),
     ("syntax error mid-file", '[calico\nip_pools = []\n', "line 1", "TOML syntax error"),
+    ("wrong type: flush_guard", _key("firewalld", 'flush_guard = "yes"'), "firewalld.flush_guard:", "true or false"),
+    ("out of range: felix refresh", _key("calico", "felix_refresh_interval = 0"), "calico.felix_refresh_interval:", "out of range"),
+    ("wrong type: felix refresh", _key("calico", "felix_refresh_interval = true"), "calico.felix_refresh_interval:", "number of seconds"),
+    ("command as a shell line", _key("daemon", 'on_calico_flush = "/usr/bin/crictl rm -f x"'), "daemon.on_calico_flush:", "array of strings"),
+    ("command not an absolute path", _key("daemon", 'on_calico_flush = ["crictl", "rm"]'), "daemon.on_calico_flush:", "absolute path"),
+    ("command empty program", _key("daemon", 'on_calico_flush = [""]'), "daemon.on_calico_flush:", "absolute path"),
+    ("command argument not a string", _key("daemon", 'on_calico_flush = ["/usr/bin/crictl", 5]'), "daemon.on_calico_flush[1]:", "must be a string"),
+    ("command argument with NUL", _key("daemon", 'on_calico_flush = ["/bin/x", "a\\u0000b"]'), "daemon.on_calico_flush[1]:", "control character"),
+    ("out of range: flush interval", _key("daemon", "on_calico_flush_interval = -1"), "daemon.on_calico_flush_interval:", "out of range"),
+    ("wrong type: flush timeout", _key("daemon", 'on_calico_flush_timeout = "60"'), "daemon.on_calico_flush_timeout:", "number of seconds"),
+    ("out of range: flush timeout", _key("daemon", "on_calico_flush_timeout = 100000"), "daemon.on_calico_flush_timeout:", "out of range"),
 ]
 
 

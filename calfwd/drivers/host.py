@@ -1,0 +1,480 @@
+"""Reads the host for `calfwd doctor` and the flush guard, and writes the guard's drop-in.
+
+Everything here reads, except write_dropin()/remove_dropin() (only `calfwd guard` and
+`calfwd cleanup` call those). Every read may fail (not root, no firewalld, no bus, a tool
+missing): a failed read is recorded in HostSnapshot.unknown with the reason and the others
+go on, so doctor reports "unknown" for that one check instead of crashing. Subprocesses get
+argument lists, never a shell, and a timeout.
+
+firewalld is read over D-Bus when it runs (its own view: version, backend, properties,
+runtime direct rules, active zones), and from its configuration directory otherwise
+(firewalld.conf, direct.xml), so doctor works on a host where firewalld is stopped.
+"""
+
+from __future__ import annotations
+
+import glob
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from calfwd import guard
+from calfwd.config import Config, ConfigError, load, ownership_problems
+from calfwd.doctor import FirewalldState, HostSnapshot, Route
+
+FIREWALLD_DIR = "/etc/firewalld"
+FIREWALLD_DIR_ENV = "CALFWD_FIREWALLD_DIR"  # tests: the lab's --system-config directory
+SUBPROCESS_TIMEOUT = 10.0
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Where distributions install firewalld's Python package.
+FIREWALLD_PACKAGES = ("/usr/lib/python3*/site-packages/firewall", "/usr/lib/python3/dist-packages/firewall",
+                      "/usr/lib64/python3*/site-packages/firewall")
+# The upstream fix (firewalld 2.0, commit b7faa74d, backported to RHEL 9.3's 1.2.5) adds this.
+FLUSH_FIX_MARKER = "may_skip_flush_direct_backends"
+# Felix's tables in iptables-nft mode, and its native nftables dataplane's.
+IPTABLES_TABLES = ("filter", "nat", "mangle", "raw")
+POOL_SET_WORDS = ("all-ipam-pools", "masq-ipam-pools", "network-ip-pools")
+
+
+def firewalld_dir(override: Optional[str] = None) -> str:
+    return override or os.environ.get(FIREWALLD_DIR_ENV) or FIREWALLD_DIR
+
+
+# ---------------------------------------------------------------------------------------
+# firewalld over D-Bus
+
+
+def _firewalld_reader(bus: Any) -> Any:
+    """A Firewalld client with the read-only extras doctor needs."""
+    from calfwd.drivers.firewalld import (BUS_NAME, CONFIG, CONFIG_PATH, PATH, ZONE, Firewalld,
+                                          FirewalldError)
+
+    # READ-ONLY detection of direct rules: doctor and `guard enable` must know whether any
+    # exist (they switch firewalld 2.x's flush back on; the guard would break them). calfwd
+    # never adds, changes or removes direct rules or passthroughs.
+    direct_interface = BUS_NAME + ".direct"
+
+    class Reader(Firewalld):
+        def config_property(self, name: str) -> Optional[str]:
+            """A firewalld.conf setting as firewalld sees it; None where this version lacks it."""
+            try:
+                return str(self._get(CONFIG_PATH, CONFIG, name))
+            except FirewalldError as exc:
+                if "InvalidArgs" in exc.dbus_name or "does not exist" in exc.message:
+                    return None
+                raise
+
+        def runtime_direct(self) -> Tuple[str, ...]:
+            # Read-only listing (see above).
+            chains = self._call("list direct chains", PATH, direct_interface, "getAllChains")
+            rules = self._call("list direct rules", PATH, direct_interface, "getAllRules")
+            passes = self._call("list passthroughs", PATH, direct_interface, "getAllPassthroughs")
+            return (tuple(f"runtime chain {c[0]} {c[1]} {c[2]}" for c in chains)
+                    + tuple(f"runtime rule {r[0]} {r[1]} {r[2]} {' '.join(r[4])}" for r in rules)
+                    + tuple(f"runtime passthrough {p[0]} {' '.join(p[1])}" for p in passes))
+
+        def active_zones(self) -> Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]:
+            zones = self._call("list active zones", PATH, ZONE, "getActiveZones")
+            return {str(z): (tuple(v.get("interfaces", ())), tuple(v.get("sources", ())))
+                    for z, v in zones.items()}
+
+        def why_silent(self) -> Optional[str]:
+            """firewalld owns its name but state() got no answer: its reason (not root, polkit)."""
+            if not self.has_owner():
+                return None
+            try:
+                self._get(PATH, BUS_NAME, "state")
+            except FirewalldError as exc:
+                return str(exc)
+            return None
+
+        def pid(self) -> Optional[int]:
+            try:
+                return int(self._call("find firewalld's process", "/org/freedesktop/DBus",
+                                      "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s",
+                                      BUS_NAME, bus_name="org.freedesktop.DBus"))
+            except FirewalldError:
+                return None
+
+    return Reader(bus)
+
+
+def read_firewalld(bus: Any, unknown: Dict[str, str], watch_paths: Tuple[str, ...]) -> FirewalldState:
+    """firewalld's state as it reports it; unknown[...] gets what could not be read."""
+    reader = _firewalld_reader(bus)
+    info = reader.info()
+    if not info.running and not info.state:
+        silent = reader.why_silent()
+        if silent:
+            raise RuntimeError(f"firewalld is on the bus but does not answer: {silent}")
+    if not info.running:
+        return FirewalldState(running=False, state=info.state)
+    state: Dict[str, Any] = dict(running=True, state=info.state, version=info.version,
+                                 backend=info.backend, default_zone=info.default_zone)
+    for key, prop in (("strict_forward_ports", "StrictForwardPorts"), ("table_owner", "NftablesTableOwner")):
+        try:
+            state[key] = reader.config_property(prop)
+        except Exception as exc:
+            unknown[f"firewalld-{prop}"] = str(exc)
+    try:
+        state["runtime_direct"] = reader.runtime_direct()
+    except Exception as exc:
+        unknown["firewalld-direct-runtime"] = str(exc)
+    try:
+        state["zones"] = reader.active_zones()
+    except Exception as exc:
+        unknown["firewalld-zones"] = str(exc)
+    pid = reader.pid()
+    if pid is None:
+        unknown["guard-active"] = "could not ask the bus for firewalld's process id"
+    else:
+        state["pid"] = pid
+        try:
+            state["guarded"] = tuple(sorted(mount_points(pid) & set(watch_paths)))
+        except OSError as exc:
+            unknown["guard-active"] = f"cannot read /proc/{pid}/mountinfo: {exc.strerror or exc}"
+    return FirewalldState(**state)
+
+
+def mount_points(pid: int) -> set:
+    """Mount points in a process's mount namespace: InaccessiblePaths= shows up as one per path."""
+    points = set()
+    with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) > 4:
+                points.add(_unescape(fields[4]))
+    return points
+
+
+def _unescape(path: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        path = path.replace(code, chr(int(code[1:], 8)))
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# firewalld's files and installed package
+
+
+def read_firewalld_conf(directory: str) -> Dict[str, str]:
+    """firewalld.conf as KEY -> value; {} when it does not exist (firewalld's defaults apply)."""
+    try:
+        with open(os.path.join(directory, "firewalld.conf"), encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return {}
+    settings = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        settings[key.strip()] = value.strip().strip('"')
+    return settings
+
+
+def read_permanent_direct(directory: str) -> Tuple[str, ...]:
+    """Direct chains, rules and passthroughs in direct.xml. READ-ONLY detection (see above)."""
+    path = os.path.join(directory, "direct.xml")
+    try:
+        root = ElementTree.parse(path).getroot()
+    except FileNotFoundError:
+        return ()
+    found = []
+    for element in root:
+        attrs = " ".join(element.get(k, "") for k in ("ipv", "table", "chain") if element.get(k))
+        text = " ".join((element.text or "").split())
+        found.append(f"permanent {element.tag} {attrs} {text}".strip())
+    return tuple(found)
+
+
+def installed_firewalld() -> Tuple[str, Optional[bool]]:
+    """(version, has the 2.0 flush fix) of the installed firewalld package; ("", None) if absent."""
+    for pattern in FIREWALLD_PACKAGES:
+        for package in sorted(glob.glob(pattern)):
+            version = ""
+            try:
+                with open(os.path.join(package, "config", "__init__.py"), encoding="utf-8") as handle:
+                    for line in handle:
+                        if line.startswith("VERSION"):
+                            version = line.partition("=")[2].strip().strip("'\"")
+                            break
+                with open(os.path.join(package, "core", "fw.py"), encoding="utf-8") as handle:
+                    fixed = FLUSH_FIX_MARKER in handle.read()
+            except OSError:
+                continue
+            return version, fixed
+    return "", None
+
+
+def resolve_guard_paths() -> Tuple[str, ...]:
+    """The real iptables binaries on this host: what the guard hides from firewalld."""
+    resolved = {}
+    for path in guard.FIREWALLD_COMMANDS + guard.MULTI_BINARIES:
+        resolved[path] = os.path.realpath(path) if os.path.exists(path) else None
+    return guard.guard_paths(resolved)
+
+
+# ---------------------------------------------------------------------------------------
+# The drop-in (the only writes in this module)
+
+
+def read_dropin(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_dropin(path: str, text: str) -> None:
+    """Atomically: systemd must never read half a drop-in."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".calfwd-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def remove_dropin(path: str) -> None:
+    os.unlink(path)
+    try:
+        os.rmdir(os.path.dirname(path))  # only if now empty
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------
+# Kernel: nftables, legacy iptables, sysctls, routes, links, ip sets
+
+
+def _run(argv: List[str]) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+                          env=dict(os.environ, PATH=SYSTEM_PATH, LC_ALL="C"), check=False)
+    if proc.returncode != 0:
+        why = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
+        raise RuntimeError(f"{' '.join(argv)}: {why}")
+    return proc.stdout
+
+
+def _which(tool: str) -> Optional[str]:
+    return shutil.which(tool, path=SYSTEM_PATH)
+
+
+def read_nftables(nft: Any, snapshot: Dict[str, Any]) -> None:
+    tables = tuple(sorted((t["family"], t["name"]) for t in nft.tables()))
+    snapshot["nft_tables"] = tables
+    chains: Dict[str, Tuple[str, ...]] = {}
+    for family in ("ip", "ip6"):
+        for table in IPTABLES_TABLES:
+            if (family, table) not in tables:
+                continue
+            objs = nft.read_table(family, table) or []
+            names = [o["chain"]["name"] for o in objs if "chain" in o]
+            cali = tuple(n for n in names if n.startswith("cali-"))
+            if cali:
+                chains[f"{family} {table}"] = cali
+    snapshot["calico_chains"] = chains
+    sets: Dict[str, Tuple[str, ...]] = {}
+    for family in ("ip", "ip6"):
+        if (family, "calico") in tables:
+            for obj in nft.read_table(family, "calico") or []:
+                body = obj.get("set")
+                if body and any(word in body["name"] for word in POOL_SET_WORDS):
+                    sets[f"nft {family} calico {body['name']}"] = tuple(
+                        _nft_elem(e) for e in body.get("elem", ()))
+    snapshot["nft_pool_sets"] = sets
+
+
+def _nft_elem(elem: Any) -> str:
+    if isinstance(elem, dict) and "elem" in elem:
+        elem = elem["elem"].get("val")
+    if isinstance(elem, dict) and "prefix" in elem:
+        return f"{elem['prefix']['addr']}/{elem['prefix']['len']}"
+    if isinstance(elem, dict) and "range" in elem:
+        return "-".join(str(x) for x in elem["range"])
+    return str(elem)
+
+
+def read_legacy(snapshot: Dict[str, Any], unknown: Dict[str, str]) -> None:
+    """Calico's chains in legacy (x_tables) iptables: only where /proc lists loaded tables
+    (iptables-nft never registers any), read with *-legacy-save."""
+    chains: List[str] = []
+    for proc_file, save in (("/proc/net/ip_tables_names", "iptables-legacy-save"),
+                            ("/proc/net/ip6_tables_names", "ip6tables-legacy-save")):
+        try:
+            with open(proc_file, encoding="utf-8") as handle:
+                names = handle.read().split()
+        except FileNotFoundError:
+            continue  # the module is not loaded: no legacy tables at all
+        if not names:
+            continue
+        tool = _which(save)
+        if tool is None:
+            unknown["legacy"] = f"legacy tables are loaded ({', '.join(names)}) but {save} is not installed"
+            continue
+        for line in _run([tool]).splitlines():
+            if line.startswith(":cali-"):
+                chains.append(f"{save.split('-')[0]} {line[1:].split()[0]}")
+    snapshot["legacy_calico_chains"] = tuple(chains)
+
+
+def read_sysctls() -> Dict[str, str]:
+    values = {}
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), encoding="utf-8") as handle:
+                values[key] = handle.read().strip()
+        except FileNotFoundError:
+            values[key] = ""  # IPv6 disabled on this host
+    return values
+
+
+def read_routes() -> Tuple[Route, ...]:
+    tool = _which("ip")
+    if tool is None:
+        raise RuntimeError("the ip tool (iproute2) is not installed")
+    routes = []
+    for family in (4, 6):
+        for entry in json.loads(_run([tool, "-j", f"-{family}", "route", "show", "table", "main"]) or "[]"):
+            dst = str(entry.get("dst", ""))
+            if dst == "default" or not dst:
+                continue
+            routes.append(Route(family=family, dst=_cidr(dst, family), kind=str(entry.get("type", "unicast")),
+                                proto=str(entry.get("protocol", "")), dev=str(entry.get("dev", ""))))
+    return tuple(routes)
+
+
+def _cidr(dst: str, family: int) -> str:
+    try:
+        return ipaddress.ip_network(dst, strict=False).with_prefixlen
+    except ValueError:
+        return dst
+
+
+def read_links() -> Tuple[str, ...]:
+    return tuple(sorted(os.listdir("/sys/class/net")))
+
+
+def read_ipsets() -> Dict[str, Tuple[str, ...]]:
+    """Calico's pool ip sets (cali40all-ipam-pools, cali40masq-ipam-pools, ...) and members."""
+    tool = _which("ipset")
+    if tool is None:
+        raise RuntimeError("ipset is not installed (dnf install ipset)")
+    sets = {}
+    for name in _run([tool, "list", "-n"]).split():
+        if not name.startswith(("cali40", "cali60")) or not any(w in name for w in POOL_SET_WORDS):
+            continue
+        text = _run([tool, "list", name])
+        members = text.split("Members:", 1)[1].split() if "Members:" in text else []
+        sets[f"ipset {name}"] = tuple(members)
+    return sets
+
+
+# ---------------------------------------------------------------------------------------
+# Everything
+
+
+def _try(unknown: Dict[str, str], key: str, read: Callable[[], Any], default: Any = None) -> Any:
+    try:
+        return read()
+    except Exception as exc:  # one failed read is one unknown finding, never a crash
+        unknown[key] = str(exc) or type(exc).__name__
+        return default
+
+
+def connect_bus() -> Any:
+    import dbus
+
+    return dbus.SystemBus()
+
+
+def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Optional[str] = None,
+                  full: bool = True) -> HostSnapshot:
+    """Read everything doctor looks at (full=False: only what the guard needs); never raises
+    for a failed read."""
+    unknown: Dict[str, str] = {}
+    snap: Dict[str, Any] = {"config_path": config_path}
+    fw_dir = firewalld_dir(fw_dir)
+    dropin = guard.dropin_path(dropin)
+
+    config: Optional[Config] = None
+    try:
+        config = load(config_path)
+    except ConfigError as exc:
+        snap["config_problems"] = tuple(exc.problems)
+    snap["config"] = config
+    if os.path.exists(config_path):
+        snap["ownership"] = tuple(ownership_problems(config_path))
+
+    snap["guard_paths"] = _try(unknown, "guard-paths", resolve_guard_paths, ())
+    snap["dropin_path"] = dropin
+    snap["dropin_text"] = _try(unknown, "guard-dropin", lambda: read_dropin(dropin))
+    watch = tuple(snap["guard_paths"]) + guard.parse_dropin(snap["dropin_text"] or "")
+    iptables = "/usr/sbin/iptables"
+    snap["host_iptables"] = os.path.realpath(iptables) if os.path.exists(iptables) else ""
+
+    bus = None
+    firewalld = None
+    try:  # firewalld is looked at even when [firewalld] enabled = false: it still flushes
+        bus = connect_bus()
+    except Exception as exc:
+        unknown["firewalld"] = f"no system bus: {exc}"
+    if bus is not None:
+        snap["firewalld"] = _try(unknown, "firewalld", lambda: read_firewalld(bus, unknown, watch),
+                                 FirewalldState())
+        from calfwd.drivers.firewalld import Firewalld
+        firewalld = Firewalld(bus)
+    snap["firewalld_conf"] = _try(unknown, "firewalld-conf", lambda: read_firewalld_conf(fw_dir), {})
+    snap["permanent_direct"] = _try(unknown, "firewalld-direct-permanent",
+                                    lambda: read_permanent_direct(fw_dir))
+    version, fixed = _try(unknown, "firewalld-installed", installed_firewalld, ("", None))
+    snap["installed_version"], snap["flush_fix"] = version, fixed
+    if not full:  # `calfwd guard`: firewalld and the drop-in are all it needs
+        snap["unknown"] = unknown
+        return HostSnapshot(**snap)
+
+    nft = None
+    try:
+        from calfwd.drivers.nftables import Nftables
+
+        nft = Nftables()
+        read_nftables(nft, snap)
+    except Exception as exc:
+        unknown["nftables"] = str(exc) or type(exc).__name__
+    _try(unknown, "legacy", lambda: read_legacy(snap, unknown))
+    snap["sysctls"] = _try(unknown, "sysctl", read_sysctls, {})
+    snap["routes"] = _try(unknown, "routes", read_routes, ())
+    snap["links"] = _try(unknown, "links", read_links, ())
+    pool_sets = dict(_try(unknown, "ipset", read_ipsets, {}))
+    pool_sets.update(snap.pop("nft_pool_sets", {}))
+    snap["pool_sets"] = pool_sets
+
+    if config is not None and nft is not None:
+        def plan() -> None:
+            from calfwd.reconcile import Reconciler
+
+            layers, _facts = Reconciler(nft, firewalld if config.firewalld.enabled else None).plan(config)
+            snap["drift"] = tuple(f"{l.layer}: {a}" for l in layers for a in l.actions)
+            snap["conflicts"] = tuple(c for l in layers for c in l.conflicts)
+        _try(unknown, "drift", plan)
+    elif config is not None:
+        unknown["drift"] = "nftables could not be read"
+    snap["unknown"] = unknown
+    return HostSnapshot(**snap)

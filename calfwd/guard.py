@@ -1,0 +1,189 @@
+"""The flush guard: a firewalld.service drop-in that keeps firewalld <= 1.x off Calico's rules.
+
+Pure: what the drop-in says, whether firewalld flushes, when installing the guard would be
+wrong. drivers/host.py reads the facts and writes the file; cli.py (`calfwd guard`) runs it.
+
+Why it works (firewalld 1.3.3, checked in the lab): at start and reload firewalld runs
+`iptables -t filter -L -n` (and ip6tables, ebtables) to see whether iptables is usable; when
+that fails it logs "iptables is not usable", leaves the iptables backends out of
+all_backends(), and its flush (`iptables-restore` with -F -X -Z for every table, on start,
+reload and stop, even with FirewallBackend=nftables) never runs. `InaccessiblePaths=` hides
+the binaries from firewalld's process only: Felix (in calico-node's image) and every admin
+shell keep them. firewalld then has no direct interface either.
+
+Why not everywhere: with FirewallBackend=iptables firewalld cannot start without them; direct
+rules and passthroughs need them; firewalld >= 2.0 (and RHEL 9.3's 1.2.5, a backport) no
+longer flushes with the nftables backend unless a direct rule exists, so it is not needed.
+
+Who writes it: only the CLI (`calfwd guard enable|disable`, and `calfwd cleanup` removes it).
+The daemon runs read-only (ProtectSystem=strict); with `[firewalld] flush_guard = true` it
+reports when the drop-in is missing or out of date. The drop-in takes effect when firewalld
+restarts, a moment calfwd leaves to the admin: it prints the commands, it never runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional, Tuple
+
+DROPIN_PATH = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
+# Tests (and unusual layouts) point calfwd at another file; the CLI options override this too.
+DROPIN_ENV = "CALFWD_FLUSH_GUARD_DROPIN"
+MARKER = "# calfwd flush guard"
+ACTIVATE = "systemctl daemon-reload && systemctl restart firewalld"
+
+# What firewalld 1.x runs (firewall/config COMMANDS), and the multi-call binaries behind them.
+FIREWALLD_COMMANDS = (
+    "/usr/sbin/iptables", "/usr/sbin/iptables-restore",
+    "/usr/sbin/ip6tables", "/usr/sbin/ip6tables-restore",
+    "/usr/sbin/ebtables", "/usr/sbin/ebtables-restore",
+)
+MULTI_BINARIES = ("/usr/sbin/xtables-nft-multi", "/usr/sbin/xtables-legacy-multi")
+_IPTABLES_NAME = re.compile(r"^(xtables-.*-multi|iptables.*|ip6tables.*|ebtables.*)$")
+
+
+def dropin_path(override: Optional[str] = None) -> str:
+    return override or os.environ.get(DROPIN_ENV) or DROPIN_PATH
+
+
+def guard_paths(resolved: Mapping[str, Optional[str]]) -> Tuple[str, ...]:
+    """The real files to hide, from each candidate path's resolved target (None: missing).
+
+    Only iptables binaries: a command that resolves to anything else (a shell, python for a
+    wrapper script) is left alone rather than hidden from firewalld.
+    """
+    found = {real for real in resolved.values()
+             if real and _IPTABLES_NAME.match(os.path.basename(real))}
+    return tuple(sorted(found))
+
+
+def render_dropin(paths: Tuple[str, ...]) -> str:
+    lines = [
+        f"{MARKER}: written by `calfwd guard enable`; remove it with `calfwd guard disable`.",
+        "# firewalld <= 1.x flushes every iptables table, Calico's rules included, on start,",
+        "# reload and stop, even with FirewallBackend=nftables. Without the iptables binaries it",
+        "# finds iptables unusable and skips that flush (it then has no direct interface).",
+        f"# Takes effect after: {ACTIVATE}",
+        "[Service]",
+    ]
+    # "-": a path that does not exist on this host must not fail firewalld.service.
+    lines += [f"InaccessiblePaths=-{path}" for path in paths]
+    return "\n".join(lines) + "\n"
+
+
+def is_ours(text: Optional[str]) -> bool:
+    return bool(text) and text.startswith(MARKER)  # type: ignore[union-attr]
+
+
+def parse_dropin(text: str) -> Tuple[str, ...]:
+    """The paths a drop-in makes inaccessible (any InaccessiblePaths= line, '-' stripped)."""
+    paths = []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key.strip() == "InaccessiblePaths":
+            paths += [p.lstrip("-+") for p in value.split() if p.strip("-+")]
+    return tuple(paths)
+
+
+def dropin_problem(text: Optional[str], paths: Tuple[str, ...], path: str) -> Optional[str]:
+    """What is wrong with the installed drop-in when the config wants the guard, or None."""
+    if text is None:
+        return (f"[firewalld] flush_guard = true, but {path} does not exist: run "
+                f"`calfwd guard enable && {ACTIVATE}`")
+    if not is_ours(text):
+        return f"[firewalld] flush_guard = true, but {path} was not written by calfwd"
+    have = parse_dropin(text)
+    if set(have) != set(paths):
+        return (f"{path} hides {', '.join(have) or 'nothing'}, but this host's iptables binaries are "
+                f"{', '.join(paths) or 'none'}: run `calfwd guard enable && {ACTIVATE}`")
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Does this firewalld flush Calico's iptables rules?
+
+
+def version_tuple(version: str) -> Optional[Tuple[int, ...]]:
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", version or "")
+    if not match:
+        return None
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+@dataclass(frozen=True)
+class FirewalldFacts:
+    """What decides whether firewalld flushes the iptables tables; "" / None: unknown."""
+
+    version: str = ""
+    backend: str = ""  # FirewallBackend: "nftables" or "iptables"
+    flush_fix: Optional[bool] = None  # its code skips the flush with nftables (2.0, or a backport)
+    # Direct chains, rules and passthroughs, permanent and runtime. READ-ONLY detection: calfwd
+    # never adds, changes or removes direct rules or passthroughs (they would need iptables).
+    iptables_direct: Optional[Tuple[str, ...]] = None
+
+    @property
+    def fixed(self) -> Optional[bool]:
+        """True when this firewalld skips the flush with the nftables backend and no direct rules."""
+        if self.flush_fix:
+            return True
+        version = version_tuple(self.version)
+        if version is not None:
+            return version >= (2, 0)
+        return None if self.flush_fix is None else False
+
+
+def flushes(facts: FirewalldFacts) -> Tuple[Optional[bool], str]:
+    """(True/False/None for unknown, why), as one sentence for doctor and guard status."""
+    name = f"firewalld {facts.version}" if facts.version else "firewalld"
+    if facts.backend == "iptables":
+        return True, (f"{name} uses its iptables backend, which flushes every iptables table on "
+                      "start, reload and stop")
+    if not facts.backend:
+        return None, f"cannot tell {name}'s FirewallBackend"
+    fixed = facts.fixed
+    if fixed is None:
+        return None, "cannot tell firewalld's version"
+    if not fixed:
+        return True, (f"{name} flushes every iptables table on start, reload and stop, even with "
+                      "FirewallBackend=nftables")
+    if facts.iptables_direct is None:
+        return None, (f"{name} skips the iptables flush only while no direct rule exists, and "
+                      "whether direct rules exist could not be read")
+    if facts.iptables_direct:
+        return True, (f"{name} would skip the iptables flush with the nftables backend, but "
+                      f"{_count(facts.iptables_direct)} switch the full flush back on")
+    return False, f"{name} with the nftables backend and no direct rules does not flush iptables tables"
+
+
+def refusal(facts: FirewalldFacts, paths: Tuple[str, ...]) -> Optional[str]:
+    """Why `calfwd guard enable` must not install the drop-in on this host, or None."""
+    if facts.backend == "iptables":
+        return ("firewalld uses FirewallBackend=iptables: without the iptables binaries it cannot "
+                "start at all. Switch it to FirewallBackend=nftables in firewalld.conf first")
+    if not facts.backend:
+        return "cannot tell firewalld's FirewallBackend (is firewalld installed?)"
+    if facts.iptables_direct is None:
+        return ("cannot read whether firewalld has direct rules (they would stop working with the "
+                "guard): run as root, with firewalld running")
+    if facts.iptables_direct:
+        # The firewall-cmd below is advice for the admin's own rules; calfwd never runs it.
+        return (f"firewalld has {_count(facts.iptables_direct)}: they need iptables, so with the guard "
+                "firewalld could not apply them. Move them to policies or rich rules and remove "
+                "them (firewall-cmd --permanent --direct --get-all-rules lists them) first")
+    fixed = facts.fixed
+    if fixed is None:
+        return "cannot tell firewalld's version (is firewalld installed?)"
+    if fixed:
+        name = f"firewalld {facts.version}" if facts.version else "this firewalld"
+        return (f"not needed: {name} does not flush iptables tables with the nftables backend "
+                "while no direct rules exist")
+    if not paths:
+        return "no iptables binaries found: firewalld cannot flush anything, nothing to guard"
+    return None
+
+
+def _count(direct: Tuple[str, ...]) -> str:
+    """Describes direct rules found by read-only detection, for refusals and findings."""
+    return f"{len(direct)} direct rule(s) or passthrough(s) ({'; '.join(direct[:3])})"

@@ -1,0 +1,129 @@
+"""`calfwd doctor` on the lab's node: real firewalld 1.3.3 on the private bus, real nftables,
+Calico simulated from Felix's rules. It runs as the plain CLI in the node namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+from calfwd import guard
+from lab.calfwd import PYTHON, Calfwd
+
+
+def prepare(lab, config=None):
+    calfwd = Calfwd(lab, config)
+    calfwd.env[guard.DROPIN_ENV] = str(lab.workdir / "guard.conf")
+    calfwd.env["CALFWD_FIREWALLD_DIR"] = str(lab.firewalld.config_dir)
+    return calfwd
+
+
+def doctor(calfwd):
+    result = calfwd.cli("doctor", "--json")
+    assert result.stderr == "", result.stderr
+    report = json.loads(result.stdout)
+    assert report["exit_code"] == result.returncode
+    return report
+
+
+def by_check(report, check):
+    return [f for f in report["findings"] if f["check"] == check]
+
+
+def severities(report, check):
+    return [f["severity"] for f in by_check(report, check)]
+
+
+def test_firewalld_stopped_1x_flushes_calico(lab):
+    calfwd = prepare(lab)
+    result = calfwd.cli("doctor")
+    assert result.returncode == 1, result.stdout
+    lines = result.stdout.splitlines()
+    assert lines and all(line.split()[0] in ("OK", "INFO", "WARNING", "ERROR", "UNKNOWN") for line in lines)
+    flush = [line for line in lines if line.startswith("WARNING flush:")]
+    assert flush and "firewalld 1.3.3" in flush[0] and "calfwd guard enable" in flush[0]
+    report = doctor(calfwd)
+    assert severities(report, "firewalld") == ["info"]
+    assert severities(report, "calfwd-state") == ["warning"]  # nothing applied yet
+    assert severities(report, "pools") == ["ok"]
+    assert severities(report, "forwarding") == ["ok", "ok"]
+
+
+def test_firewalld_running_just_flushed_calico(lab):
+    calfwd = prepare(lab)
+    lab.firewalld.start()
+    assert calfwd.cli("apply").returncode == 0
+    report = doctor(calfwd)
+    assert report["exit_code"] == 2
+    flush = by_check(report, "flush")[0]
+    assert flush["severity"] == "error" and "missing right now" in flush["saw"]
+    assert severities(report, "firewalld") == ["ok"] and "1.3.3" in by_check(report, "firewalld")[0]["saw"]
+    assert severities(report, "direct-rules") == ["ok"]
+    assert severities(report, "zones") == ["ok"]
+    assert "warning" not in severities(report, "calfwd-state")
+    lab.calico.restore()  # Felix's refresh
+    report = doctor(calfwd)
+    assert severities(report, "flush") == ["warning"]
+
+
+def test_misconfigured_node(lab):
+    calfwd = prepare(lab, '[calico]\nip_pools = ["198.18.64.0/20", "198.18.128.0/20"]\nnat_outgoing = true\n')
+    calfwd.config_path.chmod(0o664)
+    lab.node.sysctl("net.ipv4.ip_forward", 0)
+    lab.firewalld.start()
+    lab.firewalld.firewall_cmd("--zone=trusted", "--add-interface=cali+")
+    report = doctor(calfwd)
+    assert report["exit_code"] == 2
+    assert severities(report, "config-owner") == ["error"]
+    assert "error" in severities(report, "forwarding")
+    zones = by_check(report, "zones")
+    assert zones[0]["severity"] == "error" and "--zone=trusted --remove-interface=cali+" in zones[0]["fix"]
+    pools = by_check(report, "pools")
+    assert any("198.18.128.0/20" in f["saw"] for f in pools)  # configured, unknown to Calico
+    assert any("2001:db8:64::/64" in f["saw"] and "not in calico.ip_pools" in f["saw"] for f in pools)
+
+
+def test_no_bus_and_firewalld_settings_from_its_files(lab):
+    calfwd = prepare(lab)
+    calfwd.env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:abstract=/calfwd-test/no-such-bus"
+    lab.firewalld.configure(StrictForwardPorts="yes")
+    report = doctor(calfwd)
+    assert severities(report, "firewalld") == ["unknown"]
+    assert "no system bus" in by_check(report, "firewalld")[0]["saw"]
+    assert severities(report, "strict-forward-ports") == ["error"]
+    assert report["exit_code"] == 2
+
+
+def test_direct_rules_on_1x_rule_out_the_guard(lab):
+    calfwd = prepare(lab)
+    lab.firewalld.start()
+    lab.firewalld.firewall_cmd("--permanent", "--direct", "--add-rule", "ipv4", "filter", "INPUT", "0",
+                               "-p", "tcp", "--dport", "9", "-j", "ACCEPT")
+    report = doctor(calfwd)
+    direct = by_check(report, "direct-rules")
+    assert direct[0]["severity"] == "info" and "permanent rule ipv4 filter INPUT" in direct[0]["saw"]
+    flush = by_check(report, "flush")[0]
+    assert "upgrade firewalld" in flush["fix"] and "guard enable" not in flush["fix"]
+
+
+def test_not_root_every_failed_read_is_an_unknown_finding(lab):
+    calfwd = prepare(lab)
+    lab.firewalld.start()
+    public = tempfile.mkdtemp(prefix="calfwd-doctor-")
+    try:
+        os.chmod(public, 0o755)
+        config = os.path.join(public, "calfwd.toml")
+        shutil.copy(calfwd.config_path, config)
+        os.chmod(config, 0o644)
+        result = lab.node.run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PYTHON, "-m", "calfwd",
+                              "--config", config, "doctor", "--json", env=calfwd.env, check=False, timeout=60)
+    finally:
+        shutil.rmtree(public)
+    assert "Traceback" not in result.stderr  # libnftables itself prints "you must be root" there
+    report = json.loads(result.stdout)
+    assert report["exit_code"] == result.returncode == 1  # unknowns, no errors: nothing could be judged broken
+    assert severities(report, "flush") == ["unknown"] and "nftables" in by_check(report, "flush")[0]["saw"]
+    firewalld = by_check(report, "firewalld")[0]  # firewalld answers only root (polkit): not "not running"
+    assert firewalld["severity"] == "unknown" and "does not answer" in firewalld["saw"], firewalld
+    assert "unknown" in severities(report, "calfwd-state")

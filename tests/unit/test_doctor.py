@@ -1,0 +1,275 @@
+"""`calfwd doctor`'s verdicts from hand-made host snapshots: pure, no root needed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from calfwd import config as cfg
+from calfwd import doctor, guard
+from calfwd.doctor import ERROR, INFO, OK, UNKNOWN, WARNING, FirewalldState, HostSnapshot, Route
+
+NFT = "/usr/sbin/xtables-nft-multi"
+PATH = "/etc/calfwd/calfwd.toml"
+CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16", "fd00:10:244::/56"]\nnat_outgoing = true\n', PATH)
+
+
+def fw(**changes: Any) -> FirewalldState:
+    base = FirewalldState(running=True, state="RUNNING", version="2.1.1", backend="nftables",
+                          default_zone="public", strict_forward_ports=None, table_owner=None,
+                          runtime_direct=(), zones={"calfwd": (("cali+", "tunl0"), ()), "public": (("eth0",), ())},
+                          pid=1234, guarded=())
+    return dataclasses.replace(base, **changes)
+
+
+def healthy(**changes: Any) -> HostSnapshot:
+    """A node firewalld 2.x does not flush: Calico in iptables-nft, calfwd in sync."""
+    base = HostSnapshot(
+        config_path=PATH, config=CONFIG, firewalld=fw(), firewalld_conf={}, permanent_direct=(),
+        installed_version="2.1.1", flush_fix=True, dropin_path="/run/test/guard.conf", dropin_text=None,
+        guard_paths=(NFT,), host_iptables=NFT,
+        nft_tables=(("inet", "calfwd"), ("inet", "firewalld"), ("ip", "filter"), ("ip", "nat")),
+        calico_chains={"ip filter": ("cali-FORWARD", "cali-INPUT"), "ip nat": ("cali-POSTROUTING",)},
+        sysctls={"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"},
+        routes=(Route(4, "10.244.1.0/26", "blackhole", "bird", ""), Route(4, "10.244.1.5/32", "unicast", "", "cali0123456789a"),
+                Route(6, "fd00:10:244:1::/122", "blackhole", "80", "lo")),
+        links=("cali0123456789a", "eth0", "lo", "tunl0"),
+        pool_sets={"ipset cali40all-ipam-pools": ("10.244.0.0/16",), "ipset cali40masq-ipam-pools": ("10.244.0.0/16",),
+                   "ipset cali60all-ipam-pools": ("fd00:10:244::/56",),
+                   "ipset cali60masq-ipam-pools": ("fd00:10:244::/56",)},
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def old(**changes: Any) -> HostSnapshot:
+    """The incident's host: firewalld 1.3.3 with the nftables backend, no guard."""
+    snap = healthy(firewalld=fw(version="1.3.3"), installed_version="1.3.3", flush_fix=False)
+    return dataclasses.replace(snap, **changes)
+
+
+def findings(snap: HostSnapshot, check: str = "") -> list:
+    return [f for f in doctor.diagnose(snap).findings if not check or f.check == check]
+
+
+def only(snap: HostSnapshot, check: str) -> doctor.Finding:
+    found = findings(snap, check)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_healthy_host_exits_0_and_every_line_is_one_line():
+    report = doctor.diagnose(healthy())
+    assert report.exit_code == 0, report.lines()
+    assert {f.severity for f in report.findings} <= {OK, INFO}
+    assert all("\n" not in line for line in report.lines())
+    assert only(healthy(), "flush").severity == OK
+
+
+@pytest.mark.parametrize("snap", [healthy(), old(), old(firewalld=FirewalldState()),
+                                  healthy(unknown={"nftables": "Operation not permitted", "ipset": "x",
+                                                   "sysctl": "y", "routes": "z", "drift": "w"})],
+                         ids=["healthy", "old", "stopped", "unreadable"])
+def test_every_problem_names_a_concrete_fix(snap):
+    for f in doctor.diagnose(snap).findings:
+        assert f.severity in doctor.SEVERITIES
+        if f.severity in (WARNING, ERROR, UNKNOWN):
+            assert f.fix and f.why, f
+            assert any(word in f.fix for word in ("calfwd", "firewall-cmd", "systemctl", "sysctl", "chown",
+                                                  "kubectl", "firewalld.conf", "[calico]", "[firewalld]")), f
+
+
+def test_firewalld_1x_flushes_calico_and_the_guard_is_the_fix():
+    f = only(old(), "flush")
+    assert f.severity == WARNING
+    assert "1.3.3" in f.saw and "iptables-nft" in f.saw and "180 s" in f.why
+    assert "calfwd guard enable" in f.fix and guard.ACTIVATE in f.fix
+    assert doctor.diagnose(old()).exit_code == 1
+
+
+def test_guard_active_in_the_running_firewalld_means_no_flush():
+    snap = old(dropin_text=guard.render_dropin((NFT,)), firewalld=fw(version="1.3.3", guarded=(NFT,)))
+    assert only(snap, "flush").severity == OK
+    assert only(snap, "flush-guard").severity == OK
+    assert doctor.diagnose(snap).exit_code == 0
+
+
+def test_guard_installed_but_firewalld_not_restarted():
+    snap = old(dropin_text=guard.render_dropin((NFT,)))
+    f = only(snap, "flush-guard")
+    assert f.severity == WARNING and "started without it" in f.saw and f.fix == guard.ACTIVATE
+    assert only(snap, "flush").severity == WARNING
+
+
+def test_guard_wanted_by_the_config_but_missing():
+    config = dataclasses.replace(CONFIG, firewalld=dataclasses.replace(CONFIG.firewalld, flush_guard=True))
+    f = only(old(config=config), "flush-guard")
+    assert f.severity == WARNING and "calfwd guard enable" in f.fix
+    # Where it cannot be installed, the fix says so instead of sending the admin in circles.
+    f = only(old(config=config, firewalld=fw(version="1.3.3", backend="iptables")), "flush-guard")
+    assert "cannot be installed" in f.saw and "flush_guard = false" in f.fix
+
+
+def test_guard_with_the_iptables_backend_is_an_error():
+    snap = old(dropin_text=guard.render_dropin((NFT,)), firewalld=fw(version="1.3.3", backend="iptables"))
+    assert only(snap, "flush-guard").severity == ERROR
+    assert doctor.diagnose(snap).exit_code == 2
+
+
+def test_guard_with_direct_rules_is_an_error():
+    snap = old(dropin_text=guard.render_dropin((NFT,)), permanent_direct=("permanent rule ipv4 filter INPUT -j ACCEPT",))
+    f = only(snap, "flush-guard")
+    assert f.severity == ERROR and "direct" in f.saw
+
+
+def test_stale_guard_and_unneeded_guard():
+    stale = old(dropin_text=guard.render_dropin(("/usr/sbin/xtables-legacy-multi",)),
+                firewalld=fw(version="1.3.3", guarded=()))
+    assert any(f.severity == WARNING and "rewrites" in f.fix for f in findings(stale, "flush-guard"))
+    unneeded = healthy(dropin_text=guard.render_dropin((NFT,)), firewalld=fw(guarded=(NFT,)))
+    assert any(f.severity == INFO and "calfwd guard disable" in f.fix for f in findings(unneeded, "flush-guard"))
+    foreign = healthy(dropin_text="[Service]\nLimitNOFILE=1\n")
+    assert only(foreign, "flush-guard").severity == INFO
+
+
+def test_direct_rules_on_2x_switch_the_flush_back_on():
+    snap = healthy(firewalld=fw(runtime_direct=("runtime passthrough ipv4 -t nat -A POSTROUTING",)))
+    assert only(snap, "direct-rules").severity == WARNING
+    f = only(snap, "flush")
+    assert f.severity == WARNING and "direct" in f.saw and "remove" in f.fix
+    # On 1.x they are only worth knowing (it flushes anyway), but they rule out the guard.
+    assert only(old(permanent_direct=("permanent chain ipv4 filter x",)), "direct-rules").severity == INFO
+
+
+def test_iptables_backend_always_flushes():
+    f = only(healthy(firewalld=fw(backend="iptables")), "flush")
+    assert f.severity == WARNING and "FirewallBackend=nftables" in f.fix
+
+
+def test_firewalld_stopped_is_read_from_its_files():
+    snap = old(firewalld=FirewalldState(), firewalld_conf={"FirewallBackend": "nftables"})
+    assert only(snap, "firewalld").severity == INFO
+    assert only(snap, "flush").severity == WARNING  # it flushes when it starts
+    snap = healthy(firewalld=FirewalldState(), firewalld_conf={"StrictForwardPorts": "yes"})
+    assert only(snap, "strict-forward-ports").severity == ERROR
+
+
+def test_strict_forward_ports_over_dbus():
+    f = only(healthy(firewalld=fw(strict_forward_ports="yes")), "strict-forward-ports")
+    assert f.severity == ERROR and "NodePorts" in f.why and "StrictForwardPorts=no" in f.fix
+    assert only(healthy(firewalld=fw(strict_forward_ports="no")), "strict-forward-ports").severity == OK
+    assert findings(healthy(), "strict-forward-ports") == []  # < 2.3: no such setting
+    assert only(healthy(firewalld=fw(table_owner="yes")), "nftables-table-owner").severity == INFO
+
+
+def test_firewalld_failed_state_is_an_error():
+    assert only(healthy(firewalld=FirewalldState(running=False, state="FAILED", version="1.3.3")),
+                "firewalld").severity == ERROR
+
+
+def test_unknown_reads_become_unknown_findings_not_crashes():
+    snap = healthy(firewalld=FirewalldState(), unknown={"firewalld": "no system bus: refused",
+                                                       "nftables": "Operation not permitted"})
+    report = doctor.diagnose(snap)
+    assert only(snap, "firewalld").severity == UNKNOWN
+    assert only(snap, "flush").severity == UNKNOWN
+    assert report.exit_code == 1
+
+
+def problems(snap: HostSnapshot, check: str) -> list:
+    return [f for f in findings(snap, check) if f.severity != OK]
+
+
+def test_forwarding_off():
+    v4_off = problems(healthy(sysctls={"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "1"}), "forwarding")
+    assert v4_off[0].severity == ERROR and "sysctl -w net.ipv4.ip_forward=1" in v4_off[0].fix
+    v6_off = problems(healthy(sysctls={"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "0"}), "forwarding")
+    assert v6_off[0].severity == ERROR and "IPv6" in v6_off[0].why
+    v4_only = dataclasses.replace(CONFIG, ip_pools=CONFIG.ip_pools[:1], nat_outgoing=CONFIG.ip_pools[:1])
+    quiet = problems(healthy(config=v4_only, sysctls={"net.ipv4.ip_forward": "1",
+                                                      "net.ipv6.conf.all.forwarding": "0"}), "forwarding")
+    assert quiet[0].severity == INFO
+
+
+def test_calico_interface_or_pool_in_another_zone():
+    snap = healthy(firewalld=fw(zones={"calfwd": (("tunl0",), ()), "trusted": (("cali+",), ()),
+                                       "internal": ((), ("10.244.7.0/24",))}))
+    found = findings(snap, "zones")
+    assert [f.severity for f in found] == [WARNING, ERROR]  # sorted by zone: internal, trusted
+    assert "--zone=trusted --remove-interface=cali+" in found[1].fix
+    assert "--remove-source=10.244.7.0/24" in found[0].fix
+    per_pod = healthy(firewalld=fw(zones={"public": (("eth0", "cali0123456789a"), ())}))
+    assert only(per_pod, "zones").severity == ERROR
+
+
+def test_pools_config_against_the_kernel():
+    snap = healthy(pool_sets={"ipset cali40all-ipam-pools": ("10.244.0.0/16", "10.99.0.0/16"),
+                              "ipset cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    found = findings(snap, "pools")
+    assert any("10.99.0.0/16" in f.saw and "[calico] ip_pools" in f.fix for f in found)
+    assert any("fd00:10:244::/56" in f.saw and "none of Calico's pools" in f.saw for f in found)
+    assert any("nat_outgoing includes fd00:10:244::/56" in f.saw for f in found)
+    stray = healthy(routes=(Route(4, "10.50.0.0/26", "blackhole", "bird", ""),))
+    assert any("10.50.0.0/26" in f.saw for f in findings(stray, "pools"))
+    assert only(healthy(), "pools").severity == OK
+
+
+def test_calico_flushed_right_now():
+    snap = old(calico_chains={})
+    f = only(snap, "flush")
+    assert f.severity == ERROR and "missing right now" in f.saw and "calico-node" in f.fix
+
+
+def test_felix_native_nftables_and_no_calico():
+    native = healthy(calico_chains={}, nft_tables=(("ip", "calico"), ("ip6", "calico"), ("inet", "calfwd")),
+                     pool_sets={"nft ip calico cali40all-ipam-pools": ("10.244.0.0/16",)})
+    assert only(native, "calico-dataplane").severity == OK
+    none = healthy(calico_chains={}, pool_sets={}, routes=(), links=("eth0", "lo"))
+    assert "no sign of Calico" in only(none, "flush").saw
+
+
+def test_legacy_calico_with_nft_host_iptables_is_not_flushed():
+    snap = old(calico_chains={}, legacy_calico_chains=("iptables cali-FORWARD",))
+    f = only(snap, "flush")
+    assert f.severity == INFO and "does not reach them" in f.saw
+    legacy_host = dataclasses.replace(snap, host_iptables="/usr/sbin/xtables-legacy-multi")
+    assert only(legacy_host, "flush").severity == WARNING
+
+
+def test_config_problems_and_ownership():
+    snap = healthy(config=None, config_problems=(f"{PATH}: calico.ip_pools: required key is missing",),
+                   ownership=(f"{PATH}: mode 0666 lets group or others write it (run: chmod go-w)",))
+    assert [f.severity for f in findings(snap, "config")] == [ERROR]
+    assert "chown root:root" in only(snap, "config-owner").fix
+    assert doctor.diagnose(snap).exit_code == 2
+
+
+def test_drift_and_conflicts():
+    snap = healthy(drift=("nftables: table inet calfwd is missing",), conflicts=("interface cali+ is bound to x",))
+    assert only(snap, "calfwd-state").severity == WARNING
+    assert only(snap, "calfwd-conflict").severity == WARNING
+
+
+def test_json_document():
+    doc = json.loads(json.dumps(doctor.diagnose(old()).as_dict()))
+    assert doc["exit_code"] == 1 and doc["healthy"] is False
+    assert doc["counts"]["warning"] >= 1
+    assert {"severity", "check", "saw", "why", "fix"} <= set(doc["findings"][0])
+
+
+def test_iface_matching():
+    m = doctor._iface_matches
+    assert m("cali+", "cali+") and m("cali0123", "cali+") and m("ca+", "cali+") and m("tunl0", "tunl0")
+    assert not m("eth0", "cali+") and not m("tunl1", "tunl0")
+
+
+def test_firewalld_unreadable_means_its_runtime_direct_rules_are_unknown():
+    """No bus (or not root): runtime direct rules could exist, so the guard must not be installed."""
+    unreadable = old(firewalld=FirewalldState(), unknown={"firewalld": "no system bus: refused"})
+    assert doctor.facts(unreadable).iptables_direct is None
+    assert "cannot read whether" in guard.refusal(doctor.facts(unreadable), (NFT,))
+    stopped = old(firewalld=FirewalldState())
+    assert doctor.facts(stopped).iptables_direct == ()
+    assert guard.refusal(doctor.facts(stopped), (NFT,)) is None
