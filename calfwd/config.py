@@ -8,6 +8,7 @@ nothing. The result is a frozen Config that the pure layers (desired state, plan
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -216,11 +217,14 @@ def _cidr(value: Any) -> Checked:
     if "/" not in value:
         return None, f"{value!r} is not a CIDR (missing '/prefix')"
     address, _, prefix = value.partition("/")
+    if "%" in address:
+        return None, f"{value!r}: a pool has no IPv6 scope ('%...')"
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return None, f"{value!r}: {address!r} is not an IPv4 or IPv6 address"
-    if not prefix.isdigit() or not 0 <= int(prefix) <= ip.max_prefixlen:
+    # isascii(): str.isdigit() is also true for '²' and '٨', which int() rejects or misreads.
+    if not (prefix.isascii() and prefix.isdigit()) or not 0 <= int(prefix) <= ip.max_prefixlen:
         return None, (f"{value!r}: prefix length {prefix!r} is out of range for IPv{ip.version} "
                       f"(0 to {ip.max_prefixlen})")
     net = ipaddress.ip_network(f"{ip}/{int(prefix)}", strict=False)
@@ -323,7 +327,7 @@ def parse(text: str, path: str) -> Config:
 
     for section in doc:
         if section not in SCHEMA:
-            problems.append(f"{path}: {section}: unknown section (known: {', '.join(SCHEMA)})")
+            problems.append(f"{path}: {_shown(section)}: unknown section (known: {', '.join(SCHEMA)})")
         elif not isinstance(doc[section], dict):
             problems.append(f"{path}: {section}: must be a table ([{section}]), not {_type_name(doc[section])}")
 
@@ -333,7 +337,7 @@ def parse(text: str, path: str) -> Config:
             given = {}
         for key in given:
             if key not in keys:
-                problems.append(f"{path}: {section}.{key}: unknown key (known: {', '.join(keys)})")
+                problems.append(f"{path}: {section}.{_shown(key)}: unknown key (known: {', '.join(keys)})")
         values[section] = {}
         for key, (check, default) in keys.items():
             where = f"{section}.{key}"
@@ -391,12 +395,8 @@ def _cross_checks(values: Dict[str, Dict[str, Any]], path: str) -> List[str]:
     problems = []
     pools = values["calico"].get("ip_pools")
     if pools:
-        for i, pool in enumerate(pools):
-            for j in range(i):
-                other = pools[j]
-                if pool.version == other.version and pool.overlaps(other):
-                    problems.append(f"{path}: calico.ip_pools[{i}]: {pool.with_prefixlen} overlaps "
-                                    f"calico.ip_pools[{j}] ({other.with_prefixlen})")
+        problems.extend(f"{path}: calico.ip_pools[{i}]: {pools[i].with_prefixlen} overlaps "
+                        f"calico.ip_pools[{j}] ({pools[j].with_prefixlen})" for i, j in _overlaps(pools))
     nat = values["calico"].get("nat_outgoing")
     if isinstance(nat, list) and pools:
         for index, net in enumerate(nat):
@@ -414,6 +414,31 @@ def _cross_checks(values: Dict[str, Dict[str, Any]], path: str) -> List[str]:
     if fw.get("forward_policy") and fw.get("forward_policy") == fw.get("host_policy"):
         problems.append(f"{path}: firewalld.host_policy: must differ from firewalld.forward_policy")
     return problems
+
+
+def _overlaps(pools: List[IPNetwork]) -> List[Tuple[int, int]]:
+    """(index, earlier overlapping index) pairs, sorted by index; O(n log n).
+
+    CIDRs either nest or are disjoint, so in start-address order a pool overlaps an earlier
+    one exactly when it starts inside the last pool that was not itself inside another.
+    """
+    order = sorted(range(len(pools)), key=lambda i: (pools[i].version, pools[i].network_address,
+                                                     pools[i].prefixlen, i))
+    found = []
+    outer = None
+    for i in order:
+        pool = pools[i]
+        if outer is not None and pools[outer].version == pool.version \
+                and pool.network_address <= pools[outer].broadcast_address:
+            found.append((max(i, outer), min(i, outer)))
+        else:
+            outer = i
+    return sorted(found)
+
+
+def _shown(name: str) -> str:
+    """A key or section name as the user wrote it, quoted when it could garble the line."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
 
 
 def _unique(items: List[Any]) -> List[Any]:

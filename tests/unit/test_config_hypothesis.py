@@ -11,10 +11,8 @@ Three properties over config parsing and validation (calfwd/config.py):
 The TOML documents are written by a small serializer below (no TOML writer is among the
 distro's packages); it quotes keys, so keys and section names can be any string.
 
-Known bugs (config.py belongs to another change in flight, so they are not fixed here): each
-has a targeted `xfail(strict=True)` test at the end of this file, and the properties skip
-that one kind of input *only while the bug is still there* (detected at import), so the day
-the fix lands the properties cover it again and the xfail turns into a failure to remove.
+Bugs these properties found (a superscript prefix length crashing the parser, unknown names
+printed raw) have regression tests at the end of this file.
 """
 
 from __future__ import annotations
@@ -129,57 +127,10 @@ def check_problems(problems, path=PATH):
         assert names_line or names_key or names_file, problem
 
 
-# -----------------------------------------------------------------------------------------
-# Known bugs, detected at import (see the xfail tests at the end for what and the fix).
-
-
-def _broken(text: str) -> bool:
-    try:
-        cfg.parse(text, PATH)
-    except cfg.ConfigError as exc:
-        try:
-            check_problems(exc.problems)
-        except AssertionError:
-            return True
-    except Exception:
-        return True
-    return False
-
-
 BASE = '[calico]\nip_pools = ["10.1.0.0/16"]\n'
-# '1.2.3.4/²': str.isdigit() is true for superscripts, int() then raises ValueError.
-UNICODE_PREFIX_BUG = _broken('[calico]\nip_pools = ["1.2.3.4/\u00b2"]\n')
-# Unknown keys and sections are printed raw: newlines, escapes, or nothing at all for "".
-RAW_NAME_BUG = _broken(BASE + '"a\\nb" = 1\n') or _broken(BASE + '[""]\n')
-
-
-def _hostile_name(name: str) -> bool:
-    """Empty, with a colon, or with a control, format, separator or space character."""
-    return not name or ":" in name or any(unicodedata.category(ch)[0] in "CZ" for ch in name)
-
-
-def _has_hostile_names(doc) -> bool:
-    """Section names and the keys of sections: the names calfwd prints when it does not know them."""
-    names = list(doc)
-    for value in doc.values():
-        if isinstance(value, dict):
-            names += list(value)
-    return any(_hostile_name(n) for n in names)
-
-
-def _known_bug(text: str) -> bool:
-    if UNICODE_PREFIX_BUG and re.search(r"/[^\x00-\x7f]", text):
-        return True
-    if RAW_NAME_BUG:
-        try:
-            return _has_hostile_names(cfg._toml.loads(text))
-        except Exception:
-            return False
-    return False
 
 
 def parse_or_config_error(text: str):
-    assume(not _known_bug(text))
     try:
         return cfg.parse(text, PATH)
     except cfg.ConfigError as exc:
@@ -206,7 +157,6 @@ def test_any_text(text):
 def test_any_bytes_through_load(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("cfg") / "calfwd.toml"
     path.write_bytes(data)
-    assume(not _known_bug(data.decode("utf-8", "replace")))
     try:
         cfg.load(str(path))
     except cfg.ConfigError as exc:
@@ -214,10 +164,9 @@ def test_any_bytes_through_load(tmp_path_factory, data):
 
 
 # Keys: calfwd's own names (so that values reach the validators), plain names, any text.
-# While RAW_NAME_BUG is there, names it mishandles are not drawn (instead of rejected).
 KEY = st.one_of(st.sampled_from(sorted(set(cfg.SCHEMA) | {k for keys in cfg.SCHEMA.values() for k in keys})),
                 st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True),
-                TEXT.filter(lambda k: not (RAW_NAME_BUG and _hostile_name(k))))
+                TEXT)
 
 
 @SETTINGS
@@ -355,17 +304,11 @@ def refused(text: str):
 
 
 # -----------------------------------------------------------------------------------------
-# Known bugs found by the properties above. Each is strict: the day config.py is fixed it
-# XPASSes and fails, so remove the marker (the properties then cover the input again).
+# Regression tests for bugs the properties above found (fixed in config.py).
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "config._cidr: str.isdigit() accepts '²' (and '①'...), then int() raises ValueError: "
-    "`calfwd check` exits 3 with 'ValueError', `calfwd run` dies with a traceback, and SIGHUP "
-    "with such a file removes the daemon's SIGHUP handler (the next SIGHUP kills it). "
-    "Fix: `if not (prefix.isascii() and prefix.isdigit()) or ...`"))
 @pytest.mark.parametrize("key", ["ip_pools", "nat_outgoing"])
-def test_known_bug_superscript_prefix_is_a_config_error(key):
+def test_regression_superscript_prefix_is_a_config_error(key):
     text = '[calico]\nip_pools = ["1.2.3.0/24"]\n'
     if key == "nat_outgoing":
         text += 'nat_outgoing = ["1.2.3.0/\u00b2"]\n'
@@ -377,30 +320,16 @@ def test_known_bug_superscript_prefix_is_a_config_error(key):
     assert any(f"calico.{key}[0]" in p for p in err.value.problems)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "config._cidr: a non-ASCII decimal digit is taken as a prefix length ('10.0.0.0/\u0668' is "
-    "accepted as 10.0.0.0/8). Fix: the same `prefix.isascii()` check"))
-def test_known_bug_non_ascii_prefix_is_refused():
+def test_regression_non_ascii_prefix_is_refused():
     assert refused('[calico]\nip_pools = ["10.0.0.0/\u0668"]\n'), "accepted as 10.0.0.0/8"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "config._cidr: an IPv6 scope ('fe80::%eth0/64') is accepted; the pool then cannot be "
-    "written as an nft set element and `calfwd apply` ends 'reading back does not match'. "
-    "Fix: refuse it: `if getattr(ip, 'scope_id', None): return None, f'{value!r}: a pool has no "
-    "scope (%...)'`"))
-def test_known_bug_scoped_ipv6_pool_is_refused():
+def test_regression_scoped_ipv6_pool_is_refused():
     problems = refused('[calico]\nip_pools = ["fe80::%eth0/64"]\n')
     assert problems, "a scoped address was accepted as a pool"
     check_problems(problems)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "config.parse prints unknown section and key names raw: a quoted TOML key with a newline "
-    "splits the problem over two lines (and injects a line into the journal), an escape "
-    "sequence reaches the terminal, and [\"\"] gives 'path: : unknown section'. Fix: print "
-    "names that are not [A-Za-z0-9_-]+ quoted, e.g. json.dumps(name) (ASCII-escaped), in both "
-    "'unknown section' and 'unknown key' (and 'must be a table')"))
 @pytest.mark.parametrize("text", [
     BASE + '"a\\nb" = 1\n',
     BASE + '"\\u001b[2J" = 1\n',
@@ -408,7 +337,7 @@ def test_known_bug_scoped_ipv6_pool_is_refused():
     BASE + '[""]\n',
     BASE + '"\\u0085" = 2\n',
 ])
-def test_known_bug_unknown_names_are_printed_safely(text):
+def test_regression_unknown_names_are_printed_safely(text):
     problems = refused(text)
     assert problems
     check_problems(problems)
