@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from calfwd.config import Config, ConfigError, load, ownership_problems
 from calfwd.events import Reporter
@@ -97,6 +97,7 @@ class Daemon:
         self._resync_timer: Optional[int] = None
         self._state_wait: Optional[int] = None
         self._conflicts: frozenset = frozenset()
+        self._failed_owner: Optional[str] = None
         self.flushwatch = FlushWatch(reconciler.nft.read_chains, reporter, CommandRunner(glib, reporter),
                                      lambda: self.config)
         self._guard_problem: Optional[str] = None
@@ -108,8 +109,10 @@ class Daemon:
             self.bus.add_signal_receiver(
                 self._on_reloaded, signal_name="Reloaded", dbus_interface=FIREWALLD,
                 path=FIREWALLD_PATH, sender_keyword="sender")
+            # Only the bus daemon itself may tell who owns firewalld's name: any client can send
+            # a NameOwnerChanged-shaped signal.
             self.bus.add_signal_receiver(
-                self._on_owner_changed, signal_name="NameOwnerChanged",
+                self._on_owner_changed, signal_name="NameOwnerChanged", bus_name="org.freedesktop.DBus",
                 dbus_interface="org.freedesktop.DBus", path="/org/freedesktop/DBus", arg0=FIREWALLD)
             self.bus.call_on_disconnection(self._on_disconnected)
             self.owner = self._current_owner()
@@ -166,7 +169,7 @@ class Daemon:
     def _on_owner_changed(self, name: str, old: str, new: str) -> None:
         if name != FIREWALLD:
             return
-        self.owner = str(new) or None
+        self.owner = new = self._current_owner()  # the bus's word, not the signal's arguments
         if not new:
             self.reporter.emit("firewalld-vanished", "firewalld left the bus; calfwd's nftables "
                                "table stays in place and calfwd waits for firewalld to return")
@@ -191,6 +194,7 @@ class Daemon:
         state = self.reconciler.firewalld.state() if self.reconciler.firewalld else None
         if state in ("RUNNING", "FAILED") or time.monotonic() - started > STATE_WAIT:
             if state == "FAILED":
+                self._failed_owner = owner
                 self.reporter.emit("firewalld-failed", "firewalld started in state FAILED: its "
                                    "configuration did not load; calfwd keeps its nftables table "
                                    "and retries at every resync", firewalld_state=state)
@@ -212,15 +216,15 @@ class Daemon:
         self.notify(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}")
         try:
             config = load_checked(self.config_path)
-        except ConfigError as exc:
-            for problem in exc.problems:
+        except Exception as exc:  # never let a bad file take the daemon (or its handler) down
+            for problem in _problems(exc, self.config_path):
                 self.reporter.emit("config-invalid", f"{problem} (keeping the last good configuration)")
             self.notify("READY=1")
             return True
         self.config = config
         self.reporter.emit("config-reloaded", f"configuration reloaded from {self.config_path}")
         self._arm_resync()
-        self.coalescer.request("config-reloaded")
+        self._reconcile("config-reloaded")  # `systemctl reload` returns once this is applied
         self.notify("READY=1")
         return True
 
@@ -258,12 +262,23 @@ class Daemon:
             self.reporter.emit("reconciled", f"reconciled after {trigger} in {ms} ms, "
                                f"{outcome.changes} change(s), {state}" + (f": {actions}" if actions else ""),
                                verified=outcome.verified, **common)
+        self._check_failed(outcome)
         self.flushwatch.check(outcome.facts.firewalld_version)
         self._check_guard()
         self.notify(self._status_line(outcome))
         if not self.ready:
             self.ready = True
             self.notify("READY=1")
+
+    def _check_failed(self, outcome: Outcome) -> None:
+        """firewalld owns its name but is not RUNNING: say so once, whoever started first."""
+        if outcome.facts.firewalld_running or not self.owner or self.reconciler.firewalld is None:
+            return
+        if self._failed_owner != self.owner and self.reconciler.firewalld.state() == "FAILED":
+            self._failed_owner = self.owner
+            self.reporter.emit("firewalld-failed", "firewalld is in state FAILED: its configuration "
+                               "did not load; calfwd keeps its nftables table and retries at every "
+                               "resync", firewalld_state="FAILED")
 
     def _check_guard(self) -> None:
         """flush_guard = true: say once when the drop-in goes missing or stale."""
@@ -278,10 +293,17 @@ class Daemon:
         facts = outcome.facts
         fw = f"firewalld {facts.firewalld_version}" if facts.firewalld_running else "firewalld absent"
         pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
-        health = "in sync" if outcome.verified else ("ERROR" if outcome.errors else "not verified")
+        health = "in sync" if outcome.verified else \
+            (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else "not verified")
         stamp = time.strftime("%H:%M:%S")
         return (f"STATUS={health}; {fw}; zone {self.config.firewalld.zone}; pools {pools}; "
                 f"last reconcile {stamp} ({outcome.trigger}, {outcome.duration * 1000:.1f} ms)")
+
+
+def _problems(exc: Exception, path: str) -> List[str]:
+    if isinstance(exc, ConfigError):
+        return exc.problems
+    return [f"{path}: cannot load: {type(exc).__name__}: {exc}"]
 
 
 def _notifier() -> Callable[[str], None]:
@@ -303,8 +325,8 @@ def run(config_path: str) -> int:
     reporter = Reporter()
     try:
         config = load_checked(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
+    except Exception as exc:
+        for problem in _problems(exc, config_path):
             reporter.emit("config-invalid", problem)
         return 2
 
@@ -318,8 +340,13 @@ def run(config_path: str) -> int:
             from calfwd.drivers.firewalld import Firewalld
             firewalld = Firewalld(bus)
         except dbus.exceptions.DBusException as exc:
-            reporter.emit("reconcile-failed", f"no system bus ({exc.get_dbus_message()}); "
-                          "managing the nftables layer only")
+            # Keep pod egress working now, then let systemd retry until the bus is back: a
+            # fresh start wires every signal, which a half-started daemon would have to redo.
+            outcome = Reconciler(Nftables()).reconcile(config, "start")
+            reporter.emit("reconcile-failed", f"no system bus ({exc.get_dbus_message()}); applied the "
+                          "nftables layer" + (f" ({outcome.errors[0]})" if outcome.errors else "")
+                          + f"; exiting {EXIT_BUS_LOST} so that systemd retries")
+            return EXIT_BUS_LOST
     daemon = Daemon(config_path, config, bus, Reconciler(Nftables(), firewalld), reporter, GLib,
                     _notifier())
     return daemon.run()

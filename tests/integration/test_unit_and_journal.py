@@ -320,21 +320,21 @@ def test_sd_notify_protocol(tmp_path, notify_socket):
             gaps = [b - a for a, b in zip(pings, pings[1:])]
             assert all(0.1 < gap < 0.4 for gap in gaps), gaps
 
-            # Reload with a changed config: RELOADING=1 + MONOTONIC_USEC, then READY=1,
-            # then a STATUS= with the new pools.
+            # Reload with a changed config: RELOADING=1 + MONOTONIC_USEC, then the STATUS= of
+            # the reconcile with the new pools, then READY=1 (the reload is done when applied).
             _config(config, '["198.18.64.0/20", "198.18.80.0/20"]')
             start = len(notify_socket.received)
             before = time.monotonic()
             daemon.send_signal(signal.SIGHUP)
-            notify_socket.receive(lambda m: any("pools 198.18.64.0/20,198.18.80.0/20" in x[2]
-                                                for x in m[start:]), timeout=20)
+            notify_socket.receive(lambda m: "READY=1" in [x[2] for x in m[start:]], timeout=20)
             after = [t for t in notify_socket.texts()[start:] if t != "WATCHDOG=1"]
+            assert "pools 198.18.64.0/20,198.18.80.0/20" in after[1], after
             reloading = after[0].split("\n")
             assert reloading[0] == "RELOADING=1", after
             usec = int(reloading[1].split("=", 1)[1])
             assert reloading[1].startswith("MONOTONIC_USEC=")
             assert before * 1e6 - 1e6 < usec < time.monotonic() * 1e6 + 1e6
-            assert after[1] == "READY=1", after
+            assert after[2] == "READY=1", after
 
             # An invalid config on reload: refused, and the daemon stays ready.
             config.write_text("[calico]\nip_pools = []\n")

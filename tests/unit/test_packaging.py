@@ -105,7 +105,8 @@ def test_unit_is_a_notify_service_with_reload_watchdog_and_restart(unit):
     service = unit["Service"]
     assert service["Type"] == ["notify"]  # systemd 252 (EL9) has no notify-reload
     assert service["ExecStart"] == ["/usr/bin/calfwd run"]
-    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # Validate first, so `systemctl reload` fails on an invalid file; then SIGHUP.
+    assert service["ExecReload"] == ["/usr/bin/calfwd check", "/bin/kill -HUP $MAINPID"]
     assert service["Restart"] == ["on-failure"]
     assert service.get("NotifyAccess", ["main"]) == ["main"]
     watchdog = service["WatchdogSec"][0]
@@ -147,9 +148,9 @@ def test_unit_verifies_clean(tmp_path):
     """
     text = UNIT.read_text()
     copy = tmp_path / "calfwd.service"
-    copy.write_text(text.replace("ExecStart=/usr/bin/calfwd run", "ExecStart=/bin/true run"))
+    copy.write_text(text.replace("=/usr/bin/calfwd ", "=/bin/true "))
     changed = [(a, b) for a, b in zip(text.splitlines(), copy.read_text().splitlines()) if a != b]
-    assert len(changed) == 1, changed
+    assert len(changed) == 2, changed  # ExecStart and the ExecReload check
     mandir = tmp_path / "man"
     manpages.main(["--outdir", str(mandir)])
     _need("man")
