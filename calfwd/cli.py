@@ -172,6 +172,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         print(f"removed: {action}")
     if not actions and not errors:
         print("nothing of calfwd's was there")
+    if actions:  # package removal runs this: leave a record in the journal
+        from calfwd.events import Reporter
+        Reporter().emit("cleanup", "calfwd cleanup removed: " + "; ".join(actions), removed=len(actions))
     return _fail(errors, EXIT_SYSTEM) if errors else EXIT_OK
 
 
@@ -292,4 +295,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # drivers' errors: one line, no traceback
-        return _fail([f"{type(exc).__name__}: {exc}"], EXIT_SYSTEM)
+        return _fail([f"{_layer(exc)}: {exc}"], EXIT_SYSTEM)
+
+
+def _layer(exc: Exception) -> str:
+    """Name the layer that failed, not the Python class that carried the news."""
+    return {"NftError": "nftables", "FirewalldError": "firewalld"}.get(type(exc).__name__,
+                                                                      type(exc).__name__)

@@ -18,13 +18,34 @@ class NftError(Exception):
     """libnftables refused a command; the message is nft's own, trimmed to one line."""
 
 
+CAP_NET_ADMIN = 12
+NEEDS_NET_ADMIN = "missing CAP_NET_ADMIN (run calfwd as root or from its systemd unit)"
+
+
+def has_net_admin(status_path: str = "/proc/self/status") -> bool:
+    """CAP_NET_ADMIN in the effective set; without it libnftables fails and prints its own line."""
+    try:
+        with open(status_path) as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True  # cannot tell: let the kernel decide
+
+
 class Nftables:
     def __init__(self) -> None:
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)
 
+    def _allowed(self) -> None:
+        if not has_net_admin():
+            raise NftError(NEEDS_NET_ADMIN)
+
     def _list(self, command: str) -> Dict[str, Any]:
+        self._allowed()
         rc, out, err = self._nft.cmd(command)
         if rc != 0:
             raise NftError(_one_line(err) or f"'{command}' failed")
@@ -34,10 +55,18 @@ class Nftables:
         return [o["table"] for o in self._list("list tables")["nftables"] if "table" in o]
 
     def read_table(self, family: str, name: str) -> Optional[List[Dict[str, Any]]]:
-        """The table's objects as nft lists them, or None when it does not exist."""
-        if not any(t["family"] == family and t["name"] == name for t in self.tables()):
-            return None
-        return [o for o in self._list(f"list table {family} {name}")["nftables"] if "metainfo" not in o]
+        """The table's objects as nft lists them, or None when it does not exist.
+
+        One listing, not 'list tables' first: that lookup was most of the nftables layer's time.
+        """
+        self._allowed()
+        rc, out, err = self._nft.cmd(f"list table {family} {name}")
+        if rc != 0:
+            if "No such file or directory" in (err or ""):
+                return None
+            raise NftError(_one_line(err) or f"cannot list table {family} {name}")
+        objs = json.loads(out)["nftables"] if out else []
+        return [o for o in objs if "metainfo" not in o]
 
     def read_chains(self, wanted: Sequence[ChainRef]) -> Dict[ChainRef, List[Dict[str, Any]]]:
         """The rules of each (family, table, chain) that exists; absent ones are left out.
@@ -59,6 +88,7 @@ class Nftables:
 
     def run(self, batch: Dict[str, Any]) -> None:
         """Send one batch: one kernel transaction, all of it or none of it."""
+        self._allowed()
         rc, _out, err = self._nft.json_cmd(batch)
         if rc != 0:
             raise NftError(_one_line(err) or "nftables rejected the batch")
