@@ -14,8 +14,48 @@ deps:
 	bash tests/install-deps.sh
 
 demo: deps
-	$(PYTHON) -m tests.demo
+	$(PYTHON) tests/demo.py
+
+# calfwd under a real systemd as PID 1 (a cached Debian root; `make test` runs it too).
+.PHONY: systemd-test
+systemd-test: deps
+	$(PYTEST) -q tests/integration/test_real_systemd.py
 
 clean:
 	rm -rf build dist .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# --- packaging (see packaging/ and README "Packaging") ------------------------------------
+RPM_TOPDIR ?= $(CURDIR)/build/rpm
+MAN_DIR ?= $(CURDIR)/build/man
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' calfwd/__init__.py)
+# Debian's rpm has an empty rpmdb, so BuildRequires cannot be checked there.
+RPMBUILD_NODEPS := $(shell rpm -q rpm >/dev/null 2>&1 || echo --nodeps)
+RPM_SOURCES := calfwd etc systemd packaging README.md LICENSE pyproject.toml
+
+.PHONY: man
+man:
+	$(PYTHON) packaging/manpages.py --outdir $(MAN_DIR)
+
+rpm:
+	mkdir -p $(RPM_TOPDIR)/SOURCES $(RPM_TOPDIR)/SPECS
+	rm -f $(RPM_TOPDIR)/RPMS/noarch/calfwd-*.rpm $(RPM_TOPDIR)/SRPMS/calfwd-*.src.rpm
+	tar --create --gzip --file $(RPM_TOPDIR)/SOURCES/calfwd-$(VERSION).tar.gz \
+	    --exclude=__pycache__ --exclude='*.pyc' --sort=name --owner=0 --group=0 --numeric-owner \
+	    --transform 's,^,calfwd-$(VERSION)/,' $(RPM_SOURCES)
+	cp packaging/macros.systemd-fallback packaging/macros.python3-fallback \
+	    packaging/macros.debian-rpm-fixes $(RPM_TOPDIR)/SOURCES/
+	cp packaging/calfwd.spec $(RPM_TOPDIR)/SPECS/
+	rpmbuild -ba $(RPMBUILD_NODEPS) --define '_topdir $(RPM_TOPDIR)' $(RPM_TOPDIR)/SPECS/calfwd.spec
+	@ls -1 $(RPM_TOPDIR)/RPMS/noarch/calfwd-*.rpm $(RPM_TOPDIR)/SRPMS/calfwd-*.src.rpm
+
+# --- soak and benchmarks (see bench/README.md and README "Benchmarks") ----------------------
+# The full soak: 300 firewalld reloads, 20 restarts, 5 SIGKILLs under a running calfwd (~5 min).
+# CI runs the same test with reduced counts.
+.PHONY: soak
+soak: deps
+	CALFWD_SOAK=full $(PYTEST) -q -s tests/integration/test_soak.py
+
+# All benchmarks side by side in one run (~10 min): bench/results/<date>.json + Markdown tables.
+bench: deps
+	$(PYTHON) bench/run.py
