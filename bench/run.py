@@ -37,6 +37,7 @@ for path in (REPO / "tests", REPO):
         sys.path.insert(0, str(path))
 
 from lab import Lab, unavailable  # noqa: E402
+from lab.calfwd import STORM  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 BENCH = REPO / "bench"
@@ -478,16 +479,6 @@ def bench_scale(p: Dict[str, Any]) -> Dict[str, Any]:
 # Idle cost, start-up, and the storm
 
 
-STORM = r"""
-import sys
-import dbus, dbus.lowlevel
-bus = dbus.SystemBus()
-for _ in range(int(sys.argv[1])):
-    bus.send_message(dbus.lowlevel.SignalMessage(
-        "/org/fedoraproject/FirewallD1", "org.fedoraproject.FirewallD1", "Reloaded"))
-bus.flush()
-bus.call_blocking("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId", "", ())
-"""
 
 
 def wait_cpu_quiet(daemon: Daemon, quiet: float = 0.5, timeout: float = 30.0) -> None:

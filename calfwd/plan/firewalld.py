@@ -149,13 +149,21 @@ class UpdateZone(_SettingsOp):
 
 
 @dataclass(frozen=True)
-class RemoveZone:
+class _RemoveOp:
+    """Deletes one named zone or policy from the permanent configuration."""
+
     name: str
     permanent = True
+    kind = ""
 
     @property
     def description(self) -> str:
-        return f"delete zone '{self.name}' (permanent)"
+        return f"delete {self.kind} '{self.name}' (permanent)"
+
+
+@dataclass(frozen=True)
+class RemoveZone(_RemoveOp):
+    kind = "zone"
 
 
 @dataclass(frozen=True)
@@ -201,13 +209,8 @@ class UpdatePolicy(_SettingsOp):
 
 
 @dataclass(frozen=True)
-class RemovePolicy:
-    name: str
-    permanent = True
-
-    @property
-    def description(self) -> str:
-        return f"delete policy '{self.name}' (permanent)"
+class RemovePolicy(_RemoveOp):
+    kind = "policy"
 
 
 @dataclass(frozen=True)

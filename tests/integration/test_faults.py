@@ -20,11 +20,11 @@ import os
 import signal
 import subprocess
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import pytest
 
-from lab.calfwd import PYTHON, Calfwd
+from lab.calfwd import PYTHON, STORM, Calfwd, footprint, traffic_ok
 
 FIREWALLD_DBUS = ("org.fedoraproject.FirewallD1", "/org/fedoraproject/FirewallD1")
 BROKEN_ZONE = "<zone><this is not xml"
@@ -39,22 +39,8 @@ def table(lab) -> str:
     return lab.node.run("nft", "list", "table", "inet", "calfwd", check=False).stdout
 
 
-def footprint(lab) -> Dict[str, object]:
-    """Everything calfwd makes, as firewalld and nft print it: equal means nothing grew."""
-    fw = lab.firewalld
-    return {
-        "table": table(lab),
-        "zone": fw.firewall_cmd("--zone=calfwd", "--list-all"),
-        "zone_permanent": fw.firewall_cmd("--permanent", "--zone=calfwd", "--list-all"),
-        "policies": fw.firewall_cmd("--list-all-policies"),
-        "policies_permanent": fw.firewall_cmd("--permanent", "--list-all-policies"),
-        "zone_files": sorted(p.name for p in (fw.config_dir / "zones").glob("*")),
-        "policy_files": sorted(p.name for p in (fw.config_dir / "policies").glob("*")),
-    }
 
 
-def traffic_ok(lab) -> bool:
-    return lab.pod_reaches_proxy() and lab.peer_reaches_pod()
 
 
 def firewalld_state(lab) -> Optional[str]:
@@ -128,21 +114,6 @@ def cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-# A bus client that is not firewalld: emits `count` Reloaded signals, then makes one method
-# call to the bus itself. dbus-daemon handles a connection's messages in order, so once that
-# call returns every signal has been routed to calfwd's connection.
-STORM = r"""
-import sys
-import dbus, dbus.lowlevel
-bus = dbus.SystemBus()
-for _ in range(int(sys.argv[1])):
-    bus.send_message(dbus.lowlevel.SignalMessage(
-        "/org/fedoraproject/FirewallD1", "org.fedoraproject.FirewallD1", "Reloaded"))
-bus.flush()
-bus.call_blocking("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId", "", ())
-print(bus.get_unique_name())
-"""
 
 # A bus client that pretends to be the bus driver: NameOwnerChanged for firewalld's name.
 SPOOF_OWNER = r"""

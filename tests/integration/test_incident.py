@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import re
 
-from lab.calfwd import Calfwd
+from lab.calfwd import Calfwd, footprint, traffic_ok
 
 
-def traffic_ok(lab) -> bool:
-    return lab.pod_reaches_proxy() and lab.peer_reaches_pod()
 
 
 def assert_traffic(lab, when: str) -> None:
@@ -22,17 +20,6 @@ def assert_traffic(lab, when: str) -> None:
     assert lab.peer_reaches_pod(), f"peer -> pod broken {when}"
 
 
-def footprint(lab) -> dict:
-    """What must not grow across reloads: calfwd's table, firewalld's zone and policies."""
-    fw = lab.firewalld
-    return {
-        "table": lab.node.run("nft", "list", "table", "inet", "calfwd").stdout,
-        "zone": fw.firewall_cmd("--zone=calfwd", "--list-all"),
-        "zone_permanent": fw.firewall_cmd("--permanent", "--zone=calfwd", "--list-all"),
-        "policies": fw.firewall_cmd("--list-all-policies"),
-        "zone_files": sorted(p.name for p in (fw.config_dir / "zones").glob("*")),
-        "policy_files": sorted(p.name for p in (fw.config_dir / "policies").glob("*")),
-    }
 
 
 def test_without_calfwd_the_incident_happens(lab):

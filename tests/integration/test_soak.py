@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
-from lab.calfwd import Calfwd
+from lab.calfwd import Calfwd, footprint
 
 CI = (15, 3, 2)
 FULL = (300, 20, 5)
@@ -43,17 +43,6 @@ def schedule(reloads: int, restarts: int, kills: int) -> List[str]:
     return [kind for _pos, kind in sorted(events)]
 
 
-def footprint(lab) -> Dict[str, object]:
-    fw = lab.firewalld
-    return {
-        "table": lab.node.run("nft", "list", "table", "inet", "calfwd").stdout,
-        "zone": fw.firewall_cmd("--zone=calfwd", "--list-all"),
-        "zone_permanent": fw.firewall_cmd("--permanent", "--zone=calfwd", "--list-all"),
-        "policies": fw.firewall_cmd("--list-all-policies"),
-        "policies_permanent": fw.firewall_cmd("--permanent", "--list-all-policies"),
-        "zone_files": sorted(p.name for p in (fw.config_dir / "zones").glob("*.xml")),
-        "policy_files": sorted(p.name for p in (fw.config_dir / "policies").glob("*.xml")),
-    }
 
 
 def resources(pid: int) -> Tuple[int, int]:

@@ -16,6 +16,42 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
 
 
+# A bus client that is not firewalld: emits argv[1] Reloaded signals, then makes one method
+# call to the bus itself. dbus-daemon handles a connection's messages in order, so once that
+# call returns every signal has been routed to calfwd's connection. Prints its unique name.
+STORM = r"""
+import sys
+import dbus, dbus.lowlevel
+bus = dbus.SystemBus()
+for _ in range(int(sys.argv[1])):
+    bus.send_message(dbus.lowlevel.SignalMessage(
+        "/org/fedoraproject/FirewallD1", "org.fedoraproject.FirewallD1", "Reloaded"))
+bus.flush()
+bus.call_blocking("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId", "", ())
+print(bus.get_unique_name())
+"""
+
+
+def footprint(lab) -> dict:
+    """Everything calfwd makes, as nft and firewalld print it: equal means nothing grew."""
+    fw = lab.firewalld
+    return {
+        "table": lab.node.run("nft", "list", "table", "inet", "calfwd", check=False).stdout,
+        "zone": fw.firewall_cmd("--zone=calfwd", "--list-all"),
+        "zone_permanent": fw.firewall_cmd("--permanent", "--zone=calfwd", "--list-all"),
+        "policies": fw.firewall_cmd("--list-all-policies"),
+        "policies_permanent": fw.firewall_cmd("--permanent", "--list-all-policies"),
+        # *.xml only: firewalld leaves *.xml.old backups behind on every update.
+        "zone_files": sorted(p.name for p in (fw.config_dir / "zones").glob("*.xml")),
+        "policy_files": sorted(p.name for p in (fw.config_dir / "policies").glob("*.xml")),
+    }
+
+
+def traffic_ok(lab) -> bool:
+    """Both directions of the incident: pod -> proxy (natOutgoing) and peer -> pod (forwarding)."""
+    return lab.pod_reaches_proxy() and lab.peer_reaches_pod()
+
+
 def minimal_config(lab) -> str:
     """The issue's two-line config, with the lab's pools."""
     return (f'[calico]\nip_pools = ["{lab.addr.pool_v4}", "{lab.addr.pool_v6}"]\n'

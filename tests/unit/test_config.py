@@ -85,7 +85,7 @@ def _pools(value: str) -> str:
 
 
 def _key(section: str, line: str) -> str:
-    return f'[calico]\nip_pools = ["10.1.0.0/16"]\n' + (f"[{section}]\n" if section != "calico" else "") + line + "\n"
+    return '[calico]\nip_pools = ["10.1.0.0/16"]\n' + (f"[{section}]\n" if section != "calico" else "") + line + "\n"
 
 
 # (kind of bad input, TOML text, key path or line the error must name, words of the reason)
