@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .netns import Netns
+from .netns import Netns, end_process
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -77,11 +77,7 @@ class PrivateBus:
             time.sleep(0.01)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=timeout)
+        end_process(self.proc, sig, timeout)
         self.proc = None
 
     def kill(self) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from .dbus import PrivateBus
-from .netns import CommandError, Netns
+from .netns import CommandError, Netns, end_process
 
 # Debian 12's shipped firewalld.conf, made explicit. CleanupModulesOnExit must stay
 # "no": kernel modules are host-wide.
@@ -167,9 +167,5 @@ class Firewalld:
         return "\n".join(parts)
 
     def _signal(self, sig: int, timeout: float) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=timeout)
+        end_process(self.proc, sig, timeout)
         self.proc = None

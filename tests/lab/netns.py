@@ -155,6 +155,13 @@ def run_host(argv: List[str], check: bool = True, timeout: float = 15.0) -> subp
     return proc
 
 
+def end_process(proc: Optional[subprocess.Popen], sig: int, timeout: float) -> None:
+    """Signal a tracked daemon (if it still runs) and wait for it to exit."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        proc.wait(timeout=timeout)
+
+
 def list_namespaces() -> List[str]:
     out = run_host([IP, "netns", "list"]).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
