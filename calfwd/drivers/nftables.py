@@ -93,16 +93,6 @@ class Nftables:
         if rc != 0:
             raise NftError(_one_line(err) or "nftables rejected the batch")
 
-    def ruleset_text(self) -> str:
-        """The whole ruleset as nft prints it: for byte-for-byte comparisons and doctor."""
-        self._nft.set_json_output(False)
-        try:
-            rc, out, err = self._nft.cmd("list ruleset")
-        finally:
-            self._nft.set_json_output(True)
-        if rc != 0:
-            raise NftError(_one_line(err) or "cannot list the ruleset")
-        return out
 
 
 def _one_line(err: str) -> str:
