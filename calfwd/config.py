@@ -89,6 +89,9 @@ class Config:
     on_calico_flush: Tuple[str, ...] = ()
     on_calico_flush_interval: float = 600.0  # at most once per this many seconds
     on_calico_flush_timeout: float = 60.0  # then it is killed
+    # Follow the kernel's nftables changes (`nft --json monitor`): repair calfwd's table and
+    # see every flush of Felix's and kube-proxy's rules as it happens; false: resync only.
+    kernel_events: bool = True
 
 
 # ---------------------------------------------------------------------------------------
@@ -293,6 +296,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
         "on_calico_flush": (_command, []),
         "on_calico_flush_interval": (_interval, 600),
         "on_calico_flush_timeout": (_interval, 60),
+        "kernel_events": (_boolean, True),
     },
 }
 
@@ -387,6 +391,7 @@ def parse(text: str, path: str) -> Config:
         on_calico_flush=tuple(values["daemon"]["on_calico_flush"]),
         on_calico_flush_interval=values["daemon"]["on_calico_flush_interval"],
         on_calico_flush_timeout=values["daemon"]["on_calico_flush_timeout"],
+        kernel_events=values["daemon"]["kernel_events"],
     )
 
 

@@ -6,9 +6,15 @@ claims the name before it has applied its rules), a periodic resync (no signal i
 reload fails), SIGHUP. Bursts coalesce: the first trigger runs at once, later ones within
 HOLDOFF collapse into one more run.
 
-After every reconcile, and when firewalld leaves the bus, flushwatch.py checks whether
-firewalld just flushed Felix's rules (one calico-flushed warning, then the optional
-on_calico_flush command, run without blocking the loop). With [firewalld] flush_guard = true
+Kernel events (`nft --json monitor`, drivers/nftmonitor.py, filtered by kernel_events.py):
+a change to calfwd's own table that calfwd did not make is repaired at once (nftables layer
+only, never waiting on firewalld); a change to the chains holding Felix's and kube-proxy's
+top-level jumps makes the daemon read those jumps again, and flushwatch.py turns a loss into
+one warning per flush, naming firewalld's start, reload or stop when it was the cause
+(firewalld's drop table on the monitor says a reload is in progress). firewalld's own table
+vanishing while firewalld runs (a `flush ruleset`) is reported, never touched. Without the
+monitor (it failed, or kernel_events = false) the jumps are read after every reconcile and
+the resync repairs the table, as in 0.1. With [firewalld] flush_guard = true
 the daemon also reports, once, a missing or stale flush-guard drop-in; it never writes it
 (its file system is read-only): `calfwd guard enable` does.
 
@@ -24,9 +30,10 @@ import signal
 import time
 from typing import Any, Callable, List, Optional
 
+from calfwd import kernel_events
 from calfwd.config import Config, ConfigError, load, ownership_problems
 from calfwd.events import Reporter
-from calfwd.flushwatch import CommandRunner, FlushWatch, guard_problem
+from calfwd.flushwatch import CALICO, CommandRunner, Flush, FlushTracker, flushed_message, guard_problem, watched_jumps
 from calfwd.reconcile import Outcome, Reconciler
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
@@ -35,6 +42,9 @@ HOLDOFF = 0.5  # seconds: 100 Reloaded signals in a second cost about three reco
 STATE_POLL = 0.05  # seconds between state checks while a new firewalld starts up
 STATE_WAIT = 120.0  # give up waiting for RUNNING after this long; the resync catches up
 EXIT_BUS_LOST = 1
+KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
+MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
+TABLE_CHECK = 2.5  # seconds after firewalld's table was deleted: is it still gone?
 
 
 def load_checked(path: str) -> Config:
@@ -98,9 +108,19 @@ class Daemon:
         self._state_wait: Optional[int] = None
         self._conflicts: frozenset = frozenset()
         self._failed_owner: Optional[str] = None
-        self.flushwatch = FlushWatch(reconciler.nft.read_chains, reporter, CommandRunner(glib, reporter),
-                                     lambda: self.config)
+        self.flushes = FlushTracker()
+        self.runner = CommandRunner(glib, reporter)
+        self.firewalld_version = ""
+        self._flush_timer: Optional[int] = None
         self._guard_problem: Optional[str] = None
+        self.monitor: Optional[Any] = None
+        self._monitor_down: Optional[str] = None  # why, while it is down and was reported
+        self._kernel_pending: set = set()
+        self._kernel_timer: Optional[int] = None
+        self._table_timer: Optional[int] = None
+        self.firewalld_table_missing = False
+        self.repairs = 0
+        self._repair_error: Optional[str] = None
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -123,6 +143,9 @@ class Daemon:
                            config=self.config_path, firewalld_owner=self.owner or "none")
         self._arm_resync()
         self._arm_watchdog()
+        if self.config.kernel_events:
+            self._start_monitor()
+        self._observe_jumps()  # before the first reconcile, whose reload may flush them
         self._reconcile("start")
 
     def _arm_watchdog(self) -> None:
@@ -163,7 +186,8 @@ class Daemon:
                                "from firewalld's current bus name owner", sender=sender)
             return
         self.reporter.emit("firewalld-reloaded", "firewalld reloaded", sender=sender)
-        self.flushwatch.firewalld_event("reload")
+        self.flushes.end("reload")
+        self._arm_flush_timer()
         self.coalescer.request("firewalld-reloaded")
 
     def _on_owner_changed(self, name: str, old: str, new: str) -> None:
@@ -174,10 +198,13 @@ class Daemon:
             self.reporter.emit("firewalld-vanished", "firewalld left the bus; calfwd's nftables "
                                "table stays in place and calfwd waits for firewalld to return")
             self._cancel_state_wait()
-            self.flushwatch.firewalld_event("stop")  # its exit cleanup has flushed by now
-            self.flushwatch.check()
+            if self.flushes.busy("start"):
+                self.flushes.end("start")
+            self.flushes.end("stop")  # its exit cleanup has flushed by now
+            self._observe_jumps(late=True)
             return
         self._cancel_state_wait()
+        self.flushes.begin("start")
         started = time.monotonic()
         self._state_wait = self.glib.timeout_add(0, self._poll_state, str(new), started)
 
@@ -202,7 +229,8 @@ class Daemon:
                 self.reporter.emit("firewalld-appeared", f"firewalld is {state or 'not answering'}",
                                    firewalld_state=state or "unknown",
                                    wait_ms=round((time.monotonic() - started) * 1000, 1))
-            self.flushwatch.firewalld_event("start")
+            self.flushes.end("start")
+            self._observe_jumps(late=True)
             self.coalescer.request("firewalld-started")
             return False
         self._state_wait = self.glib.timeout_add(int(STATE_POLL * 1000), self._poll_state, owner, started)
@@ -223,6 +251,11 @@ class Daemon:
             return True
         self.config = config
         self.reporter.emit("config-reloaded", f"configuration reloaded from {self.config_path}")
+        if config.kernel_events and self.monitor is None:
+            self._start_monitor()
+        elif not config.kernel_events and self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None
         self._arm_resync()
         self._reconcile("config-reloaded")  # `systemctl reload` returns once this is applied
         self.notify("READY=1")
@@ -232,6 +265,8 @@ class Daemon:
         self.reporter.emit("stopping", f"calfwd stopping on signal {signum}; every rule stays in "
                            "place (run 'calfwd cleanup' to remove them)")
         self.notify("STOPPING=1")
+        if self.monitor is not None:
+            self.monitor.stop()
         self.loop.quit()
         return False
 
@@ -263,12 +298,174 @@ class Daemon:
                                f"{outcome.changes} change(s), {state}" + (f": {actions}" if actions else ""),
                                verified=outcome.verified, **common)
         self._check_failed(outcome)
-        self.flushwatch.check(outcome.facts.firewalld_version)
+        self.firewalld_version = outcome.facts.firewalld_version or self.firewalld_version
+        self._observe_jumps(late=True)
         self._check_guard()
         self.notify(self._status_line(outcome))
         if not self.ready:
             self.ready = True
             self.notify("READY=1")
+
+    # -- kernel events ---------------------------------------------------------------------
+
+    def _start_monitor(self) -> None:
+        from calfwd.drivers.nftmonitor import NftMonitor
+
+        self.monitor = NftMonitor(self.glib, self._on_kernel_line, self._on_monitor_down,
+                                  self._on_monitor_up, time.monotonic)
+        self.monitor.start()
+
+    def _on_monitor_up(self) -> None:
+        # Whatever changed while nobody listened (or before nft subscribed) is read once, after
+        # the child has surely subscribed.
+        self.glib.timeout_add(int(MONITOR_SETTLE * 1000), self._monitor_settled)
+
+    def _monitor_settled(self) -> bool:
+        if self.monitor is not None and self.monitor.running:
+            if self._monitor_down is not None:
+                self.reporter.emit("kernel-events-restored", "following the kernel's nftables "
+                                   "changes again (nft monitor is back)")
+                self._monitor_down = None
+            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS}
+            self._schedule_kernel_work()
+        return False
+
+    def _on_monitor_down(self, why: str) -> None:
+        if self._monitor_down is None:  # said once per outage, not at every retry
+            self.reporter.emit("kernel-events-lost", f"not following the kernel's nftables changes: "
+                               f"{why}. Until it is back, calfwd's table is repaired and flushes are "
+                               f"seen only at reconciles (resync every {self.config.resync_interval:g} s)",
+                               reason=why)
+        self._monitor_down = why
+
+    def _on_kernel_line(self, line: str) -> None:
+        family, table = "inet", self.config.nft_table
+        event = kernel_events.classify(line, family, table)
+        if event is None:
+            return
+        if event.concern == kernel_events.FIREWALLD:
+            if self._kernel_pending:  # what came before firewalld's step is judged before it
+                self._kernel_work()
+            self._on_firewalld_table(event)
+            return
+        if event.concern == kernel_events.LOST:
+            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS}
+        else:
+            self._kernel_pending.add(event.concern)
+        self._schedule_kernel_work()
+
+    def _on_firewalld_table(self, event: Any) -> None:
+        """firewalld's drop table brackets its reload; its main table should never vanish."""
+        if event.table == "firewalld_policy_drop":
+            if event.verb == "delete":
+                self.flushes.end("reload")
+            elif self.owner and not self.flushes.busy("start"):
+                self.flushes.begin("reload")
+            self._arm_flush_timer()
+        elif event.verb == "delete":
+            if self._table_timer is not None:
+                self.glib.source_remove(self._table_timer)
+            self._table_timer = self.glib.timeout_add(int(TABLE_CHECK * 1000), self._check_firewalld_table)
+        elif self.firewalld_table_missing:
+            self.firewalld_table_missing = False
+            self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
+
+    def _check_firewalld_table(self) -> bool:
+        self._table_timer = None
+        if not self.owner or self.flushes.busy("start") or self.flushes.busy("reload"):
+            return False  # stopped, or rebuilding it right now
+        try:
+            present = any(t.get("family") == "inet" and t.get("name") == "firewalld"
+                          for t in self.reconciler.nft.tables())
+        except Exception:
+            return False
+        if present or self.firewalld_table_missing:
+            return False
+        self.firewalld_table_missing = True
+        self.reporter.emit("firewalld-table-missing", "firewalld's table inet firewalld vanished while "
+                           "firewalld is running (a `flush ruleset`, e.g. from nftables.service?): the "
+                           "host firewall filters nothing until firewalld rebuilds it. calfwd never "
+                           "writes firewalld's table. Fix: systemctl restart firewalld (firewalld "
+                           "1.x fails its next reload once, unable to delete the missing table), "
+                           "and keep nftables.service from flushing (systemctl mask nftables)")
+        if self.last is not None:
+            self.notify(self._status_line(self.last))
+        return False
+
+    def _schedule_kernel_work(self) -> None:
+        if self._kernel_timer is None:
+            self._kernel_timer = self.glib.timeout_add(int(KERNEL_DELAY * 1000), self._kernel_work)
+
+    def _kernel_work(self) -> bool:
+        if self._kernel_timer is not None:
+            self.glib.source_remove(self._kernel_timer)
+            self._kernel_timer = None
+        pending, self._kernel_pending = self._kernel_pending, set()
+        if kernel_events.OWN in pending:
+            self._repair()
+        if kernel_events.JUMPS in pending:
+            self._observe_jumps()
+        return False
+
+    def _repair(self) -> None:
+        """Someone else changed calfwd's table: put it back now (nftables layer only)."""
+        layer, errors, seconds = self.reconciler.reconcile_nft(self.config)
+        ms = round(seconds * 1000, 2)
+        if errors:
+            if errors[0] != self._repair_error:  # the resync reports it again if it persists
+                self.reporter.emit("reconcile-failed", f"repairing calfwd's table failed: {errors[0]}",
+                                   trigger="nft-changed", duration_ms=ms)
+            self._repair_error = errors[0]
+            return
+        self._repair_error = None
+        if not layer.empty:
+            self.repairs += 1
+            self.reporter.emit("table-repaired", f"calfwd's table {layer.plan.table} was changed by "
+                               f"someone else ({'; '.join(layer.actions)}); restored in {ms} ms",
+                               table=layer.plan.table, changes=len(layer.actions), duration_ms=ms,
+                               actions=list(layer.actions))
+
+    @property
+    def following_kernel(self) -> bool:
+        return self.monitor is not None and self.monitor.running and self._monitor_down is None
+
+    def _observe_jumps(self, late: bool = False) -> None:
+        try:
+            chains = self.reconciler.nft.read_chains(kernel_events.watched_chain_refs())
+        except Exception:
+            return  # reconcile reports nftables errors; the next event or resync looks again
+        self.flushes.observe(watched_jumps(chains), late=late and not self.following_kernel)
+        self._arm_flush_timer()
+
+    def _arm_flush_timer(self) -> None:
+        if self._flush_timer is not None:
+            self.glib.source_remove(self._flush_timer)
+            self._flush_timer = None
+        due = self.flushes.due()
+        if due is not None:
+            wait = max(0.0, due - time.monotonic())
+            self._flush_timer = self.glib.timeout_add(int(wait * 1000) + 1, self._flush_due)
+
+    def _flush_due(self) -> bool:
+        self._flush_timer = None
+        flush = self.flushes.poll()
+        if flush is not None:
+            self._report_flush(flush)
+        self._arm_flush_timer()
+        return False
+
+    def _report_flush(self, flush: Flush) -> None:
+        config = self.config
+        note = ""
+        if CALICO in flush.owners:
+            note = self.runner.maybe_run(config.on_calico_flush, config.on_calico_flush_interval,
+                                         config.on_calico_flush_timeout)
+        kind = "calico-flushed" if CALICO in flush.owners else "kube-proxy-flushed"
+        self.reporter.emit(kind, flushed_message(flush, self.firewalld_version,
+                                                 config.felix_refresh_interval, note),
+                           cause=flush.cause or "not-firewalld", lost=sorted(flush.lost),
+                           owners=list(flush.owners), felix_refresh_s=config.felix_refresh_interval,
+                           firewalld_version=self.firewalld_version or None)
 
     def _check_failed(self, outcome: Outcome) -> None:
         """firewalld owns its name but is not RUNNING: say so once, whoever started first."""
@@ -295,6 +492,8 @@ class Daemon:
         pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
         health = "in sync" if outcome.verified else \
             (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else "not verified")
+        if self.firewalld_table_missing:
+            health = "WARNING: firewalld's table is gone (systemctl restart firewalld); " + health
         stamp = time.strftime("%H:%M:%S")
         return (f"STATUS={health}; {fw}; zone {self.config.firewalld.zone}; pools {pools}; "
                 f"last reconcile {stamp} ({outcome.trigger}, {outcome.duration * 1000:.1f} ms)")

@@ -39,6 +39,13 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     # The [daemon] on_calico_flush command finished (exit 0), or failed / timed out / did not start.
     Kind("flush-command", "971fa1b533014290a163981de661c65e", PRIORITY_NOTICE),
     Kind("flush-command-failed", "7f352ad4247a490a9ada7c33107b3489", PRIORITY_WARNING),
+    # Kernel events (nft monitor): kube-proxy's rules alone flushed; calfwd's table repaired.
+    Kind("kube-proxy-flushed", "74fab3a5e3894149b679043f7921fbe6", PRIORITY_WARNING),
+    Kind("table-repaired", "5444691669554a9ba2f7d989287c01ac", PRIORITY_WARNING),
+    Kind("kernel-events-lost", "546f02ec1cc448a5898ab40c8d379706", PRIORITY_WARNING),
+    Kind("kernel-events-restored", "f75bf7a4b543482ab2bfcfda237efdfb", PRIORITY_INFO),
+    Kind("firewalld-table-missing", "ea8db5d305d6411180872aefb10ed3ea", PRIORITY_ERR),
+    Kind("firewalld-table-restored", "e382041b4cd54362a7894182fc8abdfd", PRIORITY_INFO),
 )}
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"

@@ -1,18 +1,22 @@
-"""Noticing that firewalld flushed Felix's rules, saying so once, and the optional remedy.
+"""Noticing that Felix's or kube-proxy's rules were flushed, saying so once, and the remedy.
 
-firewalld <= 1.x flushes every iptables table on start, reload and stop (FIELD-NOTES 2);
-Felix puts its rules back only at its next refresh (IptablesRefreshInterval, 180 s). calfwd
-keeps pod egress working meanwhile, but Calico's network policy is gone until then, and
-nobody would know. So after every reconcile the daemon reads Felix's top-level jumps (the
-jump from FORWARD to cali-FORWARD and from POSTROUTING to cali-POSTROUTING, IPv4 and IPv6)
-through libnftables. When firewalld started, reloaded or stopped since the last look, and
-every jump seen then is gone now, that was firewalld's flush: one `calico-flushed` warning,
-then the `[daemon] on_calico_flush` command if there is one.
+firewalld <= 1.x flushes every iptables table on start, reload and stop (FIELD-NOTES 2, 7):
+Felix's and kube-proxy's top-level jumps go first. Felix puts its rules back only at its next
+refresh (up to 180 s), kube-proxy when its canary check notices (its sync period, 30 s by
+default). Nobody would know in between, so calfwd watches those jumps.
 
-Why a baseline instead of "no cali- chains": a node whose Calico runs in legacy iptables or
-in its native nftables table never has these jumps in the nft tables, and must not warn.
-The baseline is refreshed at every reconcile (start, each resync, SIGHUP, firewalld events),
-so rules Felix restored less than one resync_interval before the next flush go unreported.
+FlushTracker is pure: the daemon feeds it what it *observed* (the set of jumps, read after
+every kernel event that touched their chains) and what firewalld is *doing* (start, reload,
+stop, from the bus and from firewalld's drop table on the monitor), and asks it when to look
+again. A flush is any observation that lost jumps the previous one had, so there is no
+baseline to refresh and nothing to race: a read made in the middle of a reload sees the loss
+then and there. Losses that arrive in pieces (iptables, then ip6tables) while firewalld is
+busy make one episode, closed once firewalld is done and the chains are quiet; the cause is
+the firewalld activity in progress or just finished, waited for briefly when unknown (the
+name is released only after the stop's flush), else "not firewalld".
+
+A node whose Calico runs in legacy iptables or in its native nftables table has no such jumps
+in the nft tables, so it never loses any and never warns.
 
 The command runs without a shell, at most one at a time and at most once per
 on_calico_flush_interval, and is killed after on_calico_flush_timeout. It never blocks the
@@ -27,84 +31,170 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Any, Callable, FrozenSet, List, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from calfwd import guard
 from calfwd.config import Config
+from calfwd.kernel_events import CANARY
 
-# Felix's top-level chains: a firewalld flush takes the jumps out of these first.
-FELIX_BASE_CHAINS: Tuple[Tuple[str, str, str], ...] = (
-    ("ip", "filter", "FORWARD"), ("ip", "nat", "POSTROUTING"),
-    ("ip6", "filter", "FORWARD"), ("ip6", "nat", "POSTROUTING"),
-)
 OUTPUT_LIMIT = 4000  # characters of the command's output kept for the journal
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when the command times out
 
+SETTLE = 0.25  # seconds without a new loss (and firewalld idle) before an episode is reported
+CAUSE_GRACE = 2.0  # further seconds to wait for firewalld's own news when the cause is unknown
+# A firewalld start/reload/stop that ended this shortly before a loss "just finished": for a
+# read made promptly on a kernel event, only what the event stream and the bus may disagree
+# on; for a late read (after a reconcile, without the monitor), the reconcile's own delay.
+PROMPT_RECENT = 0.15
+RECENT = 1.0
+MAX_OPEN = 15.0  # report even if firewalld seems busy for longer (a hung reload)
+KUBE_PROXY_SYNC = 30  # kube-proxy's --iptables-sync-period default: how often its canary is checked
 
-def felix_jumps(chains: Mapping[Tuple[str, str, str], List[Mapping[str, Any]]]) -> FrozenSet[str]:
-    """'ip filter FORWARD -> cali-FORWARD' for every jump or goto into a cali- chain."""
+CALICO, KUBE_PROXY = "Calico", "kube-proxy"
+ChainRef = Tuple[str, str, str]
+
+
+def watched_jumps(chains: Mapping[ChainRef, List[Mapping[str, Any]]]) -> FrozenSet[str]:
+    """'ip filter FORWARD -> cali-FORWARD' for every jump or goto into Felix's or kube-proxy's
+    chains, and 'ip nat KUBE-PROXY-CANARY (chain)' for each canary chain that exists."""
     found = set()
     for (family, table, chain), rules in chains.items():
+        if chain == CANARY:
+            found.add(f"{family} {table} {CANARY} (chain)")
+            continue
         for rule in rules:
             for expr in rule.get("expr", ()):
                 for verdict in ("jump", "goto"):
                     target = expr.get(verdict) if isinstance(expr, dict) else None
-                    if isinstance(target, dict) and str(target.get("target", "")).startswith("cali-"):
-                        found.add(f"{family} {table} {chain} -> {target['target']}")
+                    name = str(target.get("target", "")) if isinstance(target, dict) else ""
+                    if name.startswith(("cali-", "KUBE-")):
+                        found.add(f"{family} {table} {chain} -> {name}")
     return frozenset(found)
 
 
-def flushed_message(cause: str, version: str, lost: FrozenSet[str], refresh: float, note: str) -> str:
-    who = f"firewalld {version}" if version else "firewalld"
-    text = (f"{who} flushed Calico's iptables rules on {cause} (gone: {', '.join(sorted(lost))}). "
-            f"Felix puts them back at its next refresh, within {refresh:g} s "
-            "([calico] felix_refresh_interval); until then Calico's network policy is not enforced "
-            "and Felix's natOutgoing is gone (calfwd's own table keeps pod egress working). "
-            f"Fix: `calfwd guard enable && {guard.ACTIVATE}` (firewalld 1.x, nftables backend), "
-            "or firewalld >= 2.0 without direct rules")
-    return text + (f". {note}" if note else "")
+def owner(jump: str) -> str:
+    return KUBE_PROXY if "KUBE-" in jump else CALICO
 
 
-class FlushWatch:
-    """Compares Felix's top-level jumps before and after firewalld events."""
+@dataclass(frozen=True)
+class Flush:
+    """One episode: what went, and why if firewalld was starting, reloading or stopping."""
 
-    def __init__(self, read_chains: Callable[[Tuple[Tuple[str, str, str], ...]], Any], reporter: Any,
-                 runner: "CommandRunner", config: Callable[[], Config]) -> None:
-        self._read = read_chains
-        self._reporter = reporter
-        self._runner = runner
-        self._config = config
-        self._seen: FrozenSet[str] = frozenset()
-        self._cause: Optional[str] = None
-        self.version = ""
+    lost: FrozenSet[str]
+    cause: Optional[str]  # "start", "reload", "stop", or None: not firewalld's doing
+    owners: Tuple[str, ...]
+
+
+class FlushTracker:
+    """Pure: observations and firewalld activity in, one Flush per episode out."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.seen: Optional[FrozenSet[str]] = None  # None: never read yet
+        self._lost: FrozenSet[str] = frozenset()
+        self._cause: Optional[str] = None  # of the open episode, fixed once known
+        self._first = self._last = 0.0
+        self._busy: Dict[str, float] = {}  # activity -> since when (in progress)
+        self._done: List[Tuple[str, float]] = []  # (activity, when it ended), newest last
         self.flushes = 0
 
-    def firewalld_event(self, cause: str) -> None:
-        """firewalld started, reloaded or stopped: the next check() may blame it."""
-        self._cause = cause if self._cause is None else self._cause
+    # -- what the daemon tells it ------------------------------------------------------
 
-    def check(self, version: str = "") -> bool:
-        """Look now; True (and one warning) when every jump seen last time is gone after a
-        firewalld event. A read that fails changes nothing: reconcile reports nftables errors."""
-        self.version = version or self.version
-        try:
-            now = felix_jumps(self._read(FELIX_BASE_CHAINS))
-        except Exception:
-            return False
-        cause, self._cause = self._cause, None
-        seen, self._seen = self._seen, now
-        if cause is None or not seen or now & seen:
-            return False
+    def observe(self, jumps: FrozenSet[str], late: bool = False) -> None:
+        """late: the read may come well after what caused it (a reconcile's, not an event's)."""
+        now = self._clock()
+        lost = (self.seen or frozenset()) - jumps
+        self.seen = jumps
+        if not lost:
+            return
+        if not self._lost:
+            self._first = now
+            self._cause = self._current(RECENT if late else PROMPT_RECENT)  # what firewalld was doing
+        self._lost |= lost
+        self._last = now
+
+    def begin(self, activity: str) -> None:
+        self._busy.setdefault(activity, self._clock())
+        self._learn(activity)
+
+    def end(self, activity: str) -> None:
+        """Also for activities seen only once they are over (Reloaded, the name released)."""
+        now = self._clock()
+        was_busy = self._busy.pop(activity, None) is not None
+        self._done = [(a, t) for a, t in self._done if now - t <= RECENT]
+        if was_busy or activity not in (a for a, _t in self._done):
+            # Not again for its late confirmation: the bus's Reloaded comes a good 0.1 s after
+            # the monitor saw firewalld remove its drop table, and must not make it "recent".
+            self._done.append((activity, now))
+        self._learn(activity)
+
+    def _learn(self, activity: str) -> None:
+        """An open episode without a cause takes the first firewalld news after the loss."""
+        if self._lost and self._cause is None:
+            self._cause = activity
+
+    def _current(self, recent_s: float) -> Optional[str]:
+        if self._busy:
+            return max(self._busy.items(), key=lambda item: item[1])[0]
+        now = self._clock()
+        recent = [a for a, t in self._done if now - t <= recent_s]
+        return recent[-1] if recent else None
+
+    def busy(self, activity: str) -> bool:
+        return activity in self._busy
+
+    # -- what it answers -----------------------------------------------------------------
+
+    def due(self) -> Optional[float]:
+        """When to call poll() next (monotonic seconds), or None while no episode is open."""
+        if not self._lost:
+            return None
+        if self._busy and self._clock() - self._first < MAX_OPEN:
+            return self._clock() + SETTLE
+        return self._last + SETTLE if self.cause() else self._last + SETTLE + CAUSE_GRACE
+
+    def cause(self) -> Optional[str]:
+        return self._cause if self._lost else None
+
+    def poll(self) -> Optional[Flush]:
+        """The episode, once it is over; None while it is still going on (or none is open)."""
+        due = self.due()
+        if due is None or self._clock() < due:
+            return None
+        lost, cause = self._lost, self.cause()
+        self._lost, self._cause = frozenset(), None
         self.flushes += 1
-        config = self._config()
-        note = self._runner.maybe_run(config.on_calico_flush, config.on_calico_flush_interval,
-                                      config.on_calico_flush_timeout)
-        lost = seen - now
-        self._reporter.emit("calico-flushed", flushed_message(cause, self.version, lost,
-                                                              config.felix_refresh_interval, note),
-                            cause=cause, lost=sorted(lost), felix_refresh_s=config.felix_refresh_interval,
-                            firewalld_version=self.version or None)
-        return True
+        owners = tuple(o for o in (CALICO, KUBE_PROXY) if any(owner(j) == o for j in lost))
+        return Flush(lost, cause, owners)
+
+
+def flushed_message(flush: Flush, version: str, refresh: float, note: str = "") -> str:
+    whose = " and ".join(f"{o}'s" for o in flush.owners) or "Calico's"
+    gone = ", ".join(sorted(flush.lost))
+    if flush.cause:
+        who = f"firewalld {version}" if version else "firewalld"
+        head = f"{who} flushed {whose} iptables rules on {flush.cause} (gone: {gone})."
+    else:
+        head = (f"{whose} iptables rules were flushed, not during a firewalld start, reload or "
+                f"stop (gone: {gone}).")
+    parts = [head]
+    if CALICO in flush.owners:
+        parts.append(f"Calico's network policy is not enforced and Felix's natOutgoing is gone "
+                     f"until Felix's next refresh, within {refresh:g} s ([calico] "
+                     "felix_refresh_interval); calfwd's own table keeps pod egress working.")
+    if KUBE_PROXY in flush.owners:
+        parts.append("Services (ClusterIPs, cluster DNS) and NodePorts fail until kube-proxy's "
+                     f"canary check notices, within its --iptables-sync-period ({KUBE_PROXY_SYNC} s "
+                     "by default).")
+    if flush.cause:
+        parts.append(f"Fix: `calfwd guard enable && {guard.ACTIVATE}` (firewalld 1.x, nftables "
+                     "backend), or firewalld >= 2.0 without direct rules")
+    else:
+        parts.append("Fix: find what flushed them (nftables.service runs `flush ruleset` on "
+                     "reload and stop; an admin's `iptables -F`; a configuration-management run)")
+    text = " ".join(parts)
+    return text + (f". {note}" if note else "")
 
 
 class CommandRunner:

@@ -122,6 +122,19 @@ class Reconciler:
         return Outcome(trigger, tuple(layers), tuple(errors), verified, self._clock() - start,
                        nft_duration, facts)
 
+    def reconcile_nft(self, config: Config) -> Tuple[LayerPlan, Tuple[str, ...], float]:
+        """Only calfwd's own table: the repair path for kernel events, which must be fast and
+        never wait on firewalld. Reads and plans first, so calfwd's own writes (seen again on
+        the monitor) plan nothing and cause no second write."""
+        start = self._clock()
+        try:
+            layer = self.plan_nft(desired(config, HostFacts()))
+            if not layer.empty:
+                self.nft.run(layer.plan.batch)
+            return layer, (), self._clock() - start
+        except Exception as exc:
+            return LayerPlan("nftables", ()), (f"nftables: {exc}",), self._clock() - start
+
     def _desired_or_error(self, config: Config, errors: List[str]) -> Tuple[Desired, HostFacts]:
         try:
             return self.desired(config)

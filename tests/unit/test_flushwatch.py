@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from calfwd import config as cfg
-from calfwd.flushwatch import CommandRunner, FlushWatch, felix_jumps, flushed_message, guard_problem
+from calfwd.flushwatch import (CAUSE_GRACE, SETTLE, CommandRunner, Flush, FlushTracker, flushed_message,
+                               guard_problem, watched_jumps)
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n', "/etc/calfwd/calfwd.toml")
 
@@ -34,93 +35,170 @@ def jump(target: str, verdict: str = "jump") -> Dict[str, Any]:
     return {"expr": [{"xt": {"type": "match", "name": "comment"}}, {verdict: {"target": target}}]}
 
 
-FELIX = {("ip", "filter", "FORWARD"): [jump("cali-FORWARD"), {"expr": [{"accept": None}]}],
-         ("ip", "nat", "POSTROUTING"): [jump("cali-POSTROUTING", "goto")],
-         ("ip6", "filter", "FORWARD"): [jump("cali-FORWARD")]}
-FLUSHED = {("ip", "filter", "FORWARD"): [], ("ip", "nat", "POSTROUTING"): []}
+FELIX = watched_jumps({("ip", "filter", "FORWARD"): [jump("cali-FORWARD"), {"expr": [{"accept": None}]}],
+                       ("ip", "nat", "POSTROUTING"): [jump("cali-POSTROUTING", "goto")],
+                       ("ip6", "filter", "FORWARD"): [jump("cali-FORWARD")]})
+KUBE = watched_jumps({("ip", "filter", "FORWARD"): [jump("KUBE-FORWARD")],
+                      ("ip", "nat", "PREROUTING"): [jump("KUBE-SERVICES")],
+                      ("ip", "mangle", "KUBE-PROXY-CANARY"): []})
+NOTHING: frozenset = frozenset()
 
 
-class FakeRunner:
+class Clock:
     def __init__(self) -> None:
-        self.calls: List[Tuple[Any, ...]] = []
+        self.now = 1000.0
 
-    def maybe_run(self, argv, interval, timeout) -> str:
-        self.calls.append((argv, interval, timeout))
-        return "Started on_calico_flush" if argv else ""
+    def __call__(self) -> float:
+        return self.now
 
-
-def watch(states: List[Any], config: cfg.Config = CONFIG):
-    reporter, runner = Reporter(), FakeRunner()
-
-    def read(_wanted):
-        state = states.pop(0)
-        if isinstance(state, Exception):
-            raise state
-        return state
-    return FlushWatch(read, reporter, runner, lambda: config), reporter, runner
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
-def test_felix_jumps():
-    assert felix_jumps(FELIX) == {"ip filter FORWARD -> cali-FORWARD", "ip nat POSTROUTING -> cali-POSTROUTING",
-                                  "ip6 filter FORWARD -> cali-FORWARD"}
-    assert felix_jumps({("ip", "filter", "FORWARD"): [jump("KUBE-FORWARD")]}) == frozenset()
+def settle(tracker: FlushTracker, clock: Clock, limit: float = 60.0):
+    """Advance to each due time until the episode is reported (or nothing is due)."""
+    while True:
+        due = tracker.due()
+        if due is None or clock.now > 1000.0 + limit:
+            return None
+        clock.now = max(clock.now, due)
+        flush = tracker.poll()
+        if flush is not None:
+            return flush
 
 
-def test_flush_after_a_firewalld_reload_is_reported_once():
-    w, reporter, runner = watch([FELIX, FLUSHED, FLUSHED, FELIX])
-    assert not w.check("1.3.3")  # baseline
-    w.firewalld_event("reload")
-    assert w.check()
-    assert reporter.kinds() == ["calico-flushed"]
-    event, message, fields = reporter.events[0]
-    assert "firewalld 1.3.3 flushed Calico's iptables rules on reload" in message
-    assert "180 s" in message and "calfwd guard enable" in message and ">= 2.0" in message
-    assert fields["cause"] == "reload" and "ip filter FORWARD -> cali-FORWARD" in fields["lost"]
-    w.firewalld_event("reload")  # another reload while still flushed: nothing new to say
-    assert not w.check()
-    assert not w.check()  # Felix restored them: new baseline, no event
-    assert reporter.kinds() == ["calico-flushed"]
-    assert len(runner.calls) == 1
+def test_watched_jumps():
+    assert FELIX == {"ip filter FORWARD -> cali-FORWARD", "ip nat POSTROUTING -> cali-POSTROUTING",
+                     "ip6 filter FORWARD -> cali-FORWARD"}
+    assert KUBE == {"ip filter FORWARD -> KUBE-FORWARD", "ip nat PREROUTING -> KUBE-SERVICES",
+                    "ip mangle KUBE-PROXY-CANARY (chain)"}
+    assert watched_jumps({("ip", "filter", "FORWARD"): [jump("ACCEPT-SOMETHING"), jump("my-chain")]}) == NOTHING
 
 
-def test_no_firewalld_event_no_blame():
-    w, reporter, _ = watch([FELIX, FLUSHED])
-    w.check()
-    assert not w.check()  # someone else (an admin's iptables -F): not firewalld's doing
-    assert reporter.events == []
+def test_a_loss_during_a_reload_is_one_flush_blamed_on_the_reload():
+    clock = Clock()
+    t = FlushTracker(clock)
+    t.observe(FELIX | KUBE)
+    t.begin("reload")  # firewalld's drop table appeared
+    clock.advance(0.05)
+    t.observe(FELIX - {"ip filter FORWARD -> cali-FORWARD"})  # ip filter first ...
+    clock.advance(1.0)  # ... a slow reload: still one episode while firewalld is busy
+    assert t.poll() is None
+    t.observe(NOTHING)  # ... then ip nat and ip6
+    t.end("reload")
+    flush = settle(t, clock)
+    assert flush == Flush(FELIX | KUBE, "reload", ("Calico", "kube-proxy"))
+    assert settle(t, clock) is None and t.flushes == 1
+
+
+def test_the_cause_may_arrive_after_the_loss():
+    """firewalld's stop flushes first and releases its bus name afterwards; in the fallback
+    a reconcile can read the loss before the Reloaded signal is dispatched (0.1's race)."""
+    for cause in ("stop", "reload"):
+        clock = Clock()
+        t = FlushTracker(clock)
+        t.observe(FELIX)
+        clock.advance(10)
+        t.observe(NOTHING)
+        clock.advance(SETTLE + 0.1)
+        assert t.poll() is None, "unknown cause: waits for firewalld's news"
+        t.end(cause)
+        assert settle(t, clock).cause == cause
+
+
+def test_no_firewalld_activity_means_someone_else():
+    clock = Clock()
+    t = FlushTracker(clock)
+    t.end("reload")
+    clock.advance(60)  # long ago: not "just finished"
+    t.observe(FELIX)
+    t.observe(NOTHING)
+    flush = settle(t, clock)
+    assert flush.cause is None and clock.now >= 1060 + SETTLE + CAUSE_GRACE - 1e-9
+
+
+def test_restores_are_followed_so_every_flush_counts():
+    """No resync-sized blind spot: each observation is compared with the one before."""
+    clock = Clock()
+    t = FlushTracker(clock)
+    reports = []
+    for _ in range(5):
+        t.observe(FELIX)  # Felix restored
+        clock.advance(0.5)
+        t.begin("reload")
+        t.observe(NOTHING)
+        t.end("reload")
+        reports.append(settle(t, clock))
+        clock.advance(1)
+    assert [r.cause for r in reports] == ["reload"] * 5
 
 
 def test_calico_never_in_nft_tables_never_warns():
-    w, reporter, _ = watch([{}, {}])  # legacy iptables or Felix's native nftables: no jumps here
-    w.check()
-    w.firewalld_event("start")
-    assert not w.check()
-    assert reporter.events == []
+    clock = Clock()
+    t = FlushTracker(clock)
+    for _ in range(3):
+        t.begin("start")
+        t.observe(NOTHING)  # legacy iptables or Felix's native table: no jumps here
+        t.end("start")
+    assert t.due() is None and settle(t, clock) is None
 
 
-def test_partial_loss_is_not_a_flush_and_read_errors_change_nothing():
-    w, reporter, _ = watch([FELIX, RuntimeError("netlink"), {("ip", "filter", "FORWARD"): [jump("cali-FORWARD")]}])
-    w.check()
-    w.firewalld_event("reload")
-    assert not w.check()  # the read failed: the event is kept for the next look
-    assert not w.check()  # one jump is still there: Felix's own change, not firewalld's flush
-    assert reporter.events == []
+def test_start_in_progress_wins_over_an_older_reload():
+    clock = Clock()
+    t = FlushTracker(clock)
+    t.observe(FELIX)
+    t.end("reload")
+    clock.advance(1)
+    t.begin("start")
+    t.observe(NOTHING)
+    clock.advance(0.3)
+    t.end("start")
+    assert settle(t, clock).cause == "start"
 
 
-def test_command_settings_are_passed_to_the_runner():
-    config = dataclasses.replace(CONFIG, on_calico_flush=("/bin/true",), on_calico_flush_interval=30.0,
-                                 on_calico_flush_timeout=5.0, felix_refresh_interval=90.0)
-    w, reporter, runner = watch([FELIX, FLUSHED], config)
-    w.check()
-    w.firewalld_event("stop")
-    w.check()
-    assert runner.calls == [(("/bin/true",), 30.0, 5.0)]
-    assert "within 90 s" in reporter.events[0][1] and "Started on_calico_flush" in reporter.events[0][1]
+def test_a_later_activity_does_not_take_over_the_blame():
+    """firewalld's start flushed; calfwd's own zone-creating reload began before the episode
+    was reported: it stays the start's flush."""
+    clock = Clock()
+    t = FlushTracker(clock)
+    t.observe(FELIX)
+    t.begin("start")
+    t.observe(NOTHING)
+    t.end("start")
+    clock.advance(0.1)
+    t.begin("reload")
+    clock.advance(0.5)
+    t.end("reload")
+    assert settle(t, clock).cause == "start"
 
 
-def test_flushed_message_without_version():
-    text = flushed_message("start", "", frozenset({"ip filter FORWARD -> cali-FORWARD"}), 180, "")
-    assert text.startswith("firewalld flushed Calico's iptables rules on start")
+def test_the_bus_confirming_a_reload_late_does_not_make_it_recent():
+    clock = Clock()
+    t = FlushTracker(clock)
+    t.observe(FELIX)
+    t.begin("reload")  # the monitor: firewalld's drop table appeared ...
+    clock.advance(0.3)
+    t.end("reload")  # ... and went
+    clock.advance(0.16)
+    t.end("reload")  # the bus's Reloaded, late
+    clock.advance(0.1)
+    t.observe(NOTHING)  # firewalld's stop flushes: not the reload's doing
+    clock.advance(0.05)
+    t.end("stop")  # its name released
+    assert settle(t, clock).cause == "stop"
+
+
+def test_flushed_message():
+    text = flushed_message(Flush(FELIX, "start", ("Calico",)), "1.3.3", 90)
+    assert text.startswith("firewalld 1.3.3 flushed Calico's iptables rules on start (gone: ")
+    assert "within 90 s" in text and "calfwd guard enable" in text and ">= 2.0" in text
+    assert "Services" not in text
+    both = flushed_message(Flush(FELIX | KUBE, "reload", ("Calico", "kube-proxy")), "", 180, "Started x")
+    assert both.startswith("firewalld flushed Calico's and kube-proxy's iptables rules on reload")
+    assert "cluster DNS" in both and "NodePorts" in both and "30 s" in both and both.endswith(". Started x")
+    other = flushed_message(Flush(KUBE, None, ("kube-proxy",)), "1.3.3", 180)
+    assert other.startswith("kube-proxy's iptables rules were flushed, not during a firewalld")
+    assert "flush ruleset" in other and "guard" not in other
 
 
 def test_guard_problem_only_when_wanted(tmp_path, monkeypatch):
@@ -134,14 +212,6 @@ def test_guard_problem_only_when_wanted(tmp_path, monkeypatch):
 # -- the runner, on the real GLib main loop ------------------------------------------------
 
 GLib = pytest.importorskip("gi.repository.GLib")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def run_until(predicate, timeout: float = 20.0) -> None:

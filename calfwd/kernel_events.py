@@ -1,0 +1,90 @@
+"""Which lines of `nft --json monitor` concern calfwd, decided cheaply and without I/O.
+
+Felix and kube-proxy rewrite their own chains all the time, and a firewalld reload renders
+thousands of rules into its table: every one of those is a line on the monitor. Only three
+things matter to calfwd (FIELD-NOTES 2, 3, 7):
+
+- OWN: anything in calfwd's own table (someone deleted, flushed or edited it);
+- JUMPS: the base chains that hold Felix's and kube-proxy's top-level jumps, the tables
+  around them, and kube-proxy's canary chain (a flush takes these first);
+- FIREWALLD: firewalld's table and its reload-time drop table, as whole tables only.
+
+So a line costs one anchored regex on its head; a rule in a `cali-*` or `KUBE-SVC-*` chain
+is rejected there, before any JSON is parsed. nft prints the identifying keys first and in a
+fixed order (family, then table/chain/name), which is what makes the head enough.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, Optional, Tuple
+
+OWN, JUMPS, FIREWALLD, LOST = "own", "jumps", "firewalld", "lost"
+
+# iptables' built-in chains that carry Felix's and kube-proxy's top-level jumps.
+BASE_CHAINS: Dict[str, Tuple[str, ...]] = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "OUTPUT", "POSTROUTING"),
+}
+CANARY = "KUBE-PROXY-CANARY"
+CANARY_TABLES = ("mangle", "nat", "filter")
+IPTABLES_FAMILIES = ("ip", "ip6")
+FIREWALLD_TABLES = frozenset({"firewalld", "firewalld_policy_drop"})
+
+# {"add": {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 4, ...
+_HEAD = re.compile(r'^\{"(\w+)": \{"(\w+)": \{"family": "(\w+)", ')
+_PAIR = re.compile(r'"(table|chain|name)": "([^"]*)"')
+HEAD_CHARS = 240  # table and chain names are at most 256 bytes; ours are far shorter
+
+
+@dataclass(frozen=True)
+class KernelEvent:
+    concern: str  # OWN, JUMPS, FIREWALLD, or LOST (nft said it missed events)
+    verb: str = ""  # add, insert, create, replace, delete
+    kind: str = ""  # table, chain, rule, set, element, ...
+    family: str = ""
+    table: str = ""
+
+
+def _watched_chains() -> FrozenSet[Tuple[str, str]]:
+    pairs = {(table, chain) for table, chains in BASE_CHAINS.items() for chain in chains}
+    pairs |= {(table, CANARY) for table in CANARY_TABLES}
+    return frozenset(pairs)
+
+
+WATCHED_CHAINS = _watched_chains()
+WATCHED_TABLES = frozenset(table for table, _chain in WATCHED_CHAINS)
+
+
+def watched_chain_refs() -> Tuple[Tuple[str, str, str], ...]:
+    """(family, table, chain) for every chain whose rules or existence the flush check reads."""
+    return tuple((family, table, chain) for family in IPTABLES_FAMILIES
+                 for table, chain in sorted(WATCHED_CHAINS))
+
+
+def classify(line: str, own_family: str, own_table: str) -> Optional[KernelEvent]:
+    """The event a monitor line stands for, or None when it does not concern calfwd."""
+    head = _HEAD.match(line)
+    if head is None:
+        # nft's own comments ("# ERROR: We lost some netlink events!"): whatever was lost may
+        # have concerned us, so the caller looks at everything again. Other text is nft's
+        # error output, which the monitor driver reports when nft exits.
+        return KernelEvent(LOST) if line.startswith("#") else None
+    verb, kind, family = head.groups()
+    names: Dict[str, str] = {}
+    for key, value in _PAIR.findall(line, head.end(), head.end() + HEAD_CHARS):
+        names.setdefault(key, value)
+    table = names.get("name", "") if kind == "table" else names.get("table", "")
+    if family == own_family and table == own_table:
+        return KernelEvent(OWN, verb, kind, family, table)
+    if family in IPTABLES_FAMILIES and table in WATCHED_TABLES:
+        if kind == "table":
+            return KernelEvent(JUMPS, verb, kind, family, table)
+        chain = names.get("chain" if kind == "rule" else "name", "")
+        if kind in ("rule", "chain") and (table, chain) in WATCHED_CHAINS:
+            return KernelEvent(JUMPS, verb, kind, family, table)
+        return None
+    if kind == "table" and family == "inet" and table in FIREWALLD_TABLES:
+        return KernelEvent(FIREWALLD, verb, kind, family, table)
+    return None

@@ -1,0 +1,80 @@
+"""Which `nft --json monitor` lines concern calfwd. The lines are nft 1.0.6's real output
+(recorded in a scratch namespace: calfwd's table, iptables-nft jumps, Felix's and firewalld's
+chains); the classifier must pass its own, the jumps' and firewalld's table events, and
+drop everything else before parsing JSON."""
+
+from __future__ import annotations
+
+import json
+
+from calfwd.kernel_events import FIREWALLD, JUMPS, LOST, OWN, classify, watched_chain_refs
+
+LINES = {
+    # calfwd's own table, every kind of object
+    '{"add": {"table": {"family": "inet", "name": "calfwd", "handle": 1}}}': OWN,
+    '{"delete": {"table": {"family": "inet", "name": "calfwd", "handle": 1}}}': OWN,
+    '{"add": {"chain": {"family": "inet", "table": "calfwd", "name": "postrouting", "handle": 1, '
+    '"type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}}': OWN,
+    '{"delete": {"rule": {"family": "inet", "table": "calfwd", "chain": "postrouting", "handle": 2, '
+    '"expr": [{"masquerade": null}]}}}': OWN,
+    '{"delete": {"set": {"family": "inet", "name": "pools4", "table": "calfwd", "type": "invalid", '
+    '"handle": 3}}}': OWN,
+    '{"add": {"element": {"family": "inet", "table": "calfwd", "name": "masq4", "elem": {"set": '
+    '[{"prefix": {"addr": "10.0.0.0", "len": 8}}]}}}}': OWN,
+    # Felix's and kube-proxy's top-level jumps, their tables, the canary
+    '{"insert": {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 4, "expr": '
+    '[{"counter": {"packets": 0, "bytes": 0}}, {"jump": {"target": "cali-FORWARD"}}]}}}': JUMPS,
+    '{"delete": {"rule": {"family": "ip6", "table": "nat", "chain": "POSTROUTING", "handle": 9, '
+    '"expr": [{"jump": {"target": "cali-POSTROUTING"}}]}}}': JUMPS,
+    '{"delete": {"table": {"family": "ip", "name": "filter", "handle": 2}}}': JUMPS,
+    '{"delete": {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1}}}': JUMPS,
+    '{"create": {"chain": {"family": "ip", "table": "mangle", "name": "KUBE-PROXY-CANARY", "handle": 7}}}': JUMPS,
+    '{"add": {"rule": {"family": "ip", "table": "nat", "chain": "PREROUTING", "handle": 4, "expr": '
+    '[{"xt": {"type": "match", "name": "comment"}}, {"jump": {"target": "KUBE-SERVICES"}}]}}}': JUMPS,
+    # firewalld's tables, as whole tables
+    '{"add": {"table": {"family": "inet", "name": "firewalld_policy_drop", "handle": 11}}}': FIREWALLD,
+    '{"delete": {"table": {"family": "inet", "name": "firewalld", "handle": 10}}}': FIREWALLD,
+    # nft telling us it missed events
+    "# ERROR: We lost some netlink events!": LOST,
+    # the churn that must cost nothing
+    '{"add": {"rule": {"family": "ip", "table": "filter", "chain": "cali-fw-cali1234567890a", '
+    '"handle": 77, "expr": [{"jump": {"target": "cali-pro-kns.default"}}]}}}': None,
+    '{"delete": {"rule": {"family": "ip", "table": "nat", "chain": "KUBE-SVC-ABCDEF", "handle": 5, '
+    '"expr": [{"jump": {"target": "KUBE-SEP-XYZ"}}]}}}': None,
+    '{"create": {"chain": {"family": "ip", "table": "filter", "name": "cali-tw-cali1234567890a", "handle": 9}}}': None,
+    '{"add": {"rule": {"family": "inet", "table": "firewalld", "chain": "filter_INPUT", "handle": 30, '
+    '"expr": [{"accept": null}]}}}': None,
+    '{"add": {"chain": {"family": "inet", "table": "firewalld", "name": "filter_IN_public", "handle": 31}}}': None,
+    '{"add": {"element": {"family": "ip", "table": "calico", "name": "cali40all-ipam-pools", "elem": '
+    '{"set": ["10.1.0.0/16"]}}}}': None,
+    '{"add": {"table": {"family": "ip", "name": "calico", "handle": 40}}}': None,
+    '{"add": {"table": {"family": "ip", "name": "calfwd", "handle": 41}}}': None,  # wrong family
+    '{"add": {"rule": {"family": "ip", "table": "raw", "chain": "PREROUTING", "handle": 3, "expr": []}}}': None,
+    "": None,
+    "Error: Operation not permitted": None,  # nft's error: the driver reports it when nft exits
+}
+
+
+def test_classify_every_recorded_line():
+    for line, concern in LINES.items():
+        if line.startswith("{"):
+            json.loads(line)  # the fixtures are what nft prints: valid JSON
+        event = classify(line, "inet", "calfwd")
+        assert (event.concern if event else None) == concern, line
+
+
+def test_fields_and_another_table_name():
+    event = classify('{"delete": {"table": {"family": "inet", "name": "firewalld_policy_drop", "handle": 3}}}',
+                     "inet", "calfwd")
+    assert (event.verb, event.kind, event.table) == ("delete", "table", "firewalld_policy_drop")
+    line = '{"delete": {"rule": {"family": "inet", "table": "edge", "chain": "postrouting", "handle": 2}}}'
+    assert classify(line, "inet", "calfwd") is None
+    assert classify(line, "inet", "edge").concern == OWN
+
+
+def test_watched_chains_cover_the_jumps_and_the_canary():
+    refs = set(watched_chain_refs())
+    for family in ("ip", "ip6"):
+        assert {(family, "filter", "FORWARD"), (family, "nat", "POSTROUTING"), (family, "nat", "PREROUTING"),
+                (family, "filter", "INPUT"), (family, "mangle", "KUBE-PROXY-CANARY")} <= refs
+    assert len(refs) == 18
