@@ -8,6 +8,8 @@ Sections (bench/README.md explains the method and what each number means):
   scale    1 / 100 / 1000 / 10000 pools: parse, nftables apply, rule count, firewalld layer
   idle     start -> READY=1, CPU seconds per idle minute, RSS
   storm    CPU cost of fake Reloaded signals from another bus client
+  kernel   repair time of calfwd's table; CPU cost of following Felix's and kube-proxy's churn
+           (bench/kernel.py)
 
 Writes bench/results/<date>.json (or --out) and prints the Markdown tables of the README.
 Runs as root; needs what the test lab needs (tests/install-deps.sh). Nothing leaves the lab's
@@ -39,16 +41,20 @@ for path in (REPO / "tests", REPO):
 from lab import Lab, unavailable  # noqa: E402
 from lab.calfwd import STORM  # noqa: E402
 
+import kernel  # noqa: E402  (bench/kernel.py, beside this file)
+
 PYTHON = "/usr/bin/python3"
 BENCH = REPO / "bench"
 INTERFACES = ("cali+", "tunl0", "vxlan.calico", "vxlan-v6.calico", "wireguard.cali", "wg-v6.cali")
 
 FULL = dict(rate=100.0, reloads=20, restarts=3, reload_gap=1.5, restart_gap=3.0,
             latency_reloads=50, latency_restarts=20, latency_runtime_reloads=20,
-            pools=(1, 100, 1000, 10000), source_pools=(1, 100, 1000), idle_seconds=60.0, storm=2000)
+            pools=(1, 100, 1000, 10000), source_pools=(1, 100, 1000), idle_seconds=60.0, storm=2000,
+            repairs=50, repairs_resync=2, churn_rate=50.0, churn_seconds=30.0)
 QUICK = dict(rate=50.0, reloads=2, restarts=1, reload_gap=1.0, restart_gap=1.5,
              latency_reloads=3, latency_restarts=1, latency_runtime_reloads=2,
-             pools=(1, 100), source_pools=(1,), idle_seconds=3.0, storm=200)
+             pools=(1, 100), source_pools=(1,), idle_seconds=3.0, storm=200,
+             repairs=3, repairs_resync=0, churn_rate=50.0, churn_seconds=2.0)
 
 
 def log(message: str) -> None:
@@ -558,7 +564,7 @@ def meta(p: Dict[str, Any], quick: bool) -> Dict[str, Any]:
     }
 
 
-SECTIONS = ("outage", "latency", "scale", "idle")
+SECTIONS = ("outage", "latency", "scale", "idle", "kernel")
 
 
 def run(quick: bool, sections: Tuple[str, ...]) -> Dict[str, Any]:
@@ -575,6 +581,8 @@ def run(quick: bool, sections: Tuple[str, ...]) -> Dict[str, Any]:
             result["scale"] = bench_scale(p)
         elif section == "idle":
             result["idle"], result["storm"] = bench_idle(p)
+        elif section == "kernel":
+            result["kernel"] = kernel.bench_kernel(p, Daemon, base_config, summary, log, wait_cpu_quiet)
         timings[section] = round(time.monotonic() - t, 1)
     result["meta"]["section_seconds"] = timings
     result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -640,6 +648,8 @@ def markdown(r: Dict[str, Any]) -> str:
                 f"| {i['rss_mb']} MB ({i['rss_peak_mb']} MB) | {i['open_fds']} "
                 f"| {s['signals']} signals: {s['cpu_s']} CPU-s ({s['cpu_us_per_signal']} µs each), "
                 f"{s['reconciles_triggered']} reconciles |", ""]
+    if "kernel" in r:
+        out += kernel.markdown(r["kernel"])
     return "\n".join(out)
 
 

@@ -77,7 +77,7 @@ def test_sigterm_exits_zero_and_leaves_every_rule(lab):
 def test_resync_repairs_drift_without_any_signal(lab):
     calfwd = Calfwd(lab, config=None)
     calfwd.write_config(f'[calico]\nip_pools = ["{lab.addr.pool_v4}"]\nnat_outgoing = true\n'
-                        "[daemon]\nresync_interval = 1\n")
+                        "[daemon]\nresync_interval = 1\nkernel_events = false\n")
     calfwd.start()
     good = table(lab)
     lab.node.run("nft", "delete", "table", "inet", "calfwd")

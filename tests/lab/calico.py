@@ -142,8 +142,9 @@ class CalicoSim:
     """install(), restore() (Felix's resync), present(), remove_nat_outgoing()."""
 
     def __init__(self, netns: Netns, pools_v4: Tuple[str, ...], pools_v6: Tuple[str, ...],
-                 workloads: Tuple[Workload, ...], dump: Path = DUMP):
+                 workloads: Tuple[Workload, ...], dump: Path = DUMP, variant: str = "nft"):
         self.netns = netns
+        self.variant = variant  # "nft" (iptables-nft, what firewalld 1.x flushes) or "legacy"
         self.pools = {4: tuple(pools_v4), 6: tuple(pools_v6)}
         self.workloads = tuple(workloads)
         self.base = dump.read_text()
@@ -205,7 +206,7 @@ class CalicoSim:
             lines += ["-A %s %s" % (r.chain, r.spec) for r in ruleset.chain_rules(table)]
             lines += self._builtin_lines(family, ruleset.builtin_rules(table))
             lines.append("COMMIT")
-        restore = "iptables-nft-restore" if family == 4 else "ip6tables-nft-restore"
+        restore = "%s-%s-restore" % ("iptables" if family == 4 else "ip6tables", self.variant)
         self.netns.run(restore, "--noflush", input="\n".join(lines) + "\n")
 
     def _builtin_lines(self, family: int, rules: List[Rule]) -> List[str]:
@@ -225,6 +226,14 @@ class CalicoSim:
         return lines
 
     def _exists(self, family: int, rule: Rule) -> bool:
-        cmd = "iptables-nft" if family == 4 else "ip6tables-nft"
+        cmd = "%s-%s" % ("iptables" if family == 4 else "ip6tables", self.variant)
         return self.netns.run(cmd, "-w", "-t", rule.table, "-C", rule.chain, *rule.args,
                               check=False).returncode == 0
+
+
+NFT_DUMP = FIXTURES / "calico-nft-ruleset-1.txt"
+
+
+def load_nft_dataplane(netns: Netns, dump: Path = NFT_DUMP) -> None:
+    """Felix's native nftables dataplane (`table ip calico`), verbatim from a real Felix."""
+    netns.run("nft", "-f", str(dump))

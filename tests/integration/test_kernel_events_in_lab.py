@@ -1,0 +1,240 @@
+"""Kernel-side events (`nft --json monitor`) in the lab: calfwd's table repaired whatever
+removed or changed it, every flush of Felix's and kube-proxy's jumps reported once with its
+cause, firewalld's own table reported missing, the monitor's death survived, and silence on
+nodes whose Calico lives elsewhere (legacy iptables, Felix's native nftables table).
+
+Every assertion is on state (the table's listing, the jumps, traffic) or on the events the
+daemon logged; none on timing. `test_without_the_monitor_*` are the controls: the same steps
+with kernel_events = false are not repaired and not reported.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import Lab
+from lab.calfwd import Calfwd, minimal_config
+from lab.calico import CalicoSim, load_nft_dataplane
+from lab.kubeproxy import KubeProxySim
+
+
+def listing(lab) -> str:
+    return lab.node.run("nft", "list", "table", "inet", "calfwd", check=False).stdout
+
+
+def monitor_pid(calfwd: Calfwd) -> int:
+    """The `nft --json monitor` child of the daemon."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{calfwd.proc.pid}/task/{calfwd.proc.pid}/children").read_text().split()
+        for pid in children:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[1:3] == [b"--json", b"monitor"]:
+                return int(pid)
+        time.sleep(0.05)
+    raise AssertionError("calfwd runs no nft monitor")
+
+
+def settled(calfwd: Calfwd) -> None:
+    """The monitor is up and has looked once (it reports nothing when nothing changed)."""
+    monitor_pid(calfwd)
+    time.sleep(0.5)
+
+
+@pytest.mark.parametrize("damage", [
+    ("delete", "table", "inet", "calfwd"),
+    ("flush", "table", "inet", "calfwd"),
+    ("flush", "set", "inet", "calfwd", "masq4"),
+    ("insert", "rule", "inet", "calfwd", "postrouting", "accept"),
+    ("delete", "chain", "inet", "calfwd", "postrouting"),
+], ids=["deleted", "flushed", "set-element", "rule-added", "chain-deleted"])
+def test_own_table_is_repaired_whatever_changed(lab, damage):
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    settled(calfwd)
+    before = listing(lab)
+    assert "masquerade" in before
+    mark = calfwd.line_count()
+    if damage[1] == "chain":  # a chain with rules cannot be deleted alone: one transaction
+        lab.node.run("nft", "-f", "-", input="flush chain inet calfwd postrouting\n"
+                     + " ".join(damage) + "\n")
+    else:
+        lab.node.run("nft", *damage)
+    line = calfwd.wait_for("table-repaired", after=mark, timeout=10)[0]
+    assert "changed by someone else" in line
+    assert listing(lab) == before, "byte for byte what calfwd had written"
+    time.sleep(0.5)
+    assert len(calfwd.events("table-repaired", after=mark)) == 1, "its own write is no new repair"
+    assert lab.pod_reaches_proxy()
+
+
+def test_no_loop_and_nothing_at_rest(lab):
+    """calfwd's own writes come back on the monitor: they must plan nothing."""
+    calfwd = Calfwd(lab)
+    lab.firewalld.start()
+    calfwd.start()
+    settled(calfwd)
+    mark = calfwd.line_count()
+    for _ in range(3):
+        calfwd.signal(signal.SIGHUP)  # full reconciles
+        calfwd.wait_for("reconciled", after=mark)
+        mark = calfwd.line_count()
+    time.sleep(1.0)
+    assert calfwd.events("table-repaired") == []
+
+
+def test_flush_ruleset_in_the_node(lab):
+    """nftables.service's `flush ruleset`: calfwd's table comes back, Felix's loss is reported
+    as nobody's firewalld doing, and firewalld's own vanished table is reported (not touched)."""
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    calfwd.wait_for("reconciled", count=2)  # after the reload that created its zone
+    settled(calfwd)
+    lab.calico.restore()
+    time.sleep(1.5)  # firewalld's last reload is over, not "just finished"
+    before = listing(lab)
+    mark = calfwd.line_count()
+    lab.node.run("nft", "flush", "ruleset")
+    calfwd.wait_for("table-repaired", after=mark, timeout=10)
+    assert listing(lab) == before
+    flushed = calfwd.wait_for("calico-flushed", after=mark, timeout=10)
+    assert len(flushed) == 1 and "not during a firewalld start, reload or stop" in flushed[0]
+    assert "cause=not-firewalld" in flushed[0]
+    missing = calfwd.wait_for("firewalld-table-missing", after=mark, timeout=10)[0]
+    assert "systemctl restart firewalld" in missing
+    assert lab.node.run("nft", "list", "table", "inet", "firewalld", check=False).returncode != 0, \
+        "calfwd never rebuilds firewalld's table"
+    assert lab.pod_reaches_proxy(), "natOutgoing is calfwd's again"
+    # firewalld 1.3.3's reload fails here (it cannot delete the missing table); a restart works.
+    lab.firewalld.restart()
+    calfwd.wait_for("firewalld-table-restored", after=mark, timeout=10)
+
+
+def test_every_flush_is_reported_however_soon_after_felix_restored(lab):
+    """Felix (and kube-proxy) restore at random moments 0-2 s before a reload, 20 times: 20
+    reports, each naming the reload and both owners. 0.1 saw only those older than a resync."""
+    kube = KubeProxySim(lab.node)
+    kube.install()
+    calfwd = Calfwd(lab, minimal_config(lab) + "felix_refresh_interval = 90\n")
+    calfwd.start()
+    lab.firewalld.start()
+    calfwd.wait_for("calico-flushed")  # firewalld's start flushed them once
+    settled(calfwd)
+    rng = random.Random(9)
+    mark = calfwd.line_count()
+    for n in range(1, 21):
+        lab.calico.restore()
+        kube.restore()
+        time.sleep(rng.uniform(0.0, 2.0))
+        lab.firewalld.reload()
+        line = calfwd.wait_for("calico-flushed", after=mark, count=n, timeout=15)[-1]
+        assert "flushed Calico's and kube-proxy's iptables rules on reload" in line, line
+        assert "cluster DNS" in line and "within 90 s" in line
+    time.sleep(1.0)
+    assert len(calfwd.events("calico-flushed", after=mark)) == 20
+    assert calfwd.events("kube-proxy-flushed") == []
+
+
+def test_kube_proxy_alone_and_the_cause_of_a_stop(lab):
+    kube = KubeProxySim(lab.node)
+    kube.install()
+    lab.firewalld.start()  # flushes Calico before calfwd runs: only kube-proxy comes back
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    settled(calfwd)
+    kube.restore()
+    time.sleep(0.3)
+    mark = calfwd.line_count()
+    lab.firewalld.stop()
+    line = calfwd.wait_for("kube-proxy-flushed", after=mark, timeout=15)[0]
+    assert "flushed kube-proxy's iptables rules on stop" in line and "NodePorts" in line
+    assert "KUBE-PROXY-CANARY (chain)" in line
+    assert calfwd.events("calico-flushed", after=mark) == []
+
+
+def test_monitor_killed_comes_back(lab):
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    first = monitor_pid(calfwd)
+    mark = calfwd.line_count()
+    lab.node.run("kill", "-9", str(first))
+    lost = calfwd.wait_for("kernel-events-lost", after=mark, timeout=10)[0]
+    assert "was killed by signal 9" in lost and "resync every 60 s" in lost
+    calfwd.wait_for("kernel-events-restored", after=mark, timeout=10)
+    assert monitor_pid(calfwd) != first
+    mark = calfwd.line_count()
+    before = listing(lab)
+    lab.node.run("nft", "delete", "table", "inet", "calfwd")
+    calfwd.wait_for("table-repaired", after=mark, timeout=10)
+    assert listing(lab) == before
+
+
+def test_monitor_that_cannot_start_falls_back_to_the_resync(lab):
+    calfwd = Calfwd(lab, minimal_config(lab) + "[daemon]\nresync_interval = 2\n")
+    calfwd.env["CALFWD_NFT"] = "/nonexistent/nft"
+    calfwd.start()
+    line = calfwd.wait_for("kernel-events-lost")[0]
+    assert "cannot start /nonexistent/nft" in line
+    mark = calfwd.line_count()
+    lab.node.run("nft", "delete", "table", "inet", "calfwd")
+    calfwd.wait_for("reconciled", after=mark, timeout=10)  # the resync, not an event
+    assert "masquerade" in listing(lab)
+    assert calfwd.running and len(calfwd.events("kernel-events-lost")) == 1, "said once"
+
+
+def test_without_the_monitor_nothing_is_repaired_or_seen_between_resyncs(lab):
+    """The control: kernel_events = false is 0.1's behaviour, so the tests above can fail."""
+    calfwd = Calfwd(lab, minimal_config(lab) + "[daemon]\nkernel_events = false\n")
+    lab.firewalld.start()
+    calfwd.start()
+    calfwd.wait_for("reconciled", count=2)  # after the reload that created its zone
+    mark = calfwd.line_count()
+    lab.node.run("nft", "delete", "table", "inet", "calfwd")
+    time.sleep(2.0)
+    assert "masquerade" not in listing(lab), "not repaired before the next resync (60 s)"
+    lab.calico.restore()
+    time.sleep(0.5)
+    lab.firewalld.reload()  # its reconcile repairs the table, but sees no flush
+    calfwd.wait_for("reconciled", after=mark)
+    time.sleep(2.0)
+    assert calfwd.events("table-repaired", after=mark) == []
+    assert calfwd.events("calico-flushed", after=mark) == []
+
+
+@pytest.mark.parametrize("dataplane", ["legacy", "nftables"])
+def test_no_report_where_calico_is_not_in_the_nft_tables(tmp_path, dataplane):
+    from lab import unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Lab(tmp_path, calico=False) as lab:
+        if dataplane == "legacy":
+            lab.calico = CalicoSim(lab.node, (lab.addr.pool_v4,), (lab.addr.pool_v6,), (lab.workload,),
+                                   variant="legacy")
+            lab.calico.install()
+        else:
+            load_nft_dataplane(lab.node)
+        calfwd = Calfwd(lab)
+        calfwd.start()
+        settled(calfwd)
+        lab.firewalld.start()
+        calfwd.wait_for("reconciled", count=2)
+        lab.firewalld.reload()
+        lab.firewalld.stop()
+        calfwd.wait_for("firewalld-vanished")
+        time.sleep(2.5)
+        assert calfwd.events("calico-flushed") == [] and calfwd.events("kube-proxy-flushed") == []
+        if dataplane == "legacy":
+            assert lab.calico.present(), "firewalld's flush never reached legacy x_tables"
+        else:
+            assert lab.node.run("nft", "list", "table", "ip", "calico").returncode == 0
