@@ -240,6 +240,20 @@ def test_firewalld_reload_leaves_calfwd_running(box):
     _in_sync(box)
 
 
+def test_kernel_events_work_inside_the_unit_sandbox(box):
+    """The nft monitor child runs under the hardened unit: someone deleting calfwd's table is
+    repaired by event (not by the 60 s resync), and the monitor never failed."""
+    pid = _main_pid(box)
+    before = box.run("nft", "list", "table", "inet", "calfwd").stdout
+    mark = box.cursor()
+    box.run("nft", "delete", "table", "inet", "calfwd")
+    repaired = _wait_event(box, mark, "table-repaired", timeout=20)
+    assert "changed by someone else" in str(repaired["MESSAGE"])
+    assert box.run("nft", "list", "table", "inet", "calfwd").stdout == before
+    assert _events(box, event="kernel-events-lost") == []
+    assert _main_pid(box) == pid
+
+
 def test_systemctl_reload(box):
     pid = _main_pid(box)
     shipped = box.run("cat", "/etc/calfwd/calfwd.toml").stdout
