@@ -22,27 +22,34 @@ PYTHON = "/usr/bin/python3"
 
 # In the node namespace: delete calfwd's table N times, time each until it is back.
 REPAIR = r"""
-import json, subprocess, sys, time, nftables, os
+import json, os, select, subprocess, sys, time, nftables
 count, gap, limit = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-mon = subprocess.Popen(["nft", "--json", "monitor"], stdout=subprocess.PIPE, text=True)
+mon = subprocess.Popen(["nft", "--json", "monitor"], stdout=subprocess.PIPE)
+fd = mon.stdout.fileno()
 time.sleep(0.5)
 nft = nftables.Nftables()
-out = []
+out, buffer = [], b""
+# calfwd's repair is one transaction whose last object is the ip6 masquerade rule
+done = lambda line: (b'"add": {"rule": {"family": "inet", "table": "calfwd"' in line
+                     and b'"ip6"' in line and b"masquerade" in line)
 for _ in range(count):
     t0 = time.perf_counter()
     rc, _o, err = nft.cmd("delete table inet calfwd")
     assert rc == 0, err
-    while True:
-        line = mon.stdout.readline()
-        # calfwd's repair is one transaction whose last object is the ip6 masquerade rule
-        if '"add": {"rule": {"family": "inet", "table": "calfwd"' in line and '"ip6"' in line \
-                and "masquerade" in line:
-            out.append((time.perf_counter() - t0) * 1000)
-            break
-        if time.perf_counter() - t0 > limit:
-            out.append(None)
-            break
+    result = None
+    while result is None:
+        left = t0 + limit - time.perf_counter()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break  # not back within the limit
+        lines = (buffer + os.read(fd, 1 << 16)).split(b"\n")
+        buffer = lines.pop()
+        if any(done(line) for line in lines):
+            result = (time.perf_counter() - t0) * 1000
+    out.append(result)
     time.sleep(gap)
+    buffer = b""
+    while select.select([fd], [], [], 0)[0]:
+        os.read(fd, 1 << 16)  # the rest of the repair's lines
 mon.terminate()
 print(json.dumps(out))
 """
@@ -74,7 +81,11 @@ def children_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     for child in children:
-        for task in os.listdir(f"/proc/{child}/task"):
+        try:
+            tasks = os.listdir(f"/proc/{child}/task")
+        except OSError:
+            continue
+        for task in tasks:
             try:
                 with open(f"/proc/{child}/task/{task}/schedstat") as f:
                     total += int(f.read().split()[0])
@@ -90,8 +101,11 @@ def children_rss_mb(pid: int) -> float:
     except OSError:
         return 0.0
     for child in children:
-        with open(f"/proc/{child}/status") as f:
-            total += sum(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        try:
+            with open(f"/proc/{child}/status") as f:
+                total += sum(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except OSError:  # restarted in between
+            pass
     return round(total / 1024, 1)
 
 

@@ -43,6 +43,9 @@ STATE_POLL = 0.05  # seconds between state checks while a new firewalld starts u
 STATE_WAIT = 120.0  # give up waiting for RUNNING after this long; the resync catches up
 EXIT_BUS_LOST = 1
 KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
+# More repairs than this within REPAIR_WINDOW seconds: someone keeps rewriting calfwd's table
+# (another calfwd with another config?). Event-driven repair pauses until the next resync.
+REPAIR_BURST, REPAIR_WINDOW = 5, 10.0
 MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
 TABLE_CHECK = 2.5  # seconds after firewalld's table was deleted: is it still gone?
 
@@ -116,11 +119,15 @@ class Daemon:
         self.monitor: Optional[Any] = None
         self._monitor_down: Optional[str] = None  # why, while it is down and was reported
         self._kernel_pending: set = set()
+        self._stale_chains: set = set()  # watched chains to read again (JUMPS events)
+        self._jumps: dict = {}  # chain -> the jumps it held at the last read
         self._kernel_timer: Optional[int] = None
         self._table_timer: Optional[int] = None
         self.firewalld_table_missing = False
         self.repairs = 0
         self._repair_error: Optional[str] = None
+        self._repair_times: List[float] = []
+        self._repairs_paused = False
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -279,6 +286,8 @@ class Daemon:
     # -- the work ------------------------------------------------------------------------
 
     def _reconcile(self, trigger: str) -> None:
+        if trigger == "resync":
+            self._repairs_paused, self._repair_times = False, []
         outcome = self.reconciler.reconcile(self.config, trigger)
         self.last = outcome
         ms = round(outcome.duration * 1000, 2)
@@ -299,7 +308,8 @@ class Daemon:
                                verified=outcome.verified, **common)
         self._check_failed(outcome)
         self.firewalld_version = outcome.facts.firewalld_version or self.firewalld_version
-        self._observe_jumps(late=True)
+        if not self.following_kernel:  # the monitor reports every change to those chains
+            self._observe_jumps(late=True)
         self._check_guard()
         self.notify(self._status_line(outcome))
         if not self.ready:
@@ -326,7 +336,8 @@ class Daemon:
                 self.reporter.emit("kernel-events-restored", "following the kernel's nftables "
                                    "changes again (nft monitor is back)")
                 self._monitor_down = None
-            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS}
+            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS, kernel_events.FIREWALLD}
+            self._stale_chains.update(kernel_events.watched_chain_refs())
             self._schedule_kernel_work()
         return False
 
@@ -349,9 +360,12 @@ class Daemon:
             self._on_firewalld_table(event)
             return
         if event.concern == kernel_events.LOST:
-            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS}
+            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS, kernel_events.FIREWALLD}
+            self._stale_chains.update(kernel_events.watched_chain_refs())
         else:
             self._kernel_pending.add(event.concern)
+            if event.concern == kernel_events.JUMPS:
+                self._stale_chains.update(kernel_events.refs_of(event))
         self._schedule_kernel_work()
 
     def _on_firewalld_table(self, event: Any) -> None:
@@ -401,14 +415,32 @@ class Daemon:
             self.glib.source_remove(self._kernel_timer)
             self._kernel_timer = None
         pending, self._kernel_pending = self._kernel_pending, set()
-        if kernel_events.OWN in pending:
-            self._repair()
-        if kernel_events.JUMPS in pending:
-            self._observe_jumps()
+        try:
+            if kernel_events.FIREWALLD in pending:
+                self._resync_firewalld_tables()
+            if kernel_events.OWN in pending:
+                self._repair()
+            if kernel_events.JUMPS in pending:
+                stale, self._stale_chains = self._stale_chains, set()
+                self._observe_jumps(refs=tuple(sorted(stale)))
+        except Exception as exc:  # a bug here must not cost the main loop
+            self.reporter.emit("reconcile-failed", f"handling a kernel event failed: "
+                               f"{type(exc).__name__}: {exc}", trigger="nft-changed")
         return False
+
+    def _resync_firewalld_tables(self) -> None:
+        """After lost events or a monitor restart: firewalld's tables as they are now."""
+        names = {t.get("name") for t in self.reconciler.nft.tables() if t.get("family") == "inet"}
+        if "firewalld_policy_drop" not in names and self.flushes.busy("reload"):
+            self.flushes.end("reload")
+        if "firewalld" in names and self.firewalld_table_missing:
+            self.firewalld_table_missing = False
+            self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
 
     def _repair(self) -> None:
         """Someone else changed calfwd's table: put it back now (nftables layer only)."""
+        if self._repairs_paused:
+            return  # the resync's reconcile still repairs it, and resumes event repair
         layer, errors, seconds = self.reconciler.reconcile_nft(self.config)
         ms = round(seconds * 1000, 2)
         if errors:
@@ -419,6 +451,15 @@ class Daemon:
             return
         self._repair_error = None
         if not layer.empty:
+            now = time.monotonic()
+            self._repair_times = [t for t in self._repair_times if now - t < REPAIR_WINDOW] + [now]
+            if len(self._repair_times) > REPAIR_BURST:
+                self._repairs_paused = True
+                self.reporter.emit("conflict", f"calfwd's table {layer.plan.table} was changed "
+                                   f"{len(self._repair_times)} times in {REPAIR_WINDOW:g} s by someone "
+                                   "else (another calfwd with another config? a configuration-management "
+                                   "loop?); calfwd stops repairing it on every change and repairs it at "
+                                   f"each resync (every {self.config.resync_interval:g} s) until that stops")
             self.repairs += 1
             self.reporter.emit("table-repaired", f"calfwd's table {layer.plan.table} was changed by "
                                f"someone else ({'; '.join(layer.actions)}); restored in {ms} ms",
@@ -429,12 +470,18 @@ class Daemon:
     def following_kernel(self) -> bool:
         return self.monitor is not None and self.monitor.running and self._monitor_down is None
 
-    def _observe_jumps(self, late: bool = False) -> None:
+    def _observe_jumps(self, late: bool = False, refs: Optional[tuple] = None) -> None:
+        """Read the watched chains again (only `refs`, the ones an event touched, when given:
+        reading all of them costs about 10 ms of the main loop) and tell the tracker."""
+        refs = refs if refs is not None else kernel_events.watched_chain_refs()
         try:
-            chains = self.reconciler.nft.read_chains(kernel_events.watched_chain_refs())
+            chains = self.reconciler.nft.read_chains(refs)
         except Exception:
             return  # reconcile reports nftables errors; the next event or resync looks again
-        self.flushes.observe(watched_jumps(chains), late=late and not self.following_kernel)
+        for ref in refs:
+            self._jumps[ref] = watched_jumps({ref: chains[ref]}) if ref in chains else frozenset()
+        self.flushes.observe(frozenset().union(*self._jumps.values()),
+                             late=late and not self.following_kernel)
         self._arm_flush_timer()
 
     def _arm_flush_timer(self) -> None:
@@ -457,9 +504,12 @@ class Daemon:
     def _report_flush(self, flush: Flush) -> None:
         config = self.config
         note = ""
-        if CALICO in flush.owners:
-            note = self.runner.maybe_run(config.on_calico_flush, config.on_calico_flush_interval,
-                                         config.on_calico_flush_timeout)
+        if CALICO in flush.owners and flush.cause:  # not for a Felix that removed its own rules
+            try:
+                note = self.runner.maybe_run(config.on_calico_flush, config.on_calico_flush_interval,
+                                             config.on_calico_flush_timeout)
+            except OSError as exc:  # e.g. no room for its output file: the warning still goes out
+                note = f"on_calico_flush could not start ({exc.strerror or exc})"
         kind = "calico-flushed" if CALICO in flush.owners else "kube-proxy-flushed"
         self.reporter.emit(kind, flushed_message(flush, self.firewalld_version,
                                                  config.felix_refresh_interval, note),

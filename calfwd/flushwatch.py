@@ -8,9 +8,10 @@ default). Nobody would know in between, so calfwd watches those jumps.
 FlushTracker is pure: the daemon feeds it what it *observed* (the set of jumps, read after
 every kernel event that touched their chains) and what firewalld is *doing* (start, reload,
 stop, from the bus and from firewalld's drop table on the monitor), and asks it when to look
-again. A flush is any observation that lost jumps the previous one had, so there is no
-baseline to refresh and nothing to race: a read made in the middle of a reload sees the loss
-then and there. Losses that arrive in pieces (iptables, then ip6tables) while firewalld is
+again. A flush is any observation that lost jumps the previous one had: the previous read
+is the baseline, and with the monitor it is taken at every change to those chains, so a
+reload can no longer slip between a restore and the next look (0.1 refreshed it only at each
+reconcile). Two changes inside one read batch (a few milliseconds) still count as one. Losses that arrive in pieces (iptables, then ip6tables) while firewalld is
 busy make one episode, closed once firewalld is done and the chains are quiet; the cause is
 the firewalld activity in progress or just finished, waited for briefly when unknown (the
 name is released only after the stop's flush), else "not firewalld".
@@ -49,6 +50,9 @@ CAUSE_GRACE = 2.0  # further seconds to wait for firewalld's own news when the c
 PROMPT_RECENT = 0.15
 RECENT = 1.0
 MAX_OPEN = 15.0  # report even if firewalld seems busy for longer (a hung reload)
+# firewalld also puts its drop table in place for panic mode, and a crash can leave it behind:
+# an activity "in progress" longer than this is taken as over.
+MAX_BUSY = 10.0
 KUBE_PROXY_SYNC = 30  # kube-proxy's --iptables-sync-period default: how often its canary is checked
 
 CALICO, KUBE_PROXY = "Calico", "kube-proxy"
@@ -135,14 +139,19 @@ class FlushTracker:
             self._cause = activity
 
     def _current(self, recent_s: float) -> Optional[str]:
-        if self._busy:
-            return max(self._busy.items(), key=lambda item: item[1])[0]
+        busy = self._live_busy()
+        if busy:
+            return max(busy.items(), key=lambda item: item[1])[0]
         now = self._clock()
         recent = [a for a, t in self._done if now - t <= recent_s]
         return recent[-1] if recent else None
 
     def busy(self, activity: str) -> bool:
-        return activity in self._busy
+        return activity in self._live_busy()
+
+    def _live_busy(self) -> Dict[str, float]:
+        now = self._clock()
+        return {a: t for a, t in self._busy.items() if now - t < MAX_BUSY}
 
     # -- what it answers -----------------------------------------------------------------
 
@@ -150,7 +159,7 @@ class FlushTracker:
         """When to call poll() next (monotonic seconds), or None while no episode is open."""
         if not self._lost:
             return None
-        if self._busy and self._clock() - self._first < MAX_OPEN:
+        if self._live_busy() and self._clock() - self._first < MAX_OPEN:
             return self._clock() + SETTLE
         return self._last + SETTLE if self.cause() else self._last + SETTLE + CAUSE_GRACE
 
@@ -176,7 +185,7 @@ def flushed_message(flush: Flush, version: str, refresh: float, note: str = "") 
         who = f"firewalld {version}" if version else "firewalld"
         head = f"{who} flushed {whose} iptables rules on {flush.cause} (gone: {gone})."
     else:
-        head = (f"{whose} iptables rules were flushed, not during a firewalld start, reload or "
+        head = (f"{whose} iptables rules were removed, not during a firewalld start, reload or "
                 f"stop (gone: {gone}).")
     parts = [head]
     if CALICO in flush.owners:
@@ -191,8 +200,10 @@ def flushed_message(flush: Flush, version: str, refresh: float, note: str = "") 
         parts.append(f"Fix: `calfwd guard enable && {guard.ACTIVATE}` (firewalld 1.x, nftables "
                      "backend), or firewalld >= 2.0 without direct rules")
     else:
-        parts.append("Fix: find what flushed them (nftables.service runs `flush ruleset` on "
-                     "reload and stop; an admin's `iptables -F`; a configuration-management run)")
+        parts.append("If Felix or kube-proxy did not remove them themselves (a dataplane switch), "
+                     "find what did: nftables.service runs `flush ruleset` on reload and stop; an "
+                     "admin's `iptables -F`; a configuration-management run. on_calico_flush is not "
+                     "run for these")
     text = " ".join(parts)
     return text + (f". {note}" if note else "")
 

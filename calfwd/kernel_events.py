@@ -9,8 +9,8 @@ things matter to calfwd (FIELD-NOTES 2, 3, 7):
   around them, and kube-proxy's canary chain (a flush takes these first);
 - FIREWALLD: firewalld's table and its reload-time drop table, as whole tables only.
 
-So a line costs one anchored regex on its head; a rule in a `cali-*` or `KUBE-SVC-*` chain
-is rejected there, before any JSON is parsed. nft prints the identifying keys first and in a
+So a line costs an anchored regex and a short scan of its head (a few microseconds); a rule
+in a `cali-*` or `KUBE-SVC-*` chain is rejected there, and no JSON is ever parsed. nft prints the identifying keys first and in a
 fixed order (family, then table/chain/name), which is what makes the head enough.
 """
 
@@ -45,6 +45,7 @@ class KernelEvent:
     kind: str = ""  # table, chain, rule, set, element, ...
     family: str = ""
     table: str = ""
+    chain: str = ""  # JUMPS: the watched chain it touched; "" for a whole table
 
 
 def _watched_chains() -> FrozenSet[Tuple[str, str]]:
@@ -61,6 +62,13 @@ def watched_chain_refs() -> Tuple[Tuple[str, str, str], ...]:
     """(family, table, chain) for every chain whose rules or existence the flush check reads."""
     return tuple((family, table, chain) for family in IPTABLES_FAMILIES
                  for table, chain in sorted(WATCHED_CHAINS))
+
+
+def refs_of(event: KernelEvent) -> Tuple[Tuple[str, str, str], ...]:
+    """What to read again after a JUMPS event: its chain, or every watched chain of its table."""
+    if event.chain:
+        return ((event.family, event.table, event.chain),)
+    return tuple(ref for ref in watched_chain_refs() if ref[:2] == (event.family, event.table))
 
 
 def classify(line: str, own_family: str, own_table: str) -> Optional[KernelEvent]:
@@ -83,7 +91,7 @@ def classify(line: str, own_family: str, own_table: str) -> Optional[KernelEvent
             return KernelEvent(JUMPS, verb, kind, family, table)
         chain = names.get("chain" if kind == "rule" else "name", "")
         if kind in ("rule", "chain") and (table, chain) in WATCHED_CHAINS:
-            return KernelEvent(JUMPS, verb, kind, family, table)
+            return KernelEvent(JUMPS, verb, kind, family, table, chain)
         return None
     if kind == "table" and family == "inet" and table in FIREWALLD_TABLES:
         return KernelEvent(FIREWALLD, verb, kind, family, table)

@@ -1,8 +1,10 @@
 """The kernel's nftables changes as a stream of lines: `nft --json monitor` as a child process.
 
 Why a child and not a netlink socket of our own: nft is the nftables project's own decoder of
-every netlink event (the brief forbids a hand-written parser), it ships with python3-nftables
-on every target, and a separate process keeps its cost and its failures apart from the daemon.
+every netlink event (calfwd carries no netlink parser of its own), it ships with the nftables
+package on every target, and a separate process keeps its cost and its failures apart.
+It never outlives calfwd for long: systemd stops the unit's whole cgroup, and outside systemd
+nft dies of SIGPIPE at its next event once the pipe's reader is gone.
 
 The pipe is read on the GLib main loop without ever blocking it: non-blocking reads from an
 IO watch, complete lines handed to `on_line`. If the child cannot start or dies, `on_down` is
@@ -13,11 +15,10 @@ once (what changed while nobody was listening).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import signal
 import subprocess
+import sys
 from typing import Any, Callable, List, Optional, Tuple
 
 NFT_ENV = "CALFWD_NFT"  # another nft binary (tests: a missing one, to prove the fallback)
@@ -30,19 +31,10 @@ CHUNK = 1 << 16
 # that one wake-up takes several. The first line after a quiet spell is read at once, so a
 # repair after a lone deletion is not delayed.
 BATCH = 0.04
-PR_SET_PDEATHSIG = 1
 
 
 def nft_binary() -> str:
     return os.environ.get(NFT_ENV) or DEFAULT_NFT
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: leave no orphaned monitor if calfwd is killed outright."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 class NftMonitor:
@@ -79,8 +71,7 @@ class NftMonitor:
         argv: List[str] = [nft_binary(), "--json", "monitor"]
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, close_fds=True, cwd="/",
-                                    preexec_fn=_die_with_parent)
+                                    stderr=subprocess.STDOUT, close_fds=True, cwd="/")
         except OSError as exc:
             self._down(f"cannot start {argv[0]}: {exc.strerror or exc}")
             return False
@@ -156,7 +147,11 @@ class NftMonitor:
                 line = raw.decode("utf-8", "replace")
                 if not line.startswith("{") and line.strip():
                     self._said = line.strip()
-                self._on_line(line)
+                try:
+                    self._on_line(line)
+                except Exception as exc:  # never let one line take the reader (and the loop) down
+                    print(f"calfwd: nft monitor line not handled: {type(exc).__name__}: {exc}",
+                          file=sys.stderr)
             if len(chunk) < CHUNK:
                 return False, got
 
@@ -173,13 +168,13 @@ class NftMonitor:
             if source is not None:
                 self._glib.source_remove(source)
         self._watch = self._resume_timer = None
-        tail = (self._said + " " + self._buffer.decode("utf-8", "replace")).strip()
         if proc.stdout is not None:
             try:
-                tail = (tail + " " + proc.stdout.read().decode("utf-8", "replace")).strip()
-            except (OSError, TypeError):
+                self._drain(proc.stdout.fileno())  # what it said last still counts
+            except Exception:  # noqa: BLE001 - a dead child's pipe; its exit is what matters
                 pass
             proc.stdout.close()
+        tail = (self._said + " " + self._buffer.decode("utf-8", "replace")).strip()
         self._proc, self._buffer, self._said = None, b"", ""
         if self._stopping:
             return

@@ -314,7 +314,7 @@ def test_a_failed_reload_sends_nothing_and_the_resync_catches_up(lab):
     fw.start()
     lab.calico.remove_nat_outgoing()
     # Without kernel events, as on a host whose nft monitor is down: the resync alone
-    # (test_kernel_events.py covers the table's repair by event).
+    # (test_kernel_events_in_lab.py covers the table's repair by event).
     calfwd = Calfwd(lab, config=resync_config(lab, 1) + "kernel_events = false\n")
     calfwd.start()
     baseline = footprint(lab)

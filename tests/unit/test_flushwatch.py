@@ -197,8 +197,22 @@ def test_flushed_message():
     assert both.startswith("firewalld flushed Calico's and kube-proxy's iptables rules on reload")
     assert "cluster DNS" in both and "NodePorts" in both and "30 s" in both and both.endswith(". Started x")
     other = flushed_message(Flush(KUBE, None, ("kube-proxy",)), "1.3.3", 180)
-    assert other.startswith("kube-proxy's iptables rules were flushed, not during a firewalld")
-    assert "flush ruleset" in other and "guard" not in other
+    assert other.startswith("kube-proxy's iptables rules were removed, not during a firewalld")
+    assert "flush ruleset" in other and "guard" not in other and "dataplane switch" in other
+
+
+def test_a_drop_table_left_behind_is_not_a_reload_forever():
+    """firewalld's panic mode (or a crash) leaves its drop table: 'reload' ends by itself."""
+    from calfwd.flushwatch import MAX_BUSY
+
+    clock = Clock()
+    t = FlushTracker(clock)
+    t.observe(FELIX)
+    t.begin("reload")
+    clock.advance(MAX_BUSY + 1)
+    assert not t.busy("reload")
+    t.observe(NOTHING)  # an admin's iptables -F while panic mode is on
+    assert settle(t, clock).cause is None
 
 
 def test_guard_problem_only_when_wanted(tmp_path, monkeypatch):

@@ -78,3 +78,14 @@ def test_watched_chains_cover_the_jumps_and_the_canary():
         assert {(family, "filter", "FORWARD"), (family, "nat", "POSTROUTING"), (family, "nat", "PREROUTING"),
                 (family, "filter", "INPUT"), (family, "mangle", "KUBE-PROXY-CANARY")} <= refs
     assert len(refs) == 18
+
+
+def test_only_what_an_event_touched_is_read_again():
+    from calfwd.kernel_events import refs_of
+
+    rule = classify('{"delete": {"rule": {"family": "ip6", "table": "nat", "chain": "POSTROUTING", '
+                    '"handle": 9}}}', "inet", "calfwd")
+    assert refs_of(rule) == (("ip6", "nat", "POSTROUTING"),)
+    table = classify('{"delete": {"table": {"family": "ip", "name": "filter", "handle": 2}}}', "inet", "calfwd")
+    assert refs_of(table) == (("ip", "filter", "FORWARD"), ("ip", "filter", "INPUT"),
+                              ("ip", "filter", "KUBE-PROXY-CANARY"), ("ip", "filter", "OUTPUT"))
