@@ -34,10 +34,10 @@ def quick(tmp_path_factory):
 
 def test_every_section_is_there(quick):
     data, _ = quick
-    assert set(data) == {"meta", "outage", "latency", "scale", "idle", "storm"}
+    assert set(data) == {"meta", "outage", "latency", "scale", "idle", "storm", "kernel"}
     meta = data["meta"]
     assert meta["quick"] is True and meta["firewalld"] and meta["kernel"]
-    assert set(meta["section_seconds"]) == {"outage", "latency", "scale", "idle"}
+    assert set(meta["section_seconds"]) == {"outage", "latency", "scale", "idle", "kernel"}
 
 
 def test_outage_rows_measured_both_probers(quick):
@@ -86,7 +86,19 @@ def test_idle_and_storm(quick):
     assert storm["signals"] > 0 and storm["calfwd_alive"] and storm["reconciles_triggered"] == 0
 
 
+def test_kernel_events(quick):
+    """calfwd's table came back after each deletion (by event), and the churn cost was measured;
+    with kernel_events = false the quick run deletes nothing (the resync takes a minute)."""
+    data, _ = quick
+    repair, churn = data["kernel"]["repair"], data["kernel"]["churn"]
+    assert repair["kernel_events"]["n"] >= 1 and repair["kernel_events"]["not_repaired"] == 0
+    on, off = churn["kernel_events"], churn["resync_only"]
+    assert on["changes"] > 0 and on["repairs_logged"] == repair["kernel_events"]["n"]
+    assert on["monitor_rss_mb"] > 0 and off["monitor_rss_mb"] == 0, "the monitor runs only when enabled"
+
+
 def test_markdown_tables_printed(quick):
     _, stdout = quick
-    for heading in ("**Outage**", "**Reconcile latency**", "**Scale**", "**Idle and start-up**"):
+    for heading in ("**Outage**", "**Reconcile latency**", "**Scale**", "**Idle and start-up**",
+                    "**Repair of calfwd's table**", "**Cost of following the kernel**"):
         assert heading in stdout
