@@ -28,6 +28,7 @@ from calfwd.desired import desired
 from calfwd.drivers.firewalld import Firewalld
 from calfwd.drivers.nftables import Nftables
 from calfwd.plan import firewalld as fw_plan
+from calfwd.plan import firewalld_cleanup
 from calfwd.plan import nftables as nft_plan
 from calfwd.reconcile import Reconciler
 
@@ -116,7 +117,7 @@ def main():
         out["reconcile_noop_ms"] = round(outcome.duration * 1000, 3)
         out["reconcile_nft_ms"] = round(outcome.nft_duration * 1000, 3)
         t = time.perf_counter()
-        fw.apply(fw_plan.cleanup_plan(fw_want, fw.read(fw_want)))
+        fw.apply(firewalld_cleanup.cleanup_plan(fw_want, fw.read(fw_want)))
         out["fw_cleanup_ms"] = ms(t)
     nft.run(nft_plan.delete_batch(want.family, want.table))
     print(json.dumps(out))

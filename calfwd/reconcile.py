@@ -13,6 +13,9 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts, desired
+from calfwd.drivers import FirewalldDriver, NftDriver
+from calfwd.plan import firewalld as fw_plan
+from calfwd.plan import firewalld_cleanup
 from calfwd.plan import nftables as nft_plan
 
 
@@ -53,7 +56,7 @@ class Outcome:
 class Reconciler:
     """Holds the drivers (one libnftables context, one firewalld client) for the process."""
 
-    def __init__(self, nft: Any, firewalld: Optional[Any] = None,
+    def __init__(self, nft: NftDriver, firewalld: Optional[FirewalldDriver] = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.nft = nft
         self.firewalld = firewalld
@@ -80,8 +83,6 @@ class Reconciler:
             return LayerPlan("firewalld", (), note="disabled in the config ([firewalld] enabled = false)")
         if self.firewalld is None or not facts.firewalld_running:
             return LayerPlan("firewalld", (), note="firewalld is not running; nothing to do until it starts")
-        from calfwd.plan import firewalld as fw_plan
-
         p = fw_plan.plan(want.firewalld, self.firewalld.read(want.firewalld))
         return LayerPlan("firewalld", tuple(op.description for op in p.ops), tuple(p.conflicts), plan=p)
 
@@ -167,10 +168,8 @@ class Reconciler:
             try:
                 facts = self.facts()
                 if facts.firewalld_running:
-                    from calfwd.plan import firewalld as fw_plan
-
                     want = desired(config, facts).firewalld
-                    p = fw_plan.cleanup_plan(want, self.firewalld.read(want))
+                    p = firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want))
                     self.firewalld.apply(p)
                     actions.extend(op.description for op in p.ops)
             except Exception as exc:

@@ -1,0 +1,37 @@
+"""The only code that touches the system, behind two small interfaces.
+
+The reconciler and the daemon see the drivers only through these protocols, so a unit test
+can hand them a fake (tests/unit/test_reconcile.py) and a newcomer can see at a glance what
+each layer needs from the host: nftables is read and replaced as whole tables, firewalld is
+read into plain data and told to execute a plan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
+
+ChainRef = Tuple[str, str, str]  # (family, table, chain)
+
+
+class NftDriver(Protocol):
+    """drivers/nftables.py: one libnftables context on the main-loop thread."""
+
+    def tables(self) -> List[Dict[str, Any]]: ...
+
+    def read_table(self, family: str, name: str) -> Optional[List[Dict[str, Any]]]: ...
+
+    def read_chains(self, wanted: Sequence[ChainRef]) -> Dict[ChainRef, List[Dict[str, Any]]]: ...
+
+    def run(self, batch: Dict[str, Any]) -> None: ...
+
+
+class FirewalldDriver(Protocol):
+    """drivers/firewalld.py: firewalld over D-Bus, read into plan/firewalld_model.py's types."""
+
+    def state(self) -> Optional[str]: ...
+
+    def facts(self) -> Any: ...  # desired.HostFacts
+
+    def read(self, desired: Any) -> Any: ...  # FirewalldDesired -> FirewalldActual
+
+    def apply(self, plan: Any) -> None: ...  # FirewalldPlan

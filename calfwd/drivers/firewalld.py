@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import dbus
 
 from calfwd.desired import FirewalldDesired, HostFacts
-from calfwd.plan.firewalld import (AddToZone, CreatePolicy, CreateZone, FirewalldActual, FirewalldInfo,
+from calfwd.plan.firewalld_model import (AddToZone, CreatePolicy, CreateZone, FirewalldActual, FirewalldInfo,
                                    FirewalldPlan, ObjectState, Reload, RemoveFromZone, RemovePolicy,
                                    RemoveZone, SetPolicyRuntime, UpdatePolicy, UpdateZone)
 

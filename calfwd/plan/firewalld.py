@@ -1,7 +1,9 @@
 """What calfwd changes in firewalld: read state in, an ordered list of operations out.
 
 Pure: the driver (calfwd/drivers/firewalld.py) reads firewalld into a FirewalldActual and
-executes the FirewalldPlan; every decision is made here, so it is testable without root.
+executes the FirewalldPlan (both in firewalld_model.py); every decision is made here, so it
+is testable without root. Settings are compared in firewalld_settings.py; cleanup is
+firewalld_cleanup.py.
 
 Facts this rests on (firewalld 1.3.3, checked in the lab):
 - Zones and policies can only be created in the permanent configuration; firewalld loads
@@ -33,399 +35,16 @@ and left alone; so is every stock zone's content except calfwd's own interfaces 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Dict, List, Mapping, Sequence
 
 from calfwd.desired import FirewalldDesired, PolicySpec, ZoneSpec
+from calfwd.plan.firewalld_model import (PSEUDO_ZONES, AddToZone, Binding, CreatePolicy, CreateZone,
+                                         FirewalldActual, FirewalldPlan, Op, Reload,
+                                         RemoveFromZone, SetPolicyRuntime, UpdatePolicy, UpdateZone, freeze)
+from calfwd.plan.firewalld_settings import (OWNER_MARK, POLICY_BOOLS, POLICY_FIXED, POLICY_LISTS, diff_text,
+                                            is_ours, items, members, policy_changes, policy_settings,
+                                            policy_summary, zone_settings)
 
-OWNER_MARK = "Managed by calfwd"
-PSEUDO_ZONES = ("ANY", "HOST")  # policy endpoints that are not zones
-
-# A settings dict frozen into sorted (key, value) pairs; lists become tuples.
-Settings = Tuple[Tuple[str, Any], ...]
-Binding = Tuple[str, str]  # ("interface" | "source", name)
-
-# Policy keys calfwd owns entirely (lists and the one boolean); anything not desired is emptied.
-POLICY_LISTS = ("ingress_zones", "egress_zones", "ports", "protocols", "services", "source_ports",
-                "icmp_blocks", "forward_ports", "rich_rules")
-POLICY_BOOLS = ("masquerade",)
-# What firewalld cannot change at runtime: only a reload applies the permanent value.
-POLICY_FIXED = ("target", "priority")
-
-
-# ---------------------------------------------------------------------------------------
-# What was read
-
-
-@dataclass(frozen=True)
-class FirewalldInfo:
-    """firewalld as a whole: for `calfwd status`, HostFacts and the daemon's state wait."""
-
-    running: bool  # its bus name has an owner and state is RUNNING
-    state: str = ""  # "RUNNING", "INIT", "FAILED"; "" when nobody owns the bus name
-    version: str = ""
-    backend: str = ""  # FirewallBackend: "nftables" or "iptables"
-    default_zone: str = ""
-
-
-@dataclass(frozen=True)
-class ObjectState:
-    """One zone or policy: its permanent and its runtime settings, None where it does not exist.
-
-    Settings are firewalld's settings dicts (getSettings2 / getZoneSettings2, policy
-    getSettings / getPolicySettings) in plain Python: lists as tuples, structs as tuples.
-    firewalld omits empty lists and zero values from these dicts.
-    """
-
-    name: str
-    permanent: Optional[Mapping[str, Any]] = None
-    runtime: Optional[Mapping[str, Any]] = None
-
-
-@dataclass(frozen=True)
-class FirewalldActual:
-    """Everything the planner looks at, read in one pass (the driver's read())."""
-
-    zone: ObjectState
-    policies: Tuple[ObjectState, ...] = ()
-    zones_permanent: FrozenSet[str] = frozenset()
-    zones_runtime: FrozenSet[str] = frozenset()
-    active_zones: FrozenSet[str] = frozenset()  # runtime zones with an interface or source
-    # For each of calfwd's interfaces and sources: the zone holding it ("" = none).
-    bindings_permanent: Mapping[Binding, str] = field(default_factory=dict)
-    bindings_runtime: Mapping[Binding, str] = field(default_factory=dict)
-
-    def policy(self, name: str) -> ObjectState:
-        for state in self.policies:
-            if state.name == name:
-                return state
-        return ObjectState(name)
-
-
-# ---------------------------------------------------------------------------------------
-# Operations: executed in order by the driver. `detail` only feeds the description.
-
-
-def freeze(settings: Mapping[str, Any]) -> Settings:
-    """A settings dict as sorted pairs, so operations stay immutable and comparable."""
-    def value(v: Any) -> Any:
-        if isinstance(v, (list, tuple)):
-            return tuple(value(x) for x in v)
-        return v
-    return tuple(sorted((k, value(v)) for k, v in settings.items()))
-
-
-def _where(permanent: bool) -> str:
-    return "permanent" if permanent else "runtime"
-
-
-@dataclass(frozen=True)
-class _SettingsOp:
-    """Sends a settings dict for one named zone or policy; subclasses name the D-Bus call."""
-
-    name: str
-    settings: Settings
-    detail: str = field(default="", compare=False)
-    permanent = True
-    action = ""
-
-    @property
-    def description(self) -> str:
-        return _describe(f"{self.action} '{self.name}' ({_where(self.permanent)})", self.detail)
-
-
-@dataclass(frozen=True)
-class CreateZone(_SettingsOp):
-    """config.addZone2: a new zone in the permanent configuration."""
-
-    action = "create zone"
-
-
-@dataclass(frozen=True)
-class UpdateZone(_SettingsOp):
-    """config zone update2 with only the changed keys (never interfaces or sources)."""
-
-    action = "update zone"
-
-
-@dataclass(frozen=True)
-class _RemoveOp:
-    """Deletes one named zone or policy from the permanent configuration."""
-
-    name: str
-    permanent = True
-    kind = ""
-
-    @property
-    def description(self) -> str:
-        return f"delete {self.kind} '{self.name}' (permanent)"
-
-
-@dataclass(frozen=True)
-class RemoveZone(_RemoveOp):
-    kind = "zone"
-
-
-@dataclass(frozen=True)
-class AddToZone:
-    """Bind one interface or source. Permanent: read-modify-write of just that list."""
-
-    zone: str
-    kind: str  # "interface" or "source"
-    item: str
-    permanent: bool
-
-    @property
-    def description(self) -> str:
-        return f"add {self.kind} {self.item} to zone '{self.zone}' ({_where(self.permanent)})"
-
-
-@dataclass(frozen=True)
-class RemoveFromZone:
-    zone: str
-    kind: str
-    item: str
-    permanent: bool
-    detail: str = field(default="", compare=False)
-
-    @property
-    def description(self) -> str:
-        return _describe(f"remove {self.kind} {self.item} from zone '{self.zone}' "
-                         f"({_where(self.permanent)})", self.detail)
-
-
-@dataclass(frozen=True)
-class CreatePolicy(_SettingsOp):
-    """config.addPolicy: a new policy in the permanent configuration."""
-
-    action = "create policy"
-
-
-@dataclass(frozen=True)
-class UpdatePolicy(_SettingsOp):
-    """config policy update with only the changed keys."""
-
-    action = "update policy"
-
-
-@dataclass(frozen=True)
-class RemovePolicy(_RemoveOp):
-    kind = "policy"
-
-
-@dataclass(frozen=True)
-class SetPolicyRuntime(_SettingsOp):
-    """setPolicySettings with only the changed list/bool keys: firewalld applies the delta."""
-
-    permanent = False
-    action = "update policy"
-
-
-@dataclass(frozen=True)
-class Reload:
-    """firewalld reload: loads the permanent configuration; never --complete-reload."""
-
-    reasons: Tuple[str, ...] = field(default=(), compare=False)
-    permanent = False
-
-    @property
-    def description(self) -> str:
-        return _describe("reload firewalld once", "; ".join(self.reasons))
-
-
-Op = Any  # one of the classes above
-
-
-def _describe(what: str, detail: str) -> str:
-    return f"{what}: {detail}" if detail else what
-
-
-@dataclass(frozen=True)
-class FirewalldPlan:
-    """ops run in order; conflicts are problems calfwd reports but will not (or cannot) fix."""
-
-    ops: Tuple[Op, ...] = ()
-    conflicts: Tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not self.ops
-
-    @property
-    def reloads(self) -> int:
-        return sum(1 for op in self.ops if isinstance(op, Reload))
-
-    @property
-    def writes_permanent(self) -> bool:
-        return any(op.permanent for op in self.ops)
-
-
-# ---------------------------------------------------------------------------------------
-# Normalizing what firewalld returns, so spelling never looks like a difference.
-
-
-def _strings(value: Any) -> Tuple[str, ...]:
-    return tuple(sorted(set(str(v) for v in (value or ()))))
-
-
-def _port_key(ports: Any) -> Tuple[Any, ...]:
-    """Ports as merged numeric ranges per protocol: 51820/udp + 51821/udp == 51820-51821/udp."""
-    ranges: Dict[str, List[Tuple[int, int]]] = {}
-    names = set()
-    for port, proto in (ports or ()):
-        low, _, high = str(port).partition("-")
-        try:
-            a, b = int(low), int(high or low)
-        except ValueError:  # a service-style port name: compared literally
-            names.add((str(proto), str(port)))
-            continue
-        ranges.setdefault(str(proto), []).append((min(a, b), max(a, b)))
-    merged = []
-    for proto in sorted(ranges):
-        spans = sorted(ranges[proto])
-        cur_a, cur_b = spans[0]
-        for a, b in spans[1:]:
-            if a <= cur_b + 1:
-                cur_b = max(cur_b, b)
-            else:
-                merged.append((proto, cur_a, cur_b))
-                cur_a, cur_b = a, b
-        merged.append((proto, cur_a, cur_b))
-    return tuple(merged) + tuple(sorted(names))
-
-
-def canonical_ports(ports: Any) -> Tuple[Tuple[str, str], ...]:
-    """The spelling calfwd sends: merged ranges, sorted by protocol then port."""
-    return _expand(_port_key(ports))
-
-
-def _tuples(value: Any) -> Tuple[Tuple[str, ...], ...]:
-    return tuple(sorted(set(tuple(str(x) for x in v) for v in (value or ()))))
-
-
-def _policy_value(settings: Mapping[str, Any], key: str) -> Any:
-    """A comparable value of one policy key; firewalld omits empty lists, False and 0."""
-    value = settings.get(key)
-    if key == "ports":
-        return _port_key(value)
-    if key in ("source_ports", "forward_ports"):
-        return _tuples(value)
-    if key in POLICY_LISTS:
-        return _strings(value)
-    if key in POLICY_BOOLS:
-        return bool(value)
-    if key == "priority":
-        return int(value or 0)
-    return str(value or "")
-
-
-def _expand(key: Tuple[Any, ...]) -> Tuple[Tuple[str, str], ...]:
-    """Back from _port_key entries to (port, proto) pairs."""
-    out = []
-    for entry in key:
-        if len(entry) == 3:
-            proto, a, b = entry
-            out.append((str(a) if a == b else f"{a}-{b}", proto))
-        else:
-            out.append((entry[1], entry[0]))
-    return tuple(out)
-
-
-def _diff_text(key: str, have: Any, want: Any) -> str:
-    """'ports +4789/udp -5473/tcp' for lists, 'target DROP -> ACCEPT' for scalars."""
-    if key == "description":
-        return "description"
-    if not isinstance(want, tuple):
-        return f"{key} {have if have != '' else '(none)'} -> {want}"
-    if key == "ports":
-        h = set(f"{p}/{proto}" for p, proto in _expand(have))
-        w = set(f"{p}/{proto}" for p, proto in _expand(want))
-    else:
-        h = set("/".join(v) if isinstance(v, tuple) else v for v in have)
-        w = set("/".join(v) if isinstance(v, tuple) else v for v in want)
-    parts = [f"+{x}" for x in sorted(w - h)] + [f"-{x}" for x in sorted(h - w)]
-    return f"{key} {' '.join(parts)}"
-
-
-# ---------------------------------------------------------------------------------------
-# Desired settings
-
-
-def zone_settings(spec: ZoneSpec, interfaces: Sequence[str], sources: Sequence[str]) -> Dict[str, Any]:
-    """What addZone2 gets for calfwd's own zone."""
-    settings: Dict[str, Any] = {"target": spec.target, "description": spec.description}
-    if interfaces:
-        settings["interfaces"] = tuple(interfaces)
-    if sources:
-        settings["sources"] = tuple(sources)
-    return settings
-
-
-def policy_settings(spec: PolicySpec) -> Dict[str, Any]:
-    """The full policy as calfwd wants it; keys calfwd owns but does not use are empty."""
-    settings: Dict[str, Any] = {
-        "target": spec.target,
-        "priority": spec.priority,
-        "description": spec.description,
-        "ingress_zones": tuple(spec.ingress_zones),
-        "egress_zones": tuple(spec.egress_zones),
-        "ports": canonical_ports(spec.ports),
-        "protocols": tuple(spec.protocols),
-    }
-    for key in POLICY_LISTS:
-        settings.setdefault(key, ())
-    for key in POLICY_BOOLS:
-        settings.setdefault(key, False)
-    return settings
-
-
-def _policy_summary(spec: PolicySpec) -> str:
-    parts = [f"{', '.join(spec.ingress_zones)} -> {', '.join(spec.egress_zones)}",
-             f"target {spec.target}", f"priority {spec.priority}"]
-    if spec.ports:
-        parts.append("ports " + " ".join(f"{p}/{proto}" for p, proto in canonical_ports(spec.ports)))
-    if spec.protocols:
-        parts.append("protocols " + " ".join(spec.protocols))
-    return ", ".join(parts)
-
-
-def _policy_changes(spec: PolicySpec, have: Mapping[str, Any], keys: Sequence[str],
-                    additive: bool = False) -> Tuple[Dict[str, Any], List[str]]:
-    """The keys among `keys` whose value differs, with the value to send and a text.
-
-    additive: for a policy calfwd did not create, lists only gain calfwd's entries
-    (nothing is removed) and booleans are left as they are.
-    """
-    want = policy_settings(spec)
-    changes: Dict[str, Any] = {}
-    texts: List[str] = []
-    for key in keys:
-        if additive and key in POLICY_BOOLS:
-            continue
-        if additive and key in POLICY_LISTS:
-            merged = tuple(have.get(key) or ()) + tuple(want[key])
-            want_value: Any = canonical_ports(merged) if key == "ports" else \
-                tuple(dict.fromkeys(tuple(v) if isinstance(v, (list, tuple)) else v for v in merged))
-        else:
-            want_value = want[key]
-        h, w = _policy_value(have, key), _policy_value({key: want_value}, key)
-        if h != w:
-            changes[key] = want_value
-            texts.append(_diff_text(key, h, w))
-    return changes, texts
-
-
-def _is_ours(settings: Optional[Mapping[str, Any]], description: str) -> bool:
-    text = str((settings or {}).get("description") or "")
-    return text.startswith(OWNER_MARK) or bool(description and text == description)
-
-
-def _items(spec: ZoneSpec) -> List[Binding]:
-    return [("interface", i) for i in spec.interfaces] + [("source", s) for s in spec.sources]
-
-
-def _members(settings: Optional[Mapping[str, Any]], kind: str) -> Tuple[str, ...]:
-    return tuple(str(x) for x in ((settings or {}).get(kind + "s") or ()))
 
 
 def _elsewhere(bindings: Mapping[Binding, str], item: Binding, zone: str) -> str:
@@ -463,8 +82,17 @@ def _inactive_warnings(desired: FirewalldDesired, actual: FirewalldActual, specs
     return out
 
 
-# ---------------------------------------------------------------------------------------
-# Planning
+def _zones_missing(pspec: PolicySpec, zone: str, zone_usable: bool, zones: AbstractSet[str],
+                   where: str, why_unusable: str) -> str:
+    """Why a policy cannot be planned in either mode because of the zones it names, or ""."""
+    refs = [r for r in tuple(pspec.ingress_zones) + tuple(pspec.egress_zones) if r not in PSEUDO_ZONES]
+    if zone in refs and not zone_usable:
+        return f"policy '{pspec.name}' left alone: it refers to zone '{zone}', {why_unusable} (see above)"
+    missing = [r for r in refs if r not in zones]
+    if missing:
+        return (f"policy '{pspec.name}' left alone: zone '{missing[0]}' does not exist in "
+                f"firewalld's {where} configuration")
+    return ""
 
 
 def plan(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
@@ -480,7 +108,7 @@ def _zone_bindings(desired: FirewalldDesired, actual: FirewalldActual, permanent
     blocked_perm: Dict[Binding, str] = {}
     blocked_rt: Dict[Binding, str] = {}
     conflicts = []
-    for item in _items(desired.zone):
+    for item in items(desired.zone):
         perm = _elsewhere(actual.bindings_permanent, item, zone) if permanent else ""
         rt = _elsewhere(actual.bindings_runtime, item, zone)
         if perm:
@@ -496,13 +124,13 @@ def _runtime_zone_ops(spec: ZoneSpec, runtime: Mapping[str, Any], blocked: Mappi
                       remove_extras: bool) -> List[Op]:
     """Runtime bindings: add what is missing; in calfwd's own zone also drop what it did not ask for."""
     ops: List[Op] = []
-    wanted = _items(spec)
+    wanted = items(spec)
     for kind, item in wanted:
-        if item not in _members(runtime, kind) and (kind, item) not in blocked:
+        if item not in members(runtime, kind) and (kind, item) not in blocked:
             ops.append(AddToZone(spec.name, kind, item, permanent=False))
     if remove_extras:
         for kind in ("interface", "source"):
-            for item in _members(runtime, kind):
+            for item in members(runtime, kind):
                 if (kind, item) not in wanted:
                     ops.append(RemoveFromZone(spec.name, kind, item, permanent=False,
                                               detail="not in calfwd's config"))
@@ -523,14 +151,14 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
         conflicts.append(f"zone '{spec.name}' does not exist in firewalld's permanent configuration; "
                          "calfwd never creates stock zones: pick a zone that exists")
         zone_usable = False
-    elif spec.owned and not _is_ours(z.permanent if z.permanent is not None else z.runtime, spec.description) \
+    elif spec.owned and not is_ours(z.permanent if z.permanent is not None else z.runtime, spec.description) \
             and (z.permanent is not None or z.runtime is not None):
         conflicts.append(f"zone '{spec.name}' exists but was not created by calfwd (its description "
                          f"does not start with '{OWNER_MARK}'); calfwd will not take it over: delete it "
                          "or set [firewalld] zone to another name")
         zone_usable = False
     elif z.permanent is None:
-        allowed = [i for i in _items(spec) if i not in blocked_perm]
+        allowed = [i for i in items(spec) if i not in blocked_perm]
         ifaces = [n for k, n in allowed if k == "interface"]
         sources = [n for k, n in allowed if k == "source"]
         detail = f"target {spec.target}, interfaces {', '.join(ifaces) or '(none)'}"
@@ -546,16 +174,16 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
                 have = str(z.permanent.get(key) or "")
                 if have != want:
                     changes[key] = want
-                    texts.append(_diff_text(key, have, want))
+                    texts.append(diff_text(key, have, want))
             if changes:
                 perm_ops.append(UpdateZone(spec.name, freeze(changes), detail=", ".join(texts)))
-        wanted = _items(spec)
+        wanted = items(spec)
         for kind, item in wanted:
-            if item not in _members(z.permanent, kind) and (kind, item) not in blocked_perm:
+            if item not in members(z.permanent, kind) and (kind, item) not in blocked_perm:
                 perm_ops.append(AddToZone(spec.name, kind, item, permanent=True))
         if spec.owned:
             for kind in ("interface", "source"):
-                for item in _members(z.permanent, kind):
+                for item in members(z.permanent, kind):
                     if (kind, item) not in wanted:
                         perm_ops.append(RemoveFromZone(spec.name, kind, item, permanent=True,
                                                        detail="not in calfwd's config"))
@@ -573,18 +201,13 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
     usable_specs = []
     for pspec in desired.policies:
         p = actual.policy(pspec.name)
-        refs = [r for r in tuple(pspec.ingress_zones) + tuple(pspec.egress_zones) if r not in PSEUDO_ZONES]
-        if spec.name in refs and not zone_usable:
-            conflicts.append(f"policy '{pspec.name}' left alone: it refers to zone '{spec.name}', "
-                             "which calfwd cannot use (see above)")
-            continue
-        missing = [r for r in refs if r not in zones_after]
-        if missing:
-            conflicts.append(f"policy '{pspec.name}' left alone: zone '{missing[0]}' does not exist in "
-                             "firewalld's permanent configuration")
+        blocked = _zones_missing(pspec, spec.name, zone_usable, zones_after, "permanent",
+                                 "which calfwd cannot use")
+        if blocked:
+            conflicts.append(blocked)
             continue
         present = p.permanent if p.permanent is not None else p.runtime
-        if present is not None and not _is_ours(present, pspec.description):
+        if present is not None and not is_ours(present, pspec.description):
             conflicts.append(f"policy '{pspec.name}' exists but was not created by calfwd (its description "
                              f"does not start with '{OWNER_MARK}'); calfwd will not take it over: delete it "
                              "or choose another policy name in [firewalld]")
@@ -592,20 +215,20 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
         usable_specs.append(pspec)
         if p.permanent is None:
             settings = {k: v for k, v in policy_settings(pspec).items() if v or k in ("priority", "target")}
-            perm_ops.append(CreatePolicy(pspec.name, freeze(settings), detail=_policy_summary(pspec)))
+            perm_ops.append(CreatePolicy(pspec.name, freeze(settings), detail=policy_summary(pspec)))
         else:
-            changes, texts = _policy_changes(pspec, p.permanent,
+            changes, texts = policy_changes(pspec, p.permanent,
                                              ("target", "priority", "description") + POLICY_LISTS + POLICY_BOOLS)
             if changes:
                 perm_ops.append(UpdatePolicy(pspec.name, freeze(changes), detail=", ".join(texts)))
         if p.runtime is None:
             reload.append(f"policy '{pspec.name}' is not loaded at runtime")
             continue
-        fixed, texts = _policy_changes(pspec, p.runtime, POLICY_FIXED)
+        fixed, texts = policy_changes(pspec, p.runtime, POLICY_FIXED)
         if fixed:
             reload.append(f"policy '{pspec.name}' has {', '.join(texts)} at runtime, "
                           "which firewalld cannot change without a reload")
-        changes, texts = _policy_changes(pspec, p.runtime, POLICY_LISTS + POLICY_BOOLS)
+        changes, texts = policy_changes(pspec, p.runtime, POLICY_LISTS + POLICY_BOOLS)
         if changes:
             rt_ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
 
@@ -644,22 +267,17 @@ def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Firewal
                 f"--set-target={spec.target} && firewall-cmd --reload")
         # Runtime mode cannot have created the zone: it is calfwd's only if it carries the mark
         # (made by an earlier permanent-mode run); otherwise entries others put there stay.
-        mine = spec.owned and _is_ours(z.permanent if z.permanent is not None else z.runtime,
+        mine = spec.owned and is_ours(z.permanent if z.permanent is not None else z.runtime,
                                        spec.description)
         ops.extend(_runtime_zone_ops(spec, z.runtime, blocked_rt, remove_extras=mine))
 
     usable_specs = []
     for pspec in desired.policies:
         p = actual.policy(pspec.name)
-        refs = [r for r in tuple(pspec.ingress_zones) + tuple(pspec.egress_zones) if r not in PSEUDO_ZONES]
-        if spec.name in refs and not zone_usable:
-            conflicts.append(f"policy '{pspec.name}' left alone: it refers to zone '{spec.name}', "
-                             "which does not exist at runtime (see above)")
-            continue
-        missing = [r for r in refs if r not in actual.zones_runtime]
-        if missing:
-            conflicts.append(f"policy '{pspec.name}' left alone: zone '{missing[0]}' does not exist in "
-                             "firewalld's runtime configuration")
+        blocked = _zones_missing(pspec, spec.name, zone_usable, actual.zones_runtime, "runtime",
+                                 "which does not exist at runtime")
+        if blocked:
+            conflicts.append(blocked)
             continue
         if p.runtime is None:
             conflicts.append(
@@ -671,7 +289,7 @@ def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Firewal
                 f"target {pspec.target}) && firewall-cmd --reload")
             continue
         usable_specs.append(pspec)
-        fixed, texts = _policy_changes(pspec, p.runtime, POLICY_FIXED)
+        fixed, texts = policy_changes(pspec, p.runtime, POLICY_FIXED)
         if fixed:
             conflicts.append(
                 f"policy '{pspec.name}' has {', '.join(texts)} at runtime and firewalld cannot change "
@@ -679,125 +297,17 @@ def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Firewal
                 f"\"permanent\", or fix it with firewall-cmd --permanent --policy={pspec.name} ... && "
                 "firewall-cmd --reload")
         keys = POLICY_LISTS + POLICY_BOOLS
-        if not _is_ours(p.permanent if p.permanent is not None else p.runtime, pspec.description):
+        if not is_ours(p.permanent if p.permanent is not None else p.runtime, pspec.description):
             # Someone else's policy (runtime mode cannot have made it): add calfwd's entries,
             # never remove theirs, never rewire its zones ('ANY' mixes with no other zone).
             keys = tuple(k for k in keys if k not in ("ingress_zones", "egress_zones"))
-            wired, texts = _policy_changes(pspec, p.runtime, ("ingress_zones", "egress_zones"))
+            wired, texts = policy_changes(pspec, p.runtime, ("ingress_zones", "egress_zones"))
             if wired:
                 conflicts.append(f"policy '{pspec.name}' was not created by calfwd and its zones differ "
                                  f"({', '.join(texts)}); calfwd adds its entries but leaves its zones alone")
-        changes, texts = _policy_changes(pspec, p.runtime, keys, additive=keys != POLICY_LISTS + POLICY_BOOLS)
+        changes, texts = policy_changes(pspec, p.runtime, keys, additive=keys != POLICY_LISTS + POLICY_BOOLS)
         if changes:
             ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
 
     conflicts.extend(_inactive_warnings(desired, actual, usable_specs))
     return FirewalldPlan(tuple(ops), tuple(conflicts))
-
-
-# ---------------------------------------------------------------------------------------
-# Cleanup
-
-
-def cleanup_plan(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
-    """What `calfwd cleanup` does: remove what calfwd made, nothing else.
-
-    Permanent mode: delete calfwd's policies, then its zone (a zone a policy still names
-    would make the next reload fail), from the permanent config; then reload once if any
-    of them is loaded at runtime, since only a reload unloads a zone or a policy. In a stock
-    zone, only calfwd's interfaces and sources are removed (permanent and runtime, no reload).
-    Objects not carrying calfwd's description are left alone and reported.
-
-    Runtime mode: no permanent write, no reload. The runtime state of calfwd's items and
-    policy lists goes back to what the permanent config says (calfwd's runtime-only changes
-    are undone, what someone made permanent stays); a calfwd zone or policy that exists in
-    the permanent config is reported, since firewalld restores it at its next reload.
-    """
-    if desired.mode == "runtime":
-        return _cleanup_runtime(desired, actual)
-    spec = desired.zone
-    z = actual.zone
-    ops: List[Op] = []
-    rt_ops: List[Op] = []
-    notes: List[str] = []
-    reload: List[str] = []
-
-    for pspec in desired.policies:
-        p = actual.policy(pspec.name)
-        present = p.permanent if p.permanent is not None else p.runtime
-        if present is None:
-            continue
-        if not _is_ours(present, pspec.description):
-            notes.append(f"policy '{pspec.name}' left alone: it was not created by calfwd")
-            continue
-        if p.permanent is not None:
-            ops.append(RemovePolicy(pspec.name))
-        if p.runtime is not None:
-            reload.append(f"unload policy '{pspec.name}'")
-
-    if spec.owned:
-        present = z.permanent if z.permanent is not None else z.runtime
-        if present is not None and not _is_ours(present, spec.description):
-            notes.append(f"zone '{spec.name}' left alone: it was not created by calfwd")
-        elif present is not None:
-            if z.permanent is not None:
-                ops.append(RemoveZone(spec.name))
-            if z.runtime is not None:
-                reload.append(f"unload zone '{spec.name}'")
-    else:
-        for kind, item in _items(spec):
-            if item in _members(z.permanent, kind):
-                ops.append(RemoveFromZone(spec.name, kind, item, permanent=True))
-            if item in _members(z.runtime, kind):
-                rt_ops.append(RemoveFromZone(spec.name, kind, item, permanent=False))
-
-    # Runtime unbinds first: with FlushAllOnReload=no a reload keeps runtime interface bindings.
-    tail: Tuple[Op, ...] = (Reload(tuple(reload)),) if reload else ()
-    return FirewalldPlan(tuple(rt_ops + ops) + tail, tuple(notes))
-
-
-def _cleanup_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
-    spec = desired.zone
-    z = actual.zone
-    ops: List[Op] = []
-    notes: List[str] = []
-    if z.runtime is not None:
-        wanted = _items(spec)
-        for kind in ("interface", "source"):
-            keep = set(_members(z.permanent, kind))
-            for item in _members(z.runtime, kind):
-                if item in keep or (not spec.owned and (kind, item) not in wanted):
-                    continue
-                ops.append(RemoveFromZone(spec.name, kind, item, permanent=False))
-    if spec.owned and z.permanent is not None and _is_ours(z.permanent, spec.description):
-        notes.append(f"zone '{spec.name}' stays in firewalld's permanent configuration (mode = \"runtime\" "
-                     "never writes it) and comes back at the next reload: run cleanup with [firewalld] "
-                     f"mode = \"permanent\", or firewall-cmd --permanent --delete-zone={spec.name}")
-    for pspec in desired.policies:
-        p = actual.policy(pspec.name)
-        if p.runtime is None:
-            continue
-        if p.permanent is not None:
-            base: Mapping[str, Any] = p.permanent
-            if _is_ours(p.permanent, pspec.description):
-                notes.append(f"policy '{pspec.name}' stays in firewalld's permanent configuration (mode = "
-                             "\"runtime\" never writes it): run cleanup with [firewalld] mode = "
-                             f"\"permanent\", or firewall-cmd --permanent --delete-policy={pspec.name}")
-        else:
-            base = {}
-        changes: Dict[str, Any] = {}
-        texts = []
-        for key in POLICY_LISTS + POLICY_BOOLS:
-            h, w = _policy_value(p.runtime, key), _policy_value(base, key)
-            if h != w:
-                changes[key] = _send_value(key, base.get(key))
-                texts.append(_diff_text(key, h, w))
-        if changes:
-            ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
-    return FirewalldPlan(tuple(ops), tuple(notes))
-
-
-def _send_value(key: str, value: Any) -> Any:
-    if key in POLICY_BOOLS:
-        return bool(value)
-    return tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in (value or ()))

@@ -29,11 +29,12 @@ from calfwd.config import load
 from calfwd.desired import desired
 from calfwd.drivers.firewalld import Firewalld, FirewalldError
 from calfwd.plan import firewalld as fp
+from calfwd.plan import firewalld_cleanup as fc
 
 command, path = sys.argv[1], sys.argv[2]
 fw = Firewalld(dbus.SystemBus())
 want = desired(load(path), fw.facts()).firewalld
-make = fp.cleanup_plan if command == "cleanup" else fp.plan
+make = fc.cleanup_plan if command == "cleanup" else fp.plan
 plan = make(want, fw.read(want))
 out = {"ops": [op.description for op in plan.ops], "kinds": [type(op).__name__ for op in plan.ops],
        "permanent": [op.permanent for op in plan.ops], "conflicts": list(plan.conflicts),

@@ -11,7 +11,9 @@ import pytest
 from calfwd.config import parse
 from calfwd.desired import CALFWD_DESCRIPTION, HostFacts, desired
 from calfwd.plan import firewalld as fp
-from calfwd.plan.firewalld import (AddToZone, CreatePolicy, CreateZone, FirewalldActual, ObjectState,
+from calfwd.plan import firewalld_cleanup as fc
+from calfwd.plan import firewalld_settings as fs
+from calfwd.plan.firewalld_model import (AddToZone, CreatePolicy, CreateZone, FirewalldActual, FirewalldPlan, ObjectState,
                                    Reload, RemoveFromZone, RemovePolicy, RemoveZone, SetPolicyRuntime,
                                    UpdatePolicy, UpdateZone)
 
@@ -96,7 +98,7 @@ class FakeFirewalld:
                 raise AssertionError(op)
 
 
-def converge(fw: FakeFirewalld, d) -> fp.FirewalldPlan:
+def converge(fw: FakeFirewalld, d) -> FirewalldPlan:
     p = fp.plan(d, fw.read(d))
     fw.apply(p)
     return p
@@ -221,7 +223,7 @@ def test_stock_zone_only_gets_calfwds_entries():
     assert trusted["services"] == ["ssh"] and trusted["target"] == "ACCEPT"
     assert fp.plan(d, fw.read(d)).empty
 
-    clean = fp.cleanup_plan(d, fw.read(d))
+    clean = fc.cleanup_plan(d, fw.read(d))
     assert not any(isinstance(op, RemoveZone) for op in clean.ops)
     removed = {op.item for op in clean.ops if isinstance(op, RemoveFromZone)}
     assert removed == set(d.zone.interfaces)
@@ -249,7 +251,7 @@ def test_foreign_zone_and_policy_of_the_same_name_are_not_taken_over():
     assert not any(isinstance(op, Reload) for op in p.ops)
     assert sum("not created by calfwd" in c for c in p.conflicts) == 2
     assert any("calfwd-forward" in c and "left alone" in c for c in p.conflicts)
-    clean = fp.cleanup_plan(d, fw.read(d))
+    clean = fc.cleanup_plan(d, fw.read(d))
     assert clean.empty and len(clean.conflicts) == 2
 
 
@@ -332,7 +334,7 @@ def test_runtime_mode_never_writes_permanent_config_or_reloads(setup):
     if setup == "foreign-bindings":
         fw.rt_zones["internal"]["interfaces"] = ["cali+"]
     d = want(zone=zone, mode="runtime")
-    for p in (fp.plan(d, fw.read(d)), fp.cleanup_plan(d, fw.read(d))):
+    for p in (fp.plan(d, fw.read(d)), fc.cleanup_plan(d, fw.read(d))):
         assert not p.writes_permanent and p.reloads == 0
 
 
@@ -362,29 +364,29 @@ def test_cleanup_removes_policies_before_the_zone_then_reloads_once():
     fw, d = FakeFirewalld(), want()
     before = copy.deepcopy(fw.perm_zones)
     converge(fw, d)
-    p = fp.cleanup_plan(d, fw.read(d))
+    p = fc.cleanup_plan(d, fw.read(d))
     assert [type(op) for op in p.ops] == [RemovePolicy, RemovePolicy, RemoveZone, Reload]
     fw.apply(p)
     assert fw.perm_zones == before and fw.rt_zones == before
     assert not fw.perm_policies and not fw.rt_policies
-    assert fp.cleanup_plan(d, fw.read(d)).empty
+    assert fc.cleanup_plan(d, fw.read(d)).empty
 
 
 def test_cleanup_of_nothing_is_empty():
     fw, d = FakeFirewalld(), want()
-    assert fp.cleanup_plan(d, fw.read(d)).empty
+    assert fc.cleanup_plan(d, fw.read(d)).empty
 
 
 def test_runtime_cleanup_restores_runtime_to_permanent():
     fw, d = _prepared(), want(zone="trusted", mode="runtime")
     converge(fw, d)
-    p = fp.cleanup_plan(d, fw.read(d))
+    p = fc.cleanup_plan(d, fw.read(d))
     assert not p.writes_permanent and p.reloads == 0
     fw.apply(p)
     assert fw.rt_zones == fw.perm_zones
     for name, perm in fw.perm_policies.items():
-        for key in fp.POLICY_LISTS:
-            assert fp._policy_value(perm, key) == fp._policy_value(fw.rt_policies[name], key), (name, key)
+        for key in fs.POLICY_LISTS:
+            assert fs.policy_value(perm, key) == fs.policy_value(fw.rt_policies[name], key), (name, key)
 
 
 def test_runtime_cleanup_keeps_what_the_permanent_config_has():
@@ -392,7 +394,7 @@ def test_runtime_cleanup_keeps_what_the_permanent_config_has():
     converge(fw, want())  # permanent mode once: calfwd's zone is in the permanent config
     d = want(mode="runtime")
     fw.rt_zones["calfwd"]["interfaces"].append("eth9")
-    p = fp.cleanup_plan(d, fw.read(d))
+    p = fc.cleanup_plan(d, fw.read(d))
     assert p.ops == (RemoveFromZone("calfwd", "interface", "eth9", False),)
     assert any("stays in firewalld's permanent configuration" in c for c in p.conflicts)
 
@@ -428,9 +430,9 @@ def test_owned_policy_extras_are_removed_everywhere():
 
 
 def test_canonical_ports():
-    assert fp.canonical_ports([("51821", "udp"), ("179", "tcp"), ("51820", "udp"), ("4789", "udp")]) == (
+    assert fs.canonical_ports([("51821", "udp"), ("179", "tcp"), ("51820", "udp"), ("4789", "udp")]) == (
         ("179", "tcp"), ("4789", "udp"), ("51820-51821", "udp"))
-    assert fp.canonical_ports([("1-5", "tcp"), ("3-9", "tcp"), ("http", "tcp")]) == (
+    assert fs.canonical_ports([("1-5", "tcp"), ("3-9", "tcp"), ("http", "tcp")]) == (
         ("1-9", "tcp"), ("http", "tcp"))
 
 

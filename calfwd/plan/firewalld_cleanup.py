@@ -1,0 +1,113 @@
+"""What `calfwd cleanup` removes from firewalld: calfwd's own objects and entries, nothing else.
+
+Pure, like the planner: read state in (FirewalldActual), operations out (FirewalldPlan).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Tuple
+
+from calfwd.desired import FirewalldDesired
+from calfwd.plan.firewalld_model import (FirewalldActual, FirewalldPlan, Op, Reload, RemoveFromZone,
+                                         RemovePolicy, RemoveZone, SetPolicyRuntime, freeze)
+from calfwd.plan.firewalld_settings import (POLICY_BOOLS, POLICY_LISTS, diff_text, is_ours, items,
+                                            members, policy_value, send_value)
+
+
+
+def cleanup_plan(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
+    """What `calfwd cleanup` does: remove what calfwd made, nothing else.
+
+    Permanent mode: delete calfwd's policies, then its zone (a zone a policy still names
+    would make the next reload fail), from the permanent config; then reload once if any
+    of them is loaded at runtime, since only a reload unloads a zone or a policy. In a stock
+    zone, only calfwd's interfaces and sources are removed (permanent and runtime, no reload).
+    Objects not carrying calfwd's description are left alone and reported.
+
+    Runtime mode: no permanent write, no reload. The runtime state of calfwd's items and
+    policy lists goes back to what the permanent config says (calfwd's runtime-only changes
+    are undone, what someone made permanent stays); a calfwd zone or policy that exists in
+    the permanent config is reported, since firewalld restores it at its next reload.
+    """
+    if desired.mode == "runtime":
+        return _cleanup_runtime(desired, actual)
+    spec = desired.zone
+    z = actual.zone
+    ops: List[Op] = []
+    rt_ops: List[Op] = []
+    notes: List[str] = []
+    reload: List[str] = []
+
+    for pspec in desired.policies:
+        p = actual.policy(pspec.name)
+        present = p.permanent if p.permanent is not None else p.runtime
+        if present is None:
+            continue
+        if not is_ours(present, pspec.description):
+            notes.append(f"policy '{pspec.name}' left alone: it was not created by calfwd")
+            continue
+        if p.permanent is not None:
+            ops.append(RemovePolicy(pspec.name))
+        if p.runtime is not None:
+            reload.append(f"unload policy '{pspec.name}'")
+
+    if spec.owned:
+        present = z.permanent if z.permanent is not None else z.runtime
+        if present is not None and not is_ours(present, spec.description):
+            notes.append(f"zone '{spec.name}' left alone: it was not created by calfwd")
+        elif present is not None:
+            if z.permanent is not None:
+                ops.append(RemoveZone(spec.name))
+            if z.runtime is not None:
+                reload.append(f"unload zone '{spec.name}'")
+    else:
+        for kind, item in items(spec):
+            if item in members(z.permanent, kind):
+                ops.append(RemoveFromZone(spec.name, kind, item, permanent=True))
+            if item in members(z.runtime, kind):
+                rt_ops.append(RemoveFromZone(spec.name, kind, item, permanent=False))
+
+    # Runtime unbinds first: with FlushAllOnReload=no a reload keeps runtime interface bindings.
+    tail: Tuple[Op, ...] = (Reload(tuple(reload)),) if reload else ()
+    return FirewalldPlan(tuple(rt_ops + ops) + tail, tuple(notes))
+
+
+def _cleanup_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
+    spec = desired.zone
+    z = actual.zone
+    ops: List[Op] = []
+    notes: List[str] = []
+    if z.runtime is not None:
+        wanted = items(spec)
+        for kind in ("interface", "source"):
+            keep = set(members(z.permanent, kind))
+            for item in members(z.runtime, kind):
+                if item in keep or (not spec.owned and (kind, item) not in wanted):
+                    continue
+                ops.append(RemoveFromZone(spec.name, kind, item, permanent=False))
+    if spec.owned and z.permanent is not None and is_ours(z.permanent, spec.description):
+        notes.append(f"zone '{spec.name}' stays in firewalld's permanent configuration (mode = \"runtime\" "
+                     "never writes it) and comes back at the next reload: run cleanup with [firewalld] "
+                     f"mode = \"permanent\", or firewall-cmd --permanent --delete-zone={spec.name}")
+    for pspec in desired.policies:
+        p = actual.policy(pspec.name)
+        if p.runtime is None:
+            continue
+        if p.permanent is not None:
+            base: Mapping[str, Any] = p.permanent
+            if is_ours(p.permanent, pspec.description):
+                notes.append(f"policy '{pspec.name}' stays in firewalld's permanent configuration (mode = "
+                             "\"runtime\" never writes it): run cleanup with [firewalld] mode = "
+                             f"\"permanent\", or firewall-cmd --permanent --delete-policy={pspec.name}")
+        else:
+            base = {}
+        changes: Dict[str, Any] = {}
+        texts = []
+        for key in POLICY_LISTS + POLICY_BOOLS:
+            h, w = policy_value(p.runtime, key), policy_value(base, key)
+            if h != w:
+                changes[key] = send_value(key, base.get(key))
+                texts.append(diff_text(key, h, w))
+        if changes:
+            ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
+    return FirewalldPlan(tuple(ops), tuple(notes))

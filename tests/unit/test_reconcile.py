@@ -1,0 +1,134 @@
+"""reconcile.py with fake drivers: the order of the layers, their independence, verification,
+and the nftables-only repair path. The drivers' real behaviour is proven in the lab; here the
+Reconciler's own decisions are (the fakes implement calfwd.drivers' protocols)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from calfwd import config as cfg
+from calfwd.desired import HostFacts
+from calfwd.drivers import FirewalldDriver, NftDriver
+from calfwd.plan.firewalld_model import FirewalldActual, ObjectState
+from calfwd.reconcile import Reconciler
+
+CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16", "fd00:10:244::/48"]\nnat_outgoing = true\n',
+                   "/etc/calfwd/calfwd.toml")
+NO_FIREWALLD = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n[firewalld]\nenabled = false\n',
+                         "/etc/calfwd/calfwd.toml")
+
+
+class FakeNft:
+    """Tables as lists of objects; a batch is applied whole, as the kernel does."""
+
+    def __init__(self, fail: Optional[str] = None) -> None:
+        self.tables_: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+        self.batches = 0
+        self.fail = fail
+
+    def tables(self) -> List[Dict[str, Any]]:
+        return [{"family": f, "name": n} for f, n in self.tables_]
+
+    def read_table(self, family: str, name: str) -> Optional[List[Dict[str, Any]]]:
+        if self.fail:
+            raise RuntimeError(self.fail)
+        objs = self.tables_.get((family, name))
+        return None if objs is None else list(objs)
+
+    def read_chains(self, wanted):
+        return {}
+
+    def run(self, batch: Dict[str, Any]) -> None:
+        self.batches += 1
+        current: Optional[Tuple[str, str]] = None
+        for command in batch["nftables"]:
+            (verb, obj), = command.items()
+            (kind, body), = obj.items()
+            if kind == "table":
+                current = (body["family"], body["name"])
+                if verb == "delete":
+                    self.tables_.pop(current, None)
+                    continue
+                self.tables_.setdefault(current, [])
+                if not self.tables_[current]:
+                    self.tables_[current].append(obj)
+            else:
+                self.tables_[current].append(obj)
+
+
+class FakeFirewalld:
+    """Running, nothing of calfwd's there; every write fails (to prove layer independence)."""
+
+    def __init__(self, running: bool = True) -> None:
+        self.running = running
+        self.applied = 0
+
+    def state(self) -> Optional[str]:
+        return "RUNNING" if self.running else None
+
+    def facts(self) -> HostFacts:
+        return HostFacts(firewalld_running=self.running, firewalld_version="1.3.3")
+
+    def read(self, desired: Any) -> FirewalldActual:
+        return FirewalldActual(zone=ObjectState(desired.zone.name), zones_permanent=frozenset({"public"}),
+                               zones_runtime=frozenset({"public"}), active_zones=frozenset({"public"}))
+
+    def apply(self, plan: Any) -> None:
+        self.applied += 1
+        raise RuntimeError("ACCESS_DENIED")
+
+
+def test_fakes_fit_the_protocols():
+    nft: NftDriver = FakeNft()
+    fw: FirewalldDriver = FakeFirewalld()
+    assert Reconciler(nft, fw).nft is nft
+
+
+def test_creates_the_table_then_finds_nothing_to_do():
+    nft = FakeNft()
+    r = Reconciler(nft)
+    first = r.reconcile(NO_FIREWALLD, "start")
+    assert first.verified and first.errors == () and nft.batches == 1
+    assert first.layers[0].actions == ("table inet calfwd is missing",)
+    assert first.layers[1].note.startswith("disabled in the config")
+    second = r.reconcile(NO_FIREWALLD, "resync")
+    assert second.verified and second.changes == 0 and nft.batches == 1, "no write when nothing differs"
+
+
+def test_a_failing_layer_never_stops_the_other():
+    nft, fw = FakeNft(), FakeFirewalld()
+    outcome = Reconciler(nft, fw).reconcile(CONFIG, "start")
+    assert nft.batches == 1 and fw.applied == 1
+    assert outcome.errors == ("firewalld: ACCESS_DENIED",) and not outcome.verified
+    broken = Reconciler(FakeNft(fail="netlink: Operation not permitted"), FakeFirewalld())
+    outcome = broken.reconcile(CONFIG, "start")
+    assert outcome.errors[0] == "nftables: netlink: Operation not permitted"
+    assert len(outcome.errors) == 2 and outcome.facts.firewalld_version == "1.3.3"
+
+
+def test_firewalld_absent_is_a_note_not_an_error():
+    outcome = Reconciler(FakeNft(), FakeFirewalld(running=False)).reconcile(CONFIG, "start")
+    assert outcome.verified and outcome.errors == ()
+    assert outcome.layers[1].note.startswith("firewalld is not running")
+
+
+def test_the_repair_path_touches_nftables_only_and_its_own_write_plans_nothing():
+    nft, fw = FakeNft(), FakeFirewalld()
+    r = Reconciler(nft, fw)
+    layer, errors, _seconds = r.reconcile_nft(CONFIG)
+    assert errors == () and not layer.empty and nft.batches == 1 and fw.applied == 0
+    layer, errors, _seconds = r.reconcile_nft(CONFIG)  # the monitor echoes calfwd's own write
+    assert layer.empty and nft.batches == 1
+    layer, errors, _seconds = Reconciler(FakeNft(fail="boom")).reconcile_nft(CONFIG)
+    assert errors == ("nftables: boom",) and layer.empty
+
+
+def test_cleanup_removes_the_table_and_only_it():
+    nft = FakeNft()
+    nft.tables_[("inet", "filter")] = [{"table": {"family": "inet", "name": "filter"}}]
+    r = Reconciler(nft)
+    r.reconcile(NO_FIREWALLD)
+    actions, errors = r.cleanup(NO_FIREWALLD)
+    assert actions == ("remove table inet calfwd",) and errors == ()
+    assert list(nft.tables_) == [("inet", "filter")]
+    assert r.cleanup(NO_FIREWALLD) == ((), ())
