@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
-from calfwd import __version__
-from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, ownership_problems
+from calfwd import __version__, daemon, doctor, guard
+from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, load_trusted
+from calfwd.drivers import host
+from calfwd.events import Reporter
+from calfwd.guard import DROPIN_PATH
+from calfwd.reconcile import Reconciler
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -59,7 +62,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _host_paths(parser: argparse.ArgumentParser) -> None:
-    from calfwd.guard import DROPIN_PATH
 
     parser.add_argument("--dropin", metavar="PATH", default=None,
                         help=f"the flush guard's firewalld.service drop-in (default: {DROPIN_PATH})")
@@ -75,13 +77,8 @@ def _fail(lines: Sequence[str], code: int) -> int:
 
 
 def _load(path: str, strict_owner: bool) -> Config:
-    """Load the config; as root, a file others can write is refused (it controls the firewall)."""
-    config = load(path)
-    if strict_owner and os.geteuid() == 0:
-        problems = ownership_problems(path)
-        if problems:
-            raise ConfigError(problems)
-    return config
+    """Commands that change the firewall load it as the daemon does (config.load_trusted)."""
+    return load_trusted(path) if strict_owner else load(path)
 
 
 def connect_firewalld() -> Optional[Any]:
@@ -97,7 +94,6 @@ def connect_firewalld() -> Optional[Any]:
 
 def _reconciler(config: Config) -> Any:
     from calfwd.drivers.nftables import Nftables
-    from calfwd.reconcile import Reconciler
 
     firewalld = connect_firewalld() if config.firewalld.enabled else None
     return Reconciler(Nftables(), firewalld)
@@ -173,15 +169,12 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     if not actions and not errors:
         print("nothing of calfwd's was there")
     if actions:  # package removal runs this: leave a record in the journal
-        from calfwd.events import Reporter
         Reporter().emit("cleanup", "calfwd cleanup removed: " + "; ".join(actions), removed=len(actions))
     return _fail(errors, EXIT_SYSTEM) if errors else EXIT_OK
 
 
 def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:
     """cleanup: calfwd's flush-guard drop-in goes too (someone else's file of that name stays)."""
-    from calfwd import guard
-    from calfwd.drivers import host
 
     path = guard.dropin_path(dropin)
     try:
@@ -194,8 +187,6 @@ def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from calfwd import doctor
-    from calfwd.drivers import host
 
     snapshot = host.read_snapshot(args.config, fw_dir=args.firewalld_dir, dropin=args.dropin)
     report = doctor.diagnose(snapshot)
@@ -208,8 +199,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_guard(args: argparse.Namespace) -> int:
-    from calfwd import guard
-    from calfwd.drivers import host
 
     path = guard.dropin_path(args.dropin)
     snapshot = host.read_snapshot(args.config, fw_dir=args.firewalld_dir, dropin=path, full=False)
@@ -218,7 +207,6 @@ def cmd_guard(args: argparse.Namespace) -> int:
 
 
 def _guard_status(args: argparse.Namespace, snapshot: Any, path: str) -> int:
-    from calfwd import doctor, guard
 
     flush, why = guard.flushes(doctor.facts(snapshot))
     print(f"firewalld: {why}" + (" (prevented by the guard)" if flush and doctor.guard_active(snapshot) else ""))
@@ -233,7 +221,6 @@ def _guard_status(args: argparse.Namespace, snapshot: Any, path: str) -> int:
 
 
 def _guard_disable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
-    from calfwd import guard
 
     if snapshot.dropin_text is None:
         print(f"{path}: not installed; nothing to do")
@@ -248,8 +235,6 @@ def _guard_disable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
 
 
 def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
-    from calfwd import doctor, guard
-    from calfwd.drivers import host
 
     unreadable = snapshot.unknown.get("guard-paths") or snapshot.unknown.get("guard-dropin")
     if unreadable:
@@ -277,9 +262,7 @@ def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from calfwd.daemon import run
-
-    return run(args.config)
+    return daemon.run(args.config)
 
 
 COMMANDS = {"check": cmd_check, "plan": cmd_plan, "apply": cmd_apply, "status": cmd_status,

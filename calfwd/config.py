@@ -497,6 +497,17 @@ def load(path: str = DEFAULT_PATH) -> Config:
     return parse(read_text(path), path)
 
 
+def load_trusted(path: str = DEFAULT_PATH) -> Config:
+    """What everything that changes the firewall loads: as root, a file that is not owned by
+    root or that others can write is refused with the rest of the problems."""
+    config = load(path)
+    if os.geteuid() == 0:
+        problems = ownership_problems(path)
+        if problems:
+            raise ConfigError(problems)
+    return config
+
+
 def ownership_problems(path: str) -> List[str]:
     """A root daemon that trusts a file others can write hands them the firewall."""
     try:

@@ -31,9 +31,12 @@ import time
 from typing import Any, Callable, List, Optional
 
 from calfwd import kernel_events
-from calfwd.config import Config, ConfigError, load, ownership_problems
+from calfwd.config import Config, ConfigError, load_trusted
+from calfwd.drivers import host
+from calfwd.drivers.nftmonitor import NftMonitor
 from calfwd.events import Reporter
-from calfwd.flushwatch import CALICO, CommandRunner, Flush, FlushTracker, flushed_message, guard_problem, watched_jumps
+from calfwd.flushwatch import (CALICO, CommandRunner, Flush, FlushTracker, flushed_message, guard_problem,
+                               watched_jumps)
 from calfwd.reconcile import Outcome, Reconciler
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
@@ -48,16 +51,6 @@ KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; 
 REPAIR_BURST, REPAIR_WINDOW = 5, 10.0
 MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
 TABLE_CHECK = 2.5  # seconds after firewalld's table was deleted: is it still gone?
-
-
-def load_checked(path: str) -> Config:
-    """As the CLI's apply does: a root daemon refuses a config others could have written."""
-    config = load(path)
-    if os.geteuid() == 0:
-        problems = ownership_problems(path)
-        if problems:
-            raise ConfigError(problems)
-    return config
 
 
 class Coalescer:
@@ -250,7 +243,7 @@ class Daemon:
     def _on_hup(self, _signum: int) -> bool:
         self.notify(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}")
         try:
-            config = load_checked(self.config_path)
+            config = load_trusted(self.config_path)
         except Exception as exc:  # never let a bad file take the daemon (or its handler) down
             for problem in _problems(exc, self.config_path):
                 self.reporter.emit("config-invalid", f"{problem} (keeping the last good configuration)")
@@ -319,8 +312,6 @@ class Daemon:
     # -- kernel events ---------------------------------------------------------------------
 
     def _start_monitor(self) -> None:
-        from calfwd.drivers.nftmonitor import NftMonitor
-
         self.monitor = NftMonitor(self.glib, self._on_kernel_line, self._on_monitor_down,
                                   self._on_monitor_up, time.monotonic)
         self.monitor.start()
@@ -529,8 +520,6 @@ class Daemon:
 
     def _check_guard(self) -> None:
         """flush_guard = true: say once when the drop-in goes missing or stale."""
-        from calfwd.drivers import host
-
         problem = guard_problem(self.config, host.read_dropin, host.resolve_guard_paths)
         if problem and problem != self._guard_problem:
             self.reporter.emit("conflict", problem)
@@ -573,7 +562,7 @@ def run(config_path: str) -> int:
 
     reporter = Reporter()
     try:
-        config = load_checked(config_path)
+        config = load_trusted(config_path)
     except Exception as exc:
         for problem in _problems(exc, config_path):
             reporter.emit("config-invalid", problem)
