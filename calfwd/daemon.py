@@ -30,13 +30,11 @@ import signal
 import time
 from typing import Any, Callable, List, Optional
 
-from calfwd import kernel_events
 from calfwd.config import Config, ConfigError, load_trusted
 from calfwd.drivers import host
-from calfwd.drivers.nftmonitor import NftMonitor
 from calfwd.events import Reporter
-from calfwd.flushwatch import (CALICO, CommandRunner, Flush, FlushTracker, flushed_message, guard_problem,
-                               watched_jumps)
+from calfwd.flushwatch import guard_problem
+from calfwd.kernelwatch import KernelWatch
 from calfwd.reconcile import Outcome, Reconciler
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
@@ -45,12 +43,6 @@ HOLDOFF = 0.5  # seconds: 100 Reloaded signals in a second cost about three reco
 STATE_POLL = 0.05  # seconds between state checks while a new firewalld starts up
 STATE_WAIT = 120.0  # give up waiting for RUNNING after this long; the resync catches up
 EXIT_BUS_LOST = 1
-KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
-# More repairs than this within REPAIR_WINDOW seconds: someone keeps rewriting calfwd's table
-# (another calfwd with another config?). Event-driven repair pauses until the next resync.
-REPAIR_BURST, REPAIR_WINDOW = 5, 10.0
-MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
-TABLE_CHECK = 2.5  # seconds after firewalld's table was deleted: is it still gone?
 
 
 class Coalescer:
@@ -104,23 +96,9 @@ class Daemon:
         self._state_wait: Optional[int] = None
         self._conflicts: frozenset = frozenset()
         self._failed_owner: Optional[str] = None
-        self.flushes = FlushTracker()
-        self.runner = CommandRunner(glib, reporter)
-        self.firewalld_version = ""
-        self._flush_timer: Optional[int] = None
         self._guard_problem: Optional[str] = None
-        self.monitor: Optional[Any] = None
-        self._monitor_down: Optional[str] = None  # why, while it is down and was reported
-        self._kernel_pending: set = set()
-        self._stale_chains: set = set()  # watched chains to read again (JUMPS events)
-        self._jumps: dict = {}  # chain -> the jumps it held at the last read
-        self._kernel_timer: Optional[int] = None
-        self._table_timer: Optional[int] = None
-        self.firewalld_table_missing = False
-        self.repairs = 0
-        self._repair_error: Optional[str] = None
-        self._repair_times: List[float] = []
-        self._repairs_paused = False
+        self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
+                                  self._notify_status)
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -144,8 +122,8 @@ class Daemon:
         self._arm_resync()
         self._arm_watchdog()
         if self.config.kernel_events:
-            self._start_monitor()
-        self._observe_jumps()  # before the first reconcile, whose reload may flush them
+            self.kernel.start()
+        self.kernel.observe()  # before the first reconcile, whose reload may flush them
         self._reconcile("start")
 
     def _arm_watchdog(self) -> None:
@@ -186,8 +164,7 @@ class Daemon:
                                "from firewalld's current bus name owner", sender=sender)
             return
         self.reporter.emit("firewalld-reloaded", "firewalld reloaded", sender=sender)
-        self.flushes.end("reload")
-        self._arm_flush_timer()
+        self.kernel.end("reload")
         self.coalescer.request("firewalld-reloaded")
 
     def _on_owner_changed(self, name: str, old: str, new: str) -> None:
@@ -198,13 +175,12 @@ class Daemon:
             self.reporter.emit("firewalld-vanished", "firewalld left the bus; calfwd's nftables "
                                "table stays in place and calfwd waits for firewalld to return")
             self._cancel_state_wait()
-            if self.flushes.busy("start"):
-                self.flushes.end("start")
-            self.flushes.end("stop")  # its exit cleanup has flushed by now
-            self._observe_jumps(late=True)
+            if self.kernel.flushes.busy("start"):
+                self.kernel.end("start")
+            self.kernel.end("stop", observe=True)  # its exit cleanup has flushed by now
             return
         self._cancel_state_wait()
-        self.flushes.begin("start")
+        self.kernel.begin("start")
         started = time.monotonic()
         self._state_wait = self.glib.timeout_add(0, self._poll_state, str(new), started)
 
@@ -229,8 +205,7 @@ class Daemon:
                 self.reporter.emit("firewalld-appeared", f"firewalld is {state or 'not answering'}",
                                    firewalld_state=state or "unknown",
                                    wait_ms=round((time.monotonic() - started) * 1000, 1))
-            self.flushes.end("start")
-            self._observe_jumps(late=True)
+            self.kernel.end("start", observe=True)
             self.coalescer.request("firewalld-started")
             return False
         self._state_wait = self.glib.timeout_add(int(STATE_POLL * 1000), self._poll_state, owner, started)
@@ -251,11 +226,7 @@ class Daemon:
             return True
         self.config = config
         self.reporter.emit("config-reloaded", f"configuration reloaded from {self.config_path}")
-        if config.kernel_events and self.monitor is None:
-            self._start_monitor()
-        elif not config.kernel_events and self.monitor is not None:
-            self.monitor.stop()
-            self.monitor = None
+        self.kernel.configure(config.kernel_events)
         self._arm_resync()
         self._reconcile("config-reloaded")  # `systemctl reload` returns once this is applied
         self.notify("READY=1")
@@ -265,8 +236,7 @@ class Daemon:
         self.reporter.emit("stopping", f"calfwd stopping on signal {signum}; every rule stays in "
                            "place (run 'calfwd cleanup' to remove them)")
         self.notify("STOPPING=1")
-        if self.monitor is not None:
-            self.monitor.stop()
+        self.kernel.stop()
         self.loop.quit()
         return False
 
@@ -279,8 +249,6 @@ class Daemon:
     # -- the work ------------------------------------------------------------------------
 
     def _reconcile(self, trigger: str) -> None:
-        if trigger == "resync":
-            self._repairs_paused, self._repair_times = False, []
         outcome = self.reconciler.reconcile(self.config, trigger)
         self.last = outcome
         ms = round(outcome.duration * 1000, 2)
@@ -300,213 +268,12 @@ class Daemon:
                                f"{outcome.changes} change(s), {state}" + (f": {actions}" if actions else ""),
                                verified=outcome.verified, **common)
         self._check_failed(outcome)
-        self.firewalld_version = outcome.facts.firewalld_version or self.firewalld_version
-        if not self.following_kernel:  # the monitor reports every change to those chains
-            self._observe_jumps(late=True)
+        self.kernel.reconciled(trigger, outcome.facts.firewalld_version)
         self._check_guard()
         self.notify(self._status_line(outcome))
         if not self.ready:
             self.ready = True
             self.notify("READY=1")
-
-    # -- kernel events ---------------------------------------------------------------------
-
-    def _start_monitor(self) -> None:
-        self.monitor = NftMonitor(self.glib, self._on_kernel_line, self._on_monitor_down,
-                                  self._on_monitor_up, time.monotonic)
-        self.monitor.start()
-
-    def _on_monitor_up(self) -> None:
-        # Whatever changed while nobody listened (or before nft subscribed) is read once, after
-        # the child has surely subscribed.
-        self.glib.timeout_add(int(MONITOR_SETTLE * 1000), self._monitor_settled)
-
-    def _monitor_settled(self) -> bool:
-        if self.monitor is not None and self.monitor.running:
-            if self._monitor_down is not None:
-                self.reporter.emit("kernel-events-restored", "following the kernel's nftables "
-                                   "changes again (nft monitor is back)")
-                self._monitor_down = None
-            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS, kernel_events.FIREWALLD}
-            self._stale_chains.update(kernel_events.watched_chain_refs())
-            self._schedule_kernel_work()
-        return False
-
-    def _on_monitor_down(self, why: str) -> None:
-        if self._monitor_down is None:  # said once per outage, not at every retry
-            self.reporter.emit("kernel-events-lost", f"not following the kernel's nftables changes: "
-                               f"{why}. Until it is back, calfwd's table is repaired and flushes are "
-                               f"seen only at reconciles (resync every {self.config.resync_interval:g} s)",
-                               reason=why)
-        self._monitor_down = why
-
-    def _on_kernel_line(self, line: str) -> None:
-        family, table = "inet", self.config.nft_table
-        event = kernel_events.classify(line, family, table)
-        if event is None:
-            return
-        if event.concern == kernel_events.FIREWALLD:
-            if self._kernel_pending:  # what came before firewalld's step is judged before it
-                self._kernel_work()
-            self._on_firewalld_table(event)
-            return
-        if event.concern == kernel_events.LOST:
-            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS, kernel_events.FIREWALLD}
-            self._stale_chains.update(kernel_events.watched_chain_refs())
-        else:
-            self._kernel_pending.add(event.concern)
-            if event.concern == kernel_events.JUMPS:
-                self._stale_chains.update(kernel_events.refs_of(event))
-        self._schedule_kernel_work()
-
-    def _on_firewalld_table(self, event: Any) -> None:
-        """firewalld's drop table brackets its reload; its main table should never vanish."""
-        if event.table == "firewalld_policy_drop":
-            if event.verb == "delete":
-                self.flushes.end("reload")
-            elif self.owner and not self.flushes.busy("start"):
-                self.flushes.begin("reload")
-            self._arm_flush_timer()
-        elif event.verb == "delete":
-            if self._table_timer is not None:
-                self.glib.source_remove(self._table_timer)
-            self._table_timer = self.glib.timeout_add(int(TABLE_CHECK * 1000), self._check_firewalld_table)
-        elif self.firewalld_table_missing:
-            self.firewalld_table_missing = False
-            self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
-
-    def _check_firewalld_table(self) -> bool:
-        self._table_timer = None
-        if not self.owner or self.flushes.busy("start") or self.flushes.busy("reload"):
-            return False  # stopped, or rebuilding it right now
-        try:
-            present = any(t.get("family") == "inet" and t.get("name") == "firewalld"
-                          for t in self.reconciler.nft.tables())
-        except Exception:
-            return False
-        if present or self.firewalld_table_missing:
-            return False
-        self.firewalld_table_missing = True
-        self.reporter.emit("firewalld-table-missing", "firewalld's table inet firewalld vanished while "
-                           "firewalld is running (a `flush ruleset`, e.g. from nftables.service?): the "
-                           "host firewall filters nothing until firewalld rebuilds it. calfwd never "
-                           "writes firewalld's table. Fix: systemctl restart firewalld (firewalld "
-                           "1.x fails its next reload once, unable to delete the missing table), "
-                           "and keep nftables.service from flushing (systemctl mask nftables)")
-        if self.last is not None:
-            self.notify(self._status_line(self.last))
-        return False
-
-    def _schedule_kernel_work(self) -> None:
-        if self._kernel_timer is None:
-            self._kernel_timer = self.glib.timeout_add(int(KERNEL_DELAY * 1000), self._kernel_work)
-
-    def _kernel_work(self) -> bool:
-        if self._kernel_timer is not None:
-            self.glib.source_remove(self._kernel_timer)
-            self._kernel_timer = None
-        pending, self._kernel_pending = self._kernel_pending, set()
-        try:
-            if kernel_events.FIREWALLD in pending:
-                self._resync_firewalld_tables()
-            if kernel_events.OWN in pending:
-                self._repair()
-            if kernel_events.JUMPS in pending:
-                stale, self._stale_chains = self._stale_chains, set()
-                self._observe_jumps(refs=tuple(sorted(stale)))
-        except Exception as exc:  # a bug here must not cost the main loop
-            self.reporter.emit("reconcile-failed", f"handling a kernel event failed: "
-                               f"{type(exc).__name__}: {exc}", trigger="nft-changed")
-        return False
-
-    def _resync_firewalld_tables(self) -> None:
-        """After lost events or a monitor restart: firewalld's tables as they are now."""
-        names = {t.get("name") for t in self.reconciler.nft.tables() if t.get("family") == "inet"}
-        if "firewalld_policy_drop" not in names and self.flushes.busy("reload"):
-            self.flushes.end("reload")
-        if "firewalld" in names and self.firewalld_table_missing:
-            self.firewalld_table_missing = False
-            self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
-
-    def _repair(self) -> None:
-        """Someone else changed calfwd's table: put it back now (nftables layer only)."""
-        if self._repairs_paused:
-            return  # the resync's reconcile still repairs it, and resumes event repair
-        layer, errors, seconds = self.reconciler.reconcile_nft(self.config)
-        ms = round(seconds * 1000, 2)
-        if errors:
-            if errors[0] != self._repair_error:  # the resync reports it again if it persists
-                self.reporter.emit("reconcile-failed", f"repairing calfwd's table failed: {errors[0]}",
-                                   trigger="nft-changed", duration_ms=ms)
-            self._repair_error = errors[0]
-            return
-        self._repair_error = None
-        if not layer.empty:
-            now = time.monotonic()
-            self._repair_times = [t for t in self._repair_times if now - t < REPAIR_WINDOW] + [now]
-            if len(self._repair_times) > REPAIR_BURST:
-                self._repairs_paused = True
-                self.reporter.emit("conflict", f"calfwd's table {layer.plan.table} was changed "
-                                   f"{len(self._repair_times)} times in {REPAIR_WINDOW:g} s by someone "
-                                   "else (another calfwd with another config? a configuration-management "
-                                   "loop?); calfwd stops repairing it on every change and repairs it at "
-                                   f"each resync (every {self.config.resync_interval:g} s) until that stops")
-            self.repairs += 1
-            self.reporter.emit("table-repaired", f"calfwd's table {layer.plan.table} was changed by "
-                               f"someone else ({'; '.join(layer.actions)}); restored in {ms} ms",
-                               table=layer.plan.table, changes=len(layer.actions), duration_ms=ms,
-                               actions=list(layer.actions))
-
-    @property
-    def following_kernel(self) -> bool:
-        return self.monitor is not None and self.monitor.running and self._monitor_down is None
-
-    def _observe_jumps(self, late: bool = False, refs: Optional[tuple] = None) -> None:
-        """Read the watched chains again (only `refs`, the ones an event touched, when given:
-        reading all of them costs about 10 ms of the main loop) and tell the tracker."""
-        refs = refs if refs is not None else kernel_events.watched_chain_refs()
-        try:
-            chains = self.reconciler.nft.read_chains(refs)
-        except Exception:
-            return  # reconcile reports nftables errors; the next event or resync looks again
-        for ref in refs:
-            self._jumps[ref] = watched_jumps({ref: chains[ref]}) if ref in chains else frozenset()
-        self.flushes.observe(frozenset().union(*self._jumps.values()),
-                             late=late and not self.following_kernel)
-        self._arm_flush_timer()
-
-    def _arm_flush_timer(self) -> None:
-        if self._flush_timer is not None:
-            self.glib.source_remove(self._flush_timer)
-            self._flush_timer = None
-        due = self.flushes.due()
-        if due is not None:
-            wait = max(0.0, due - time.monotonic())
-            self._flush_timer = self.glib.timeout_add(int(wait * 1000) + 1, self._flush_due)
-
-    def _flush_due(self) -> bool:
-        self._flush_timer = None
-        flush = self.flushes.poll()
-        if flush is not None:
-            self._report_flush(flush)
-        self._arm_flush_timer()
-        return False
-
-    def _report_flush(self, flush: Flush) -> None:
-        config = self.config
-        note = ""
-        if CALICO in flush.owners and flush.cause:  # not for a Felix that removed its own rules
-            try:
-                note = self.runner.maybe_run(config.on_calico_flush, config.on_calico_flush_interval,
-                                             config.on_calico_flush_timeout)
-            except OSError as exc:  # e.g. no room for its output file: the warning still goes out
-                note = f"on_calico_flush could not start ({exc.strerror or exc})"
-        kind = "calico-flushed" if CALICO in flush.owners else "kube-proxy-flushed"
-        self.reporter.emit(kind, flushed_message(flush, self.firewalld_version,
-                                                 config.felix_refresh_interval, note),
-                           cause=flush.cause or "not-firewalld", lost=sorted(flush.lost),
-                           owners=list(flush.owners), felix_refresh_s=config.felix_refresh_interval,
-                           firewalld_version=self.firewalld_version or None)
 
     def _check_failed(self, outcome: Outcome) -> None:
         """firewalld owns its name but is not RUNNING: say so once, whoever started first."""
@@ -525,13 +292,17 @@ class Daemon:
             self.reporter.emit("conflict", problem)
         self._guard_problem = problem
 
+    def _notify_status(self) -> None:
+        if self.last is not None:
+            self.notify(self._status_line(self.last))
+
     def _status_line(self, outcome: Outcome) -> str:
         facts = outcome.facts
         fw = f"firewalld {facts.firewalld_version}" if facts.firewalld_running else "firewalld absent"
         pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
         health = "in sync" if outcome.verified else \
             (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else "not verified")
-        if self.firewalld_table_missing:
+        if self.kernel.firewalld_table_missing:
             health = "WARNING: firewalld's table is gone (systemctl restart firewalld); " + health
         stamp = time.strftime("%H:%M:%S")
         return (f"STATUS={health}; {fw}; zone {self.config.firewalld.zone}; pools {pools}; "

@@ -1,0 +1,286 @@
+"""calfwd and the kernel's nftables changes: what the daemon does with each monitor line.
+
+drivers/nftmonitor.py delivers the lines of `nft --json monitor`; kernel_events.py says which
+concern calfwd; this module acts on them, on the daemon's GLib loop:
+
+- calfwd's own table changed by someone else: repaired at once (nftables layer only), with a
+  brake when another writer keeps undoing it;
+- a change to the chains holding Felix's and kube-proxy's top-level jumps: those chains are
+  read again and flushwatch.FlushTracker turns a loss into one report per flush;
+- firewalld's drop table brackets its reloads (the cause of a flush); its main table vanishing
+  while firewalld runs is reported, never touched.
+
+The daemon tells it what firewalld does on the bus (begin/end) and when it reconciled; the
+daemon still decides when to reconcile.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
+
+from calfwd import kernel_events
+from calfwd.config import Config
+from calfwd.drivers.nftmonitor import NftMonitor
+from calfwd.flushwatch import CALICO, CommandRunner, Flush, FlushTracker, flushed_message, watched_jumps
+
+KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
+MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
+TABLE_CHECK = 2.5  # seconds after firewalld's table was deleted: is it still gone?
+# More repairs than this within REPAIR_WINDOW seconds: someone keeps rewriting calfwd's table
+# (another calfwd with another config?). Event-driven repair pauses until the next resync.
+REPAIR_BURST, REPAIR_WINDOW = 5, 10.0
+
+
+class KernelWatch:
+    def __init__(self, glib: Any, reporter: Any, reconciler: Any, config: Callable[[], Config],
+                 owner: Callable[[], Optional[str]], on_status: Callable[[], None]) -> None:
+        self.glib = glib
+        self.reporter = reporter
+        self.reconciler = reconciler
+        self._config = config
+        self._owner = owner
+        self._on_status = on_status
+        self.flushes = FlushTracker()
+        self.runner = CommandRunner(glib, reporter)
+        self.firewalld_version = ""
+        self.monitor: Optional[NftMonitor] = None
+        self._monitor_down: Optional[str] = None  # why, while it is down and was reported
+        self._flush_timer: Optional[int] = None
+        self._kernel_pending: Set[str] = set()
+        self._stale_chains: Set[Tuple[str, str, str]] = set()  # watched chains to read again
+        self._jumps: Dict[Tuple[str, str, str], FrozenSet[str]] = {}  # chain -> jumps at last read
+        self._kernel_timer: Optional[int] = None
+        self._table_timer: Optional[int] = None
+        self.firewalld_table_missing = False
+        self.repairs = 0
+        self._repair_error: Optional[str] = None
+        self._repair_times: List[float] = []
+        self._repairs_paused = False
+
+    # -- what the daemon calls -----------------------------------------------------------
+
+    def stop(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None
+
+    def configure(self, enabled: bool) -> None:
+        """After SIGHUP: [daemon] kernel_events may have changed."""
+        if enabled and self.monitor is None:
+            self.start()
+        elif not enabled:
+            self.stop()
+
+    def begin(self, activity: str) -> None:
+        self.flushes.begin(activity)
+        self.arm_flush_timer()
+
+    def end(self, activity: str, observe: bool = False) -> None:
+        self.flushes.end(activity)
+        if observe:
+            self.observe(late=True)
+        self.arm_flush_timer()
+
+    def reconciled(self, trigger: str, firewalld_version: str) -> None:
+        self.firewalld_version = firewalld_version or self.firewalld_version
+        if trigger == "resync":
+            self._repairs_paused, self._repair_times = False, []
+        if not self.following_kernel:  # the monitor reports every change to those chains
+            self.observe(late=True)
+
+    def start(self) -> None:
+        self.monitor = NftMonitor(self.glib, self._on_kernel_line, self._on_monitor_down,
+                                  self._on_monitor_up, time.monotonic)
+        self.monitor.start()
+
+    def _on_monitor_up(self) -> None:
+        # Whatever changed while nobody listened (or before nft subscribed) is read once, after
+        # the child has surely subscribed.
+        self.glib.timeout_add(int(MONITOR_SETTLE * 1000), self._monitor_settled)
+
+    def _monitor_settled(self) -> bool:
+        if self.monitor is not None and self.monitor.running:
+            if self._monitor_down is not None:
+                self.reporter.emit("kernel-events-restored", "following the kernel's nftables "
+                                   "changes again (nft monitor is back)")
+                self._monitor_down = None
+            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS, kernel_events.FIREWALLD}
+            self._stale_chains.update(kernel_events.watched_chain_refs())
+            self._schedule_kernel_work()
+        return False
+
+    def _on_monitor_down(self, why: str) -> None:
+        if self._monitor_down is None:  # said once per outage, not at every retry
+            self.reporter.emit("kernel-events-lost", f"not following the kernel's nftables changes: "
+                               f"{why}. Until it is back, calfwd's table is repaired and flushes are "
+                               f"seen only at reconciles (resync every {self._config().resync_interval:g} s)",
+                               reason=why)
+        self._monitor_down = why
+
+    def _on_kernel_line(self, line: str) -> None:
+        family, table = "inet", self._config().nft_table
+        event = kernel_events.classify(line, family, table)
+        if event is None:
+            return
+        if event.concern == kernel_events.FIREWALLD:
+            if self._kernel_pending:  # what came before firewalld's step is judged before it
+                self._kernel_work()
+            self._on_firewalld_table(event)
+            return
+        if event.concern == kernel_events.LOST:
+            self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS, kernel_events.FIREWALLD}
+            self._stale_chains.update(kernel_events.watched_chain_refs())
+        else:
+            self._kernel_pending.add(event.concern)
+            if event.concern == kernel_events.JUMPS:
+                self._stale_chains.update(kernel_events.refs_of(event))
+        self._schedule_kernel_work()
+
+    def _on_firewalld_table(self, event: Any) -> None:
+        """firewalld's drop table brackets its reload; its main table should never vanish."""
+        if event.table == "firewalld_policy_drop":
+            if event.verb == "delete":
+                self.flushes.end("reload")
+            elif self._owner() and not self.flushes.busy("start"):
+                self.flushes.begin("reload")
+            self.arm_flush_timer()
+        elif event.verb == "delete":
+            if self._table_timer is not None:
+                self.glib.source_remove(self._table_timer)
+            self._table_timer = self.glib.timeout_add(int(TABLE_CHECK * 1000), self._check_firewalld_table)
+        elif self.firewalld_table_missing:
+            self.firewalld_table_missing = False
+            self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
+
+    def _check_firewalld_table(self) -> bool:
+        self._table_timer = None
+        if not self._owner() or self.flushes.busy("start") or self.flushes.busy("reload"):
+            return False  # stopped, or rebuilding it right now
+        try:
+            present = any(t.get("family") == "inet" and t.get("name") == "firewalld"
+                          for t in self.reconciler.nft.tables())
+        except Exception:
+            return False
+        if present or self.firewalld_table_missing:
+            return False
+        self.firewalld_table_missing = True
+        self.reporter.emit("firewalld-table-missing", "firewalld's table inet firewalld vanished while "
+                           "firewalld is running (a `flush ruleset`, e.g. from nftables.service?): the "
+                           "host firewall filters nothing until firewalld rebuilds it. calfwd never "
+                           "writes firewalld's table. Fix: systemctl restart firewalld (firewalld "
+                           "1.x fails its next reload once, unable to delete the missing table), "
+                           "and keep nftables.service from flushing (systemctl mask nftables)")
+        self._on_status()
+        return False
+
+    def _schedule_kernel_work(self) -> None:
+        if self._kernel_timer is None:
+            self._kernel_timer = self.glib.timeout_add(int(KERNEL_DELAY * 1000), self._kernel_work)
+
+    def _kernel_work(self) -> bool:
+        if self._kernel_timer is not None:
+            self.glib.source_remove(self._kernel_timer)
+            self._kernel_timer = None
+        pending, self._kernel_pending = self._kernel_pending, set()
+        try:
+            if kernel_events.FIREWALLD in pending:
+                self._resync_firewalld_tables()
+            if kernel_events.OWN in pending:
+                self._repair()
+            if kernel_events.JUMPS in pending:
+                stale, self._stale_chains = self._stale_chains, set()
+                self.observe(refs=tuple(sorted(stale)))
+        except Exception as exc:  # a bug here must not cost the main loop
+            self.reporter.emit("reconcile-failed", f"handling a kernel event failed: "
+                               f"{type(exc).__name__}: {exc}", trigger="nft-changed")
+        return False
+
+    def _resync_firewalld_tables(self) -> None:
+        """After lost events or a monitor restart: firewalld's tables as they are now."""
+        names = {t.get("name") for t in self.reconciler.nft.tables() if t.get("family") == "inet"}
+        if "firewalld_policy_drop" not in names and self.flushes.busy("reload"):
+            self.flushes.end("reload")
+        if "firewalld" in names and self.firewalld_table_missing:
+            self.firewalld_table_missing = False
+            self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
+
+    def _repair(self) -> None:
+        """Someone else changed calfwd's table: put it back now (nftables layer only)."""
+        if self._repairs_paused:
+            return  # the resync's reconcile still repairs it, and resumes event repair
+        layer, errors, seconds = self.reconciler.reconcile_nft(self._config())
+        ms = round(seconds * 1000, 2)
+        if errors:
+            if errors[0] != self._repair_error:  # the resync reports it again if it persists
+                self.reporter.emit("reconcile-failed", f"repairing calfwd's table failed: {errors[0]}",
+                                   trigger="nft-changed", duration_ms=ms)
+            self._repair_error = errors[0]
+            return
+        self._repair_error = None
+        if not layer.empty:
+            now = time.monotonic()
+            self._repair_times = [t for t in self._repair_times if now - t < REPAIR_WINDOW] + [now]
+            if len(self._repair_times) > REPAIR_BURST:
+                self._repairs_paused = True
+                self.reporter.emit("conflict", f"calfwd's table {layer.plan.table} was changed "
+                                   f"{len(self._repair_times)} times in {REPAIR_WINDOW:g} s by someone "
+                                   "else (another calfwd with another config? a configuration-management "
+                                   "loop?); calfwd stops repairing it on every change and repairs it at "
+                                   f"each resync (every {self._config().resync_interval:g} s) until that stops")
+            self.repairs += 1
+            self.reporter.emit("table-repaired", f"calfwd's table {layer.plan.table} was changed by "
+                               f"someone else ({'; '.join(layer.actions)}); restored in {ms} ms",
+                               table=layer.plan.table, changes=len(layer.actions), duration_ms=ms,
+                               actions=list(layer.actions))
+
+    @property
+    def following_kernel(self) -> bool:
+        return self.monitor is not None and self.monitor.running and self._monitor_down is None
+
+    def observe(self, late: bool = False, refs: Optional[tuple] = None) -> None:
+        """Read the watched chains again (only `refs`, the ones an event touched, when given:
+        reading all of them costs about 10 ms of the main loop) and tell the tracker."""
+        refs = refs if refs is not None else kernel_events.watched_chain_refs()
+        try:
+            chains = self.reconciler.nft.read_chains(refs)
+        except Exception:
+            return  # reconcile reports nftables errors; the next event or resync looks again
+        for ref in refs:
+            self._jumps[ref] = watched_jumps({ref: chains[ref]}) if ref in chains else frozenset()
+        self.flushes.observe(frozenset().union(*self._jumps.values()),
+                             late=late and not self.following_kernel)
+        self.arm_flush_timer()
+
+    def arm_flush_timer(self) -> None:
+        if self._flush_timer is not None:
+            self.glib.source_remove(self._flush_timer)
+            self._flush_timer = None
+        due = self.flushes.due()
+        if due is not None:
+            wait = max(0.0, due - time.monotonic())
+            self._flush_timer = self.glib.timeout_add(int(wait * 1000) + 1, self._flush_due)
+
+    def _flush_due(self) -> bool:
+        self._flush_timer = None
+        flush = self.flushes.poll()
+        if flush is not None:
+            self._report_flush(flush)
+        self.arm_flush_timer()
+        return False
+
+    def _report_flush(self, flush: Flush) -> None:
+        config = self._config()
+        note = ""
+        if CALICO in flush.owners and flush.cause:  # not for a Felix that removed its own rules
+            try:
+                note = self.runner.maybe_run(config.on_calico_flush, config.on_calico_flush_interval,
+                                             config.on_calico_flush_timeout)
+            except OSError as exc:  # e.g. no room for its output file: the warning still goes out
+                note = f"on_calico_flush could not start ({exc.strerror or exc})"
+        kind = "calico-flushed" if CALICO in flush.owners else "kube-proxy-flushed"
+        self.reporter.emit(kind, flushed_message(flush, self.firewalld_version,
+                                                 config.felix_refresh_interval, note),
+                           cause=flush.cause or "not-firewalld", lost=sorted(flush.lost),
+                           owners=list(flush.owners), felix_refresh_s=config.felix_refresh_interval,
+                           firewalld_version=self.firewalld_version or None)
