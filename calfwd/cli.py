@@ -11,9 +11,12 @@ import json
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
-from calfwd import __version__, daemon, doctor, guard
+from calfwd import __version__, daemon, guard
 from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, load_trusted
-from calfwd.drivers import host
+from calfwd.doctor import checks as doctor
+from calfwd.doctor import reads as host
+from calfwd.drivers import dropin
+from calfwd.doctor.snapshot import Read
 from calfwd.events import Reporter
 from calfwd.guard import DROPIN_PATH
 from calfwd.reconcile import Reconciler
@@ -62,7 +65,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _host_paths(parser: argparse.ArgumentParser) -> None:
-
     parser.add_argument("--dropin", metavar="PATH", default=None,
                         help=f"the flush guard's firewalld.service drop-in (default: {DROPIN_PATH})")
     parser.add_argument("--firewalld-dir", metavar="DIR", default=None,
@@ -178,16 +180,15 @@ def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:
 
     path = guard.dropin_path(dropin)
     try:
-        if not guard.is_ours(host.read_dropin(path)):
+        if not guard.is_ours(dropin.read_dropin(path)):
             return "", ""
-        host.remove_dropin(path)
+        dropin.remove_dropin(path)
     except OSError as exc:
         return "", f"{path}: {exc.strerror or exc}"
     return f"flush guard {path} (takes effect after: {guard.ACTIVATE})", ""
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-
     snapshot = host.read_snapshot(args.config, fw_dir=args.firewalld_dir, dropin=args.dropin)
     report = doctor.diagnose(snapshot)
     if args.json:
@@ -199,7 +200,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_guard(args: argparse.Namespace) -> int:
-
     path = guard.dropin_path(args.dropin)
     snapshot = host.read_snapshot(args.config, fw_dir=args.firewalld_dir, dropin=path, full=False)
     action = {"status": _guard_status, "disable": _guard_disable, "enable": _guard_enable}[args.action]
@@ -207,7 +207,6 @@ def cmd_guard(args: argparse.Namespace) -> int:
 
 
 def _guard_status(args: argparse.Namespace, snapshot: Any, path: str) -> int:
-
     flush, why = guard.flushes(doctor.facts(snapshot))
     print(f"firewalld: {why}" + (" (prevented by the guard)" if flush and doctor.guard_active(snapshot) else ""))
     findings = [f for f in doctor.diagnose(snapshot).findings if f.check == "flush-guard"]
@@ -221,7 +220,6 @@ def _guard_status(args: argparse.Namespace, snapshot: Any, path: str) -> int:
 
 
 def _guard_disable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
-
     if snapshot.dropin_text is None:
         print(f"{path}: not installed; nothing to do")
         return EXIT_OK
@@ -235,8 +233,7 @@ def _guard_disable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
 
 
 def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
-
-    unreadable = snapshot.unknown.get("guard-paths") or snapshot.unknown.get("guard-dropin")
+    unreadable = snapshot.unknown.get(Read.GUARD_PATHS) or snapshot.unknown.get(Read.GUARD_DROPIN)
     if unreadable:
         return _fail([f"guard enable: {unreadable}"], EXIT_SYSTEM)
     if snapshot.dropin_text is not None and not guard.is_ours(snapshot.dropin_text):
@@ -250,7 +247,7 @@ def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
         print(f"{path}: already installed and current")
     else:
         try:
-            host.write_dropin(path, text)
+            dropin.write_dropin(path, text)
         except OSError as exc:
             return _fail([f"{path}: {exc.strerror or exc}"], EXIT_SYSTEM)
         print(f"installed {path}: firewalld cannot run {', '.join(snapshot.guard_paths)}")

@@ -31,9 +31,9 @@ import time
 from typing import Any, Callable, List, Optional
 
 from calfwd.config import Config, ConfigError, load_trusted
-from calfwd.drivers import host
+from calfwd import guard
+from calfwd.drivers import dropin
 from calfwd.events import Reporter
-from calfwd.flushwatch import guard_problem
 from calfwd.kernelwatch import KernelWatch
 from calfwd.reconcile import Outcome, Reconciler
 
@@ -287,7 +287,8 @@ class Daemon:
 
     def _check_guard(self) -> None:
         """flush_guard = true: say once when the drop-in goes missing or stale."""
-        problem = guard_problem(self.config, host.read_dropin, host.resolve_guard_paths)
+        problem = guard.daemon_problem(self.config.firewalld.flush_guard, dropin.read_dropin,
+                                       dropin.resolve_guard_paths)
         if problem and problem != self._guard_problem:
             self.reporter.emit("conflict", problem)
         self._guard_problem = problem

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from calfwd import guard
-from calfwd.config import Config
 from calfwd.kernel_events import CANARY
 
 OUTPUT_LIMIT = 4000  # characters of the command's output kept for the journal
@@ -300,15 +299,3 @@ class CommandRunner:
         kind = "flush-command" if code == 0 and not self._timed_out else "flush-command-failed"
         self._reporter.emit(kind, message, command=command, exit_status=code, output=text or None,
                             duration_ms=round(seconds * 1000, 1))
-
-
-def guard_problem(config: Config, read_dropin: Callable[[str], Optional[str]],
-                  resolve_paths: Callable[[], Tuple[str, ...]]) -> Optional[str]:
-    """For the daemon, which cannot write /etc (ProtectSystem=strict): what to report, or None."""
-    if not config.firewalld.flush_guard:
-        return None
-    path = guard.dropin_path()
-    try:
-        return guard.dropin_problem(read_dropin(path), resolve_paths(), path)
-    except OSError as exc:
-        return f"[firewalld] flush_guard = true, but {path} cannot be read: {exc.strerror or exc}"

@@ -1,7 +1,7 @@
 """The flush guard: a firewalld.service drop-in that keeps firewalld <= 1.x off Calico's rules.
 
 Pure: what the drop-in says, whether firewalld flushes, when installing the guard would be
-wrong. drivers/host.py reads the facts and writes the file; cli.py (`calfwd guard`) runs it.
+wrong. doctor/reads.py reads the facts and writes the file; cli.py (`calfwd guard`) runs it.
 
 Why it works (firewalld 1.3.3, checked in the lab): at start and reload firewalld runs
 `iptables -t filter -L -n` (and ip6tables, ebtables) to see whether iptables is usable; when
@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple
 
 DROPIN_PATH = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
 # Tests (and unusual layouts) point calfwd at another file; the CLI options override this too.
@@ -187,3 +187,16 @@ def refusal(facts: FirewalldFacts, paths: Tuple[str, ...]) -> Optional[str]:
 def _count(direct: Tuple[str, ...]) -> str:
     """Describes direct rules found by read-only detection, for refusals and findings."""
     return f"{len(direct)} direct rule(s) or passthrough(s) ({'; '.join(direct[:3])})"
+
+
+def daemon_problem(flush_guard: bool, read_dropin: Callable[[str], Optional[str]],
+                   resolve_paths: Callable[[], Tuple[str, ...]]) -> Optional[str]:
+    """For the daemon, which cannot write /etc (ProtectSystem=strict): what to report, or None.
+    The same dropin_problem() doctor's flush-guard check and `calfwd guard status` rest on."""
+    if not flush_guard:
+        return None
+    path = dropin_path()
+    try:
+        return dropin_problem(read_dropin(path), resolve_paths(), path)
+    except OSError as exc:
+        return f"[firewalld] flush_guard = true, but {path} cannot be read: {exc.strerror or exc}"

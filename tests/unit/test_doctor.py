@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from calfwd import config as cfg
-from calfwd import doctor, guard
-from calfwd.doctor import ERROR, INFO, OK, UNKNOWN, WARNING, FirewalldState, HostSnapshot, Route
+from calfwd import guard
+from calfwd.doctor import checks as doctor
+from calfwd.doctor.checks import ERROR, INFO, OK, UNKNOWN, WARNING
+from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Route
 
 NFT = "/usr/sbin/xtables-nft-multi"
 PATH = "/etc/calfwd/calfwd.toml"
@@ -273,3 +275,36 @@ def test_firewalld_unreadable_means_its_runtime_direct_rules_are_unknown():
     stopped = old(firewalld=FirewalldState())
     assert doctor.facts(stopped).iptables_direct == ()
     assert guard.refusal(doctor.facts(stopped), (NFT,)) is None
+
+
+# -- every read has a name, and every failed read is said --------------------------------------
+
+def test_every_failed_read_is_shown_whatever_the_host():
+    """0.1 dropped five kinds of failed read silently; now a check that needs the read says it,
+    and one no check needed this time is said under 'reads'."""
+    from calfwd.doctor.snapshot import Read
+
+    for snap in (healthy(), old(), healthy(config=None), old(firewalld=fw(running=False, state=""))):
+        for read in Read:
+            why = f"boom-{read.value}"
+            report = doctor.diagnose(dataclasses.replace(snap, unknown={read: why}))
+            shown = [f for f in report.findings if why in f.saw]
+            assert len(shown) >= 1 and all(f.severity == UNKNOWN for f in shown), (read, report.lines())
+            assert report.exit_code >= 1
+
+
+def test_every_read_is_made_and_named_by_a_check():
+    """The Read enum is the contract between reads.py and checks.py: each is recorded by the
+    reader and consumed by a check, by name (not a string that could drift)."""
+    import inspect
+
+    from calfwd.doctor import checks, reads
+    from calfwd.doctor.snapshot import Read
+
+    checks_src, reads_src = inspect.getsource(checks), inspect.getsource(reads)
+    for read in Read:
+        assert f"Read.{read.name}" in reads_src, f"{read} is never recorded by doctor/reads.py"
+        assert read.description
+    consumed = {read for read in Read if f"Read.{read.name}" in checks_src}
+    # The rest are consumed through the catch-all: no check needs them as a precondition.
+    assert {Read.NFTABLES, Read.SYSCTL, Read.GUARD_DROPIN, Read.DRIFT, Read.FIREWALLD} <= consumed

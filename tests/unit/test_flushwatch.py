@@ -7,7 +7,6 @@ watch, timeout kill and output capture are the real thing.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any, Dict, List, Tuple
 
@@ -15,7 +14,7 @@ import pytest
 
 from calfwd import config as cfg
 from calfwd.flushwatch import (CAUSE_GRACE, SETTLE, CommandRunner, Flush, FlushTracker, flushed_message,
-                               guard_problem, watched_jumps)
+                               watched_jumps)
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n', "/etc/calfwd/calfwd.toml")
 
@@ -213,14 +212,6 @@ def test_a_drop_table_left_behind_is_not_a_reload_forever():
     assert not t.busy("reload")
     t.observe(NOTHING)  # an admin's iptables -F while panic mode is on
     assert settle(t, clock).cause is None
-
-
-def test_guard_problem_only_when_wanted(tmp_path, monkeypatch):
-    monkeypatch.setenv("CALFWD_FLUSH_GUARD_DROPIN", str(tmp_path / "guard.conf"))
-    assert guard_problem(CONFIG, lambda p: None, lambda: ("/usr/sbin/xtables-nft-multi",)) is None
-    wanted = dataclasses.replace(CONFIG, firewalld=dataclasses.replace(CONFIG.firewalld, flush_guard=True))
-    problem = guard_problem(wanted, lambda p: None, lambda: ("/usr/sbin/xtables-nft-multi",))
-    assert str(tmp_path / "guard.conf") in problem and "calfwd guard enable" in problem
 
 
 # -- the runner, on the real GLib main loop ------------------------------------------------

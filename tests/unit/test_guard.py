@@ -131,3 +131,12 @@ def test_systemd_accepts_the_dropin(tmp_path):
                            "systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
                           env=dict(os.environ, PATH=path), timeout=60, check=False)
     assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), proc.stdout + proc.stderr
+
+
+def test_daemon_problem_only_when_wanted(tmp_path, monkeypatch):
+    monkeypatch.setenv("CALFWD_FLUSH_GUARD_DROPIN", str(tmp_path / "guard.conf"))
+    from calfwd.guard import daemon_problem
+
+    assert daemon_problem(False, lambda p: None, lambda: ("/usr/sbin/xtables-nft-multi",)) is None
+    problem = daemon_problem(True, lambda p: None, lambda: ("/usr/sbin/xtables-nft-multi",))
+    assert str(tmp_path / "guard.conf") in problem and "calfwd guard enable" in problem

@@ -1,9 +1,9 @@
-"""Reads the host for `calfwd doctor` and the flush guard, and writes the guard's drop-in.
+"""Reads the host for `calfwd doctor` and the flush guard into a HostSnapshot.
 
-Everything here reads, except write_dropin()/remove_dropin() (only `calfwd guard` and
-`calfwd cleanup` call those). Every read may fail (not root, no firewalld, no bus, a tool
-missing): a failed read is recorded in HostSnapshot.unknown with the reason and the others
-go on, so doctor reports "unknown" for that one check instead of crashing. Subprocesses get
+Everything here reads and nothing writes (the guard's drop-in is drivers/dropin.py's). Every
+read may fail (not root, no firewalld, no bus, a tool
+missing): a failed read is recorded in HostSnapshot.unknown under its Read with the reason
+and the others go on, so doctor reports it as "unknown" instead of crashing. Subprocesses get
 argument lists, never a shell, and a timeout.
 
 firewalld is read over D-Bus when it runs (its own view: version, backend, properties,
@@ -19,13 +19,13 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import xml.etree.ElementTree as ElementTree
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from calfwd import guard
+from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
 from calfwd.config import Config, ConfigError, load, ownership_problems
-from calfwd.doctor import FirewalldState, HostSnapshot, Route
+from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Read, Route
 
 FIREWALLD_DIR = "/etc/firewalld"
 FIREWALLD_DIR_ENV = "CALFWD_FIREWALLD_DIR"  # tests: the lab's --system-config directory
@@ -124,20 +124,20 @@ def read_firewalld(bus: Any, unknown: Dict[str, str], watch_paths: Tuple[str, ..
     try:
         state["runtime_direct"] = reader.runtime_direct()
     except Exception as exc:
-        unknown["firewalld-direct-runtime"] = str(exc)
+        unknown[Read.FIREWALLD_DIRECT_RUNTIME] = str(exc)
     try:
         state["zones"] = reader.active_zones()
     except Exception as exc:
-        unknown["firewalld-zones"] = str(exc)
+        unknown[Read.FIREWALLD_ZONES] = str(exc)
     pid = reader.pid()
     if pid is None:
-        unknown["guard-active"] = "could not ask the bus for firewalld's process id"
+        unknown[Read.GUARD_ACTIVE] = "could not ask the bus for firewalld's process id"
     else:
         state["pid"] = pid
         try:
             state["guarded"] = tuple(sorted(mount_points(pid) & set(watch_paths)))
         except OSError as exc:
-            unknown["guard-active"] = f"cannot read /proc/{pid}/mountinfo: {exc.strerror or exc}"
+            unknown[Read.GUARD_ACTIVE] = f"cannot read /proc/{pid}/mountinfo: {exc.strerror or exc}"
     return FirewalldState(**state)
 
 
@@ -214,52 +214,6 @@ def installed_firewalld() -> Tuple[str, Optional[bool]]:
     return "", None
 
 
-def resolve_guard_paths() -> Tuple[str, ...]:
-    """The real iptables binaries on this host: what the guard hides from firewalld."""
-    resolved = {}
-    for path in guard.FIREWALLD_COMMANDS + guard.MULTI_BINARIES:
-        resolved[path] = os.path.realpath(path) if os.path.exists(path) else None
-    return guard.guard_paths(resolved)
-
-
-# ---------------------------------------------------------------------------------------
-# The drop-in (the only writes in this module)
-
-
-def read_dropin(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_dropin(path: str, text: str) -> None:
-    """Atomically: systemd must never read half a drop-in."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".calfwd-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def remove_dropin(path: str) -> None:
-    os.unlink(path)
-    try:
-        os.rmdir(os.path.dirname(path))  # only if now empty
-    except OSError:
-        pass
-
-
 # ---------------------------------------------------------------------------------------
 # Kernel: nftables, legacy iptables, sysctls, routes, links, ip sets
 
@@ -327,7 +281,7 @@ def read_legacy(snapshot: Dict[str, Any], unknown: Dict[str, str]) -> None:
             continue
         tool = _which(save)
         if tool is None:
-            unknown["legacy"] = f"legacy tables are loaded ({', '.join(names)}) but {save} is not installed"
+            unknown[Read.LEGACY] = f"legacy tables are loaded ({', '.join(names)}) but {save} is not installed"
             continue
         for line in _run([tool]).splitlines():
             if line.startswith(":cali-"):
@@ -423,9 +377,9 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     if os.path.exists(config_path):
         snap["ownership"] = tuple(ownership_problems(config_path))
 
-    snap["guard_paths"] = _try(unknown, "guard-paths", resolve_guard_paths, ())
+    snap["guard_paths"] = _try(unknown, Read.GUARD_PATHS, resolve_guard_paths, ())
     snap["dropin_path"] = dropin
-    snap["dropin_text"] = _try(unknown, "guard-dropin", lambda: read_dropin(dropin))
+    snap["dropin_text"] = _try(unknown, Read.GUARD_DROPIN, lambda: read_dropin(dropin))
     watch = tuple(snap["guard_paths"]) + guard.parse_dropin(snap["dropin_text"] or "")
     iptables = "/usr/sbin/iptables"
     snap["host_iptables"] = os.path.realpath(iptables) if os.path.exists(iptables) else ""
@@ -435,16 +389,16 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     try:  # firewalld is looked at even when [firewalld] enabled = false: it still flushes
         bus = connect_bus()
     except Exception as exc:
-        unknown["firewalld"] = f"no system bus: {exc}"
+        unknown[Read.FIREWALLD] = f"no system bus: {exc}"
     if bus is not None:
-        snap["firewalld"] = _try(unknown, "firewalld", lambda: read_firewalld(bus, unknown, watch),
+        snap["firewalld"] = _try(unknown, Read.FIREWALLD, lambda: read_firewalld(bus, unknown, watch),
                                  FirewalldState())
         from calfwd.drivers.firewalld import Firewalld
         firewalld = Firewalld(bus)
-    snap["firewalld_conf"] = _try(unknown, "firewalld-conf", lambda: read_firewalld_conf(fw_dir), {})
-    snap["permanent_direct"] = _try(unknown, "firewalld-direct-permanent",
+    snap["firewalld_conf"] = _try(unknown, Read.FIREWALLD_CONF, lambda: read_firewalld_conf(fw_dir), {})
+    snap["permanent_direct"] = _try(unknown, Read.FIREWALLD_DIRECT_PERMANENT,
                                     lambda: read_permanent_direct(fw_dir))
-    version, fixed = _try(unknown, "firewalld-installed", installed_firewalld, ("", None))
+    version, fixed = _try(unknown, Read.FIREWALLD_INSTALLED, installed_firewalld, ("", None))
     snap["installed_version"], snap["flush_fix"] = version, fixed
     if not full:  # `calfwd guard`: firewalld and the drop-in are all it needs
         snap["unknown"] = unknown
@@ -457,12 +411,12 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
         nft = Nftables()
         read_nftables(nft, snap)
     except Exception as exc:
-        unknown["nftables"] = str(exc) or type(exc).__name__
-    _try(unknown, "legacy", lambda: read_legacy(snap, unknown))
-    snap["sysctls"] = _try(unknown, "sysctl", read_sysctls, {})
-    snap["routes"] = _try(unknown, "routes", read_routes, ())
-    snap["links"] = _try(unknown, "links", read_links, ())
-    pool_sets = dict(_try(unknown, "ipset", read_ipsets, {}))
+        unknown[Read.NFTABLES] = str(exc) or type(exc).__name__
+    _try(unknown, Read.LEGACY, lambda: read_legacy(snap, unknown))
+    snap["sysctls"] = _try(unknown, Read.SYSCTL, read_sysctls, {})
+    snap["routes"] = _try(unknown, Read.ROUTES, read_routes, ())
+    snap["links"] = _try(unknown, Read.LINKS, read_links, ())
+    pool_sets = dict(_try(unknown, Read.IPSET, read_ipsets, {}))
     pool_sets.update(snap.pop("nft_pool_sets", {}))
     snap["pool_sets"] = pool_sets
 
@@ -473,8 +427,8 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
             layers, _facts = Reconciler(nft, firewalld if config.firewalld.enabled else None).plan(config)
             snap["drift"] = tuple(f"{l.layer}: {a}" for l in layers for a in l.actions)
             snap["conflicts"] = tuple(c for l in layers for c in l.conflicts)
-        _try(unknown, "drift", plan)
+        _try(unknown, Read.DRIFT, plan)
     elif config is not None:
-        unknown["drift"] = "nftables could not be read"
+        unknown[Read.DRIFT] = "nftables could not be read"
     snap["unknown"] = unknown
     return HostSnapshot(**snap)

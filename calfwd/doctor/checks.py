@@ -1,9 +1,10 @@
 """`calfwd doctor`: what on this host breaks Calico under firewalld, and what to do about it.
 
-Pure: a HostSnapshot (everything drivers/host.py read) in, findings out, so every verdict
+Pure: a HostSnapshot (everything doctor/reads.py read) in, findings out, so every verdict
 is testable without root. Each finding says what was seen, why it matters and the fix (a
 command or a config key). A read that failed is an "unknown" finding, never a crash and
-never a guess. Exit status: 0 healthy, 1 warnings or unknowns, 2 errors.
+never a guess: in the check that needed it, or (for one no check needed this time) under
+"reads", so that no failure goes unsaid. Exit status: 0 healthy, 1 warnings or unknowns, 2 errors.
 
 Severity: error = traffic or policy is broken now, or will be at the next firewalld start;
 warning = a gap (Calico's rules flushed for up to felix_refresh_interval at every firewalld
@@ -14,17 +15,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from calfwd import guard
-from calfwd.config import Config
+from calfwd.doctor.snapshot import HostSnapshot, Read
 
 OK, INFO, WARNING, ERROR, UNKNOWN = "ok", "info", "warning", "error", "unknown"
 SEVERITIES = (OK, INFO, WARNING, ERROR, UNKNOWN)
 EXIT_HEALTHY, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 2
-
-ZonesMap = Mapping[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]  # zone -> (interfaces, sources)
-
 
 @dataclass(frozen=True)
 class Finding:
@@ -33,6 +31,7 @@ class Finding:
     saw: str
     why: str = ""
     fix: str = ""
+    read: Optional[Read] = field(default=None, compare=False)  # UNKNOWN: the read that failed
 
     def line(self) -> str:
         text = f"{self.severity.upper():7} {self.check}: {self.saw}"
@@ -45,61 +44,6 @@ class Finding:
     def as_dict(self) -> Dict[str, str]:
         return {"severity": self.severity, "check": self.check, "saw": self.saw, "why": self.why,
                 "fix": self.fix}
-
-
-@dataclass(frozen=True)
-class Route:
-    family: int
-    dst: str  # CIDR
-    kind: str  # "unicast", "blackhole", ...
-    proto: str  # "bird", "80", "kernel", ...
-    dev: str
-
-
-@dataclass(frozen=True)
-class FirewalldState:
-    """firewalld as it reports itself over D-Bus; None fields: could not be read."""
-
-    running: bool = False
-    state: str = ""  # RUNNING, INIT, FAILED; "" when nobody owns its bus name
-    version: str = ""
-    backend: str = ""
-    default_zone: str = ""
-    strict_forward_ports: Optional[str] = None  # None: this firewalld has no such setting (< 2.3)
-    table_owner: Optional[str] = None  # NftablesTableOwner (2.2+)
-    runtime_direct: Optional[Tuple[str, ...]] = None
-    zones: Optional[ZonesMap] = None  # active runtime zones
-    pid: Optional[int] = None
-    guarded: Optional[Tuple[str, ...]] = None  # guard paths mounted over in firewalld's mount namespace
-
-
-@dataclass(frozen=True)
-class HostSnapshot:
-    """Everything doctor looks at. `unknown` maps a read's name to why it failed."""
-
-    config_path: str
-    config: Optional[Config] = None
-    config_problems: Tuple[str, ...] = ()
-    ownership: Tuple[str, ...] = ()
-    firewalld: FirewalldState = field(default_factory=FirewalldState)
-    firewalld_conf: Mapping[str, str] = field(default_factory=dict)
-    permanent_direct: Optional[Tuple[str, ...]] = None
-    installed_version: str = ""
-    flush_fix: Optional[bool] = None
-    dropin_path: str = guard.DROPIN_PATH
-    dropin_text: Optional[str] = None
-    guard_paths: Tuple[str, ...] = ()  # the real iptables binaries the guard would hide
-    host_iptables: str = ""  # real path of /usr/sbin/iptables
-    nft_tables: Tuple[Tuple[str, str], ...] = ()
-    calico_chains: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)  # "ip filter" -> cali-*
-    legacy_calico_chains: Tuple[str, ...] = ()
-    sysctls: Mapping[str, str] = field(default_factory=dict)
-    routes: Tuple[Route, ...] = ()
-    links: Tuple[str, ...] = ()
-    pool_sets: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)  # "ipset cali40all-ipam-pools" -> CIDRs
-    drift: Tuple[str, ...] = ()
-    conflicts: Tuple[str, ...] = ()
-    unknown: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -129,6 +73,10 @@ def diagnose(snap: HostSnapshot) -> Report:
     for check in (_config, _firewalld, _flush, _guard, _direct, _strict_forward_ports,
                   _table_owner, _forwarding, _zones, _pools, _drift):
         findings.extend(check(snap))
+    shown = {f.read for f in findings if f.read is not None}
+    for read in Read:  # a failed read no check needed this time is still said
+        if read in snap.unknown and read not in shown:
+            findings.append(_unread(snap, "reads", read, "the checks above went on without it"))
     return Report(tuple(findings))
 
 
@@ -136,27 +84,18 @@ def diagnose(snap: HostSnapshot) -> Report:
 # Helpers
 
 
-# HostSnapshot.unknown's keys, as a finding names them.
-READS = {
-    "firewalld": "firewalld over D-Bus", "firewalld-zones": "firewalld's active zones",
-    "firewalld-direct-runtime": "firewalld's runtime direct rules",
-    "firewalld-direct-permanent": "firewalld's direct.xml", "firewalld-conf": "firewalld.conf",
-    "firewalld-installed": "the installed firewalld package", "nftables": "nftables",
-    "legacy": "legacy iptables", "sysctl": "the forwarding sysctls", "routes": "the routing table",
-    "links": "the network interfaces", "ipset": "Calico's ip sets", "drift": "calfwd's state",
-    "guard-dropin": "the flush guard's drop-in", "guard-paths": "the iptables binaries",
-    "guard-active": "firewalld's mounts",
-}
-
-
-def _unknown(snap: HostSnapshot, check: str, *reads: str) -> Optional[Finding]:
+def _unknown(snap: HostSnapshot, check: str, *reads: Read) -> Optional[Finding]:
     """An unknown finding when any of `reads` failed."""
     for read in reads:
         if read in snap.unknown:
-            return Finding(UNKNOWN, check, f"could not read {READS.get(read, read)}: {snap.unknown[read]}",
-                           "this check needs it", "run `calfwd doctor` as root, on the node itself "
-                           "(and with firewalld running for its runtime state)")
+            return _unread(snap, check, read, "this check needs it")
     return None
+
+
+def _unread(snap: HostSnapshot, check: str, read: Read, why: str) -> Finding:
+    return Finding(UNKNOWN, check, f"could not read {read.description}: {snap.unknown[read]}", why,
+                   "run `calfwd doctor` as root, on the node itself (and with firewalld running for "
+                   "its runtime state)", read=read)
 
 
 def _felix_refresh(snap: HostSnapshot) -> int:
@@ -171,10 +110,10 @@ def facts(snap: HostSnapshot) -> guard.FirewalldFacts:
     """What decides whether firewalld flushes: the running firewalld, or its files if stopped."""
     fw = snap.firewalld
     backend = fw.backend if fw.running else ""
-    if not backend and "firewalld-conf" not in snap.unknown:
+    if not backend and Read.FIREWALLD_CONF not in snap.unknown:
         backend = snap.firewalld_conf.get("FirewallBackend", "nftables")  # the default since 0.6
     # Not running: no runtime direct rules. Not readable (no bus, not root): unknown.
-    runtime = fw.runtime_direct if fw.running else None if "firewalld" in snap.unknown else ()
+    runtime = fw.runtime_direct if fw.running else None if Read.FIREWALLD in snap.unknown else ()
     direct = None
     if snap.permanent_direct is not None and runtime is not None:
         direct = tuple(snap.permanent_direct) + tuple(runtime)
@@ -235,7 +174,7 @@ def _config(snap: HostSnapshot) -> List[Finding]:
 
 
 def _firewalld(snap: HostSnapshot) -> List[Finding]:
-    unknown = _unknown(snap, "firewalld", "firewalld")
+    unknown = _unknown(snap, "firewalld", Read.FIREWALLD)
     if unknown:
         return [unknown]
     fw = snap.firewalld
@@ -253,7 +192,7 @@ def _firewalld(snap: HostSnapshot) -> List[Finding]:
 
 def _flush(snap: HostSnapshot) -> List[Finding]:
     """Which iptables flavour Calico's rules are in, and what this firewalld does to them."""
-    unknown = _unknown(snap, "flush", "nftables")
+    unknown = _unknown(snap, "flush", Read.NFTABLES)
     if unknown:
         return [unknown]
     f = facts(snap)
@@ -353,7 +292,7 @@ def _calico_traces(snap: HostSnapshot) -> str:
 
 def _guard(snap: HostSnapshot) -> List[Finding]:
     """The flush guard drop-in: wanted, present, current, loaded by the running firewalld."""
-    unknown = _unknown(snap, "flush-guard", "guard-dropin", "guard-paths")
+    unknown = _unknown(snap, "flush-guard", Read.GUARD_DROPIN, Read.GUARD_PATHS)
     if unknown:
         return [unknown]
     wanted = bool(snap.config and snap.config.firewalld.flush_guard)
@@ -403,7 +342,7 @@ def _guard(snap: HostSnapshot) -> List[Finding]:
         elif active is None:
             out.append(Finding(UNKNOWN, "flush-guard", f"{path} is installed; whether the running firewalld "
                                "started with it could not be read" +
-                               (f" ({snap.unknown['guard-active']})" if "guard-active" in snap.unknown else ""),
+                               (f" ({snap.unknown[Read.GUARD_ACTIVE]})" if Read.GUARD_ACTIVE in snap.unknown else ""),
                                "it only takes effect when firewalld restarts",
                                f"if unsure: {guard.ACTIVATE}"))
         else:
@@ -417,10 +356,10 @@ def _guard(snap: HostSnapshot) -> List[Finding]:
 
 def _direct(snap: HostSnapshot) -> List[Finding]:
     # READ-ONLY: doctor reports direct rules and passthroughs someone else made (read by
-    # drivers/host.py); calfwd never adds, changes or removes any.
+    # doctor/reads.py); calfwd never adds, changes or removes any.
     f = facts(snap)
     if f.iptables_direct is None:
-        found = _unknown(snap, "direct-rules", "firewalld-direct-permanent", "firewalld-direct-runtime")
+        found = _unknown(snap, "direct-rules", Read.FIREWALLD_DIRECT_PERMANENT, Read.FIREWALLD_DIRECT_RUNTIME)
         return [found] if found else []
     if not f.iptables_direct:
         return [Finding(OK, "direct-rules", "no firewalld direct rules or passthroughs")]
@@ -466,7 +405,7 @@ def _table_owner(snap: HostSnapshot) -> List[Finding]:
 
 
 def _forwarding(snap: HostSnapshot) -> List[Finding]:
-    unknown = _unknown(snap, "forwarding", "sysctl")
+    unknown = _unknown(snap, "forwarding", Read.SYSCTL)
     if unknown:
         return [unknown]
     out = []
@@ -496,7 +435,7 @@ def _zones(snap: HostSnapshot) -> List[Finding]:
     """Calico's interfaces or pools bound to a firewalld zone other than calfwd's."""
     if snap.config is None or not snap.firewalld.running:
         return []
-    unknown = _unknown(snap, "zones", "firewalld-zones")
+    unknown = _unknown(snap, "zones", Read.FIREWALLD_ZONES)
     if unknown:
         return [unknown]
     ours = _zone(snap)
@@ -530,7 +469,7 @@ def _pools(snap: HostSnapshot) -> List[Finding]:
     if snap.config is None:
         return []
     out: List[Finding] = []
-    for read in ("ipset", "routes"):
+    for read in (Read.IPSET, Read.ROUTES):
         found = _unknown(snap, "pools", read)
         if found:
             out.append(found)
@@ -602,7 +541,7 @@ def _pools(snap: HostSnapshot) -> List[Finding]:
 def _drift(snap: HostSnapshot) -> List[Finding]:
     if snap.config is None:
         return []
-    unknown = _unknown(snap, "calfwd-state", "drift")
+    unknown = _unknown(snap, "calfwd-state", Read.DRIFT)
     if unknown:
         return [unknown]
     out = []

@@ -1,0 +1,110 @@
+"""What `calfwd doctor` looks at: one snapshot of the host, read by doctor/reads.py and judged
+by doctor/checks.py. Plain frozen data; `unknown` maps each read that failed to why.
+
+Every read has a name in Read, so that a read that fails can only be reported by a check that
+names it (tests/unit/test_doctor.py proves every Read is named by a check, and every failure
+is shown).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
+
+from calfwd import guard
+from calfwd.config import Config
+
+ZonesMap = Mapping[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]  # zone -> (interfaces, sources)
+
+
+class Read(str, enum.Enum):
+    """One read of the host; the value is the key in HostSnapshot.unknown."""
+
+    FIREWALLD = "firewalld"
+    FIREWALLD_ZONES = "firewalld-zones"
+    FIREWALLD_DIRECT_RUNTIME = "firewalld-direct-runtime"
+    FIREWALLD_DIRECT_PERMANENT = "firewalld-direct-permanent"
+    FIREWALLD_CONF = "firewalld-conf"
+    FIREWALLD_INSTALLED = "firewalld-installed"
+    NFTABLES = "nftables"
+    LEGACY = "legacy"
+    SYSCTL = "sysctl"
+    ROUTES = "routes"
+    LINKS = "links"
+    IPSET = "ipset"
+    DRIFT = "drift"
+    GUARD_DROPIN = "guard-dropin"
+    GUARD_PATHS = "guard-paths"
+    GUARD_ACTIVE = "guard-active"
+
+    @property
+    def description(self) -> str:
+        return DESCRIPTIONS[self]
+
+
+DESCRIPTIONS = {
+    Read.FIREWALLD: "firewalld over D-Bus", Read.FIREWALLD_ZONES: "firewalld's active zones",
+    Read.FIREWALLD_DIRECT_RUNTIME: "firewalld's runtime direct rules",
+    Read.FIREWALLD_DIRECT_PERMANENT: "firewalld's direct.xml", Read.FIREWALLD_CONF: "firewalld.conf",
+    Read.FIREWALLD_INSTALLED: "the installed firewalld package", Read.NFTABLES: "nftables",
+    Read.LEGACY: "legacy iptables", Read.SYSCTL: "the forwarding sysctls", Read.ROUTES: "the routing table",
+    Read.LINKS: "the network interfaces", Read.IPSET: "Calico's ip sets", Read.DRIFT: "calfwd's state",
+    Read.GUARD_DROPIN: "the flush guard's drop-in", Read.GUARD_PATHS: "the iptables binaries",
+    Read.GUARD_ACTIVE: "firewalld's mounts",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    family: int
+    dst: str  # CIDR
+    kind: str  # "unicast", "blackhole", ...
+    proto: str  # "bird", "80", "kernel", ...
+    dev: str
+
+
+@dataclass(frozen=True)
+class FirewalldState:
+    """firewalld as it reports itself over D-Bus; None fields: could not be read."""
+
+    running: bool = False
+    state: str = ""  # RUNNING, INIT, FAILED; "" when nobody owns its bus name
+    version: str = ""
+    backend: str = ""
+    default_zone: str = ""
+    strict_forward_ports: Optional[str] = None  # None: this firewalld has no such setting (< 2.3)
+    table_owner: Optional[str] = None  # NftablesTableOwner (2.2+)
+    runtime_direct: Optional[Tuple[str, ...]] = None
+    zones: Optional[ZonesMap] = None  # active runtime zones
+    pid: Optional[int] = None
+    guarded: Optional[Tuple[str, ...]] = None  # guard paths mounted over in firewalld's mount namespace
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """Everything doctor looks at. `unknown` maps a read's name to why it failed."""
+
+    config_path: str
+    config: Optional[Config] = None
+    config_problems: Tuple[str, ...] = ()
+    ownership: Tuple[str, ...] = ()
+    firewalld: FirewalldState = field(default_factory=FirewalldState)
+    firewalld_conf: Mapping[str, str] = field(default_factory=dict)
+    permanent_direct: Optional[Tuple[str, ...]] = None
+    installed_version: str = ""
+    flush_fix: Optional[bool] = None
+    dropin_path: str = guard.DROPIN_PATH
+    dropin_text: Optional[str] = None
+    guard_paths: Tuple[str, ...] = ()  # the real iptables binaries the guard would hide
+    host_iptables: str = ""  # real path of /usr/sbin/iptables
+    nft_tables: Tuple[Tuple[str, str], ...] = ()
+    calico_chains: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)  # "ip filter" -> cali-*
+    legacy_calico_chains: Tuple[str, ...] = ()
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    routes: Tuple[Route, ...] = ()
+    links: Tuple[str, ...] = ()
+    pool_sets: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)  # "ipset cali40all-ipam-pools" -> CIDRs
+    drift: Tuple[str, ...] = ()
+    conflicts: Tuple[str, ...] = ()
+    unknown: Mapping[str, str] = field(default_factory=dict)
