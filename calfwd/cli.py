@@ -14,6 +14,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 from calfwd import __version__, daemon, guard
 from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, load_trusted
 from calfwd.doctor import checks as doctor
+from calfwd.doctor import findings as verdicts
 from calfwd.doctor import reads as host
 from calfwd.drivers import dropin
 from calfwd.doctor.snapshot import Read
@@ -207,15 +208,15 @@ def cmd_guard(args: argparse.Namespace) -> int:
 
 
 def _guard_status(args: argparse.Namespace, snapshot: Any, path: str) -> int:
-    flush, why = guard.flushes(doctor.facts(snapshot))
-    print(f"firewalld: {why}" + (" (prevented by the guard)" if flush and doctor.guard_active(snapshot) else ""))
+    flush, why = guard.flushes(verdicts.facts(snapshot))
+    print(f"firewalld: {why}" + (" (prevented by the guard)" if flush and verdicts.guard_active(snapshot) else ""))
     findings = [f for f in doctor.diagnose(snapshot).findings if f.check == "flush-guard"]
     if snapshot.dropin_text is None and not findings:
-        findings.append(doctor.Finding(doctor.INFO, "flush-guard", f"{path} is not installed",
+        findings.append(verdicts.Finding(verdicts.INFO, "flush-guard", f"{path} is not installed",
                                        fix=f"calfwd guard enable && {guard.ACTIVATE}" if flush else ""))
     for finding in findings:
         print(finding.line())
-    problems = (doctor.WARNING, doctor.ERROR, doctor.UNKNOWN)
+    problems = (verdicts.WARNING, verdicts.ERROR, verdicts.UNKNOWN)
     return EXIT_DRIFT if any(f.severity in problems for f in findings) else EXIT_OK
 
 
@@ -239,7 +240,7 @@ def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
     if snapshot.dropin_text is not None and not guard.is_ours(snapshot.dropin_text):
         return _fail([f"guard enable refused: {path} exists and was not written by calfwd; left alone"],
                      EXIT_DRIFT)
-    reason = guard.refusal(doctor.facts(snapshot), snapshot.guard_paths)
+    reason = guard.refusal(verdicts.facts(snapshot), snapshot.guard_paths)
     if reason:
         return _fail([f"guard enable refused: {reason}"], EXIT_DRIFT)
     text = guard.render_dropin(snapshot.guard_paths)
@@ -251,7 +252,7 @@ def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
         except OSError as exc:
             return _fail([f"{path}: {exc.strerror or exc}"], EXIT_SYSTEM)
         print(f"installed {path}: firewalld cannot run {', '.join(snapshot.guard_paths)}")
-    if doctor.guard_active(snapshot) is not True:
+    if verdicts.guard_active(snapshot) is not True:
         print(f"it takes effect when firewalld restarts: {guard.ACTIVATE}")
     if snapshot.config is not None and not snapshot.config.firewalld.flush_guard:
         print(f"set [firewalld] flush_guard = true in {args.config} so that calfwd reports it if it goes missing")

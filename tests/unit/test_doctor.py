@@ -11,7 +11,8 @@ import pytest
 from calfwd import config as cfg
 from calfwd import guard
 from calfwd.doctor import checks as doctor
-from calfwd.doctor.checks import ERROR, INFO, OK, UNKNOWN, WARNING
+from calfwd.doctor import findings as verdicts
+from calfwd.doctor.findings import ERROR, INFO, OK, UNKNOWN, WARNING
 from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Route
 
 NFT = "/usr/sbin/xtables-nft-multi"
@@ -56,7 +57,7 @@ def findings(snap: HostSnapshot, check: str = "") -> list:
     return [f for f in doctor.diagnose(snap).findings if not check or f.check == check]
 
 
-def only(snap: HostSnapshot, check: str) -> doctor.Finding:
+def only(snap: HostSnapshot, check: str) -> verdicts.Finding:
     found = findings(snap, check)
     assert len(found) == 1, found
     return found[0]
@@ -76,7 +77,7 @@ def test_healthy_host_exits_0_and_every_line_is_one_line():
                          ids=["healthy", "old", "stopped", "unreadable"])
 def test_every_problem_names_a_concrete_fix(snap):
     for f in doctor.diagnose(snap).findings:
-        assert f.severity in doctor.SEVERITIES
+        assert f.severity in verdicts.SEVERITIES
         if f.severity in (WARNING, ERROR, UNKNOWN):
             assert f.fix and f.why, f
             assert any(word in f.fix for word in ("calfwd", "firewall-cmd", "systemctl", "sysctl", "chown",
@@ -262,7 +263,7 @@ def test_json_document():
 
 
 def test_iface_matching():
-    m = doctor._iface_matches
+    m = verdicts.iface_matches
     assert m("cali+", "cali+") and m("cali0123", "cali+") and m("ca+", "cali+") and m("tunl0", "tunl0")
     assert not m("eth0", "cali+") and not m("tunl1", "tunl0")
 
@@ -270,11 +271,11 @@ def test_iface_matching():
 def test_firewalld_unreadable_means_its_runtime_direct_rules_are_unknown():
     """No bus (or not root): runtime direct rules could exist, so the guard must not be installed."""
     unreadable = old(firewalld=FirewalldState(), unknown={"firewalld": "no system bus: refused"})
-    assert doctor.facts(unreadable).iptables_direct is None
-    assert "cannot read whether" in guard.refusal(doctor.facts(unreadable), (NFT,))
+    assert verdicts.facts(unreadable).iptables_direct is None
+    assert "cannot read whether" in guard.refusal(verdicts.facts(unreadable), (NFT,))
     stopped = old(firewalld=FirewalldState())
-    assert doctor.facts(stopped).iptables_direct == ()
-    assert guard.refusal(doctor.facts(stopped), (NFT,)) is None
+    assert verdicts.facts(stopped).iptables_direct == ()
+    assert guard.refusal(verdicts.facts(stopped), (NFT,)) is None
 
 
 # -- every read has a name, and every failed read is said --------------------------------------
@@ -298,10 +299,11 @@ def test_every_read_is_made_and_named_by_a_check():
     reader and consumed by a check, by name (not a string that could drift)."""
     import inspect
 
-    from calfwd.doctor import checks, reads
+    from calfwd.doctor import checks, firewalld_checks, reads
     from calfwd.doctor.snapshot import Read
 
-    checks_src, reads_src = inspect.getsource(checks), inspect.getsource(reads)
+    checks_src = inspect.getsource(checks) + inspect.getsource(firewalld_checks) + inspect.getsource(verdicts)
+    reads_src = inspect.getsource(reads)
     for read in Read:
         assert f"Read.{read.name}" in reads_src, f"{read} is never recorded by doctor/reads.py"
         assert read.description
