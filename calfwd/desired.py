@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from calfwd.config import HOST_PORTS, HOST_PROTOCOLS, Config
+from calfwd.config import Config
+from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS
 
 CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."
 

@@ -4,7 +4,7 @@
 One source for each fact, so the pages cannot drift from the program:
 
 - commands, options and exit codes: the CLI's argparse parser (calfwd/cli.py);
-- configuration keys, defaults and sections: the schema in calfwd/config.py;
+- configuration keys, defaults and sections: the schema in calfwd/schema.py;
 - what each key means: the comment above it in the shipped etc/calfwd/calfwd.toml;
 - journal events: calfwd/events.py KINDS, with the Subject: of each catalog entry
   (packaging/calfwd.catalog).
@@ -30,7 +30,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from calfwd import __version__  # noqa: E402
-from calfwd import cli, config, events  # noqa: E402
+from calfwd import cli, config, events, schema  # noqa: E402
 
 TOML = os.path.join(ROOT, "etc", "calfwd", "calfwd.toml")
 CATALOG = os.path.join(HERE, "calfwd.catalog")
@@ -84,7 +84,7 @@ def _source_date() -> str:
     if epoch and epoch.isdigit():
         stamp = int(epoch)
     else:
-        sources = [cli.__file__, config.__file__, events.__file__, TOML, CATALOG, __file__]
+        sources = [cli.__file__, config.__file__, schema.__file__, events.__file__, TOML, CATALOG, __file__]
         stamp = int(max(os.path.getmtime(p) for p in sources))
     return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d")
 
@@ -128,7 +128,7 @@ def config_comments(path: str = TOML) -> Tuple[List[str], Dict[Tuple[str, str], 
             if not section and block:
                 intro = block
             section, block, last = head.group(1), [], []
-        elif key and section in config.SCHEMA and key.group(1) in config.SCHEMA[section]:
+        elif key and section in schema.SCHEMA and key.group(1) in schema.SCHEMA[section]:
             text_block = block or last
             described[(section, key.group(1))] = text_block
             last, block = text_block, []
@@ -433,13 +433,13 @@ def calfwd_toml_5() -> str:
 The file is TOML. Sections and keys not listed below are errors. An invalid file is refused
 as a whole: calfwd prints one line per problem (file, key, reason) and changes nothing.
 """)
-    for section, keys in config.SCHEMA.items():
+    for section, keys in schema.SCHEMA.items():
         out.append(".SH [%s]" % esc(section).upper())
         for key, (_check, default) in keys.items():
             block = described.get((section, key))
             if not block:
                 raise SystemExit("manpages: %s.%s has no comment in %s" % (section, key, TOML))
-            if default is config._REQUIRED:
+            if default is schema.REQUIRED:
                 head = "%s (required)" % bold(key)
             else:
                 head = "%s = %s" % (bold(key), esc(toml_value(default)))

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from calfwd import config as cfg
+from calfwd import schema
 
 PATH = "/etc/calfwd/calfwd.toml"
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -108,7 +109,7 @@ VALUES = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(TEXT, inner, max_size=4)),
     max_leaves=8,
 )
-KNOWN = [(section, key) for section, keys in cfg.SCHEMA.items() for key in keys]
+KNOWN = [(section, key) for section, keys in schema.SCHEMA.items() for key in keys]
 
 
 def check_problems(problems, path=PATH):
@@ -164,7 +165,7 @@ def test_any_bytes_through_load(tmp_path_factory, data):
 
 
 # Keys: calfwd's own names (so that values reach the validators), plain names, any text.
-KEY = st.one_of(st.sampled_from(sorted(set(cfg.SCHEMA) | {k for keys in cfg.SCHEMA.values() for k in keys})),
+KEY = st.one_of(st.sampled_from(sorted(set(schema.SCHEMA) | {k for keys in schema.SCHEMA.values() for k in keys})),
                 st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True),
                 TEXT)
 
@@ -197,9 +198,9 @@ def test_any_values_in_many_known_keys_at_once(values):
 
 
 @SETTINGS
-@given(st.sampled_from(list(cfg.SCHEMA)), KEY, VALUES)
+@given(st.sampled_from(list(schema.SCHEMA)), KEY, VALUES)
 def test_unknown_keys_are_named_on_one_line(section, key, value):
-    assume(key not in cfg.SCHEMA[section])
+    assume(key not in schema.SCHEMA[section])
     doc = {"calico": {"ip_pools": ["10.1.0.0/16"]}}
     doc.setdefault(section, {})[key] = value
     with pytest.raises(cfg.ConfigError) as err:
@@ -211,7 +212,7 @@ def test_unknown_keys_are_named_on_one_line(section, key, value):
 @SETTINGS
 @given(KEY)
 def test_unknown_sections_are_named_on_one_line(name):
-    assume(name not in cfg.SCHEMA)
+    assume(name not in schema.SCHEMA)
     text = toml_document({"calico": {"ip_pools": ["10.1.0.0/16"]}, name: {"x": 1}})
     with pytest.raises(cfg.ConfigError) as err:
         cfg.parse(text, PATH)
@@ -254,22 +255,22 @@ def valid_configs(draw):
         ifaces = draw(st.lists(INTERFACE, min_size=1, max_size=6, unique=True))
         calico["interfaces"], want["interfaces"] = ifaces, tuple(ifaces)
     else:
-        want["interfaces"] = cfg.DEFAULT_INTERFACES
+        want["interfaces"] = schema.DEFAULT_INTERFACES
     if draw(st.booleans()):
-        ports = draw(st.lists(st.sampled_from(cfg.HOST_PORT_NAMES), unique=True))
+        ports = draw(st.lists(st.sampled_from(schema.HOST_PORT_NAMES), unique=True))
         calico["host_ports"], want["host_ports"] = ports, tuple(ports)
     else:
-        want["host_ports"] = cfg.DEFAULT_HOST_PORTS
+        want["host_ports"] = schema.DEFAULT_HOST_PORTS
     doc: dict = {"calico": calico}
 
-    fw = {"enabled": draw(st.booleans()), "mode": draw(st.sampled_from(cfg.MODES)), "zone": draw(NAME),
+    fw = {"enabled": draw(st.booleans()), "mode": draw(st.sampled_from(schema.MODES)), "zone": draw(NAME),
           "host_zone": draw(st.one_of(st.just(""), NAME)), "forward_policy": draw(OWNED),
           "host_policy": draw(OWNED), "trust_pool_sources": draw(st.booleans())}
     assume(fw["forward_policy"] != fw["host_policy"])
     given_fw = {k: v for k, v in fw.items() if draw(st.booleans())}
     if given_fw:
         doc["firewalld"] = given_fw
-    defaults = {k: default for k, (_check, default) in cfg.SCHEMA["firewalld"].items()}
+    defaults = {k: default for k, (_check, default) in schema.SCHEMA["firewalld"].items()}
     assume(dict(defaults, **given_fw)["forward_policy"] != dict(defaults, **given_fw)["host_policy"])
     want["firewalld"] = cfg.FirewalldSettings(**dict(defaults, **given_fw))
 

@@ -38,7 +38,7 @@ MAX_EXPOSURE = 2.5
 sys.path.insert(0, str(REPO / "packaging"))
 import manpages  # noqa: E402
 
-from calfwd import __version__, cli, config, events  # noqa: E402
+from calfwd import __version__, cli, events, schema  # noqa: E402
 
 
 def _which(tool: str) -> Optional[str]:
@@ -286,10 +286,10 @@ def test_every_command_has_its_man_page_prose():
 
 def test_calfwd_toml_5_documents_every_key_with_its_default(rendered):
     text = _man_text(rendered["calfwd.toml.5"])
-    for section, keys in config.SCHEMA.items():
+    for section, keys in schema.SCHEMA.items():
         assert "[%s]" % section.upper() in text, section
         for key, (_check, default) in keys.items():
-            if default is config._REQUIRED:
+            if default is schema.REQUIRED:
                 assert "%s (required)" % key in text, key
             else:
                 assert "%s = %s" % (key, manpages.toml_value(default)) in re.sub(r"\s+", " ", text), key
@@ -297,7 +297,7 @@ def test_calfwd_toml_5_documents_every_key_with_its_default(rendered):
 
 def test_every_config_key_is_described_in_the_shipped_file():
     _intro, described = manpages.config_comments()
-    for section, keys in config.SCHEMA.items():
+    for section, keys in schema.SCHEMA.items():
         for key in keys:
             assert described.get((section, key)), "%s.%s has no comment in %s" % (
                 section, key, SHIPPED_CONFIG)

@@ -1,0 +1,249 @@
+"""The config file's schema: every key, how its value is checked, and its default.
+
+Pure. Each checker returns (value, None) or (None, why) and never raises, so config.parse can
+report every problem in the file at once. This is the one place a default is stated: the
+Config built by config.parse, the shipped calfwd.toml's comments (tests/unit/test_packaging.py)
+and the man page (packaging/manpages.py) all take them from SCHEMA.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+# Calico's host-side traffic, by the name operators know it under (FIELD-NOTES section 4).
+HOST_PORTS: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "bgp": (("179", "tcp"),),
+    "vxlan": (("4789", "udp"),),
+    "wireguard": (("51820", "udp"), ("51821", "udp")),
+    "typha": (("5473", "tcp"),),
+}
+HOST_PROTOCOLS: Dict[str, Tuple[str, ...]] = {
+    # IP-in-IP is IP protocol 4; firewalld takes the number, so no /etc/protocols name is needed.
+    "ipip": ("4",),
+}
+HOST_PORT_NAMES = tuple(sorted(set(HOST_PORTS) | set(HOST_PROTOCOLS)))
+
+DEFAULT_INTERFACES = (
+    "cali+",
+    "tunl0",
+    "vxlan.calico",
+    "vxlan-v6.calico",
+    "wireguard.cali",
+    "wg-v6.cali",
+)
+DEFAULT_HOST_PORTS = ("bgp", "ipip", "vxlan", "typha")
+MODES = ("permanent", "runtime")
+
+# Names Felix treats as its own and deletes (FIELD-NOTES section 4), and firewalld's.
+_FOREIGN_PREFIXES = ("cali", "felix", "firewalld", "kube")
+
+
+# ---------------------------------------------------------------------------------------
+# Value checkers: each returns (value, None) or (None, reason). They never raise.
+
+Checked = Tuple[Any, Optional[str]]
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _string(value: Any) -> Checked:
+    if not isinstance(value, str):
+        return None, f"must be a string, not {type_name(value)}"
+    match = CONTROL.search(value)
+    if match:
+        return None, f"contains the control character {match.group()!r}"
+    return value, None
+
+
+def _boolean(value: Any) -> Checked:
+    if not isinstance(value, bool):
+        return None, f"must be true or false, not {type_name(value)}"
+    return value, None
+
+
+def _interface(value: Any) -> Checked:
+    """Linux interface names, with Calico's and firewalld's trailing '+' wildcard."""
+    value, why = _string(value)
+    if why:
+        return None, why
+    base = value[:-1] if value.endswith("+") else value
+    if "+" in base:
+        return None, f"{value!r}: '+' is only allowed at the end (a wildcard)"
+    if not base and value == "+":
+        return None, "'+' alone would match every interface on the host"
+    if not base:
+        return None, "must not be empty"
+    if len(base.encode()) > 15:
+        return None, f"{value!r} is longer than 15 bytes (Linux IFNAMSIZ)"
+    if base in (".", ".."):
+        return None, f"{value!r} is not a valid interface name"
+    bad = [ch for ch in base if ch in "/:*!\"'\\" or ch.isspace() or not ch.isprintable()
+           or not ch.isascii()]
+    if bad:
+        return None, f"{value!r} contains {bad[0]!r}, which Linux or firewalld rejects in interface names"
+    return value, None
+
+
+def _name(max_len: int, what: str) -> Callable[[Any], Checked]:
+    def check(value: Any) -> Checked:
+        value, why = _string(value)
+        if why:
+            return None, why
+        if not _NAME.match(value):
+            return None, (f"{value!r} is not a valid {what} name "
+                          "(letters, digits, '_' and '-', starting with a letter or digit)")
+        if len(value) > max_len:
+            return None, f"{value!r} is longer than {max_len} characters (firewalld's limit)"
+        return value, None
+    return check
+
+
+def _owned_name(max_len: int, what: str) -> Callable[[Any], Checked]:
+    """A name calfwd creates: it must not look like Felix's, firewalld's or kube-proxy's."""
+    base = _name(max_len, what)
+
+    def check(value: Any) -> Checked:
+        value, why = base(value)
+        if why:
+            return None, why
+        if value.lower().startswith(_FOREIGN_PREFIXES):
+            return None, (f"{value!r} starts like a name Felix, firewalld or kube-proxy owns "
+                          "(they may delete or overwrite it)")
+        return value, None
+    return check
+
+
+def _zone_ref(value: Any) -> Checked:
+    """A zone name that may be empty (meaning firewalld's default zone)."""
+    if value == "":
+        return value, None
+    return _name(17, "zone")(value)
+
+
+def _mode(value: Any) -> Checked:
+    value, why = _string(value)
+    if why:
+        return None, why
+    if value not in MODES:
+        return None, f"{value!r} is not one of: {', '.join(MODES)}"
+    return value, None
+
+
+def _interval(value: Any) -> Checked:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, f"must be a number of seconds, not {type_name(value)}"
+    if not 1 <= value <= 86400:
+        return None, f"{value} is out of range (1 to 86400 seconds)"
+    return float(value), None
+
+
+def _command(value: Any) -> Checked:
+    """An argument list run as root: its program must be an absolute path (no PATH lookup)."""
+    if not isinstance(value, list):
+        return None, (f"must be an array of strings (the program and its arguments, no shell), "
+                      f"not {type_name(value)}")
+    if value and isinstance(value[0], str) and not value[0].startswith("/"):
+        return None, (f"{value[0]!r}: the program must be an absolute path (calfwd runs it as "
+                      "root, without a shell and without searching PATH)")
+    return value, None
+
+
+_command.item = _string  # type: ignore[attr-defined]  # no control characters (NUL included)
+
+
+def _cidr(value: Any) -> Checked:
+    value, why = _string(value)
+    if why:
+        return None, why
+    if "/" not in value:
+        return None, f"{value!r} is not a CIDR (missing '/prefix')"
+    address, _, prefix = value.partition("/")
+    if "%" in address:
+        return None, f"{value!r}: a pool has no IPv6 scope ('%...')"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None, f"{value!r}: {address!r} is not an IPv4 or IPv6 address"
+    # isascii(): str.isdigit() is also true for '²' and '٨', which int() rejects or misreads.
+    if not (prefix.isascii() and prefix.isdigit()) or not 0 <= int(prefix) <= ip.max_prefixlen:
+        return None, (f"{value!r}: prefix length {prefix!r} is out of range for IPv{ip.version} "
+                      f"(0 to {ip.max_prefixlen})")
+    net = ipaddress.ip_network(f"{ip}/{int(prefix)}", strict=False)
+    if ip != net.network_address:
+        return None, f"{value!r} has host bits set (the network is {net.with_prefixlen})"
+    return net, None
+
+
+def _list_of(item: Callable[[Any], Checked], allow_empty: bool = True):
+    """Checks a list item by item; problems carry the index in the key path."""
+    def check(value: Any) -> Checked:
+        if not isinstance(value, list):
+            return None, f"must be an array, not {type_name(value)}"
+        if not value and not allow_empty:
+            return None, "must not be empty"
+        return value, None
+    check.item = item  # type: ignore[attr-defined]
+    return check
+
+
+def _host_port_name(value: Any) -> Checked:
+    value, why = _string(value)
+    if why:
+        return None, why
+    if value not in HOST_PORT_NAMES:
+        return None, f"{value!r} is not one of: {', '.join(HOST_PORT_NAMES)}"
+    return value, None
+
+
+def _nat_outgoing(value: Any) -> Checked:
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, list):
+        return value, None
+    return None, f"must be true, false or an array of pool CIDRs, not {type_name(value)}"
+
+
+_nat_outgoing.item = _cidr  # type: ignore[attr-defined]
+
+REQUIRED = object()
+
+# section -> key -> (checker, default)
+SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
+    "calico": {
+        "ip_pools": (_list_of(_cidr, allow_empty=False), REQUIRED),
+        "nat_outgoing": (_nat_outgoing, False),
+        "interfaces": (_list_of(_interface, allow_empty=False), list(DEFAULT_INTERFACES)),
+        "host_ports": (_list_of(_host_port_name), list(DEFAULT_HOST_PORTS)),
+        "felix_refresh_interval": (_interval, 180),
+    },
+    "firewalld": {
+        "enabled": (_boolean, True),
+        "mode": (_mode, "permanent"),
+        "zone": (_name(17, "zone"), "calfwd"),
+        "host_zone": (_zone_ref, ""),
+        "forward_policy": (_owned_name(17, "policy"), "calfwd-forward"),
+        "host_policy": (_owned_name(17, "policy"), "calfwd-host"),
+        "trust_pool_sources": (_boolean, False),
+        "flush_guard": (_boolean, False),
+    },
+    "nftables": {
+        "table": (_owned_name(32, "nftables table"), "calfwd"),
+    },
+    "daemon": {
+        "resync_interval": (_interval, 60),
+        "on_calico_flush": (_command, []),
+        "on_calico_flush_interval": (_interval, 600),
+        "on_calico_flush_timeout": (_interval, 60),
+        "kernel_events": (_boolean, True),
+    },
+}
