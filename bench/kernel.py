@@ -73,34 +73,39 @@ print(json.dumps({"changes": n, "seconds": time.monotonic() - start}))
 """
 
 
-def children_cpu_seconds(pid: int) -> float:
-    """CPU of a process's direct children (the nft monitor), from schedstat like Daemon's."""
+def _children(pid: int) -> List[str]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of all of a process's threads, ns resolution (/proc/<pid>/task/*/schedstat:
+    time on CPU); /proc/<pid>/stat's utime+stime only count whole clock ticks (10 ms)."""
     total = 0
     try:
-        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return 0.0
-    for child in children:
+    for task in tasks:
         try:
-            tasks = os.listdir(f"/proc/{child}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{child}/task/{task}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
     return total / 1e9
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """CPU of a process's direct children (the nft monitor)."""
+    return sum(process_cpu_seconds(int(child)) for child in _children(pid))
 
 
 def children_rss_mb(pid: int) -> float:
     total = 0
-    try:
-        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
-    except OSError:
-        return 0.0
-    for child in children:
+    for child in _children(pid):
         try:
             with open(f"/proc/{child}/status") as f:
                 total += sum(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))

@@ -141,17 +141,7 @@ class Daemon:
         return "\n".join(line for _t, line in self.lines[-n:])
 
     def cpu_seconds(self) -> float:
-        """CPU time of all its threads, in ns resolution (/proc/<pid>/task/*/schedstat: time
-        on CPU); /proc/<pid>/stat's utime+stime only count whole clock ticks (10 ms)."""
-        total = 0
-        task_dir = f"/proc/{self.proc.pid}/task"
-        for task in os.listdir(task_dir):
-            try:
-                with open(f"{task_dir}/{task}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
-        return total / 1e9
+        return kernel.process_cpu_seconds(self.proc.pid)
 
     def memory_kb(self) -> Dict[str, int]:
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
+import mainloop
+
 from calfwd import config as cfg
 from calfwd.flushwatch import (CAUSE_GRACE, SETTLE, CommandRunner, Flush, FlushTracker, flushed_message,
                                watched_jumps)
@@ -220,11 +222,7 @@ GLib = pytest.importorskip("gi.repository.GLib")
 
 
 def run_until(predicate, timeout: float = 20.0) -> None:
-    context = GLib.MainContext.default()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting on the main loop"
-        context.iteration(False) or time.sleep(0.01)
+    mainloop.run_until(GLib, predicate, timeout)
 
 
 def script(tmp_path, body: str) -> str:

@@ -10,6 +10,8 @@ from typing import List
 
 import pytest
 
+import mainloop
+
 from calfwd.drivers import nftmonitor
 from calfwd.drivers.nftmonitor import NftMonitor
 
@@ -17,11 +19,7 @@ GLib = pytest.importorskip("gi.repository.GLib")
 
 
 def run_until(predicate, timeout: float = 20.0) -> None:
-    context = GLib.MainContext.default()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting on the main loop"
-        context.iteration(False) or time.sleep(0.005)
+    mainloop.run_until(GLib, predicate, timeout)
 
 
 class Recorder:
