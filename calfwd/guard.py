@@ -87,6 +87,12 @@ def parse_dropin(text: str) -> Tuple[str, ...]:
     return tuple(paths)
 
 
+def stale(text: str, paths: Tuple[str, ...]) -> Optional[Tuple[str, ...]]:
+    """The paths calfwd's drop-in hides when they are not this host's iptables binaries."""
+    have = parse_dropin(text)
+    return have if set(have) != set(paths) else None
+
+
 def dropin_problem(text: Optional[str], paths: Tuple[str, ...], path: str) -> Optional[str]:
     """What is wrong with the installed drop-in when the config wants the guard, or None."""
     if text is None:
@@ -94,8 +100,8 @@ def dropin_problem(text: Optional[str], paths: Tuple[str, ...], path: str) -> Op
                 f"`calfwd guard enable && {ACTIVATE}`")
     if not is_ours(text):
         return f"[firewalld] flush_guard = true, but {path} was not written by calfwd"
-    have = parse_dropin(text)
-    if set(have) != set(paths):
+    have = stale(text, paths)
+    if have is not None:
         return (f"{path} hides {', '.join(have) or 'nothing'}, but this host's iptables binaries are "
                 f"{', '.join(paths) or 'none'}: run `calfwd guard enable && {ACTIVATE}`")
     return None

@@ -153,7 +153,7 @@ def check_guard(snap: HostSnapshot) -> List[Finding]:
     if not guard.is_ours(text):
         return [Finding(INFO, "flush-guard", f"{path} exists but was not written by calfwd",
                         "calfwd leaves it alone", "inspect it: systemctl cat firewalld")]
-    paths = guard.parse_dropin(text)
+    hidden = guard.stale(text, snap.guard_paths)
     out = []
     if f.backend == "iptables":
         return [Finding(ERROR, "flush-guard", f"{path} hides the iptables binaries, but firewalld uses "
@@ -168,8 +168,8 @@ def check_guard(snap: HostSnapshot) -> List[Finding]:
         out.append(Finding(INFO, "flush-guard", f"{path} is installed, but firewalld {f.version} does not "
                            "flush with the nftables backend", "the guard is not needed (harmless)",
                            f"calfwd guard disable && {guard.ACTIVATE}"))
-    if set(paths) != set(snap.guard_paths):
-        out.append(Finding(WARNING, "flush-guard", f"{path} hides {', '.join(paths) or 'nothing'}, but the "
+    if hidden is not None:
+        out.append(Finding(WARNING, "flush-guard", f"{path} hides {', '.join(hidden) or 'nothing'}, but the "
                            f"iptables binaries here are {', '.join(snap.guard_paths) or 'none'}",
                            "an iptables binary firewalld can still run lets it flush",
                            f"calfwd guard enable (rewrites it) && {guard.ACTIVATE}"))
