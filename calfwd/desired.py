@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calfwd.config import Config
+from calfwd.schema import IPNetwork
 from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS
 
 CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."
@@ -29,10 +30,11 @@ class NftDesired:
     """calfwd's one nftables table: natOutgoing that firewalld's iptables flush cannot reach."""
 
     table: str
-    pools4: Tuple[str, ...]
-    pools6: Tuple[str, ...]
-    masq4: Tuple[str, ...]
-    masq6: Tuple[str, ...]
+    # Network objects, parsed once by config.py; rendered to nft's prefix form without parsing.
+    pools4: Tuple[IPNetwork, ...]
+    pools6: Tuple[IPNetwork, ...]
+    masq4: Tuple[IPNetwork, ...]
+    masq6: Tuple[IPNetwork, ...]
     calico_interfaces: Tuple[str, ...]  # nft spelling: 'cali*' for Calico's 'cali+'
 
     family: str = "inet"
@@ -90,15 +92,12 @@ def desired_nft(config: Config) -> NftDesired:
     def cidrs(nets, version):
         return tuple(sorted((n for n in nets if n.version == version), key=lambda n: (n.network_address, n.prefixlen)))
 
-    def text(nets):
-        return tuple(n.with_prefixlen for n in nets)
-
     return NftDesired(
         table=config.nft_table,
-        pools4=text(cidrs(config.ip_pools, 4)),
-        pools6=text(cidrs(config.ip_pools, 6)),
-        masq4=text(cidrs(config.nat_outgoing, 4)),
-        masq6=text(cidrs(config.nat_outgoing, 6)),
+        pools4=cidrs(config.ip_pools, 4),
+        pools6=cidrs(config.ip_pools, 6),
+        masq4=cidrs(config.nat_outgoing, 4),
+        masq6=cidrs(config.nat_outgoing, 6),
         calico_interfaces=tuple(nft_interface(i) for i in config.interfaces),
     )
 

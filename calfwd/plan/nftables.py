@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from calfwd.desired import NftDesired
+from calfwd.schema import IPNetwork
 
 # Integer, not "srcnat": nft 1.0.6 silently makes a hookless chain from a named priority in JSON.
 SRCNAT_PRIORITY = 100
@@ -38,12 +39,11 @@ class NftPlan:
         return self.batch is None
 
 
-def _prefix(cidr: str) -> Any:
-    net = ipaddress.ip_network(cidr)
+def _prefix(net: IPNetwork) -> Any:
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
 
 
-def _set(d: NftDesired, name: str, addr_type: str, cidrs: Tuple[str, ...]) -> Obj:
+def _set(d: NftDesired, name: str, addr_type: str, cidrs: Tuple[IPNetwork, ...]) -> Obj:
     body: Obj = {"family": d.family, "name": name, "table": d.table, "type": addr_type,
                  "flags": ["interval"]}
     if cidrs:
