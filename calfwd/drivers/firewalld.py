@@ -16,14 +16,13 @@ so each operation looks its object up by name right before using it.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import dbus
 
 from calfwd.desired import FirewalldDesired, HostFacts
-from calfwd.plan.firewalld_model import (AddToZone, CreatePolicy, CreateZone, FirewalldActual, FirewalldInfo,
-                                   FirewalldPlan, ObjectState, Reload, RemoveFromZone, RemovePolicy,
-                                   RemoveZone, SetPolicyRuntime, UpdatePolicy, UpdateZone)
+from calfwd.plan.firewalld_model import (AddToZone, FirewalldActual, FirewalldInfo, FirewalldPlan, ObjectState,
+                                         RemoveFromZone)
 
 BUS_NAME = "org.fedoraproject.FirewallD1"
 PATH = "/org/fedoraproject/FirewallD1"
@@ -201,30 +200,39 @@ class Firewalld:
     def apply(self, plan: FirewalldPlan) -> None:
         """Run the operations in order; the first failure stops and raises FirewalldError."""
         for op in plan.ops:
-            handler = getattr(self, "_do_" + type(op).__name__, None)
+            handler = self._handlers().get((op.verb, op.obj, op.permanent))
             if handler is None:
                 raise FirewalldError(op.description, text=f"{op.description}: unknown operation")
             handler(op)
 
-    def _do_CreateZone(self, op: CreateZone) -> None:
-        self._call(op.description, CONFIG_PATH, CONFIG, "addZone2", "sa{sv}", op.name, _settings(op.settings))
+    def _handlers(self) -> Dict[Tuple[str, str, bool], Callable[[Any], None]]:
+        """(verb, object, permanent) -> how firewalld does it: the one dispatch table."""
+        return {
+            ("create", "zone", True): self._settings_call(lambda op: CONFIG_PATH, CONFIG, "addZone2", True),
+            ("update", "zone", True): self._settings_call(lambda op: self._zone_path(op.name), CONFIG_ZONE,
+                                                          "update2", False),
+            ("create", "policy", True): self._settings_call(lambda op: CONFIG_PATH, CONFIG, "addPolicy", True),
+            ("update", "policy", True): self._settings_call(lambda op: self._policy_path(op.name), CONFIG_POLICY,
+                                                            "update", False),
+            ("update", "policy", False): self._settings_call(lambda op: PATH, POLICY, "setPolicySettings", True),
+            ("delete", "zone", True): lambda op: self._remove(op, self._zone_path, CONFIG_ZONE, "INVALID_ZONE"),
+            ("delete", "policy", True): lambda op: self._remove(op, self._policy_path, CONFIG_POLICY,
+                                                                 "INVALID_POLICY"),
+            ("add", "zone-item", True): self._do_AddToZone,
+            ("add", "zone-item", False): self._do_AddToZone,
+            ("remove", "zone-item", True): self._do_RemoveFromZone,
+            ("remove", "zone-item", False): self._do_RemoveFromZone,
+            ("reload", "firewalld", False): lambda op: self._call(op.description, PATH, MAIN, "reload",
+                                                                  timeout=self.reload_timeout),
+        }
 
-    def _do_UpdateZone(self, op: UpdateZone) -> None:
-        self._call(op.description, self._zone_path(op.name), CONFIG_ZONE, "update2", "a{sv}",
-                   _settings(op.settings))
-
-    def _do_RemoveZone(self, op: RemoveZone) -> None:
-        self._remove(op, self._zone_path, CONFIG_ZONE, "INVALID_ZONE")
-
-    def _do_CreatePolicy(self, op: CreatePolicy) -> None:
-        self._call(op.description, CONFIG_PATH, CONFIG, "addPolicy", "sa{sv}", op.name, _settings(op.settings))
-
-    def _do_UpdatePolicy(self, op: UpdatePolicy) -> None:
-        self._call(op.description, self._policy_path(op.name), CONFIG_POLICY, "update", "a{sv}",
-                   _settings(op.settings))
-
-    def _do_RemovePolicy(self, op: RemovePolicy) -> None:
-        self._remove(op, self._policy_path, CONFIG_POLICY, "INVALID_POLICY")
+    def _settings_call(self, path: Callable[[Any], str], interface: str, method: str,
+                       named: bool) -> Callable[[Any], None]:
+        """A settings dict sent to one zone or policy (named: the call also takes its name)."""
+        def send(op: Any) -> None:
+            args = (op.name, _settings(op.settings)) if named else (_settings(op.settings),)
+            self._call(op.description, path(op), interface, method, "sa{sv}" if named else "a{sv}", *args)
+        return send
 
     def _remove(self, op: Any, find: Any, interface: str, missing: str) -> None:
         """Delete a permanent zone or policy; one that is already gone counts as done."""
@@ -235,12 +243,6 @@ class Firewalld:
                 return
             raise
         self._call(op.description, path, interface, "remove")
-
-    def _do_SetPolicyRuntime(self, op: SetPolicyRuntime) -> None:
-        self._call(op.description, PATH, POLICY, "setPolicySettings", "sa{sv}", op.name, _settings(op.settings))
-
-    def _do_Reload(self, op: Reload) -> None:
-        self._call(op.description, PATH, MAIN, "reload", timeout=self.reload_timeout)
 
     def _do_AddToZone(self, op: AddToZone) -> None:
         method = "Interface" if op.kind == "interface" else "Source"

@@ -84,33 +84,38 @@ def _where(permanent: bool) -> str:
     return "permanent" if permanent else "runtime"
 
 
+# Every operation is a verb on an object ("create" x "zone", ...); the driver dispatches on
+# (verb, obj, permanent) in one table. The classes exist so that plans read as sentences.
+
+
 @dataclass(frozen=True)
 class _SettingsOp:
-    """Sends a settings dict for one named zone or policy; subclasses name the D-Bus call."""
+    """Sends a settings dict for one named zone or policy."""
 
     name: str
     settings: Settings
     detail: str = field(default="", compare=False)
     permanent = True
-    action = ""
+    verb = ""
+    obj = ""
 
     @property
     def description(self) -> str:
-        return _describe(f"{self.action} '{self.name}' ({_where(self.permanent)})", self.detail)
+        return _describe(f"{self.verb} {self.obj} '{self.name}' ({_where(self.permanent)})", self.detail)
 
 
 @dataclass(frozen=True)
 class CreateZone(_SettingsOp):
     """config.addZone2: a new zone in the permanent configuration."""
 
-    action = "create zone"
+    verb, obj = "create", "zone"
 
 
 @dataclass(frozen=True)
 class UpdateZone(_SettingsOp):
     """config zone update2 with only the changed keys (never interfaces or sources)."""
 
-    action = "update zone"
+    verb, obj = "update", "zone"
 
 
 @dataclass(frozen=True)
@@ -119,16 +124,17 @@ class _RemoveOp:
 
     name: str
     permanent = True
-    kind = ""
+    verb = "delete"
+    obj = ""
 
     @property
     def description(self) -> str:
-        return f"delete {self.kind} '{self.name}' (permanent)"
+        return f"delete {self.obj} '{self.name}' (permanent)"
 
 
 @dataclass(frozen=True)
 class RemoveZone(_RemoveOp):
-    kind = "zone"
+    obj = "zone"
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ class AddToZone:
     kind: str  # "interface" or "source"
     item: str
     permanent: bool
+    verb, obj = "add", "zone-item"
 
     @property
     def description(self) -> str:
@@ -152,6 +159,7 @@ class RemoveFromZone:
     item: str
     permanent: bool
     detail: str = field(default="", compare=False)
+    verb, obj = "remove", "zone-item"
 
     @property
     def description(self) -> str:
@@ -163,19 +171,19 @@ class RemoveFromZone:
 class CreatePolicy(_SettingsOp):
     """config.addPolicy: a new policy in the permanent configuration."""
 
-    action = "create policy"
+    verb, obj = "create", "policy"
 
 
 @dataclass(frozen=True)
 class UpdatePolicy(_SettingsOp):
     """config policy update with only the changed keys."""
 
-    action = "update policy"
+    verb, obj = "update", "policy"
 
 
 @dataclass(frozen=True)
 class RemovePolicy(_RemoveOp):
-    kind = "policy"
+    obj = "policy"
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,7 @@ class SetPolicyRuntime(_SettingsOp):
     """setPolicySettings with only the changed list/bool keys: firewalld applies the delta."""
 
     permanent = False
-    action = "update policy"
+    verb, obj = "update", "policy"
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,7 @@ class Reload:
 
     reasons: Tuple[str, ...] = field(default=(), compare=False)
     permanent = False
+    verb, obj = "reload", "firewalld"
 
     @property
     def description(self) -> str:
