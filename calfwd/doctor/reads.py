@@ -107,13 +107,13 @@ def read_firewalld(bus: Any, unknown: Dict[str, str], watch_paths: Tuple[str, ..
             raise RuntimeError(f"firewalld is on the bus but does not answer: {silent}")
     if not info.running:
         return FirewalldState(running=False, state=info.state)
-    state: Dict[str, Any] = dict(running=True, state=info.state, version=info.version,
-                                 backend=info.backend, default_zone=info.default_zone)
-    for key, prop in (("strict_forward_ports", "StrictForwardPorts"), ("table_owner", "NftablesTableOwner")):
+    state: Dict[str, Any] = dict(info.__dict__)
+    for key, read in (("strict_forward_ports", Read.FIREWALLD_STRICT_FORWARD_PORTS),
+                      ("table_owner", Read.FIREWALLD_TABLE_OWNER)):
         try:
-            state[key] = reader.config_property(prop)
+            state[key] = reader.config_property(read.value.split("-", 1)[1])
         except Exception as exc:
-            unknown[f"firewalld-{prop}"] = str(exc)
+            unknown[read] = str(exc)
     try:
         state["runtime_direct"] = reader.runtime_direct()
     except Exception as exc:

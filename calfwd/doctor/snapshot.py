@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Tuple
 
 from calfwd import guard
 from calfwd.config import Config
+from calfwd.plan.firewalld_model import FirewalldInfo
 
 ZonesMap = Mapping[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]  # zone -> (interfaces, sources)
 
@@ -27,6 +28,8 @@ class Read(str, enum.Enum):
     FIREWALLD_DIRECT_PERMANENT = "firewalld-direct-permanent"
     FIREWALLD_CONF = "firewalld-conf"
     FIREWALLD_INSTALLED = "firewalld-installed"
+    FIREWALLD_STRICT_FORWARD_PORTS = "firewalld-StrictForwardPorts"
+    FIREWALLD_TABLE_OWNER = "firewalld-NftablesTableOwner"
     NFTABLES = "nftables"
     LEGACY = "legacy"
     SYSCTL = "sysctl"
@@ -48,6 +51,8 @@ DESCRIPTIONS = {
     Read.FIREWALLD_DIRECT_RUNTIME: "firewalld's runtime direct rules",
     Read.FIREWALLD_DIRECT_PERMANENT: "firewalld's direct.xml", Read.FIREWALLD_CONF: "firewalld.conf",
     Read.FIREWALLD_INSTALLED: "the installed firewalld package", Read.NFTABLES: "nftables",
+    Read.FIREWALLD_STRICT_FORWARD_PORTS: "firewalld's StrictForwardPorts setting",
+    Read.FIREWALLD_TABLE_OWNER: "firewalld's NftablesTableOwner setting",
     Read.LEGACY: "legacy iptables", Read.SYSCTL: "the forwarding sysctls", Read.ROUTES: "the routing table",
     Read.LINKS: "the network interfaces", Read.IPSET: "Calico's ip sets", Read.DRIFT: "calfwd's state",
     Read.GUARD_DROPIN: "the flush guard's drop-in", Read.GUARD_PATHS: "the iptables binaries",
@@ -65,14 +70,10 @@ class Route:
 
 
 @dataclass(frozen=True)
-class FirewalldState:
-    """firewalld as it reports itself over D-Bus; None fields: could not be read."""
+class FirewalldState(FirewalldInfo):
+    """firewalld as it reports itself over D-Bus: what the driver's info() says, and what only
+    doctor asks. None fields: could not be read."""
 
-    running: bool = False
-    state: str = ""  # RUNNING, INIT, FAILED; "" when nobody owns its bus name
-    version: str = ""
-    backend: str = ""
-    default_zone: str = ""
     strict_forward_ports: Optional[str] = None  # None: this firewalld has no such setting (< 2.3)
     table_owner: Optional[str] = None  # NftablesTableOwner (2.2+)
     runtime_direct: Optional[Tuple[str, ...]] = None

@@ -24,9 +24,10 @@ Binding = Tuple[str, str]  # ("interface" | "source", name)
 
 @dataclass(frozen=True)
 class FirewalldInfo:
-    """firewalld as a whole: for `calfwd status`, HostFacts and the daemon's state wait."""
+    """firewalld as a whole: for `calfwd status`, HostFacts, the daemon's state wait, and the
+    base of doctor's FirewalldState."""
 
-    running: bool  # its bus name has an owner and state is RUNNING
+    running: bool = False  # its bus name has an owner and state is RUNNING
     state: str = ""  # "RUNNING", "INIT", "FAILED"; "" when nobody owns the bus name
     version: str = ""
     backend: str = ""  # FirewallBackend: "nftables" or "iptables"
