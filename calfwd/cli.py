@@ -16,7 +16,7 @@ from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, load_trusted
 from calfwd.doctor import checks as doctor
 from calfwd.doctor import findings as verdicts
 from calfwd.doctor import reads as host
-from calfwd.drivers import dropin
+from calfwd.drivers import dropin as dropin_file
 from calfwd.doctor.snapshot import Read
 from calfwd.events import Reporter
 from calfwd.guard import DROPIN_PATH
@@ -181,9 +181,9 @@ def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:
 
     path = guard.dropin_path(dropin)
     try:
-        if not guard.is_ours(dropin.read_dropin(path)):
+        if not guard.is_ours(dropin_file.read_dropin(path)):
             return "", ""
-        dropin.remove_dropin(path)
+        dropin_file.remove_dropin(path)
     except OSError as exc:
         return "", f"{path}: {exc.strerror or exc}"
     return f"flush guard {path} (takes effect after: {guard.ACTIVATE})", ""
@@ -248,7 +248,7 @@ def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
         print(f"{path}: already installed and current")
     else:
         try:
-            dropin.write_dropin(path, text)
+            dropin_file.write_dropin(path, text)
         except OSError as exc:
             return _fail([f"{path}: {exc.strerror or exc}"], EXIT_SYSTEM)
         print(f"installed {path}: firewalld cannot run {', '.join(snapshot.guard_paths)}")
