@@ -22,6 +22,7 @@ from calfwd import guard
 from calfwd.doctor.kernel_reads import (read_ipsets, read_legacy, read_links, read_nftables, read_routes,
                                         read_sysctls)
 from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
+from calfwd.reconcile import Reconciler
 from calfwd.config import Config, ConfigError, load, ownership_problems
 from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Read
 
@@ -288,8 +289,6 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
 
     if config is not None and nft is not None:
         def plan() -> None:
-            from calfwd.reconcile import Reconciler
-
             layers, _facts = Reconciler(nft, firewalld if config.firewalld.enabled else None).plan(config)
             snap["drift"] = tuple(f"{l.layer}: {a}" for l in layers for a in l.actions)
             snap["conflicts"] = tuple(c for l in layers for c in l.conflicts)
