@@ -34,14 +34,16 @@ REPAIR_BURST, REPAIR_WINDOW = 5, 10.0
 
 class KernelWatch:
     def __init__(self, glib: Any, reporter: Any, reconciler: Any, config: Callable[[], Config],
-                 owner: Callable[[], Optional[str]], on_status: Callable[[], None]) -> None:
+                 owner: Callable[[], Optional[str]], on_status: Callable[[], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.glib = glib
         self.reporter = reporter
         self.reconciler = reconciler
         self._config = config
         self._owner = owner
         self._on_status = on_status
-        self.flushes = FlushTracker()
+        self._clock = clock
+        self.flushes = FlushTracker(clock)
         self.runner = CommandRunner(glib, reporter)
         self.firewalld_version = ""
         self.monitor: Optional[NftMonitor] = None
@@ -91,7 +93,7 @@ class KernelWatch:
 
     def start(self) -> None:
         self.monitor = NftMonitor(self.glib, self._on_kernel_line, self._on_monitor_down,
-                                  self._on_monitor_up, time.monotonic)
+                                  self._on_monitor_up, self._clock)
         self.monitor.start()
 
     def _on_monitor_up(self) -> None:
@@ -219,7 +221,7 @@ class KernelWatch:
             return
         self._repair_error = None
         if not layer.empty:
-            now = time.monotonic()
+            now = self._clock()
             self._repair_times = [t for t in self._repair_times if now - t < REPAIR_WINDOW] + [now]
             if len(self._repair_times) > REPAIR_BURST:
                 self._repairs_paused = True
@@ -258,7 +260,7 @@ class KernelWatch:
             self._flush_timer = None
         due = self.flushes.due()
         if due is not None:
-            wait = max(0.0, due - time.monotonic())
+            wait = max(0.0, due - self._clock())
             self._flush_timer = self.glib.timeout_add(int(wait * 1000) + 1, self._flush_due)
 
     def _flush_due(self) -> bool:

@@ -1,0 +1,164 @@
+"""kernelwatch.py's decisions on a fake loop and fake clock: which monitor lines lead to a
+repair, a re-read, a flush report with which cause; the repair brake; what lost events do.
+(The real monitor, kernel and firewalld: tests/integration/test_kernel_events_in_lab.py.)"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Tuple
+
+from calfwd import config as cfg
+from calfwd.kernelwatch import REPAIR_BURST, KernelWatch
+from calfwd.reconcile import LayerPlan
+from calfwd.plan.nftables import NftPlan
+
+CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\nnat_outgoing = true\n', "/etc/calfwd/calfwd.toml")
+JUMP = {"expr": [{"jump": {"target": "cali-FORWARD"}}]}
+
+
+class Loop:
+    """GLib's timeout_add/source_remove on a fake clock; run() fires what is due, in order."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self._timers: List[Tuple[float, int, Callable[..., bool], tuple]] = []
+        self._ids = itertools.count(1)
+        self._removed: set = set()
+
+    def clock(self) -> float:
+        return self.now
+
+    def timeout_add(self, ms: int, fn: Callable[..., bool], *args: Any) -> int:
+        source = next(self._ids)
+        heapq.heappush(self._timers, (self.now + ms / 1000, source, fn, args))
+        return source
+
+    def source_remove(self, source: int) -> None:
+        self._removed.add(source)
+
+    def run(self, seconds: float = 10.0) -> None:
+        end = self.now + seconds
+        while self._timers and self._timers[0][0] <= end:
+            due, source, fn, args = heapq.heappop(self._timers)
+            if source in self._removed:
+                continue
+            self.now = max(self.now, due)
+            if fn(*args):
+                heapq.heappush(self._timers, (self.now + 0.001, source, fn, args))
+        self.now = max(self.now, end)
+
+
+class Reporter:
+    def __init__(self) -> None:
+        self.events: List[Tuple[str, str, Dict[str, Any]]] = []
+
+    def emit(self, event: str, message: str, **fields: Any) -> None:
+        self.events.append((event, message, fields))
+
+    def kinds(self) -> List[str]:
+        return [e[0] for e in self.events]
+
+
+class Host:
+    """What the fake drivers read: Felix's FORWARD jump, firewalld's tables, calfwd's drift."""
+
+    def __init__(self) -> None:
+        self.felix = True
+        self.tables = {("inet", "firewalld"), ("ip", "filter")}
+        self.drift = False
+        self.repairs = 0
+
+    def read_chains(self, refs):
+        return {ref: [JUMP] for ref in refs if ref == ("ip", "filter", "FORWARD") and self.felix}
+
+    def table_list(self):
+        return [{"family": f, "name": n} for f, n in self.tables]
+
+    def reconcile_nft(self, _config):
+        changed, self.drift = self.drift, False
+        self.repairs += changed
+        plan = NftPlan("inet calfwd", ("table inet calfwd is missing",), {"nftables": []})
+        return (LayerPlan("nftables", plan.reasons, plan=plan) if changed else LayerPlan("nftables", ())), (), 0.002
+
+
+def watch() -> Tuple[KernelWatch, Loop, Reporter, Host]:
+    loop, reporter, host = Loop(), Reporter(), Host()
+    nft = SimpleNamespace(read_chains=host.read_chains, tables=host.table_list)
+    reconciler = SimpleNamespace(nft=nft, reconcile_nft=host.reconcile_nft)
+    kw = KernelWatch(loop, reporter, reconciler, lambda: CONFIG, lambda: ":1.1", lambda: None, clock=loop.clock)
+    kw.monitor = SimpleNamespace(running=True, stop=lambda: None)  # following the kernel
+    kw.observe()
+    return kw, loop, reporter, host
+
+
+def line(verb: str, kind: str, family: str, table: str, chain: str = "") -> str:
+    if kind == "table":
+        return f'{{"{verb}": {{"table": {{"family": "{family}", "name": "{table}", "handle": 1}}}}}}'
+    key = "chain" if kind == "rule" else "name"
+    return f'{{"{verb}": {{"{kind}": {{"family": "{family}", "table": "{table}", "{key}": "{chain}", "handle": 2}}}}}}'
+
+
+def test_a_change_to_calfwds_table_is_repaired_and_its_echo_is_not():
+    kw, loop, reporter, host = watch()
+    host.drift = True
+    kw._on_kernel_line(line("delete", "table", "inet", "calfwd"))
+    loop.run(0.1)
+    assert reporter.kinds() == ["table-repaired"] and host.repairs == 1
+    kw._on_kernel_line(line("add", "table", "inet", "calfwd"))  # calfwd's own write, seen again
+    loop.run(0.1)
+    assert reporter.kinds() == ["table-repaired"] and host.repairs == 1
+
+
+def test_another_writer_fighting_calfwd_pauses_repairs_until_the_resync():
+    kw, loop, reporter, host = watch()
+    for _ in range(REPAIR_BURST + 3):
+        host.drift = True
+        kw._on_kernel_line(line("delete", "rule", "inet", "calfwd", "postrouting"))
+        loop.run(0.2)
+    assert reporter.kinds().count("table-repaired") == REPAIR_BURST + 1
+    conflicts = [message for kind, message, _ in reporter.events if kind == "conflict"]
+    assert len(conflicts) == 1 and "another calfwd" in conflicts[0]
+    kw.reconciled("resync", "1.3.3")  # the resync repaired it; event repair resumes
+    host.drift = True
+    kw._on_kernel_line(line("delete", "rule", "inet", "calfwd", "postrouting"))
+    loop.run(0.2)
+    assert reporter.kinds()[-1] == "table-repaired"
+
+
+def test_a_flush_inside_firewalds_reload_is_one_report_blaming_the_reload():
+    kw, loop, reporter, host = watch()
+    kw.firewalld_version = "1.3.3"
+    kw._on_kernel_line(line("add", "table", "inet", "firewalld_policy_drop"))
+    host.felix = False
+    kw._on_kernel_line(line("delete", "rule", "ip", "filter", "FORWARD"))
+    kw._on_kernel_line(line("delete", "table", "ip", "filter"))
+    loop.run(1.0)
+    assert reporter.kinds() == [], "held while firewalld is busy"
+    kw._on_kernel_line(line("delete", "table", "inet", "firewalld_policy_drop"))
+    kw.end("reload")  # the bus's Reloaded, a little later
+    loop.run(5.0)
+    assert reporter.kinds() == ["calico-flushed"]
+    event, message, fields = reporter.events[0]
+    assert fields["cause"] == "reload" and "firewalld 1.3.3 flushed Calico's iptables rules on reload" in message
+
+
+def test_rules_that_only_felix_changes_cost_no_read():
+    kw, loop, reporter, host = watch()
+    reads = []
+    original = kw.reconciler.nft.read_chains
+    kw.reconciler.nft.read_chains = lambda refs: reads.append(refs) or original(refs)
+    kw._on_kernel_line(line("add", "rule", "ip", "filter", "cali-fw-cali0123456789a"))
+    kw._on_kernel_line(line("add", "rule", "ip", "nat", "KUBE-SVC-ABCDEF"))
+    loop.run(1.0)
+    assert reads == [] and reporter.kinds() == []
+
+
+def test_lost_events_read_everything_and_end_a_reload_whose_end_was_lost():
+    kw, loop, reporter, host = watch()
+    kw._on_kernel_line(line("add", "table", "inet", "firewalld_policy_drop"))
+    assert kw.flushes.busy("reload")
+    kw._on_kernel_line("# ERROR: We lost some netlink events!")
+    loop.run(0.1)
+    assert not kw.flushes.busy("reload"), "its drop table is gone: the reload is over"
