@@ -160,7 +160,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    config = _load(args.config, strict_owner=False)
+    config = _load(args.config, strict_owner=True)
     actions, errors = _reconciler(config).cleanup(config)
     guard_action, guard_error = _remove_guard(None)
     if guard_action:

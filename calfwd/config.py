@@ -7,8 +7,10 @@ nothing. The result is a frozen Config that the pure layers (desired state, plan
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
@@ -70,20 +72,94 @@ class Config:
 # ---------------------------------------------------------------------------------------
 
 
-def read_text(path: str) -> str:
-    """Read the file as UTF-8, turning every OS or encoding failure into a ConfigError."""
+MAX_BYTES = 1 << 20  # no calfwd config comes near this; /dev/zero must not be read whole
+
+
+def read_text(path: str, trusted: bool = False) -> str:
+    """Read the file as UTF-8, turning every OS or encoding failure into a ConfigError.
+
+    Opened without following a final symbolic link and without blocking (a FIFO would hang
+    the daemon's SIGHUP), then judged by the open descriptor, not the path: a regular file,
+    at most MAX_BYTES, and with `trusted` (what root loads before it changes the firewall)
+    owned by root, writable by nobody else, in directories nobody else can write to. What was
+    checked is what is read, so renaming another file into place afterwards changes nothing.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        fd = os.open(path, flags)
     except IsADirectoryError:
         raise ConfigError([f"{path}: is a directory, not a config file"]) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError([f"{path}: is a symbolic link (calfwd does not follow symbolic links: "
+                               "point --config at the file itself)"]) from None
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError([f"{path}: is a directory, not a config file"])
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError([f"{path}: is not a regular file ({_file_kind(info.st_mode)})"])
+        problems = _trust_problems(path, info) if trusted else []
+        if problems:
+            raise ConfigError(problems)
+        if info.st_size > MAX_BYTES:
+            raise ConfigError([f"{path}: {info.st_size} bytes, more than a config file can be "
+                               f"({MAX_BYTES} at most)"])
+        data = b""
+        while len(data) <= MAX_BYTES:
+            chunk = os.read(fd, MAX_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > MAX_BYTES:
+            raise ConfigError([f"{path}: grew past {MAX_BYTES} bytes while being read"])
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigError([f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})"]) from None
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def _trust_problems(path: str, info: os.stat_result) -> List[str]:
+    """A root daemon that trusts a file others can write hands them the firewall; so does one
+    whose directory others can write (they swap the file)."""
+    problems = []
+    if info.st_uid != 0:
+        problems.append(f"{path}: owned by uid {info.st_uid}, must be owned by root")
+    if info.st_mode & 0o022:
+        problems.append(f"{path}: mode {info.st_mode & 0o777:04o} lets group or others write it "
+                        "(run: chmod go-w)")
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        try:
+            dinfo = os.stat(directory)
+        except OSError as exc:
+            problems.append(f"{path}: cannot check its directory {directory}: {exc.strerror or exc}")
+            break
+        sticky = bool(dinfo.st_mode & stat.S_ISVTX)  # /tmp: others cannot replace root's file
+        if dinfo.st_uid != 0 or (dinfo.st_mode & 0o022 and not sticky):
+            problems.append(f"{path}: its directory {directory} can be written by someone other than "
+                            f"root (owner uid {dinfo.st_uid}, mode {dinfo.st_mode & 0o7777:04o}), who "
+                            "could replace the file: keep the config in a root-owned directory")
+            break
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return problems
 
 
 def parse(text: str, path: str) -> Config:
@@ -92,6 +168,9 @@ def parse(text: str, path: str) -> Config:
         doc = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: {_describe_toml_error(exc, text)}"]) from None
+    except RecursionError:  # the TOML parser recurses per level of [[[...]]] or {a={b=...}}
+        raise ConfigError([f"{path}: arrays or inline tables nested too deeply to read (no calfwd "
+                           "setting nests more than one level)"]) from None
     problems: List[str] = []
     values: Dict[str, Dict[str, Any]] = {}
 
@@ -264,26 +343,18 @@ def load(path: str = DEFAULT_PATH) -> Config:
 
 
 def load_trusted(path: str = DEFAULT_PATH) -> Config:
-    """What everything that changes the firewall loads: as root, a file that is not owned by
-    root or that others can write is refused with the rest of the problems."""
-    config = load(path)
-    if os.geteuid() == 0:
-        problems = ownership_problems(path)
-        if problems:
-            raise ConfigError(problems)
-    return config
+    """What everything that changes the firewall loads (apply, cleanup, the daemon): as root,
+    a file that is not root's alone, or in a directory others can write, is refused."""
+    return parse(read_text(path, trusted=os.geteuid() == 0), path)
 
 
 def ownership_problems(path: str) -> List[str]:
-    """A root daemon that trusts a file others can write hands them the firewall."""
+    """For doctor: the trust problems of the file at `path`, without reading it."""
     try:
-        info = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
-        return [f"{path}: cannot stat: {exc.strerror or exc}"]
-    problems = []
-    if info.st_uid != 0:
-        problems.append(f"{path}: owned by uid {info.st_uid}, must be owned by root")
-    if info.st_mode & 0o022:
-        problems.append(f"{path}: mode {info.st_mode & 0o777:04o} lets group or others write it "
-                        "(run: chmod go-w)")
-    return problems
+        return [f"{path}: cannot open: {exc.strerror or exc}"]
+    try:
+        return _trust_problems(path, os.fstat(fd))
+    finally:
+        os.close(fd)

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,67 @@ def test_good_file_through_cli(tmp_path):
     result = run_check(str(path))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+
+
+# -- what root reads: the descriptor, not the path (issue 11, items 7 and 11) ----------------------
+
+def test_a_symbolic_link_is_refused(tmp_path):
+    real = tmp_path / "real.toml"
+    real.write_text(MINIMAL)
+    link = tmp_path / "c.toml"
+    link.symlink_to(real)
+    _assert_refused(run_check(str(link)), str(link), "is a symbolic link")
+
+
+@pytest.mark.parametrize("make,why", [
+    (lambda p: os.mkfifo(p), "is not a regular file (a FIFO)"),
+    (None, "is not a regular file (a character device)"),
+])
+def test_fifos_and_devices_are_refused_at_once(tmp_path, make, why):
+    """A FIFO used to block forever (and freeze the daemon on SIGHUP); /dev/zero was read whole."""
+    path = str(tmp_path / "c.toml") if make else "/dev/zero"
+    if make:
+        make(path)
+    started = time.monotonic()
+    _assert_refused(run_check(path), path, why)
+    assert time.monotonic() - started < 20
+
+
+def test_a_huge_file_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + "# " + "x" * (cfg.MAX_BYTES + 10) + "\n")
+    _assert_refused(run_check(str(path)), str(path), "more than a config file can be")
+
+
+def test_nesting_too_deep_is_one_clear_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + "[daemon]\non_calico_flush = " + "[" * 3000 + "]" * 3000 + "\n")
+    result = run_check(str(path))
+    _assert_refused(result, str(path), "nested too deeply")
+    assert "RecursionError" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks apply to root only")
+def test_root_refuses_a_file_in_a_directory_others_can_write(tmp_path):
+    """The file itself is root's and 0644, but another user could rename another in its place."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # no sticky bit
+    path = shared / "c.toml"
+    path.write_text(MINIMAL)
+    path.chmod(0o644)
+    _assert_refused(run_check(str(path)), str(path), f"its directory {shared} can be written by someone")
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace root's file
+    assert run_check(str(path)).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks apply to root only")
+def test_cleanup_refuses_a_config_others_wrote(tmp_path):
+    """Package removal runs cleanup: another user's config must not choose what it deletes."""
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + '[nftables]\ntable = "victim"\n')
+    os.chown(path, 65534, 0)
+    env = dict(os.environ, PYTHONPATH=str(REPO), DBUS_SYSTEM_BUS_ADDRESS="unix:path=/nonexistent")
+    result = subprocess.run([sys.executable, "-m", "calfwd", "--config", str(path), "cleanup"],
+                            capture_output=True, text=True, env=env, timeout=30)
+    _assert_refused(result, str(path), "owned by uid 65534")
