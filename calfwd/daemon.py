@@ -104,9 +104,13 @@ class Daemon:
 
     def start(self) -> None:
         if self.bus is not None:
+            # bus_name: the bus itself delivers only what the current owner of firewalld's name
+            # sends, so a local user's flood of fake Reloaded never reaches calfwd (it grew the
+            # daemon's memory without bound when every one was delivered and dropped here).
+            # _on_reloaded still checks the sender: the second line.
             self.bus.add_signal_receiver(
                 self._on_reloaded, signal_name="Reloaded", dbus_interface=FIREWALLD,
-                path=FIREWALLD_PATH, sender_keyword="sender")
+                bus_name=FIREWALLD, path=FIREWALLD_PATH, sender_keyword="sender")
             # Only the bus daemon itself may tell who owns firewalld's name: any client can send
             # a NameOwnerChanged-shaped signal.
             self.bus.add_signal_receiver(

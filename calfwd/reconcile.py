@@ -53,6 +53,11 @@ class Outcome:
         return tuple(c for layer in self.layers for c in layer.conflicts)
 
 
+# Concurrent writers (the daemon and `calfwd apply`, or several applies at once) race to create
+# the same zone or policy; firewalld answers the loser NAME_CONFLICT. Re-planning settles it.
+RACE_ATTEMPTS = 3
+
+
 class Reconciler:
     """Holds the drivers (one libnftables context, one firewalld client) for the process."""
 
@@ -109,13 +114,19 @@ class Reconciler:
             errors.append(f"nftables: {exc}")
         nft_duration = self._clock() - nft_start
 
-        try:
-            layer = self.plan_firewalld(want, facts)
-            if not layer.empty:
-                self.firewalld.apply(layer.plan)
-            layers.append(layer)
-        except Exception as exc:
-            errors.append(f"firewalld: {exc}")
+        for attempt in range(1, RACE_ATTEMPTS + 1):
+            try:
+                layer = self.plan_firewalld(want, facts)
+                if not layer.empty:
+                    self.firewalld.apply(layer.plan)
+                layers.append(layer)
+            except Exception as exc:
+                if getattr(exc, "code", "") == "NAME_CONFLICT" and attempt < RACE_ATTEMPTS:
+                    # Another calfwd (a concurrent `calfwd apply`) created it between our read
+                    # and our write: read again and plan from what is there now.
+                    continue
+                errors.append(f"firewalld: {exc}")
+            break
 
         # The read that planned nothing already is the verification; re-read only after a change.
         changed = any(not layer.empty for layer in layers)

@@ -138,6 +138,8 @@ def test_unit_hardening_keeps_what_calfwd_needs(unit):
     # calfwd writes nothing on disk.
     for key in ("ReadWritePaths", "StateDirectory", "RuntimeDirectory", "LogsDirectory"):
         assert key not in service, key
+    # Bounded whatever a hostile bus client or a runaway command does (issue 11, item 2).
+    assert service["MemoryMax"] == ["256M"] and service["TasksMax"] == ["32"]
 
 
 def test_unit_verifies_clean(tmp_path):

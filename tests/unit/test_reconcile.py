@@ -132,3 +132,28 @@ def test_cleanup_removes_the_table_and_only_it():
     assert actions == ("remove table inet calfwd",) and errors == ()
     assert list(nft.tables_) == [("inet", "filter")]
     assert r.cleanup(NO_FIREWALLD) == ((), ())
+
+
+def test_a_concurrent_writer_is_settled_by_planning_again():
+    """Six concurrent `calfwd apply`: the losers of the race to create the zone get
+    NAME_CONFLICT from firewalld; calfwd reads again and goes on (issue 11, item 12)."""
+    from calfwd.drivers.firewalld import FirewalldError
+
+    class Racing(FakeFirewalld):
+        def apply(self, plan: Any) -> None:
+            self.applied += 1
+            if self.applied == 1:
+                raise FirewalldError("create zone 'calfwd'", message="NAME_CONFLICT: new_zone(): 'calfwd'")
+
+    fw = Racing()
+    outcome = Reconciler(FakeNft(), fw).reconcile(CONFIG, "start")
+    assert fw.applied == 2 and outcome.errors == ()
+
+    class Hopeless(FakeFirewalld):
+        def apply(self, plan: Any) -> None:
+            self.applied += 1
+            raise FirewalldError("create zone 'calfwd'", message="NAME_CONFLICT: new_zone(): 'calfwd'")
+
+    fw = Hopeless()
+    outcome = Reconciler(FakeNft(), fw).reconcile(CONFIG, "start")
+    assert fw.applied == 3 and "NAME_CONFLICT" in outcome.errors[0]
