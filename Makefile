@@ -56,6 +56,6 @@ rpm:
 soak: deps
 	CALFWD_SOAK=full $(PYTEST) -q -s tests/integration/test_soak.py
 
-# All benchmarks side by side in one run (~7 min): bench/results/<date>.json + Markdown tables.
+# All benchmarks side by side in one run (~11 min): bench/results/<date>.json + Markdown tables.
 bench: deps
 	$(PYTHON) bench/run.py

@@ -135,7 +135,7 @@ def bench_kernel(p: Dict[str, Any], daemon_cls: Any, base_config: Any, summary: 
             daemon.settle(quiet=2.0)
             n = p["repairs"] if events else p["repairs_resync"]
             log(f"kernel: {n} deletions of calfwd's table ({key})")
-            out = lab.node.run(PYTHON, "-c", REPAIR, str(n), "0.2", "90", timeout=600).stdout
+            out = lab.node.run(PYTHON, "-c", REPAIR, str(n), "0.6", "90", timeout=900).stdout
             samples: List[Any] = json.loads(out)
             done = [s for s in samples if s is not None]
             result.setdefault("repair", {})[key] = dict(summary(done), not_repaired=len(samples) - len(done))

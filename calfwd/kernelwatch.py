@@ -29,7 +29,7 @@ MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)start
 TABLE_CHECK = 2.5  # seconds after firewalld's table was deleted: is it still gone?
 # More repairs than this within REPAIR_WINDOW seconds: someone keeps rewriting calfwd's table
 # (another calfwd with another config?). Event-driven repair pauses until the next resync.
-REPAIR_BURST, REPAIR_WINDOW = 5, 10.0
+REPAIR_BURST, REPAIR_WINDOW = 20, 10.0
 
 
 class KernelWatch:
