@@ -130,7 +130,8 @@ def test_every_flush_is_reported_however_soon_after_felix_restored(lab):
     calfwd = Calfwd(lab, minimal_config(lab) + "felix_refresh_interval = 90\n")
     calfwd.start()
     lab.firewalld.start()
-    calfwd.wait_for("calico-flushed")  # firewalld's start flushed them once
+    if not lab.calico.present():  # firewalld <= 1.x: its start flushed them once
+        calfwd.wait_for("calico-flushed")
     settled(calfwd)
     rng = random.Random(9)
     mark = calfwd.line_count()
@@ -139,11 +140,15 @@ def test_every_flush_is_reported_however_soon_after_felix_restored(lab):
         kube.restore()
         time.sleep(rng.uniform(0.0, 2.0))
         lab.firewalld.reload()
+        if lab.calico.present():  # firewalld 2.x: no flush with the nftables backend, no report
+            calfwd.wait_for("reconciled", after=mark, count=n)
+            continue
         line = calfwd.wait_for("calico-flushed", after=mark, count=n, timeout=15)[-1]
         assert "flushed Calico's and kube-proxy's iptables rules on reload" in line, line
         assert "cluster DNS" in line and "within 90 s" in line
     time.sleep(1.0)
-    assert len(calfwd.events("calico-flushed", after=mark)) == 20
+    flushes = 0 if lab.calico.present() else 20
+    assert len(calfwd.events("calico-flushed", after=mark)) == flushes
     assert calfwd.events("kube-proxy-flushed") == []
 
 
@@ -158,6 +163,10 @@ def test_kube_proxy_alone_and_the_cause_of_a_stop(lab):
     time.sleep(0.3)
     mark = calfwd.line_count()
     lab.firewalld.stop()
+    if kube.present():  # firewalld 2.x flushes nothing on stop: nothing to report
+        time.sleep(3.0)
+        assert calfwd.events("kube-proxy-flushed", after=mark) == []
+        return
     line = calfwd.wait_for("kube-proxy-flushed", after=mark, timeout=15)[0]
     assert "flushed kube-proxy's iptables rules on stop" in line and "NodePorts" in line
     assert "KUBE-PROXY-CANARY (chain)" in line
