@@ -8,28 +8,19 @@ watch, timeout kill and output capture are the real thing.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict
 
 import pytest
 
 import mainloop
+
+from recorder import Reporter
 
 from calfwd import config as cfg
 from calfwd.flushwatch import (CAUSE_GRACE, SETTLE, CommandRunner, Flush, FlushTracker, flushed_message,
                                watched_jumps)
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n', "/etc/calfwd/calfwd.toml")
-
-
-class Reporter:
-    def __init__(self) -> None:
-        self.events: List[Tuple[str, str, Dict[str, Any]]] = []
-
-    def emit(self, event: str, message: str, **fields: Any) -> None:
-        self.events.append((event, message, fields))
-
-    def kinds(self) -> List[str]:
-        return [e[0] for e in self.events]
 
 
 def jump(target: str, verdict: str = "jump") -> Dict[str, Any]:

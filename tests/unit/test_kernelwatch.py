@@ -7,7 +7,9 @@ from __future__ import annotations
 import heapq
 import itertools
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, List, Tuple
+
+from recorder import Reporter
 
 from calfwd import config as cfg
 from calfwd.kernelwatch import REPAIR_BURST, KernelWatch
@@ -48,17 +50,6 @@ class Loop:
             if fn(*args):
                 heapq.heappush(self._timers, (self.now + 0.001, source, fn, args))
         self.now = max(self.now, end)
-
-
-class Reporter:
-    def __init__(self) -> None:
-        self.events: List[Tuple[str, str, Dict[str, Any]]] = []
-
-    def emit(self, event: str, message: str, **fields: Any) -> None:
-        self.events.append((event, message, fields))
-
-    def kinds(self) -> List[str]:
-        return [e[0] for e in self.events]
 
 
 class Host:
