@@ -151,17 +151,23 @@ class KernelWatch:
             if self._table_timer is not None:
                 self.glib.source_remove(self._table_timer)
             self._table_timer = self.glib.timeout_add(int(TABLE_CHECK * 1000), self._check_firewalld_table)
-        elif self.firewalld_table_missing:
+        else:
+            self._firewalld_table_back()
+
+    def _firewalld_table_back(self) -> None:
+        if self.firewalld_table_missing:
             self.firewalld_table_missing = False
             self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
+
+    def _inet_tables(self) -> set:
+        return {t.get("name") for t in self.reconciler.nft.tables() if t.get("family") == "inet"}
 
     def _check_firewalld_table(self) -> bool:
         self._table_timer = None
         if not self._owner() or self.flushes.busy("start") or self.flushes.busy("reload"):
             return False  # stopped, or rebuilding it right now
         try:
-            present = any(t.get("family") == "inet" and t.get("name") == "firewalld"
-                          for t in self.reconciler.nft.tables())
+            present = "firewalld" in self._inet_tables()
         except Exception:
             return False
         if present or self.firewalld_table_missing:
@@ -200,12 +206,11 @@ class KernelWatch:
 
     def _resync_firewalld_tables(self) -> None:
         """After lost events or a monitor restart: firewalld's tables as they are now."""
-        names = {t.get("name") for t in self.reconciler.nft.tables() if t.get("family") == "inet"}
+        names = self._inet_tables()
         if "firewalld_policy_drop" not in names and self.flushes.busy("reload"):
             self.flushes.end("reload")
-        if "firewalld" in names and self.firewalld_table_missing:
-            self.firewalld_table_missing = False
-            self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
+        if "firewalld" in names:
+            self._firewalld_table_back()
 
     def _repair(self) -> None:
         """Someone else changed calfwd's table: put it back now (nftables layer only)."""

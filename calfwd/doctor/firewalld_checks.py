@@ -1,6 +1,11 @@
 """doctor's checks of firewalld itself: its state, its flush of Calico's rules, the flush
 guard, direct rules, and the 2.x settings that break Calico (StrictForwardPorts,
-NftablesTableOwner). Pure, like every check."""
+NftablesTableOwner). Pure, like every check.
+
+Direct rules and passthroughs appear here on purpose, read-only: they switch firewalld 2.x's
+iptables flush back on and would break with the flush guard, so doctor must see and report
+them (doctor/reads.py lists them). calfwd itself never adds, changes or removes any; the
+firewall-cmd commands below are advice printed for the administrator."""
 
 from __future__ import annotations
 
