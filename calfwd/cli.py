@@ -31,7 +31,8 @@ EXIT_CODES = f"""exit codes:
   {EXIT_OK}  success; status, plan: in sync; doctor: healthy; guard status: nothing to do
   {EXIT_DRIFT}  status, plan: drift or pending changes; doctor: warnings; guard: refused, or something to do
   {EXIT_CONFIG}  invalid configuration or command line, nothing was changed; doctor: errors found
-  {EXIT_SYSTEM}  nftables, firewalld or the flush guard's drop-in could not be read or changed (e.g. not root)
+  {EXIT_SYSTEM}  nftables, firewalld or the flush guard's drop-in could not be read or changed (not root;
+     firewalld hung, the system bus unreachable, access denied): never reported as in sync
 """
 
 
@@ -84,15 +85,16 @@ def _load(path: str, strict_owner: bool) -> Config:
     return load_trusted(path) if strict_owner else load(path)
 
 
-def connect_firewalld() -> Optional[Any]:
-    """A firewalld client on the system bus, or None when there is no bus (nftables only)."""
-    try:
-        import dbus
+def connect_firewalld() -> Any:
+    """A firewalld client on the system bus. Without a bus, one whose every answer is that
+    error: calfwd cannot tell whether firewalld runs, so nothing may be called in sync."""
+    import dbus
 
-        from calfwd.drivers.firewalld import Firewalld
+    from calfwd.drivers.firewalld import Firewalld, Unreachable
+    try:
         return Firewalld(dbus.SystemBus())
-    except Exception:
-        return None
+    except dbus.exceptions.DBusException as exc:
+        return Unreachable(exc.get_dbus_name() or "", exc.get_dbus_message() or str(exc))
 
 
 def _reconciler(config: Config) -> Any:
@@ -104,7 +106,9 @@ def _reconciler(config: Config) -> Any:
 
 def _print_layers(layers: Sequence[Any], verb: str) -> None:
     for layer in layers:
-        if layer.note:
+        if layer.error:
+            print(f"{layer.layer}: ERROR, not verified: {layer.error}")
+        elif layer.note:
             print(f"{layer.layer}: {layer.note}")
         elif layer.empty:
             print(f"{layer.layer}: in sync")
@@ -127,6 +131,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=False)
     layers, _facts = _reconciler(config).plan(config)
     _print_layers(layers, "would change")
+    if any(layer.error for layer in layers):
+        return EXIT_SYSTEM
     return EXIT_OK if all(layer.empty for layer in layers) and not any(l.conflicts for l in layers) else EXIT_DRIFT
 
 
@@ -144,19 +150,21 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=False)
     layers, facts = _reconciler(config).plan(config)
-    in_sync = all(layer.empty for layer in layers)
+    in_sync = all(layer.in_sync for layer in layers)
+    errors = [f"{layer.layer}: {layer.error}" for layer in layers if layer.error]
     if args.json:
         print(json.dumps({
             "config": args.config,
             "in_sync": in_sync,
             "firewalld": {"running": facts.firewalld_running, "version": facts.firewalld_version,
-                          "default_zone": facts.default_zone},
-            "layers": [{"layer": l.layer, "in_sync": l.empty, "drift": list(l.actions),
-                        "conflicts": list(l.conflicts), "note": l.note} for l in layers],
+                          "default_zone": facts.default_zone, "state": facts.firewalld_state},
+            "errors": errors,
+            "layers": [{"layer": l.layer, "in_sync": l.in_sync, "drift": list(l.actions),
+                        "conflicts": list(l.conflicts), "note": l.note, "error": l.error} for l in layers],
         }, indent=2))
     else:
         _print_layers(layers, "drift")
-    return EXIT_OK if in_sync else EXIT_DRIFT
+    return EXIT_SYSTEM if errors else EXIT_OK if in_sync else EXIT_DRIFT
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:

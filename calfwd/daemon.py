@@ -94,6 +94,10 @@ class Daemon:
         self.coalescer = Coalescer(self._reconcile, HOLDOFF, glib)
         self._resync_timer: Optional[int] = None
         self._state_wait: Optional[int] = None
+        self._state_asked: Optional[str] = None
+        self._reloading = False  # calfwd's own firewalld reload is in flight
+        self._deferred: Optional[str] = None  # a trigger that came meanwhile
+        self._hup_ready = False
         self._conflicts: frozenset = frozenset()
         self._failed_owner: Optional[str] = None
         self._guard_problem: Optional[str] = None
@@ -189,31 +193,41 @@ class Daemon:
         self._state_wait = self.glib.timeout_add(0, self._poll_state, str(new), started)
 
     def _cancel_state_wait(self) -> None:
+        self._state_asked = None  # a reply still on its way is for an owner that is gone
         if self._state_wait is not None:
             self.glib.source_remove(self._state_wait)
             self._state_wait = None
 
     def _poll_state(self, owner: str, started: float) -> bool:
-        """Wait (without blocking the loop) until the new firewalld has applied its rules."""
+        """Wait until the new firewalld has applied its rules, never blocking the loop: a
+        starting firewalld answers only once it has (state_async's reply comes then)."""
         self._state_wait = None
-        if owner != self.owner:
+        if owner != self.owner or self.reconciler.firewalld is None:
             return False
-        state = self.reconciler.firewalld.state() if self.reconciler.firewalld else None
-        if state in ("RUNNING", "FAILED") or time.monotonic() - started > STATE_WAIT:
+        self._state_asked = owner
+        self.reconciler.firewalld.state_async(
+            lambda state, error: self._got_state(owner, started, state, error))
+        return False
+
+    def _got_state(self, owner: str, started: float, state: Optional[str], error: Any) -> None:
+        if owner != self.owner or self._state_asked != owner:
+            return
+        self._state_asked = None
+        waited = time.monotonic() - started
+        if state in ("RUNNING", "FAILED") or waited > STATE_WAIT:
             if state == "FAILED":
                 self._failed_owner = owner
                 self.reporter.emit("firewalld-failed", "firewalld started in state FAILED: its "
                                    "configuration did not load; calfwd keeps its nftables table "
                                    "and retries at every resync", firewalld_state=state)
             else:
-                self.reporter.emit("firewalld-appeared", f"firewalld is {state or 'not answering'}",
-                                   firewalld_state=state or "unknown",
-                                   wait_ms=round((time.monotonic() - started) * 1000, 1))
+                self.reporter.emit("firewalld-appeared", f"firewalld is {state or 'not answering'}"
+                                   + (f" ({error})" if error is not None else ""),
+                                   firewalld_state=state or "unknown", wait_ms=round(waited * 1000, 1))
             self.kernel.end("start", observe=True)
             self.coalescer.request("firewalld-started")
-            return False
+            return
         self._state_wait = self.glib.timeout_add(int(STATE_POLL * 1000), self._poll_state, owner, started)
-        return False
 
     def _on_resync(self) -> bool:
         self.coalescer.request("resync")
@@ -233,7 +247,10 @@ class Daemon:
         self.kernel.configure(config.kernel_events)
         self._arm_resync()
         self._reconcile("config-reloaded")  # `systemctl reload` returns once this is applied
-        self.notify("READY=1")
+        if self._reloading:
+            self._hup_ready = True  # READY=1 when firewalld's reload is over (_report)
+        else:
+            self.notify("READY=1")
         return True
 
     def _on_stop(self, signum: int) -> bool:
@@ -253,7 +270,27 @@ class Daemon:
     # -- the work ------------------------------------------------------------------------
 
     def _reconcile(self, trigger: str) -> None:
-        outcome = self.reconciler.reconcile(self.config, trigger)
+        if self._reloading:
+            # firewalld is busy with calfwd's reload and would not answer before it is over:
+            # run once more when it is (its Reloaded lands here too).
+            self._deferred = self._deferred or trigger
+            return
+        outcome = self.reconciler.reconcile(self.config, trigger, reload_later=self._reload_done)
+        if outcome.pending_reload:
+            self._reloading = True
+            self.notify(f"STATUS=applying: firewalld reloading (after {trigger})")
+            return
+        self._report(outcome)
+
+    def _reload_done(self, outcome: Outcome) -> None:
+        self._reloading = False
+        self._report(outcome)
+        deferred, self._deferred = self._deferred, None
+        if deferred:
+            self.coalescer.request(deferred)
+
+    def _report(self, outcome: Outcome) -> None:
+        trigger = outcome.trigger
         self.last = outcome
         ms = round(outcome.duration * 1000, 2)
         common = dict(trigger=trigger, duration_ms=ms, nft_duration_ms=round(outcome.nft_duration * 1000, 2),
@@ -264,7 +301,8 @@ class Daemon:
         self._conflicts = frozenset(outcome.conflicts)
         if outcome.errors:
             for error in outcome.errors:
-                self.reporter.emit("reconcile-failed", f"reconcile after {trigger} failed: {error}", **common)
+                self.reporter.emit("reconcile-failed", f"reconcile after {trigger} failed, NOT verified: "
+                                   f"{error}", **common)
         elif outcome.changes or trigger != "resync":
             actions = "; ".join(a for layer in outcome.layers for a in layer.actions)
             state = "verified" if outcome.verified else "NOT verified"
@@ -275,15 +313,15 @@ class Daemon:
         self.kernel.reconciled(trigger, outcome.facts.firewalld_version)
         self._check_guard()
         self.notify(self._status_line(outcome))
-        if not self.ready:
-            self.ready = True
+        if not self.ready or self._hup_ready:
+            self.ready, self._hup_ready = True, False
             self.notify("READY=1")
 
     def _check_failed(self, outcome: Outcome) -> None:
         """firewalld owns its name but is not RUNNING: say so once, whoever started first."""
         if outcome.facts.firewalld_running or not self.owner or self.reconciler.firewalld is None:
             return
-        if self._failed_owner != self.owner and self.reconciler.firewalld.state() == "FAILED":
+        if self._failed_owner != self.owner and outcome.facts.firewalld_state == "FAILED":
             self._failed_owner = self.owner
             self.reporter.emit("firewalld-failed", "firewalld is in state FAILED: its configuration "
                                "did not load; calfwd keeps its nftables table and retries at every "
@@ -303,7 +341,8 @@ class Daemon:
 
     def _status_line(self, outcome: Outcome) -> str:
         facts = outcome.facts
-        fw = f"firewalld {facts.firewalld_version}" if facts.firewalld_running else "firewalld absent"
+        fw = f"firewalld {facts.firewalld_version}" if facts.firewalld_running else \
+            "firewalld unknown" if outcome.errors else "firewalld absent"
         pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
         health = "in sync" if outcome.verified else \
             (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else "not verified")

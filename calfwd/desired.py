@@ -23,6 +23,7 @@ class HostFacts:
     firewalld_running: bool = False
     firewalld_version: str = ""
     default_zone: str = "public"
+    firewalld_state: str = ""  # "RUNNING", "INIT", "FAILED"; "" when nobody owns its name
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class PolicySpec:
     protocols: Tuple[str, ...] = ()
     priority: int = -1
     description: str = CALFWD_DESCRIPTION
+    rich_rules: Tuple[str, ...] = ()  # in firewalld's own spelling, so reading back compares equal
 
 
 @dataclass(frozen=True)
@@ -123,14 +125,7 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
     host_zone = fw.host_zone or facts.default_zone
     ports = tuple(p for name in config.host_ports for p in HOST_PORTS.get(name, ()))
     protocols = tuple(p for name in config.host_ports for p in HOST_PROTOCOLS.get(name, ()))
-    policies = [
-        PolicySpec(
-            name=fw.forward_policy,
-            ingress_zones=("ANY",),
-            egress_zones=(fw.zone,),
-            target="ACCEPT",
-        ),
-    ]
+    policies = [forward_policy(config, zone)]
     if ports or protocols:
         policies.append(PolicySpec(
             name=fw.host_policy,
@@ -141,6 +136,23 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
             protocols=protocols,
         ))
     return FirewalldDesired(mode=fw.mode, zone=zone, policies=tuple(policies))
+
+
+def forward_policy(config: Config, zone: ZoneSpec) -> PolicySpec:
+    """Forwarding from any zone into Calico's zone.
+
+    calfwd's own zone holds only Calico's interfaces, so ACCEPT into it is exactly Calico's
+    traffic. A stock zone ('trusted', 'internal') also holds whatever the administrator put
+    there: ACCEPT into it would open forwarding from the uplink to all of that. There the
+    policy accepts only what is addressed to the pools and lets the rest go on (CONTINUE).
+    """
+    name = config.firewalld.forward_policy
+    if zone.owned:
+        return PolicySpec(name=name, ingress_zones=("ANY",), egress_zones=(zone.name,), target="ACCEPT")
+    rules = tuple(f'rule family="ipv{net.version}" destination address="{net.with_prefixlen}" accept'
+                  for net in config.ip_pools)
+    return PolicySpec(name=name, ingress_zones=("ANY",), egress_zones=(zone.name,), target="CONTINUE",
+                      rich_rules=rules)
 
 
 # Zones firewalld ships; calfwd never creates, retargets or removes these.

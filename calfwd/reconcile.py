@@ -8,7 +8,7 @@ while firewalld is down, restarting or misconfigured.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, List, Optional, Tuple
 
 from calfwd.config import Config
@@ -28,10 +28,15 @@ class LayerPlan:
     conflicts: Tuple[str, ...] = ()
     note: str = ""  # why the layer was skipped, e.g. "firewalld is not running"
     plan: Any = None
+    error: str = ""  # the layer could not be read: never "in sync"
 
     @property
     def empty(self) -> bool:
         return not self.actions
+
+    @property
+    def in_sync(self) -> bool:
+        return self.empty and not self.error
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class Outcome:
     duration: float
     nft_duration: float
     facts: HostFacts = field(default_factory=HostFacts)
+    # firewalld reloads in the background (the daemon's loop stays free); the outcome is
+    # final, and verified, once it has (Reconciler.reload_later).
+    pending_reload: bool = False
 
     @property
     def changes(self) -> int:
@@ -92,13 +100,30 @@ class Reconciler:
         return LayerPlan("firewalld", tuple(op.description for op in p.ops), tuple(p.conflicts), plan=p)
 
     def plan(self, config: Config) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
-        want, facts = self.desired(config)
-        return (self.plan_nft(want), self.plan_firewalld(want, facts)), facts
+        """Both layers; a layer that cannot be read says why (LayerPlan.error) instead of
+        hiding the other one. nftables errors propagate: without its table calfwd knows nothing."""
+        try:
+            want, facts = self.desired(config)
+        except Exception as exc:
+            facts = HostFacts()
+            want = desired(config, facts)
+            return (self.plan_nft(want), LayerPlan("firewalld", (), error=str(exc))), facts
+        try:
+            fw = self.plan_firewalld(want, facts)
+        except Exception as exc:
+            fw = LayerPlan("firewalld", (), error=str(exc))
+        return (self.plan_nft(want), fw), facts
 
     # -- changing ----------------------------------------------------------------------
 
-    def reconcile(self, config: Config, trigger: str = "manual") -> Outcome:
-        """Apply both layers; an error in one never stops the other."""
+    def reconcile(self, config: Config, trigger: str = "manual",
+                  reload_later: Optional[Callable[[Outcome], None]] = None) -> Outcome:
+        """Apply both layers; an error in one never stops the other.
+
+        reload_later (the daemon): a plan that ends in a firewalld reload sends it without
+        waiting; the returned Outcome has pending_reload set, and reload_later(final outcome)
+        runs on the caller's main loop when firewalld has answered (verified then).
+        """
         start = self._clock()
         errors: List[str] = []
         layers: List[LayerPlan] = []
@@ -114,11 +139,16 @@ class Reconciler:
             errors.append(f"nftables: {exc}")
         nft_duration = self._clock() - nft_start
 
+        pending = False
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 layer = self.plan_firewalld(want, facts)
                 if not layer.empty:
-                    self.firewalld.apply(layer.plan)
+                    if reload_later is not None and _ends_in_reload(layer.plan):
+                        self.firewalld.apply(replace(layer.plan, ops=layer.plan.ops[:-1]))
+                        pending = True
+                    else:
+                        self.firewalld.apply(layer.plan)
                 layers.append(layer)
             except Exception as exc:
                 if getattr(exc, "code", "") == "NAME_CONFLICT" and attempt < RACE_ATTEMPTS:
@@ -128,11 +158,28 @@ class Reconciler:
                 errors.append(f"firewalld: {exc}")
             break
 
+        if pending:
+            outcome = Outcome(trigger, tuple(layers), tuple(errors), False, self._clock() - start,
+                              nft_duration, facts, pending_reload=True)
+            self._reload_then_verify(config, outcome, start, reload_later)  # type: ignore[arg-type]
+            return outcome
         # The read that planned nothing already is the verification; re-read only after a change.
         changed = any(not layer.empty for layer in layers)
         verified = not errors and (not changed or self._verified(config))
         return Outcome(trigger, tuple(layers), tuple(errors), verified, self._clock() - start,
                        nft_duration, facts)
+
+    def _reload_then_verify(self, config: Config, outcome: Outcome, start: float,
+                            done: Callable[[Outcome], None]) -> None:
+        def reloaded(error: Optional[Exception]) -> None:
+            errors = outcome.errors + ((f"firewalld: {error}",) if error is not None else ())
+            verified = not errors and self._verified(config)
+            done(replace(outcome, errors=errors, verified=verified, duration=self._clock() - start,
+                         pending_reload=False))
+        try:
+            self.firewalld.reload_async(reloaded)  # type: ignore[union-attr]
+        except Exception as exc:
+            reloaded(exc)
 
     def reconcile_nft(self, config: Config) -> Tuple[LayerPlan, Tuple[str, ...], float]:
         """Only calfwd's own table: the repair path for kernel events, which must be fast and
@@ -186,3 +233,7 @@ class Reconciler:
             except Exception as exc:
                 errors.append(f"firewalld: {exc}")
         return tuple(actions), tuple(errors)
+
+
+def _ends_in_reload(plan: Any) -> bool:
+    return bool(plan.ops) and (plan.ops[-1].verb, plan.ops[-1].obj) == ("reload", "firewalld")

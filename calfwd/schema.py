@@ -40,6 +40,10 @@ MODES = ("permanent", "runtime")
 
 # Names Felix treats as its own and deletes (FIELD-NOTES section 4), and firewalld's.
 _FOREIGN_PREFIXES = ("cali", "felix", "firewalld", "kube")
+# Names others create on a node: an administrator's (or iptables-nft's) table, firewalld's
+# shipped policies and those libvirt and Docker install. calfwd would replace or edit them.
+RESERVED_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security", "broute"})
+RESERVED_POLICIES = frozenset({"allow-host-ipv6", "libvirt-routed", "libvirt-to-host", "docker-forwarding"})
 
 
 # ---------------------------------------------------------------------------------------
@@ -108,8 +112,9 @@ def _name(max_len: int, what: str) -> Callable[[Any], Checked]:
     return check
 
 
-def _owned_name(max_len: int, what: str) -> Callable[[Any], Checked]:
-    """A name calfwd creates: it must not look like Felix's, firewalld's or kube-proxy's."""
+def _owned_name(max_len: int, what: str, reserved: frozenset = frozenset()) -> Callable[[Any], Checked]:
+    """A name calfwd creates: it must not look like Felix's, firewalld's or kube-proxy's,
+    nor be one that firewalld, iptables-nft, libvirt or Docker use for their own objects."""
     base = _name(max_len, what)
 
     def check(value: Any) -> Checked:
@@ -119,6 +124,9 @@ def _owned_name(max_len: int, what: str) -> Callable[[Any], Checked]:
         if value.lower().startswith(_FOREIGN_PREFIXES):
             return None, (f"{value!r} starts like a name Felix, firewalld or kube-proxy owns "
                           "(they may delete or overwrite it)")
+        if value.lower() in reserved:
+            return None, (f"{value!r} is a {what} others create (firewalld, iptables-nft, libvirt, "
+                          f"Docker); calfwd would change or delete theirs: pick a name of calfwd's own")
         return value, None
     return check
 
@@ -231,13 +239,13 @@ SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
         "mode": (_mode, "permanent"),
         "zone": (_name(17, "zone"), "calfwd"),
         "host_zone": (_zone_ref, ""),
-        "forward_policy": (_owned_name(17, "policy"), "calfwd-forward"),
-        "host_policy": (_owned_name(17, "policy"), "calfwd-host"),
+        "forward_policy": (_owned_name(17, "policy", RESERVED_POLICIES), "calfwd-forward"),
+        "host_policy": (_owned_name(17, "policy", RESERVED_POLICIES), "calfwd-host"),
         "trust_pool_sources": (_boolean, False),
         "flush_guard": (_boolean, False),
     },
     "nftables": {
-        "table": (_owned_name(32, "nftables table"), "calfwd"),
+        "table": (_owned_name(32, "nftables table", RESERVED_TABLES), "calfwd"),
     },
     "daemon": {
         "resync_interval": (_interval, 60),

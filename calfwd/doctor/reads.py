@@ -77,16 +77,6 @@ def _firewalld_reader(bus: Any) -> Any:
             return {str(z): (tuple(v.get("interfaces", ())), tuple(v.get("sources", ())))
                     for z, v in zones.items()}
 
-        def why_silent(self) -> Optional[str]:
-            """firewalld owns its name but state() got no answer: its reason (not root, polkit)."""
-            if not self.has_owner():
-                return None
-            try:
-                self._get(PATH, BUS_NAME, "state")
-            except FirewalldError as exc:
-                return str(exc)
-            return None
-
         def pid(self) -> Optional[int]:
             try:
                 return int(self._call("find firewalld's process", "/org/freedesktop/DBus",
@@ -101,11 +91,7 @@ def _firewalld_reader(bus: Any) -> Any:
 def read_firewalld(bus: Any, unknown: Dict[str, str], watch_paths: Tuple[str, ...]) -> FirewalldState:
     """firewalld's state as it reports it; unknown[...] gets what could not be read."""
     reader = _firewalld_reader(bus)
-    info = reader.info()
-    if not info.running and not info.state:
-        silent = reader.why_silent()
-        if silent:
-            raise RuntimeError(f"firewalld is on the bus but does not answer: {silent}")
+    info = reader.info()  # raises, saying why, when firewalld is there but calfwd cannot know
     if not info.running:
         return FirewalldState(running=False, state=info.state)
     state: Dict[str, Any] = dict(info.__dict__)

@@ -8,7 +8,7 @@ read into plain data and told to execute a plan.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 ChainRef = Tuple[str, str, str]  # (family, table, chain)
 
@@ -28,7 +28,12 @@ class NftDriver(Protocol):
 class FirewalldDriver(Protocol):
     """drivers/firewalld.py: firewalld over D-Bus, read into plan/firewalld_model.py's types."""
 
-    def state(self) -> Optional[str]: ...
+    def state(self) -> Optional[str]: ...  # None: nobody owns its name; raises when unknowable
+
+    # The daemon's two calls that may take long (a start, a reload) never block its loop.
+    def state_async(self, done: Callable[[Optional[str], Optional[Exception]], None]) -> None: ...
+
+    def reload_async(self, done: Callable[[Optional[Exception]], None]) -> None: ...
 
     def facts(self) -> Any: ...  # desired.HostFacts
 

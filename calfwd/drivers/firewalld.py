@@ -47,6 +47,36 @@ SIGNATURES = {
 
 _CODE = re.compile(r"^([A-Z][A-Z_]+):\s*(.*)$", re.S)
 
+# Why a call got no answer, from the bus's error name. "absent" is the only harmless one:
+# nobody owns firewalld's name, so there is nothing to verify. The others mean calfwd
+# cannot know what firewalld does, and must never be reported as "in sync".
+ABSENT = "absent"
+NOT_ANSWERING = "not-answering"
+DENIED = "denied"
+NO_BUS = "no-bus"
+_KINDS = {
+    "org.freedesktop.DBus.Error.ServiceUnknown": ABSENT,
+    "org.freedesktop.DBus.Error.NameHasNoOwner": ABSENT,
+    "org.freedesktop.DBus.Error.NoReply": NOT_ANSWERING,
+    "org.freedesktop.DBus.Error.Timeout": NOT_ANSWERING,
+    "org.freedesktop.DBus.Error.TimedOut": NOT_ANSWERING,
+    "org.freedesktop.DBus.Error.AccessDenied": DENIED,
+    "org.freedesktop.DBus.Error.AuthFailed": DENIED,
+    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": DENIED,
+    "org.freedesktop.DBus.Error.NoServer": NO_BUS,
+    "org.freedesktop.DBus.Error.NoNetwork": NO_BUS,
+    "org.freedesktop.DBus.Error.Disconnected": NO_BUS,
+    "org.freedesktop.DBus.Error.FileNotFound": NO_BUS,
+    "org.freedesktop.DBus.Error.BadAddress": NO_BUS,
+    "org.freedesktop.DBus.Error.NotSupported": NO_BUS,
+}
+_WHY = {
+    NOT_ANSWERING: "firewalld owns its bus name but does not answer (hung, or busy longer than "
+                   "calfwd waits)",
+    DENIED: "the bus or firewalld refused calfwd (not authorised: run as root)",
+    NO_BUS: "cannot reach the system bus",
+}
+
 
 class FirewalldError(Exception):
     """A D-Bus call failed. `code` is firewalld's error code (ZONE_CONFLICT, INVALID_ZONE, ...),
@@ -59,6 +89,7 @@ class FirewalldError(Exception):
         self.message = message
         match = _CODE.match(message or "")
         self.code = match.group(1) if match else ""
+        self.kind = _KINDS.get(dbus_name, DENIED if self.code == "NOT_AUTHORIZED" else "")
         super().__init__(text or f"{action}: {message or dbus_name or 'failed'}"
                          + (f" ({dbus_name})" if dbus_name and not match else ""))
 
@@ -80,7 +111,8 @@ class Firewalld:
             reply = self.bus.call_blocking(bus_name, path, interface, method, signature, args,
                                            timeout=self.timeout if timeout is None else timeout)
         except dbus.exceptions.DBusException as exc:
-            raise FirewalldError(action, exc.get_dbus_name() or "", exc.get_dbus_message() or "") from None
+            raise _explained(FirewalldError(action, exc.get_dbus_name() or "",
+                                            exc.get_dbus_message() or "")) from None
         return _py(reply)
 
     def _get(self, path: str, interface: str, prop: str) -> Any:
@@ -94,23 +126,48 @@ class Firewalld:
                                bus_name="org.freedesktop.DBus"))
 
     def state(self) -> Optional[str]:
-        """'RUNNING', 'INIT', 'FAILED'; None when nobody owns the name or it does not answer.
+        """'RUNNING', 'INIT', 'FAILED'; None when nobody owns the name (stopped: nothing to do).
 
-        A starting firewalld owns its name before it has applied its rules and answers only
-        once it has (its main loop is not running yet), so this blocks up to `timeout`.
+        Raises FirewalldError (with .kind) when calfwd cannot know: the owner does not answer,
+        the bus is unreachable, or calfwd is not authorised. A starting firewalld owns its name
+        before it has applied its rules and answers only once it has, so this blocks up to
+        `timeout`; the daemon asks with state_async instead.
         """
         try:
             if not self.has_owner():
                 return None
             return str(self._get(PATH, MAIN, "state"))
-        except FirewalldError:
-            return None
+        except FirewalldError as exc:
+            if exc.kind == ABSENT:  # it left between the two calls
+                return None
+            raise
+
+    def state_async(self, done: Callable[[Optional[str], Optional[FirewalldError]], None]) -> None:
+        """state() without blocking the caller's main loop: done(state, error) runs on it."""
+        def reply(value: Any) -> None:
+            done(str(value), None)
+
+        def error(exc: Any) -> None:
+            err = FirewalldError("read property state", exc.get_dbus_name() or "", exc.get_dbus_message() or "")
+            done(None, None) if err.kind == ABSENT else done(None, _explained(err))
+        self.bus.call_async(BUS_NAME, PATH, PROPERTIES, "Get", "ss", (MAIN, "state"), reply, error,
+                            timeout=self.timeout)
+
+    def reload_async(self, done: Callable[[Optional[FirewalldError]], None]) -> None:
+        """firewalld's reload without blocking the caller's main loop: a reload of a big
+        configuration takes seconds, and a hung firewalld would hold the loop (and SIGTERM,
+        and the watchdog) for reload_timeout. done(error) runs on the loop when it is over."""
+        def error(exc: Any) -> None:
+            done(_explained(FirewalldError("reload firewalld", exc.get_dbus_name() or "",
+                                           exc.get_dbus_message() or "")))
+        self.bus.call_async(BUS_NAME, PATH, MAIN, "reload", "", (), lambda *_: done(None), error,
+                            timeout=self.reload_timeout)
 
     def running(self) -> bool:
         return self.state() == "RUNNING"
 
     def info(self) -> FirewalldInfo:
-        state = self.state()
+        state = self.state()  # raises when calfwd cannot know
         if state is None:
             return FirewalldInfo(running=False)
         if state != "RUNNING":
@@ -127,9 +184,10 @@ class Firewalld:
         """What desired() needs; the runtime default zone is the one traffic meets."""
         info = self.info()
         if not info.running:
-            return HostFacts()
+            return HostFacts(firewalld_state=info.state)
         return HostFacts(firewalld_running=True, firewalld_version=info.version,
-                         default_zone=info.default_zone or HostFacts().default_zone)
+                         default_zone=info.default_zone or HostFacts().default_zone,
+                         firewalld_state=info.state)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -306,6 +364,32 @@ class Firewalld:
         text = (f"{op.kind} {op.item} is bound to zone '{other or '?'}' ({where}) by someone else; "
                 f"calfwd wants it in '{op.zone}' and leaves it there")
         return FirewalldError(op.description, exc.dbus_name, exc.message, text=text)
+
+
+class Unreachable:
+    """The firewalld client when the system bus itself could not be reached: every question
+    fails with that reason, so nothing is ever reported as in sync."""
+
+    def __init__(self, dbus_name: str, message: str) -> None:
+        error = FirewalldError("connect to the system bus", dbus_name, message)
+        error.kind = error.kind if error.kind in (NO_BUS, DENIED) else NO_BUS
+        self.error = _explained(error)
+
+    def _fail(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise self.error
+
+    state = info = facts = read = apply = _fail
+
+
+def _explained(exc: FirewalldError) -> FirewalldError:
+    """Put the meaning of a bus-level failure in front of the bus's own words."""
+    why = _WHY.get(exc.kind)
+    if not why:
+        return exc
+    out = FirewalldError(exc.action, exc.dbus_name, exc.message,
+                         text=f"{why}: {exc.action}: {exc.message or exc.dbus_name}")
+    out.kind = exc.kind
+    return out
 
 
 # ---------------------------------------------------------------------------------------

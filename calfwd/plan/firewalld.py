@@ -298,13 +298,18 @@ def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Firewal
                 "firewall-cmd --reload")
         keys = POLICY_LISTS + POLICY_BOOLS
         if not is_ours(p.permanent if p.permanent is not None else p.runtime, pspec.description):
-            # Someone else's policy (runtime mode cannot have made it): add calfwd's entries,
-            # never remove theirs, never rewire its zones ('ANY' mixes with no other zone).
-            keys = tuple(k for k in keys if k not in ("ingress_zones", "egress_zones"))
+            # Someone else's policy (runtime mode cannot have made it). Its zones decide who
+            # reaches what it allows: where they differ from calfwd's, adding Calico's ports to
+            # it would open them to other zones (a stock ANY -> HOST policy opened BGP to all).
             wired, texts = policy_changes(pspec, p.runtime, ("ingress_zones", "egress_zones"))
             if wired:
+                usable_specs.remove(pspec)
                 conflicts.append(f"policy '{pspec.name}' was not created by calfwd and its zones differ "
-                                 f"({', '.join(texts)}); calfwd adds its entries but leaves its zones alone")
+                                 f"({', '.join(texts)}); calfwd adds nothing to it: create a policy of "
+                                 f"calfwd's own (mode = \"permanent\" once) or name another")
+                continue
+            # Same zones: add calfwd's entries, never remove theirs.
+            keys = tuple(k for k in keys if k not in ("ingress_zones", "egress_zones"))
         changes, texts = policy_changes(pspec, p.runtime, keys, additive=keys != POLICY_LISTS + POLICY_BOOLS)
         if changes:
             ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))

@@ -133,6 +133,7 @@ def policy_settings(spec: PolicySpec) -> Dict[str, Any]:
         "egress_zones": tuple(spec.egress_zones),
         "ports": canonical_ports(spec.ports),
         "protocols": tuple(spec.protocols),
+        "rich_rules": tuple(spec.rich_rules),
     }
     for key in POLICY_LISTS:
         settings.setdefault(key, ())
@@ -148,6 +149,8 @@ def policy_summary(spec: PolicySpec) -> str:
         parts.append("ports " + " ".join(f"{p}/{proto}" for p, proto in canonical_ports(spec.ports)))
     if spec.protocols:
         parts.append("protocols " + " ".join(spec.protocols))
+    if spec.rich_rules:
+        parts.append("rich rules " + "; ".join(spec.rich_rules))
     return ", ".join(parts)
 
 

@@ -25,6 +25,7 @@ from typing import List, Optional
 import pytest
 
 from lab.calfwd import PYTHON, STORM, Calfwd, footprint, traffic_ok
+from lab.wait import wait_until
 
 FIREWALLD_DBUS = ("org.fedoraproject.FirewallD1", "/org/fedoraproject/FirewallD1")
 BROKEN_ZONE = "<zone><this is not xml"
@@ -55,17 +56,6 @@ def firewalld_state(lab) -> Optional[str]:
     if proc.returncode != 0:
         return None
     return proc.stdout.split('"')[-2] if '"' in proc.stdout else None
-
-
-def wait_until(check, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(interval)
 
 
 def start_firewalld_failed(lab) -> None:

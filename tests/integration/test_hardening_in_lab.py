@@ -4,10 +4,14 @@ checks, nesting) are in tests/unit/test_config.py."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import time
 
 from lab.calfwd import PYTHON, Calfwd, footprint, minimal_config
+from lab.wait import wait_until
 
 # Fake Reloaded signals for `seconds`, as fast as the bus takes them; prints how many.
 FLOOD = r"""
@@ -68,3 +72,138 @@ def test_six_concurrent_applies_from_scratch_all_succeed(lab):
     zones = lab.firewalld.firewall_cmd("--permanent", "--get-zones").split()
     assert zones.count("calfwd") == 1
     assert "calfwd-forward" in footprint(lab)["policies_permanent"]
+
+
+def _hung(lab):
+    """SIGSTOP firewalld: it keeps its bus name and answers nothing (issue 11 items 5, 13)."""
+    pid = lab.firewalld.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def test_a_hung_firewalld_is_an_error_never_in_sync(lab):
+    """Item 5: with firewalld stopped by SIGSTOP, 0.1's status, plan and apply said "firewalld
+    is not running" and exited 0, status --json said in_sync, the daemon logged "verified"."""
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    assert calfwd.cli("apply").returncode == 0
+    calfwd.start()
+    mark = calfwd.line_count()
+    pid = _hung(lab)
+    try:
+        status = calfwd.cli("status")
+        assert status.returncode == 3, status
+        assert "firewalld: ERROR, not verified: firewalld owns its bus name but does not answer" \
+            in status.stdout, status.stdout
+        assert "nftables: in sync" in status.stdout
+        as_json = calfwd.cli("status", "--json")
+        report = json.loads(as_json.stdout)
+        assert as_json.returncode == 3 and report["in_sync"] is False and report["errors"], report
+        assert calfwd.cli("plan").returncode == 3
+        applied = calfwd.cli("apply")
+        assert applied.returncode == 3 and "does not answer" in applied.stderr, applied
+        calfwd.signal(signal.SIGHUP)
+        failed = calfwd.wait_for("reconcile-failed", after=mark, timeout=20)[0]
+        assert "NOT verified" in failed and "does not answer" in failed, failed
+        assert not [line for line in calfwd.events("reconciled", after=mark) if "verified" in line]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    mark = calfwd.line_count()
+    calfwd.signal(signal.SIGHUP)
+    line = calfwd.wait_for("reconciled", after=mark, timeout=20)[0]
+    assert "0 change(s), verified" in line, line
+    assert calfwd.cli("status").returncode == 0
+
+
+def test_no_bus_is_an_error_not_firewalld_absent(lab):
+    """Item 5: a broken bus address read as "firewalld is not running", exit 0."""
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    calfwd.env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:abstract=/calfwd-test/nobody-listens-here"
+    status = calfwd.cli("status")
+    assert status.returncode == 3 and "cannot reach the system bus" in status.stdout, status
+    applied = calfwd.cli("apply")
+    assert applied.returncode == 3 and "cannot reach the system bus" in applied.stderr, applied
+    assert "masquerade" in lab.node.run("nft", "list", "table", "inet", "calfwd").stdout, \
+        "the nftables layer does not depend on the bus"
+
+
+def test_access_denied_is_an_error_not_firewalld_absent(lab):
+    """Item 5: a bus policy that refuses calfwd read as "firewalld is not running", exit 0."""
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    assert calfwd.cli("apply").returncode == 0
+    config = lab.bus.config_path.read_text()
+    lab.bus.config_path.write_text(config.replace(
+        '<allow own="*"/>', '<allow own="*"/>\n    <deny send_destination="org.fedoraproject.FirewallD1"/>'))
+    lab.bus.proc.send_signal(signal.SIGHUP)  # dbus-daemon reloads its configuration
+    try:
+        wait_until(lambda: calfwd.cli("status").returncode != 0, 10, "the bus to apply the new policy")
+        status = calfwd.cli("status")
+        assert status.returncode == 3 and "not authorised" in status.stdout, status
+    finally:
+        lab.bus.config_path.write_text(config)
+        lab.bus.proc.send_signal(signal.SIGHUP)
+
+
+def test_a_hung_reload_never_holds_the_daemons_loop(lab):
+    """Item 13: 0.1 waited up to 60 s in firewalld's reload call (TimeoutStopSec is 30 s):
+    no SIGTERM, no watchdog, no repair meanwhile. firewalld is stopped in the middle of the
+    reload calfwd asked for (its reload drop table on the monitor says when)."""
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    monitor = lab.node.popen("nft", "monitor", "tables", stdout=subprocess.PIPE, text=True)
+    pid = None
+    try:
+        calfwd.start(wait_event=None)
+        for line in monitor.stdout:
+            if "add table inet firewalld_policy_drop" in line:
+                pid = _hung(lab)
+                break
+        assert pid is not None
+        time.sleep(0.5)
+        assert not calfwd.events("reconciled"), "the reload must still be in flight"
+        mark = calfwd.line_count()
+        lab.node.run("nft", "delete", "table", "inet", "calfwd")
+        calfwd.wait_for("table-repaired", after=mark, timeout=5)  # the loop is free
+        started = time.monotonic()
+        assert calfwd.stop(timeout=20) == 0
+        assert time.monotonic() - started < 3, "SIGTERM answered within a few seconds"
+        assert "masquerade" in lab.node.run("nft", "list", "table", "inet", "calfwd").stdout
+        assert "Traceback" not in calfwd.log_path.read_text()
+    finally:
+        monitor.kill()
+        monitor.wait()
+        if pid is not None:
+            lab.firewalld.kill()
+
+
+def test_a_stock_zone_never_opens_forwarding_to_what_else_is_in_it(lab):
+    """Item 3: with zone = "trusted", 0.1's ANY -> trusted ACCEPT policy let the LAN reach,
+    through the node, a network the administrator had bound to 'trusted' for other reasons."""
+    from lab.netns import PREFIX, Netns, add_veth
+    from lab import probe
+
+    svc = Netns(f"{PREFIX}{lab.id}-svc").create()
+    try:
+        add_veth(lab.node, "mgmt0", svc, "eth0")
+        lab.node.run("ip", "addr", "add", "198.19.200.1/24", "dev", "mgmt0")
+        lab.node.run("ip", "link", "set", "mgmt0", "up")
+        svc.run("ip", "addr", "add", "198.19.200.2/24", "dev", "eth0")
+        svc.run("ip", "link", "set", "eth0", "up")
+        svc.run("ip", "route", "add", "default", "via", "198.19.200.1")
+        lab.peer.run("ip", "route", "add", "198.19.200.0/24", "via", lab.addr.node_v4)
+        probe.start_echo_server(svc, 9000)
+        lab.firewalld.start()
+        lab.firewalld.firewall_cmd("--permanent", "--zone=trusted", "--add-interface=mgmt0")
+        lab.firewalld.reload()
+        assert not probe.eventually(lambda: lab.connect(lab.peer, "198.19.200.2", 9000, 0.3), 1.0), \
+            "firewalld alone forwards nothing from the LAN into 'trusted'"
+        calfwd = Calfwd(lab, minimal_config(lab) + '[firewalld]\nzone = "trusted"\n')
+        assert calfwd.cli("apply").returncode == 0
+        assert calfwd.cli("status").returncode == 0
+        assert lab.peer_reaches_pod(within=3) and lab.pod_reaches_proxy(within=3)
+        assert not probe.eventually(lambda: lab.connect(lab.peer, "198.19.200.2", 9000, 0.3), 1.0), \
+            "calfwd's policy opened forwarding to the administrator's network in 'trusted'"
+    finally:
+        svc.close()

@@ -406,7 +406,7 @@ def container(tmp_path):
 
 
 def test_rpm_lifecycle_under_systemd(container, tmp_path):
-    from lab.systemd_root import wait_until
+    from lab.wait import wait_until
 
     box = container
     topdir = tmp_path / "rpmbuild"

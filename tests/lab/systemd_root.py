@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .netns import SYSTEM_PATH, unique_id
+from .wait import wait_until
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -742,13 +743,3 @@ class SystemdContainer:
         return "\n".join(parts)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str,
-               interval: float = 0.25) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)

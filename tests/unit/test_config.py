@@ -119,6 +119,13 @@ BAD = [
     ("policy with Felix's prefix", _key("firewalld", 'forward_policy = "cali-fwd"'), "firewalld.forward_policy:", "Felix"),
     ("table with firewalld's prefix", _key("nftables", 'table = "firewalld"'), "nftables.table:", "firewalld"),
     ("table name junk", _key("nftables", 'table = "my table"'), "nftables.table:", "not a valid nftables table name"),
+    # Issue 11 items 1 and 8: an administrator's table, firewalld's stock policy.
+    ("an admin's table", _key("nftables", 'table = "filter"'), "nftables.table:", "others create"),
+    ("iptables-nft's table", _key("nftables", 'table = "NAT"'), "nftables.table:", "others create"),
+    ("firewalld's stock policy", _key("firewalld", 'host_policy = "allow-host-ipv6"'), "firewalld.host_policy:",
+     "others create"),
+    ("libvirt's policy", _key("firewalld", 'forward_policy = "libvirt-routed"'), "firewalld.forward_policy:",
+     "others create"),
     ("same two policies", _key("firewalld", 'forward_policy = "x"\nhost_policy = "x"'), "firewalld.host_policy:", "must differ"),
     ("bad mode", _key("firewalld", 'mode = "both"'), "firewalld.mode:", "not one of"),
     ("interface too long", _key("calico", 'interfaces = ["abcdefghijklmnop"]'), "calico.interfaces[0]:", "longer than 15 bytes"),

@@ -300,8 +300,9 @@ def test_permanent_only_objects_are_created_without_reload_when_runtime_has_them
 def _prepared(zone: str = "trusted") -> FakeFirewalld:
     """An admin made the policies permanently (runtime mode cannot create them)."""
     fw = FakeFirewalld()
-    fw.perm_policies["calfwd-forward"] = {"target": "ACCEPT", "priority": -1, "ingress_zones": ["ANY"],
-                                          "egress_zones": [zone]}
+    forward = fs.policy_settings(want(zone=zone).policies[0])  # a stock zone: pools only
+    fw.perm_policies["calfwd-forward"] = {"target": forward["target"], "priority": -1, "ingress_zones": ["ANY"],
+                                          "egress_zones": [zone], "rich_rules": list(forward["rich_rules"])}
     fw.perm_policies["calfwd-host"] = {"target": "CONTINUE", "priority": -1, "ingress_zones": ["public"],
                                        "egress_zones": ["HOST"], "services": ["ssh"]}
     fw.reload()
@@ -451,3 +452,33 @@ def test_runtime_mode_does_not_rewire_someone_elses_policy():
     p = fp.plan(d, fw.read(d))
     assert not any(getattr(op, "name", "") == "calfwd-forward" for op in p.ops)
     assert any("calfwd-forward" in c and "ingress_zones +ANY -public" in c for c in p.conflicts)
+
+
+def test_runtime_mode_adds_nothing_to_someone_elses_policy_whose_zones_differ():
+    """Issue 11 item 8: a stock-like ANY -> HOST policy got BGP and Typha, open to every zone
+    although host_zone said 'public'."""
+    fw = _prepared()
+    fw.rt_policies["calfwd-host"]["ingress_zones"] = ["ANY"]
+    d = want(zone="trusted", mode="runtime")
+    p = fp.plan(d, fw.read(d))
+    assert not any(getattr(op, "name", "") == "calfwd-host" for op in p.ops), p.ops
+    assert any("calfwd-host" in c and "adds nothing" in c for c in p.conflicts), p.conflicts
+
+
+def test_runtime_mode_adds_its_ports_to_someone_elses_policy_with_the_same_zones():
+    fw = _prepared()
+    d = want(zone="trusted", mode="runtime")
+    p = fp.plan(d, fw.read(d))
+    (op,) = [op for op in p.ops if getattr(op, "name", "") == "calfwd-host"]
+    assert "ssh" in dict(op.settings).get("services", ("ssh",)) and dict(op.settings)["ports"]
+
+
+def test_a_stock_zone_gets_forwarding_to_the_pools_only():
+    """Issue 11 item 3: ANY -> 'trusted' ACCEPT opened forwarding from the uplink to every
+    interface and source an administrator had put in 'trusted'."""
+    forward = want(zone="trusted").policies[0]
+    assert forward.egress_zones == ("trusted",) and forward.target == "CONTINUE"
+    assert forward.rich_rules and all(r.endswith(" accept") and "destination address=" in r
+                                      for r in forward.rich_rules)
+    own = want().policies[0]
+    assert own.target == "ACCEPT" and own.rich_rules == (), "calfwd's own zone holds Calico's interfaces only"

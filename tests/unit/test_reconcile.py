@@ -157,3 +157,67 @@ def test_a_concurrent_writer_is_settled_by_planning_again():
     fw = Hopeless()
     outcome = Reconciler(FakeNft(), fw).reconcile(CONFIG, "start")
     assert fw.applied == 3 and "NAME_CONFLICT" in outcome.errors[0]
+
+
+class UnknowableFirewalld(FakeFirewalld):
+    """firewalld owns its name but calfwd cannot know its state (hung, no bus, denied)."""
+
+    def facts(self) -> HostFacts:
+        from calfwd.drivers.firewalld import FirewalldError
+        raise FirewalldError("read property state", "org.freedesktop.DBus.Error.NoReply", "no reply")
+
+
+def test_a_firewalld_that_cannot_be_asked_is_an_error_never_in_sync():
+    """Issue 11 item 5: 0.1 took 'no answer' for 'not running' and said in sync."""
+    r = Reconciler(FakeNft(), UnknowableFirewalld())
+    layers, _facts = r.plan(CONFIG)
+    assert layers[0].layer == "nftables" and layers[0].actions  # the other layer still shows
+    assert layers[1].error and not layers[1].in_sync and not layers[1].note
+    outcome = r.reconcile(CONFIG, "resync")
+    assert not outcome.verified and outcome.errors and "no reply" in outcome.errors[0]
+
+
+class ReloadingFirewalld(FakeFirewalld):
+    """Takes every write; keeps the reload's callback so the test decides when it is over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: List[Any] = []
+        self.reload_done: Any = None
+
+    def apply(self, plan: Any) -> None:
+        self.ops.extend(plan.ops)
+
+    def reload_async(self, done: Any) -> None:
+        self.reload_done = done
+
+
+def test_the_daemons_reload_is_sent_without_waiting_and_verified_when_over():
+    """Issue 11 item 13: a hung reload held the daemon's loop for 60 s."""
+    fw = ReloadingFirewalld()
+    finals: List[Any] = []
+    r = Reconciler(FakeNft(), fw)
+    outcome = r.reconcile(CONFIG, "start", reload_later=finals.append)
+    assert outcome.pending_reload and not outcome.verified and outcome.errors == ()
+    assert fw.ops and all(op.verb != "reload" for op in fw.ops), "the reload itself goes async"
+    assert fw.reload_done is not None and finals == []
+    fw.reload_done(RuntimeError("reload firewalld: no reply"))
+    (final,) = finals
+    assert not final.pending_reload and final.errors == ("firewalld: reload firewalld: no reply",)
+    assert not final.verified and final.layers == outcome.layers
+
+
+def test_the_cli_still_waits_for_the_reload_itself():
+    fw = ReloadingFirewalld()
+    outcome = Reconciler(FakeNft(), fw).reconcile(CONFIG, "cli")
+    assert not outcome.pending_reload and fw.reload_done is None
+    assert fw.ops[-1].verb == "reload"
+
+
+def test_the_reload_is_sent_even_when_the_nftables_layer_failed():
+    fw = ReloadingFirewalld()
+    finals: List[Any] = []
+    outcome = Reconciler(FakeNft(fail="no CAP_NET_ADMIN"), fw).reconcile(CONFIG, "start", reload_later=finals.append)
+    assert outcome.pending_reload and fw.reload_done is not None
+    fw.reload_done(None)
+    assert finals[0].errors == ("nftables: no CAP_NET_ADMIN",) and not finals[0].verified

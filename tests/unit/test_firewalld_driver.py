@@ -1,0 +1,53 @@
+"""drivers/firewalld.py's reading of bus failures (issue 11 item 5): 'nobody owns the name' is
+firewalld stopped, harmless; no answer, no bus and access denied mean calfwd cannot know, and
+must say so. The bus is a stand-in raising the errors dbus-python raises; the lab proves the
+same against a real hung firewalld, a broken address and a bus policy that denies."""
+
+from __future__ import annotations
+
+import dbus
+import pytest
+
+from calfwd.drivers import firewalld as fwd
+
+
+class Bus:
+    def __init__(self, owner: bool, error: str = "") -> None:
+        self.owner, self.error = owner, error
+
+    def call_blocking(self, bus_name, path, interface, method, signature, args, timeout=None):
+        if method == "NameHasOwner":
+            return dbus.Boolean(self.owner)
+        if self.error:
+            raise dbus.exceptions.DBusException("boom", name=self.error)
+        return dbus.String("RUNNING")
+
+
+def test_nobody_owning_the_name_is_firewalld_stopped():
+    assert fwd.Firewalld(Bus(owner=False)).state() is None
+    assert fwd.Firewalld(Bus(owner=True, error="org.freedesktop.DBus.Error.ServiceUnknown")).state() is None
+
+
+@pytest.mark.parametrize("name, kind, words", [
+    ("org.freedesktop.DBus.Error.NoReply", fwd.NOT_ANSWERING, "does not answer"),
+    ("org.freedesktop.DBus.Error.AccessDenied", fwd.DENIED, "not authorised"),
+    ("org.freedesktop.DBus.Error.Disconnected", fwd.NO_BUS, "cannot reach the system bus"),
+])
+def test_an_owner_that_cannot_be_asked_raises_saying_why(name, kind, words):
+    with pytest.raises(fwd.FirewalldError) as caught:
+        fwd.Firewalld(Bus(owner=True, error=name)).facts()
+    assert caught.value.kind == kind and words in str(caught.value)
+
+
+def test_firewalds_own_not_authorized_counts_as_denied():
+    err = fwd.FirewalldError("x", "org.fedoraproject.FirewallD1.NotAuthorizedException",
+                             "NOT_AUTHORIZED: polkit said no")
+    assert err.kind == fwd.DENIED
+
+
+def test_no_bus_at_all_answers_every_question_with_that():
+    client = fwd.Unreachable("org.freedesktop.DBus.Error.NoServer", "Failed to connect to socket")
+    for ask in (client.state, client.facts):
+        with pytest.raises(fwd.FirewalldError) as caught:
+            ask()
+        assert caught.value.kind == fwd.NO_BUS and "Failed to connect" in str(caught.value)
