@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 from calfwd import kernel_events
 from calfwd.config import Config
 from calfwd.drivers.nftmonitor import NftMonitor
-from calfwd.flushwatch import CALICO, CommandRunner, Flush, FlushTracker, flushed_message, watched_jumps
+from calfwd.flushcommand import CommandRunner
+from calfwd.flushwatch import CALICO, Flush, FlushTracker, flushed_message, watched_jumps
 
 KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
 MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
