@@ -324,8 +324,21 @@ def load(path: str = DEFAULT_PATH) -> Config:
 
 def load_trusted(path: str = DEFAULT_PATH) -> Config:
     """What everything that changes the firewall loads (apply, cleanup, the daemon): as root,
-    a file that is not root's alone, or in a directory others can write, is refused."""
-    return parse(read_text(path, trusted=os.geteuid() == 0), path)
+    a file that is not root's alone, or in a directory others can write, is refused; so is
+    an on_calico_flush program anyone but root could change (whoever runs the check)."""
+    config = parse(read_text(path, trusted=os.geteuid() == 0), path)
+    problems = command_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def command_problems(config: Config) -> List[str]:
+    """The on_calico_flush program, judged as the daemon judges it again before each run."""
+    if not config.on_calico_flush:
+        return []
+    return [f"{config.path}: daemon.on_calico_flush: {problem}"
+            for problem in trust.program_problems(config.on_calico_flush[0])]
 
 
 def ownership_problems(path: str) -> List[str]:

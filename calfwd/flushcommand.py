@@ -3,6 +3,9 @@
 The command runs without a shell, at most one at a time and at most once per
 on_calico_flush_interval, and is killed after on_calico_flush_timeout. It never blocks the
 GLib main loop: the process is watched with a GLib child watch and a timeout source.
+
+Its program is checked before each run as at the config's load (trust.program_problems): a
+file that someone other than root changed since is refused, and nothing runs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import subprocess
 import tempfile
 import time
 from typing import Any, Callable, Optional, Tuple
+
+from calfwd import trust
 
 OUTPUT_LIMIT = 4000  # characters of the command's output kept for the journal
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when the command times out
@@ -49,6 +54,11 @@ class CommandRunner:
         if self._last is not None and now - self._last < interval:
             return (f"on_calico_flush not started: it ran {now - self._last:.0f} s ago "
                     f"(at most once per {interval:g} s, [daemon] on_calico_flush_interval)")
+        refused = trust.program_problems(argv[0])  # again: it may have changed since the load
+        if refused:
+            self._reporter.emit("flush-command-failed", f"on_calico_flush refused, not run: {command}: "
+                                + "; ".join(refused), command=command)
+            return "on_calico_flush refused, not run: " + "; ".join(refused)
         self._last = now
         output = tempfile.TemporaryFile()
         try:
