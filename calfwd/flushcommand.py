@@ -2,7 +2,14 @@
 
 The command runs without a shell, at most one at a time and at most once per
 on_calico_flush_interval, and is killed after on_calico_flush_timeout. It never blocks the
-GLib main loop: the process is watched with a GLib child watch and a timeout source.
+GLib main loop: the process is watched with a GLib child watch, a timeout source and a
+watch on its output pipe.
+
+Output: read from a pipe as it comes, into OutputTail, which keeps only the last
+TAIL_BYTES bytes and counts the rest. A file would take disk for all of it (`yes` writes
+1.9 GB in 5 s) and a capped file keeps the head, while the error that matters is the last
+line. The price is the loop's CPU while a command floods it, at most until the timeout;
+reads run at low priority and a few chunks per wake-up, so the daemon's own work goes first.
 
 Its program is checked before each run as at the config's load (trust.program_problems): a
 file that someone other than root changed since is refused, and nothing runs.
@@ -10,18 +17,45 @@ file that someone other than root changed since is refused, and nothing runs.
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import signal
 import subprocess
-import tempfile
 import time
 from typing import Any, Callable, Optional, Tuple
 
 from calfwd import trust
 
-OUTPUT_LIMIT = 4000  # characters of the command's output kept for the journal
+TAIL_BYTES = 4096  # the end of the command's output kept for the journal
+CHUNK = 65536
+READS_PER_WAKE = 4  # then the loop runs other sources before reading on
+DRAIN_LIMIT = 1 << 20  # bytes still read once the command exited (nothing waits for more)
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when the command times out
+
+
+class OutputTail:
+    """The last `size` bytes of a stream, and how many bytes it had in all."""
+
+    def __init__(self, size: int = TAIL_BYTES) -> None:
+        self._size = size
+        self._data = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self._data += chunk[-self._size:]
+        del self._data[:-self._size]
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self._data)
+
+    def text(self) -> str:
+        data = bytes(self._data)
+        if self.dropped:  # the cut may fall inside a character: start at the next one
+            data = data.lstrip(bytes(range(0x80, 0xC0)))
+        return data.decode("utf-8", "replace").strip()
 
 
 class CommandRunner:
@@ -32,7 +66,9 @@ class CommandRunner:
         self._reporter = reporter
         self._clock = clock
         self._proc: Optional[subprocess.Popen] = None
-        self._output: Any = None
+        self._fd = -1  # the read end of its output pipe
+        self._tail = OutputTail()
+        self._watch: Optional[int] = None
         self._argv: Tuple[str, ...] = ()
         self._started = 0.0
         self._last: Optional[float] = None
@@ -60,21 +96,52 @@ class CommandRunner:
                                 + "; ".join(refused), command=command)
             return "on_calico_flush refused, not run: " + "; ".join(refused)
         self._last = now
-        output = tempfile.TemporaryFile()
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         try:
-            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=output,
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=write_fd,
                                     stderr=subprocess.STDOUT, close_fds=True, cwd="/",
                                     start_new_session=True)  # its own process group: killed whole
         except OSError as exc:
-            output.close()
+            os.close(read_fd)
             self._reporter.emit("flush-command-failed", f"on_calico_flush could not start: {command}: "
                                 f"{exc.strerror or exc}", command=command)
             return f"on_calico_flush could not start ({exc.strerror or exc})"
-        self._proc, self._output, self._argv = proc, output, tuple(argv)
+        finally:
+            os.close(write_fd)  # the command holds it: end of file once it (and its children) are gone
+        os.set_blocking(read_fd, False)
+        self._proc, self._fd, self._tail, self._argv = proc, read_fd, OutputTail(), tuple(argv)
         self._started, self._timed_out = now, False
+        self._watch = self._glib.io_add_watch(
+            read_fd, self._glib.PRIORITY_LOW,
+            self._glib.IOCondition.IN | self._glib.IOCondition.HUP | self._glib.IOCondition.ERR,
+            self._readable)
         self._glib.child_watch_add(self._glib.PRIORITY_DEFAULT, proc.pid, self._exited)
         self._timer = self._glib.timeout_add(int(timeout * 1000), self._expire, timeout)
         return f"Started on_calico_flush: {command} (pid {proc.pid})"
+
+    def _readable(self, fd: int, _condition: Any) -> bool:
+        if fd != self._fd:
+            return False
+        open_ = self._read(READS_PER_WAKE * CHUNK)
+        if not open_:
+            self._watch = None
+        return open_
+
+    def _read(self, limit: int) -> bool:
+        """Read what is there, up to `limit` bytes; False at end of file."""
+        got = 0
+        while got < limit:
+            try:
+                chunk = os.read(self._fd, CHUNK)
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                return exc.errno == errno.EAGAIN
+            if not chunk:
+                return False
+            self._tail.add(chunk)
+            got += len(chunk)
+        return True
 
     def _expire(self, timeout: float) -> bool:
         self._timer = None
@@ -97,7 +164,7 @@ class CommandRunner:
             pass
 
     def _exited(self, pid: int, status: int, *_data: Any) -> None:
-        proc, output = self._proc, self._output
+        proc = self._proc
         if proc is None or proc.pid != pid:
             return
         if self._timer is not None:
@@ -108,16 +175,24 @@ class CommandRunner:
         except ValueError:
             code = -1
         proc.returncode = code  # GLib reaped it; Popen must not wait for it again
-        self._proc, self._output = None, None
-        output.seek(0)
-        text = output.read(OUTPUT_LIMIT * 4).decode("utf-8", "replace").strip()[-OUTPUT_LIMIT:]
-        output.close()
+        self._proc = None
+        self._read(DRAIN_LIMIT)  # what it wrote just before it exited
+        if self._watch is not None:
+            self._glib.source_remove(self._watch)
+            self._watch = None
+        os.close(self._fd)
+        self._fd = -1
+        tail = self._tail
+        text = tail.text()
         seconds = self._clock() - self._started
         command = shlex.join(self._argv)
         how = (f"was killed after {seconds:.1f} s (timeout, [daemon] on_calico_flush_timeout)"
                if self._timed_out else f"exited {code} after {seconds:.1f} s"
                if code >= 0 else f"was killed by signal {-code} after {seconds:.1f} s")
-        message = f"on_calico_flush {how}: {command}" + (f"; output: {text}" if text else "; no output")
+        shown = (f"; output (its last {tail.total - tail.dropped} of {tail.total} bytes, "
+                 f"{tail.dropped} dropped): " if tail.dropped else "; output: ")
+        message = f"on_calico_flush {how}: {command}" + (shown + text if text else "; no output")
         kind = "flush-command" if code == 0 and not self._timed_out else "flush-command-failed"
         self._reporter.emit(kind, message, command=command, exit_status=code, output=text or None,
+                            output_bytes=tail.total, output_dropped=tail.dropped,
                             duration_ms=round(seconds * 1000, 1))

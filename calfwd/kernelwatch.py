@@ -284,7 +284,7 @@ class KernelWatch:
             try:
                 note = self.runner.maybe_run(config.on_calico_flush, config.on_calico_flush_interval,
                                              config.on_calico_flush_timeout)
-            except OSError as exc:  # e.g. no room for its output file: the warning still goes out
+            except OSError as exc:  # e.g. no file descriptor left for its pipe: the warning still goes out
                 note = f"on_calico_flush could not start ({exc.strerror or exc})"
         kind = "calico-flushed" if CALICO in flush.owners else "kube-proxy-flushed"
         self.reporter.emit(kind, flushed_message(flush, self.firewalld_version,

@@ -5,6 +5,8 @@ kill and output capture are the real thing."""
 from __future__ import annotations
 
 import os
+import resource
+import sys
 import time
 
 import pytest
@@ -13,7 +15,7 @@ import mainloop
 
 from recorder import Reporter
 
-from calfwd.flushcommand import CommandRunner
+from calfwd.flushcommand import KILL_GRACE, TAIL_BYTES, CommandRunner, OutputTail
 
 GLib = pytest.importorskip("gi.repository.GLib")
 
@@ -129,3 +131,75 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# -- output: bounded, the tail kept (a flood of output once filled the disk, and the journal
+# kept a slice from its middle) ---------------------------------------------------------------
+
+FLOOD = 1 << 30  # bytes
+PRINT_GIB_THEN_LAST_LINE = ("import os\nblock = b'x' * 65535 + b'\\n'\nfor _ in range(%d): os.write(1, block)\n"
+                            "os.write(1, b'error: the final line\\nLAST LINE\\n')\n" % (FLOOD // 65536))
+
+
+def _file_fds() -> set:
+    """This process's open regular files (an output file would be one)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/") and not target.startswith(("/dev/", "/proc/")):
+            found.add(target)
+    return found
+
+
+def _max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_and_watch(argv, timeout: float):
+    """Run to the end; the event, and the regular files this process opened meanwhile."""
+    reporter, clock = Reporter(), Clock()
+    runner = CommandRunner(GLib, reporter, clock)
+    before = _file_fds()
+    opened = set()
+
+    def sample() -> bool:  # every 20 ms while it runs
+        opened.update(_file_fds() - before)
+        return runner.running
+
+    assert runner.maybe_run(argv, 600, timeout).startswith("Started")
+    GLib.timeout_add(20, sample)
+    run_until(lambda: reporter.events, timeout=timeout + 60)
+    return reporter.events[0], opened
+
+
+def test_a_flood_of_output_keeps_only_the_tail_in_memory_and_no_file():
+    before_rss = _max_rss_mib()
+    (kind, message, fields), opened = run_and_watch((sys.executable, "-c", PRINT_GIB_THEN_LAST_LINE), 120)
+    assert kind == "flush-command", message
+    assert fields["output"].endswith("error: the final line\nLAST LINE")
+    assert opened == set(), "the output went to no file"
+    assert _max_rss_mib() - before_rss < 64, "nor into memory"
+    total = FLOOD + len(b"error: the final line\nLAST LINE\n")
+    assert fields["output_bytes"] == total
+    assert len(fields["output"]) <= TAIL_BYTES and fields["output_dropped"] >= total - TAIL_BYTES
+    assert message.endswith("LAST LINE") and f"of {total} bytes, {fields['output_dropped']} dropped" in message
+
+
+def test_a_flood_without_end_is_killed_at_the_timeout():
+    before_rss = _max_rss_mib()
+    started = time.monotonic()
+    (kind, message, fields), opened = run_and_watch(("/usr/bin/yes", "calfwd"), 1)
+    assert time.monotonic() - started < 1 + KILL_GRACE
+    assert kind == "flush-command-failed" and "timeout" in message
+    assert opened == set() and _max_rss_mib() - before_rss < 64
+    assert set(fields["output"].split("\n")) == {"calfwd"}
+    assert fields["output_bytes"] > 1 << 20 and fields["output_dropped"] > 0
+
+
+def test_the_tail_starts_at_a_whole_character():
+    tail = OutputTail(size=7)
+    tail.add("é".encode() * 10)  # two bytes each: the cut falls inside one
+    assert tail.text() == "é" * 3 and tail.total == 20 and tail.dropped == 13
