@@ -11,6 +11,17 @@ TAIL_BYTES bytes and counts the rest. A file would take disk for all of it (`yes
 line. The price is the loop's CPU while a command floods it, at most until the timeout;
 reads run at low priority and a few chunks per wake-up, so the daemon's own work goes first.
 
+Processes: it runs in a process group of its own. At the timeout the group gets SIGTERM,
+and SIGKILL KILL_GRACE later. When the command itself exits, whatever it left running in its
+group (`sleep 1000 &`) is killed at once, and the run ends only once they are gone: the
+one-at-a-time rule holds for everything it started. What escapes the group (setsid(), or a
+double fork into a new session) is not followed: only a cgroup of its own would catch it,
+and a transient scope (systemd-run --scope) would move the command out of calfwd's
+cgroup, so out of its TasksMax= and MemoryMax=, and needs systemd's bus API, which plain
+`calfwd run` and the lab do not have. Such a process dies when calfwd.service stops
+(KillMode=control-group), and gets SIGPIPE if it still writes to its output, closed at the
+end of the run.
+
 Its program is checked before each run as at the config's load (trust.program_problems): a
 file that someone other than root changed since is refused, and nothing runs.
 """
@@ -23,7 +34,7 @@ import shlex
 import signal
 import subprocess
 import time
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from calfwd import trust
 
@@ -32,6 +43,27 @@ CHUNK = 65536
 READS_PER_WAKE = 4  # then the loop runs other sources before reading on
 DRAIN_LIMIT = 1 << 20  # bytes still read once the command exited (nothing waits for more)
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when the command times out
+GONE_POLL = 0.02  # seconds between looks for the killed rest of its process group
+
+
+def group_members(pgid: int) -> List[int]:
+    """The processes of a process group, zombies aside, from /proc."""
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            found.append(int(name))
+    return sorted(found)
 
 
 class OutputTail:
@@ -73,7 +105,11 @@ class CommandRunner:
         self._started = 0.0
         self._last: Optional[float] = None
         self._timer: Optional[int] = None
+        self._hard_timer: Optional[int] = None
         self._timed_out = False
+        self._code = 0
+        self._left: List[int] = []  # what the command left running in its group, killed
+        self._exited_at = 0.0
 
     @property
     def running(self) -> bool:
@@ -149,11 +185,12 @@ class CommandRunner:
             return False
         self._timed_out = True
         self._signal(signal.SIGTERM)
-        self._glib.timeout_add(int(KILL_GRACE * 1000), self._kill_hard, self._proc.pid)
+        self._hard_timer = self._glib.timeout_add(int(KILL_GRACE * 1000), self._kill_hard)
         return False
 
-    def _kill_hard(self, pid: int) -> bool:
-        if self._proc is not None and self._proc.pid == pid:
+    def _kill_hard(self) -> bool:
+        self._hard_timer = None
+        if self._proc is not None:
             self._signal(signal.SIGKILL)
         return False
 
@@ -167,32 +204,56 @@ class CommandRunner:
         proc = self._proc
         if proc is None or proc.pid != pid:
             return
-        if self._timer is not None:
-            self._glib.source_remove(self._timer)
-            self._timer = None
+        for timer in (self._timer, self._hard_timer):
+            if timer is not None:
+                self._glib.source_remove(timer)
+        self._timer = self._hard_timer = None
         try:
-            code = os.waitstatus_to_exitcode(status)
+            self._code = os.waitstatus_to_exitcode(status)
         except ValueError:
-            code = -1
-        proc.returncode = code  # GLib reaped it; Popen must not wait for it again
-        self._proc = None
+            self._code = -1
+        proc.returncode = self._code  # GLib reaped it; Popen must not wait for it again
+        self._exited_at = self._clock()
+        # Its pid stays reserved while it names a process group, so this hits only its own.
+        self._left = group_members(pid)
+        self._signal(signal.SIGKILL)
+        if self._left:
+            self._glib.timeout_add(int(GONE_POLL * 1000), self._group_gone, pid, time.monotonic())
+        else:
+            self._finish()
+
+    def _group_gone(self, pid: int, since: float) -> bool:
+        if group_members(pid) and time.monotonic() - since < KILL_GRACE:
+            return True
+        self._finish()
+        return False
+
+    def _finish(self) -> None:
+        pid, self._proc = self._proc.pid, None  # type: ignore[union-attr]
         self._read(DRAIN_LIMIT)  # what it wrote just before it exited
         if self._watch is not None:
             self._glib.source_remove(self._watch)
             self._watch = None
         os.close(self._fd)
         self._fd = -1
-        tail = self._tail
+        tail, code = self._tail, self._code
         text = tail.text()
-        seconds = self._clock() - self._started
+        seconds = self._exited_at - self._started
         command = shlex.join(self._argv)
         how = (f"was killed after {seconds:.1f} s (timeout, [daemon] on_calico_flush_timeout)"
                if self._timed_out else f"exited {code} after {seconds:.1f} s"
                if code >= 0 else f"was killed by signal {-code} after {seconds:.1f} s")
+        left = ""
+        if self._left:
+            many = len(self._left) > 1
+            left = (f"; it left {len(self._left)} process{'es' if many else ''} running in its "
+                    f"process group, killed (pid{'s' if many else ''} "
+                    f"{', '.join(map(str, self._left))}): nothing of a run outlives it")
         shown = (f"; output (its last {tail.total - tail.dropped} of {tail.total} bytes, "
                  f"{tail.dropped} dropped): " if tail.dropped else "; output: ")
-        message = f"on_calico_flush {how}: {command}" + (shown + text if text else "; no output")
+        message = f"on_calico_flush {how}: {command}{left}" + (shown + text if text else "; no output")
         kind = "flush-command" if code == 0 and not self._timed_out else "flush-command-failed"
-        self._reporter.emit(kind, message, command=command, exit_status=code, output=text or None,
+        self._reporter.emit(kind, message, command=command, pid=pid, exit_status=code, output=text or None,
                             output_bytes=tail.total, output_dropped=tail.dropped,
+                            left_running=list(self._left) or None,
                             duration_ms=round(seconds * 1000, 1))

@@ -125,6 +125,56 @@ def test_runner_checks_the_program_again_before_each_run(root_dir):
     assert marker.exists() and reporter.kinds()[-1] == "flush-command"
 
 
+def _group(pgid: int) -> list:
+    """Every live process (zombies aside) whose process group is pgid."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as handle:
+                state, _ppid, group = handle.read().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if state != "Z" and int(group) == pgid:
+            found.append(int(name))
+    return found
+
+
+def test_what_the_command_leaves_running_is_killed_when_it_exits(root_dir, tmp_path):
+    """One at a time means everything it started: the run ends once its group is empty."""
+    reporter, clock = Reporter(), Clock()
+    runner = CommandRunner(GLib, reporter, clock)
+    pidfile = tmp_path / "bg.pid"
+    cmd = script(root_dir, f"sleep 1000 &\necho $! > {pidfile}\n(sleep 1000; echo never) &\necho done\n")
+    runner.maybe_run((cmd,), 1, 30)
+    run_until(lambda: reporter.events)
+    kind, message, fields = reporter.events[0]
+    assert not _alive(int(pidfile.read_text()))
+    assert kind == "flush-command" and "exited 0" in message and message.endswith("output: done")
+    assert "running in its process group, killed" in message
+    assert int(pidfile.read_text()) in fields["left_running"]
+    assert _group(fields["pid"]) == [], "nothing of its process group is left"
+    clock.now += 1
+    assert runner.maybe_run((cmd,), 1, 30).startswith("Started"), "and the next flush can run it"
+    run_until(lambda: len(reporter.events) == 2)
+    assert _group(reporter.events[1][2]["pid"]) == []
+
+
+def test_at_the_timeout_the_whole_group_dies_even_what_ignores_sigterm(root_dir, tmp_path):
+    reporter, clock = Reporter(), Clock()
+    runner = CommandRunner(GLib, reporter, clock)
+    pidfile = tmp_path / "stubborn.pid"
+    cmd = script(root_dir, f"(trap '' TERM; exec sleep 1000) &\necho $! > {pidfile}\nexec sleep 1000\n")
+    started = time.monotonic()
+    runner.maybe_run((cmd,), 1, 0.5)
+    run_until(lambda: reporter.events)
+    kind, message, fields = reporter.events[0]
+    assert kind == "flush-command-failed" and "timeout" in message
+    assert not _alive(int(pidfile.read_text()))
+    assert fields["left_running"] == [int(pidfile.read_text())]
+    assert _group(fields["pid"]) == []
+    assert time.monotonic() - started < 0.5 + KILL_GRACE / 2, "at once, not after the SIGKILL grace"
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:
