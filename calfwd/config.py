@@ -20,6 +20,7 @@ try:  # Python 3.11+
 except ImportError:  # RHEL 9 (Python 3.9) ships python3-tomli
     import tomli as _toml  # type: ignore[no-redef]
 
+from calfwd import trust
 from calfwd.schema import CONTROL, REQUIRED, SCHEMA, IPNetwork, type_name
 
 DEFAULT_PATH = "/etc/calfwd/calfwd.toml"
@@ -136,30 +137,9 @@ def _file_kind(mode: int) -> str:
 def _trust_problems(path: str, info: os.stat_result) -> List[str]:
     """A root daemon that trusts a file others can write hands them the firewall; so does one
     whose directory others can write (they swap the file)."""
-    problems = []
-    if info.st_uid != 0:
-        problems.append(f"{path}: owned by uid {info.st_uid}, must be owned by root")
-    if info.st_mode & 0o022:
-        problems.append(f"{path}: mode {info.st_mode & 0o777:04o} lets group or others write it "
-                        "(run: chmod go-w)")
-    directory = os.path.dirname(os.path.abspath(path))
-    while True:
-        try:
-            dinfo = os.stat(directory)
-        except OSError as exc:
-            problems.append(f"{path}: cannot check its directory {directory}: {exc.strerror or exc}")
-            break
-        sticky = bool(dinfo.st_mode & stat.S_ISVTX)  # /tmp: others cannot replace root's file
-        if dinfo.st_uid != 0 or (dinfo.st_mode & 0o022 and not sticky):
-            problems.append(f"{path}: its directory {directory} can be written by someone other than "
-                            f"root (owner uid {dinfo.st_uid}, mode {dinfo.st_mode & 0o7777:04o}), who "
-                            "could replace the file: keep the config in a root-owned directory")
-            break
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    return problems
+    return trust.owner_and_mode(path, info) + trust.directory_problem(
+        path, trust.ancestors(os.path.abspath(path)), sticky_ok=True,
+        advice="keep the config in a root-owned directory")
 
 
 def parse(text: str, path: str) -> Config:
@@ -344,8 +324,21 @@ def load(path: str = DEFAULT_PATH) -> Config:
 
 def load_trusted(path: str = DEFAULT_PATH) -> Config:
     """What everything that changes the firewall loads (apply, cleanup, the daemon): as root,
-    a file that is not root's alone, or in a directory others can write, is refused."""
-    return parse(read_text(path, trusted=os.geteuid() == 0), path)
+    a file that is not root's alone, or in a directory others can write, is refused; so is
+    an on_calico_flush program anyone but root could change (whoever runs the check)."""
+    config = parse(read_text(path, trusted=os.geteuid() == 0), path)
+    problems = command_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def command_problems(config: Config) -> List[str]:
+    """The on_calico_flush program, judged as the daemon judges it again before each run."""
+    if not config.on_calico_flush:
+        return []
+    return [f"{config.path}: daemon.on_calico_flush: {problem}"
+            for problem in trust.program_problems(config.on_calico_flush[0])]
 
 
 def ownership_problems(path: str) -> List[str]:

@@ -36,7 +36,8 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     Kind("cleanup", "972baa683f8843c28c7ab389c3a66281", PRIORITY_NOTICE),
     Kind("firewalld-failed", "c1893d6738924ca4ac860b11b5824b54", PRIORITY_ERR),
     Kind("calico-flushed", "ffe543d76f3b4a269bf77a5b34d09865", PRIORITY_WARNING),
-    # The [daemon] on_calico_flush command finished (exit 0), or failed / timed out / did not start.
+    # The [daemon] on_calico_flush command finished (exit 0), or failed / timed out / was refused /
+    # did not start.
     Kind("flush-command", "971fa1b533014290a163981de661c65e", PRIORITY_NOTICE),
     Kind("flush-command-failed", "7f352ad4247a490a9ada7c33107b3489", PRIORITY_WARNING),
     # Kernel events (nft monitor): kube-proxy's rules alone flushed; calfwd's table repaired.

@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 from calfwd import kernel_events
 from calfwd.config import Config
 from calfwd.drivers.nftmonitor import NftMonitor
-from calfwd.flushwatch import CALICO, CommandRunner, Flush, FlushTracker, flushed_message, watched_jumps
+from calfwd.flushcommand import CommandRunner
+from calfwd.flushwatch import CALICO, Flush, FlushTracker, flushed_message, watched_jumps
 
 KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
 MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
@@ -283,7 +284,7 @@ class KernelWatch:
             try:
                 note = self.runner.maybe_run(config.on_calico_flush, config.on_calico_flush_interval,
                                              config.on_calico_flush_timeout)
-            except OSError as exc:  # e.g. no room for its output file: the warning still goes out
+            except OSError as exc:  # e.g. no file descriptor left for its pipe: the warning still goes out
                 note = f"on_calico_flush could not start ({exc.strerror or exc})"
         kind = "calico-flushed" if CALICO in flush.owners else "kube-proxy-flushed"
         self.reporter.emit(kind, flushed_message(flush, self.firewalld_version,

@@ -5,11 +5,17 @@
   that name: `tests.lab` would be a second copy of every module.
 - `lab`: a freshly built lab per test (see tests/lab/__init__.py); firewalld is not
   started. Skipped, with the reason, when not root or when a required tool is missing.
+- `root_dir`: a directory only root can write to, in directories only root can write to,
+  for programs calfwd may run (on_calico_flush): tmp_path is under the sticky /tmp, where
+  calfwd refuses them. Under /run, removed afterwards.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,3 +35,15 @@ def lab(tmp_path):
         pytest.skip(reason)
     with Lab(tmp_path) as built:
         yield built
+
+
+@pytest.fixture
+def root_dir():
+    if os.geteuid() != 0:
+        pytest.skip("a directory only root can write to needs root")
+    path = Path(tempfile.mkdtemp(prefix="calfwd-test-", dir="/run"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -57,9 +57,9 @@ def test_one_warning_per_flush_on_start_reload_and_stop(lab):
     assert lab.pod_reaches_proxy(), "calfwd's own table keeps pod egress working meanwhile"
 
 
-def test_on_calico_flush_command(lab):
+def test_on_calico_flush_command(lab, root_dir):
     marker = lab.workdir / "flush-command.args"
-    script = lab.workdir / "on-flush.sh"
+    script = root_dir / "on-flush.sh"  # not under /tmp: calfwd runs no program others could swap
     script.write_text(f'#!/bin/sh\necho "$@" > {marker}\necho "restarting calico-node for $1"\n')
     script.chmod(0o755)
     calfwd = daemon(lab, f'[daemon]\non_calico_flush = ["{script}", "node 1; touch /tmp/pwned"]\n'

@@ -301,6 +301,31 @@ def test_root_refuses_a_file_in_a_directory_others_can_write(tmp_path):
     assert run_check(str(path)).returncode == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root")
+def test_check_refuses_an_on_calico_flush_program_others_could_change(tmp_path, root_dir):
+    """Root would run it: judged like the config file, and one line says which key and why."""
+    prog = root_dir / "on-flush"
+    prog.write_text("#!/bin/sh\nexit 0\n")
+    prog.chmod(0o755)
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + f'[daemon]\non_calico_flush = ["{prog}", "--now"]\n')
+    assert run_check(str(path)).returncode == 0
+    for change, why in ((lambda: os.chown(prog, 65534, 0), "owned by uid 65534, must be owned by root"),
+                        (lambda: prog.chmod(0o777), "mode 0777 lets group or others write it"),
+                        (lambda: root_dir.chmod(0o1777), f"its directory {root_dir} can be written")):
+        prog.chmod(0o755)
+        os.chown(prog, 0, 0)
+        root_dir.chmod(0o755)
+        change()
+        result = run_check(str(path))
+        _assert_refused(result, str(path), why)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"calfwd: {path}: daemon.on_calico_flush: {prog}: ")
+    root_dir.chmod(0o755)
+    path.write_text(MINIMAL + f'[daemon]\non_calico_flush = ["{tmp_path}/missing"]\n')
+    _assert_refused(run_check(str(path)), str(path), f"daemon.on_calico_flush: {tmp_path}/missing: No such file")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks apply to root only")
 def test_cleanup_refuses_a_config_others_wrote(tmp_path):
     """Package removal runs cleanup: another user's config must not choose what it deletes."""
