@@ -19,6 +19,7 @@ from calfwd.doctor import reads as host
 from calfwd.drivers import dropin as dropin_file
 from calfwd.doctor.snapshot import Read
 from calfwd.events import Reporter
+from calfwd.exposure import exposures
 from calfwd.guard import DROPIN_PATH
 from calfwd.reconcile import Reconciler
 
@@ -120,15 +121,32 @@ def _print_layers(layers: Sequence[Any], verb: str) -> None:
             print(f"{layer.layer}: conflict: {conflict}")
 
 
+def _warn_exposures(config: Config) -> None:
+    """check, plan: what the config would open on this host (exposure.py), as warnings on
+    stderr. Not a refusal: the file is valid, interfaces come and go, and doctor says the same
+    as findings (error for the uplink carrying the default route)."""
+    from calfwd.drivers.hostnet import read_host_network
+
+    try:
+        host = read_host_network()
+    except Exception as exc:
+        print(f"calfwd: warning: cannot compare the config with this host's interfaces: {exc}", file=sys.stderr)
+        return
+    for exposure in exposures(config, host):
+        print(f"calfwd: warning: {exposure.line()}", file=sys.stderr)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=True)
     pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
     print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
+    _warn_exposures(config)
     return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=False)
+    _warn_exposures(config)
     layers, _facts = _reconciler(config).plan(config)
     _print_layers(layers, "would change")
     if any(layer.error for layer in layers):

@@ -45,6 +45,57 @@ _FOREIGN_PREFIXES = ("cali", "felix", "firewalld", "kube")
 RESERVED_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security", "broute"})
 RESERVED_POLICIES = frozenset({"allow-host-ipv6", "libvirt-routed", "libvirt-to-host", "docker-forwarding"})
 
+_DIGITS = "0123456789"
+
+# Calico's workload interface prefix (Felix's InterfacePrefix): cali by default, and what its
+# cloud integrations set: tap (OpenStack), eni (EKS), azv (AKS), gke (GKE).
+CALICO_INTERFACE_PREFIXES = ("cali", "tap", "eni", "azv", "gke")
+
+# The host's own interface naming schemes, which are never Calico's (see _host_interface):
+# (prefix, the characters that may follow it, or None for any; an example; what they are).
+HOST_INTERFACE_SCHEMES: Tuple[Tuple[str, Optional[str], str, str], ...] = (
+    ("lo", None, "lo", "the loopback interface"),
+    ("eth", None, "eth0", "Ethernet, kernel names"),
+    ("eno", None, "eno1", "Ethernet, systemd's onboard names"),
+    ("ens", None, "ens3", "Ethernet, systemd's hotplug slot names"),
+    ("enp", None, "enp0s3", "Ethernet, systemd's PCI names"),
+    ("enP", None, "enP1p0s3", "Ethernet, systemd's PCI names"),
+    ("enx", None, "enx0011aabbccdd", "Ethernet, systemd's MAC names"),
+    ("em", None, "em1", "Ethernet, biosdevname's onboard names"),
+    ("ppp", _DIGITS, "ppp0", "PPP links"),
+    ("p", _DIGITS + "p", "p1p1", "Ethernet, biosdevname's PCI slot names"),
+    ("wl", None, "wlan0", "wireless LAN"),
+    ("ww", None, "wwan0", "wireless WAN"),
+    ("ib", None, "ib0", "InfiniBand"),
+    ("usb", None, "usb0", "USB networking"),
+    ("bond", None, "bond0", "bonds"),
+    ("team", None, "team0", "teams"),
+    ("br", None, "br0", "bridges"),
+    ("vlan", None, "vlan100", "VLANs"),
+    ("virbr", None, "virbr0", "libvirt's bridges"),
+    ("vmbr", None, "vmbr0", "Proxmox's bridges"),
+    ("vnet", None, "vnet0", "virtual machines' taps"),
+    ("docker", None, "docker0", "Docker's bridge"),
+    ("veth", None, "veth1a2b3c", "container veths"),
+    ("tun", _DIGITS, "tun0", "VPN tunnels"),
+    ("wg", _DIGITS, "wg0", "WireGuard tunnels other than Calico's"),
+)
+
+# Pools no pod network can use: (range, what it is). Checked by overlap, so a wider pool
+# that contains one (10.0.0.0/8 does not; 0.0.0.0/1 does) is refused too.
+_NOT_POOLS = tuple((ipaddress.ip_network(net), what) for net, what in (
+    ("0.0.0.0/8", "'this network', a source-only range that is never routed"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("255.255.255.255/32", "the limited broadcast address"),
+    ("::/128", "the unspecified address"),
+    ("::1/128", "loopback"),
+    ("::ffff:0:0/96", "IPv4-mapped, which the kernel drops as a source"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+))
+
 
 # ---------------------------------------------------------------------------------------
 # Value checkers: each returns (value, None) or (None, reason). They never raise.
@@ -95,7 +146,47 @@ def _interface(value: Any) -> Checked:
            or not ch.isascii()]
     if bad:
         return None, f"{value!r} contains {bad[0]!r}, which Linux or firewalld rejects in interface names"
+    scheme = host_interface_scheme(value)
+    if scheme:
+        example, what = scheme
+        return None, (f"{value!r} can match {example} and the like ({what}), never Calico's: every "
+                      "interface listed here is bound to an ACCEPT zone, which would open the host to "
+                      f"all traffic arriving on it (Calico's own: {', '.join(DEFAULT_INTERFACES)})")
     return value, None
+
+
+def is_calico_interface(name: str) -> bool:
+    """Calico's own naming: workload interfaces by their prefix, its tunnel devices by name."""
+    return name.startswith(CALICO_INTERFACE_PREFIXES) or name in DEFAULT_INTERFACES
+
+
+def host_interface_scheme(pattern: str) -> Optional[Tuple[str, str]]:
+    """(example, what) when an interface pattern can match a name the host gives its own
+    interfaces; None when it cannot.
+
+    Why refuse these outright: calfwd binds every configured interface to an ACCEPT zone, so a
+    pattern that catches an uplink (`e+`, `eth0`), the loopback or a bridge opens the host to
+    everything on that network. Calico names its devices cali* (or another InterfacePrefix,
+    see CALICO_INTERFACE_PREFIXES), tunl0, vxlan.calico, vxlan-v6.calico, wireguard.cali and
+    wg-v6.cali, so no correct config needs any of those schemes (tap* is left out: it is
+    Calico's prefix on OpenStack). The rule is exact about what a pattern can match: an exact name is refused when it
+    is a scheme's prefix followed by characters that scheme uses (eth0, enp0s3, p1p1, tun0);
+    a wildcard `X+` when some name of a scheme starts with X, that is when X is a prefix of the
+    scheme's prefix (`e+`, `b+`, `en+`) or lies inside the scheme (`eth1+`, `br-+`). Schemes
+    whose names continue only with digits (tun0, wg0, p1p1) leave room for Calico's tunl0 and
+    wg-v6.cali, which are accepted whatever the list says.
+    """
+    wildcard = pattern.endswith("+")
+    base = pattern[:-1] if wildcard else pattern
+    if is_calico_interface(base):
+        return None
+    for prefix, tail, example, what in HOST_INTERFACE_SCHEMES:
+        if wildcard and prefix.startswith(base):
+            return example, what
+        rest = base[len(prefix):]
+        if base.startswith(prefix) and (tail is None or all(ch in tail for ch in rest)):
+            return example, what
+    return None
 
 
 def _name(max_len: int, what: str) -> Callable[[Any], Checked]:
@@ -192,6 +283,23 @@ def _cidr(value: Any) -> Checked:
     return net, None
 
 
+def _pool(value: Any) -> Checked:
+    """A pod pool: a CIDR that can be a pod network, since calfwd masquerades and exempts it (and
+    with trust_pool_sources accepts it into the host) as pods."""
+    net, why = _cidr(value)
+    if why:
+        return None, why
+    consequence = ("no pod network can be there, and calfwd would treat those addresses as pods (masquerade "
+                   "them, exempt them, and with [firewalld] trust_pool_sources accept them into the host)")
+    if net.prefixlen == 0:
+        return None, f"{value!r} is every IPv{net.version} address (the default route): {consequence}"
+    for bad, what in _NOT_POOLS:
+        if bad.version == net.version and bad.overlaps(net):
+            verb = "is" if bad == net else "overlaps"
+            return None, f"{value!r} {verb} {bad.with_prefixlen} ({what}): {consequence}"
+    return net, None
+
+
 def _list_of(item: Callable[[Any], Checked], allow_empty: bool = True):
     """Checks a list item by item; problems carry the index in the key path."""
     def check(value: Any) -> Checked:
@@ -221,14 +329,14 @@ def _nat_outgoing(value: Any) -> Checked:
     return None, f"must be true, false or an array of pool CIDRs, not {type_name(value)}"
 
 
-_nat_outgoing.item = _cidr  # type: ignore[attr-defined]
+_nat_outgoing.item = _pool  # type: ignore[attr-defined]
 
 REQUIRED = object()
 
 # section -> key -> (checker, default)
 SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
     "calico": {
-        "ip_pools": (_list_of(_cidr, allow_empty=False), REQUIRED),
+        "ip_pools": (_list_of(_pool, allow_empty=False), REQUIRED),
         "nat_outgoing": (_nat_outgoing, False),
         "interfaces": (_list_of(_interface, allow_empty=False), list(DEFAULT_INTERFACES)),
         "host_ports": (_list_of(_host_port_name), list(DEFAULT_HOST_PORTS)),

@@ -345,8 +345,12 @@ def _exit_codes() -> List[Tuple[int, str]]:
 COMMAND_DETAILS = {
     "check": "Reads and validates the file. Every problem is printed on its own line, naming "
              "the file, the key and the reason. As root, a file not owned by root or writable "
-             "by group or others is refused.",
-    "plan": "Reads nftables and firewalld and prints, per layer, what apply would change.",
+             "by group or others is refused. Then it compares the file with this host's "
+             "interfaces and prints a warning on stderr (exit status unchanged) for an "
+             "interface pattern that matches one that is not Calico's, or a pool that holds "
+             "one of the node's addresses.",
+    "plan": "Reads nftables and firewalld and prints, per layer, what apply would change; "
+            "warns as check does.",
     "apply": "Applies both layers once, reads everything back and exits; an error in one layer "
              "never stops the other.",
     "status": "Prints, per layer, what differs from the configuration. With --json, a "

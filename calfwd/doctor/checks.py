@@ -1,7 +1,7 @@
 """`calfwd doctor`: what on this host breaks Calico under firewalld, and what to do about it.
 
 This module runs every check (firewalld's own are in firewalld_checks.py) and holds the
-node's: config, forwarding, zones, pools, calfwd's drift.
+node's: config, exposure (exposure.py's judgement), forwarding, zones, pools, calfwd's drift.
 
 Pure: a HostSnapshot (everything doctor/reads.py read) in, findings out, so every verdict
 is testable without root. Each finding says what was seen, why it matters and the fix (a
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import List
 
+from calfwd.exposure import exposures
+
 from calfwd.doctor.findings import (ERROR, INFO, OK, UNKNOWN, WARNING, Finding, Report, as_networks,
                                     iface_matches, in_any, unknown_finding, unread, zone_of)
 from calfwd.doctor.firewalld_checks import (check_direct, check_firewalld, check_flush, check_guard,
@@ -28,7 +30,7 @@ from calfwd.doctor.snapshot import HostSnapshot, Read
 def diagnose(snap: HostSnapshot) -> Report:
     findings: List[Finding] = []
     for check in (_config, check_firewalld, check_flush, check_guard, check_direct, check_strict_forward_ports,
-                  check_table_owner, _forwarding, _zones, _pools, _drift):
+                  check_table_owner, _exposure, _forwarding, _zones, _pools, _drift):
         findings.extend(check(snap))
     shown = {f.read for f in findings if f.read is not None}
     for read in Read:  # a failed read no check needed this time is still said
@@ -52,6 +54,22 @@ def _config(snap: HostSnapshot) -> List[Finding]:
         pools = ", ".join(n.with_prefixlen for n in snap.config.ip_pools)
         out.append(Finding(OK, "config", f"{path} is valid (pools {pools})"))
     return out
+
+
+def _exposure(snap: HostSnapshot) -> List[Finding]:
+    """Config values that open this host: an interface pattern that catches one of its own
+    interfaces (error for the one carrying the default route), a pool holding its address."""
+    if snap.config is None:
+        return []
+    unknown = unknown_finding(snap, "exposure", Read.HOST_NETWORK)
+    if unknown:
+        return [unknown]
+    if snap.host_network is None:
+        return []
+    found = [Finding(ERROR if e.error else WARNING, "exposure", e.saw, e.why, e.fix)
+             for e in exposures(snap.config, snap.host_network)]
+    return found or [Finding(OK, "exposure", "calico.interfaces matches none of this host's own interfaces, "
+                             "and no pool holds one of its addresses")]
 
 
 def _forwarding(snap: HostSnapshot) -> List[Finding]:

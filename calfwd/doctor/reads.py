@@ -22,6 +22,7 @@ from calfwd import guard
 from calfwd.doctor.kernel_reads import (read_ipsets, read_legacy, read_links, read_nftables, read_routes,
                                         read_sysctls)
 from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
+from calfwd.drivers.hostnet import read_host_network
 from calfwd.reconcile import Reconciler
 from calfwd.config import Config, ConfigError, load, ownership_problems
 from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Read
@@ -269,6 +270,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     snap["sysctls"] = _try(unknown, Read.SYSCTL, read_sysctls, {})
     snap["routes"] = _try(unknown, Read.ROUTES, read_routes, ())
     snap["links"] = _try(unknown, Read.LINKS, read_links, ())
+    snap["host_network"] = _try(unknown, Read.HOST_NETWORK, read_host_network)
     pool_sets = dict(_try(unknown, Read.IPSET, read_ipsets, {}))
     pool_sets.update(snap.pop("nft_pool_sets", {}))
     snap["pool_sets"] = pool_sets

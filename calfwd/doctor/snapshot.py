@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Tuple
 
 from calfwd import guard
 from calfwd.config import Config
+from calfwd.exposure import HostNetwork
 from calfwd.plan.firewalld_model import FirewalldInfo
 
 ZonesMap = Mapping[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]  # zone -> (interfaces, sources)
@@ -35,6 +36,7 @@ class Read(str, enum.Enum):
     SYSCTL = "sysctl"
     ROUTES = "routes"
     LINKS = "links"
+    HOST_NETWORK = "host-network"
     IPSET = "ipset"
     DRIFT = "drift"
     GUARD_DROPIN = "guard-dropin"
@@ -54,7 +56,8 @@ DESCRIPTIONS = {
     Read.FIREWALLD_STRICT_FORWARD_PORTS: "firewalld's StrictForwardPorts setting",
     Read.FIREWALLD_TABLE_OWNER: "firewalld's NftablesTableOwner setting",
     Read.LEGACY: "legacy iptables", Read.SYSCTL: "the forwarding sysctls", Read.ROUTES: "the routing table",
-    Read.LINKS: "the network interfaces", Read.IPSET: "Calico's ip sets", Read.DRIFT: "calfwd's state",
+    Read.LINKS: "the network interfaces",
+    Read.HOST_NETWORK: "the interfaces' addresses and the default routes", Read.IPSET: "Calico's ip sets", Read.DRIFT: "calfwd's state",
     Read.GUARD_DROPIN: "the flush guard's drop-in", Read.GUARD_PATHS: "the iptables binaries",
     Read.GUARD_ACTIVE: "firewalld's mounts",
 }
@@ -105,6 +108,7 @@ class HostSnapshot:
     sysctls: Mapping[str, str] = field(default_factory=dict)
     routes: Tuple[Route, ...] = ()
     links: Tuple[str, ...] = ()
+    host_network: Optional[HostNetwork] = None  # None: not read (or the read failed)
     pool_sets: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)  # "ipset cali40all-ipam-pools" -> CIDRs
     drift: Tuple[str, ...] = ()
     conflicts: Tuple[str, ...] = ()

@@ -8,6 +8,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 from calfwd import guard
 from lab.calfwd import PYTHON, Calfwd
 
@@ -127,3 +129,34 @@ def test_not_root_every_failed_read_is_an_unknown_finding(lab):
     firewalld = by_check(report, "firewalld")[0]  # firewalld answers only root (polkit): not "not running"
     assert firewalld["severity"] == "unknown" and "does not answer" in firewalld["saw"], firewalld
     assert "unknown" in severities(report, "calfwd-state")
+
+
+def test_a_pattern_matching_the_uplink_and_a_pool_holding_the_nodes_address(tmp_path):
+    """Hardening item 6: values `check` accepts but that open this host are said by check and
+    plan (warnings on stderr, exit codes unchanged) and by doctor (errors): the node's uplink
+    ext0 carries both default routes and `ext+` catches it; 198.18.0.0/24 holds the node's
+    LAN address and trust_pool_sources makes it a trusted source."""
+    from lab import Lab, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Lab(tmp_path, uplink="ext0") as lab:
+        calfwd = prepare(lab, f'[calico]\nip_pools = ["{lab.addr.pool_v4}", "{lab.addr.pool_v6}", "198.18.0.0/24"]\n'
+                              'interfaces = ["cali+", "tunl0", "ext+"]\n[firewalld]\ntrust_pool_sources = true\n')
+        uplink = ("calfwd: warning: calico.interfaces[2] 'ext+' matches ext0, which is not one of Calico's "
+                  "interfaces and carries the default route (IPv4 and IPv6). Why: calfwd binds it to the ACCEPT "
+                  "zone 'calfwd'")
+        pool = "calfwd: warning: calico.ip_pools[2] 198.18.0.0/24 contains 198.18.0.1, this node's own address on ext0"
+        for command, code in (("check", 0), ("plan", 1)):  # plan: nothing applied yet
+            result = calfwd.cli(command)
+            assert result.returncode == code, (command, result.stdout, result.stderr)
+            lines = result.stderr.splitlines()
+            assert len(lines) == 2, (command, lines)
+            assert lines[0].startswith(uplink) and lines[1].startswith(pool), (command, lines)
+        report = doctor(calfwd)
+        exposure = by_check(report, "exposure")
+        assert [f["severity"] for f in exposure] == ["error", "error"], exposure
+        assert "'ext+' matches ext0" in exposure[0]["saw"] and "carries the default route" in exposure[0]["saw"]
+        assert "198.18.0.1" in exposure[1]["saw"] and "trust_pool_sources" in exposure[1]["why"]
+        assert report["exit_code"] == 2

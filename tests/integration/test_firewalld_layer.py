@@ -222,11 +222,11 @@ def test_changed_config_changes_only_the_difference_without_reload(node):
     node.apply()
     node.cmd("--zone=work", "--add-port=9/tcp")
     before = node.reloads(expect=1)
-    node.write(calico='interfaces = ["cali+", "tunl0", "eth8"]\nhost_ports = ["bgp", "ipip", "wireguard"]')
+    node.write(calico='interfaces = ["cali+", "tunl0", "ovl8"]\nhost_ports = ["bgp", "ipip", "wireguard"]')
     out = node.apply()
     assert "Reload" not in out["kinds"] and "CreateZone" not in out["kinds"], out
-    assert "add interface eth8 to zone 'calfwd' (permanent)" in out["ops"]
-    assert "add interface eth8 to zone 'calfwd' (runtime)" in out["ops"]
+    assert "add interface ovl8 to zone 'calfwd' (permanent)" in out["ops"]
+    assert "add interface ovl8 to zone 'calfwd' (runtime)" in out["ops"]
     assert "remove interface vxlan.calico from zone 'calfwd' (runtime): not in calfwd's config" in out["ops"]
     assert [op for op in out["ops"] if "policy" in op] == [
         "update policy 'calfwd-host' (permanent): ports +51820-51821/udp -4789/udp -5473/tcp",
@@ -235,7 +235,7 @@ def test_changed_config_changes_only_the_difference_without_reload(node):
     assert node.reloads() == before
     assert node.cmd("--zone=work", "--query-port=9/tcp").strip() == "yes"
     for permanent in (True, False):
-        assert words(node.info("zone", "calfwd", permanent)["interfaces"]) == {"cali+", "tunl0", "eth8"}
+        assert words(node.info("zone", "calfwd", permanent)["interfaces"]) == {"cali+", "tunl0", "ovl8"}
         assert set(node.info("policy", "calfwd-host", permanent)["ports"].split()) == {"179/tcp", "51820-51821/udp"}
 
 

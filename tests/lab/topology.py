@@ -59,7 +59,7 @@ class Lab:
     """Build with start() or `with Lab(workdir) as lab:`; close() always tears everything down."""
 
     def __init__(self, workdir: Optional[Path] = None, addr: Addressing = Addressing(),
-                 backend: str = "nftables", calico: bool = True):
+                 backend: str = "nftables", calico: bool = True, uplink: str = "eth0"):
         self.id = unique_id()
         self._own_workdir = workdir is None  # removed on close(); pass one to keep the logs
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="calfwd-lab-"))
@@ -70,7 +70,7 @@ class Lab:
         self.node, self.pod, self.proxy, self.peer, self.lan = (
             Netns("%s%s-%s" % (PREFIX, self.id, role), env)
             for role in ("node", "pod", "proxy", "peer", "lan"))
-        self.uplink = "eth0"
+        self.uplink = uplink  # the LAN side of node, proxy and peer; node's default routes go out of it
         self.workload = Workload("cali" + secrets.token_hex(6)[:11], addr.pod_v4, addr.pod_v6)
         self.bus = PrivateBus(self.node, self.workdir, self.bus_name)
         self.firewalld = Firewalld(self.node, self.bus, self.workdir, backend=backend)

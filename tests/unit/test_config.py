@@ -336,3 +336,58 @@ def test_cleanup_refuses_a_config_others_wrote(tmp_path):
     result = subprocess.run([sys.executable, "-m", "calfwd", "--config", str(path), "cleanup"],
                             capture_output=True, text=True, env=env, timeout=30)
     _assert_refused(result, str(path), "owned by uid 65534")
+
+
+# -- values that pass the syntax but would open the host (hardening item 6) -------------------
+
+NEVER_POOLS = ["0.0.0.0/0", "::/0", "127.0.0.0/8", "127.0.0.1/32", "::1/128", "169.254.0.0/16",
+               "169.254.1.0/24", "fe80::/10", "fe80::/64", "224.0.0.0/4", "239.1.0.0/16", "ff00::/8",
+               "ff02::/16", "0.0.0.0/8", "0.0.0.0/1", "128.0.0.0/1", "::/96", "::ffff:0:0/96",
+               "255.255.255.255/32"]
+
+
+@pytest.mark.parametrize("pool", NEVER_POOLS)
+def test_pools_that_can_never_be_pod_networks_are_refused(pool):
+    found = problems(_pools(f'["{pool}"]'))
+    assert any(p.startswith(f"/etc/calfwd/calfwd.toml: calico.ip_pools[0]: '{pool}' ") for p in found), found
+    assert any("no pod network can be there" in p for p in found), found
+    # nat_outgoing names its own entry too (as well as ip_pools')
+    found = problems(f'[calico]\nip_pools = ["10.1.0.0/16", "{pool}"]\nnat_outgoing = ["{pool}"]\n')
+    assert any(p.startswith(f"/etc/calfwd/calfwd.toml: calico.nat_outgoing[0]: '{pool}' ") for p in found), found
+
+
+@pytest.mark.parametrize("pool", ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                                  "198.18.0.0/15", "240.0.0.0/8", "fd00::/8", "2001:db8::/32"])
+def test_private_and_shared_pools_are_accepted(pool):
+    assert parse(_pools(f'["{pool}"]')).ip_pools == (ipaddress.ip_network(pool),)
+
+
+NEVER_CALICO = ["e+", "en+", "eth+", "eth0", "eth0.100", "eth1+", "ens3", "enp0s3", "eno1", "enx+", "em1",
+                "p1p1", "p+", "wl+", "wlan0", "ww+", "ib0", "usb0", "b+", "br+", "br0", "br-1a2b+", "bond+",
+                "bond0", "team0", "vlan+", "vlan100", "virbr0", "vmbr0", "vnet+", "docker0", "d+", "veth+",
+                "v+", "lo", "l+", "tun0", "tun+", "t+", "wg0", "wg+", "w+", "ppp0"]
+
+
+@pytest.mark.parametrize("name", NEVER_CALICO)
+def test_interface_patterns_that_catch_the_hosts_own_interfaces_are_refused(name):
+    found = problems(_key("calico", f'interfaces = ["cali+", "{name}"]'))
+    assert len(found) == 1, found
+    assert found[0].startswith(f"/etc/calfwd/calfwd.toml: calico.interfaces[1]: '{name}' can match "), found
+    assert "ACCEPT zone" in found[0] and "never Calico's" in found[0]
+
+
+@pytest.mark.parametrize("name", list(schema.DEFAULT_INTERFACES) + [
+    "cali0123456789a", "tunl+", "eni+", "tap+", "azv+", "gke+", "wg-v6+", "vxlan+", "ovl8", "pod+"])
+def test_calicos_own_names_and_interface_prefixes_are_accepted(name):
+    assert parse(_key("calico", f'interfaces = ["{name}"]')).interfaces == (name,)
+
+
+def test_refused_values_through_cli_exit_2_one_line_each(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[calico]\nip_pools = ["0.0.0.0/0", "fe80::/64"]\ninterfaces = ["cali+", "e+"]\n')
+    result = run_check(str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[2] for line in lines] == ["calico.ip_pools[0]", "calico.ip_pools[1]",
+                                                       "calico.interfaces[1]"], lines
+    assert all(line.startswith(f"calfwd: {path}: ") for line in lines)

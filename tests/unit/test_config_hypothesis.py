@@ -235,8 +235,10 @@ def pools(draw):
     return draw(st.permutations(v4 + v6))
 
 
+# Any name but the host's own schemes (eth0, e+, lo...), which are refused by design
+# (tests/unit/test_config.py has those).
 INTERFACE = st.from_regex(r"[a-z][a-z0-9._-]{0,13}\+?", fullmatch=True).filter(
-    lambda s: s.rstrip("+") not in (".", ".."))
+    lambda s: s.rstrip("+") not in (".", "..") and schema.host_interface_scheme(s) is None)
 NAME = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,16}", fullmatch=True)
 OWNED = NAME.filter(lambda s: not s.startswith(("cali", "felix", "firewalld", "kube")))
 

@@ -14,6 +14,7 @@ from calfwd.doctor import checks as doctor
 from calfwd.doctor import findings as verdicts
 from calfwd.doctor.findings import ERROR, INFO, OK, UNKNOWN, WARNING
 from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Route
+from calfwd.exposure import HostLink, HostNetwork
 
 NFT = "/usr/sbin/xtables-nft-multi"
 PATH = "/etc/calfwd/calfwd.toml"
@@ -40,6 +41,9 @@ def healthy(**changes: Any) -> HostSnapshot:
         routes=(Route(4, "10.244.1.0/26", "blackhole", "bird", ""), Route(4, "10.244.1.5/32", "unicast", "", "cali0123456789a"),
                 Route(6, "fd00:10:244:1::/122", "blackhole", "80", "lo")),
         links=("cali0123456789a", "eth0", "lo", "tunl0"),
+        host_network=HostNetwork(links=(HostLink("lo", ("127.0.0.1",)), HostLink("eth0", ("192.0.2.10",)),
+                                        HostLink("cali0123456789a"), HostLink("tunl0", ("10.244.1.0",))),
+                                 default4=("eth0",), default6=("eth0",)),
         pool_sets={"ipset cali40all-ipam-pools": ("10.244.0.0/16",), "ipset cali40masq-ipam-pools": ("10.244.0.0/16",),
                    "ipset cali60all-ipam-pools": ("fd00:10:244::/56",),
                    "ipset cali60masq-ipam-pools": ("fd00:10:244::/56",)},
@@ -217,6 +221,22 @@ def test_pools_config_against_the_kernel():
     stray = healthy(routes=(Route(4, "10.50.0.0/26", "blackhole", "bird", ""),))
     assert any("10.50.0.0/26" in f.saw for f in findings(stray, "pools"))
     assert only(healthy(), "pools").severity == OK
+
+
+def test_exposure_interface_patterns_and_pools_against_the_host():
+    host = HostNetwork(links=(HostLink("ext0", ("192.0.2.10",)), HostLink("ext1"), HostLink("cali0123456789a")),
+                       default4=("ext0",))
+    assert only(healthy(), "exposure").severity == OK
+    wide = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\ninterfaces = ["cali+", "ext+"]\n', PATH)
+    found = findings(healthy(config=wide, host_network=host), "exposure")
+    assert [f.severity for f in found] == [ERROR, WARNING]
+    assert "ext0" in found[0].saw and "carries the default route (IPv4)" in found[0].saw
+    assert "'ext+'" in found[0].fix
+    assert doctor.diagnose(healthy(config=wide, host_network=host)).exit_code == 2
+    for trust, severity in (("true", ERROR), ("false", WARNING)):
+        lan = cfg.parse(f'[calico]\nip_pools = ["192.0.2.0/24"]\n[firewalld]\ntrust_pool_sources = {trust}\n', PATH)
+        f = only(healthy(config=lan), "exposure")
+        assert f.severity == severity and "contains 192.0.2.10, this node's own address on eth0" in f.saw
 
 
 def test_calico_flushed_right_now():

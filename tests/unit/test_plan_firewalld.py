@@ -144,11 +144,11 @@ def test_wireguard_ports_as_one_range_are_no_difference():
 def test_changed_config_changes_only_the_difference_at_once_without_reload():
     fw = FakeFirewalld()
     converge(fw, want())
-    d = want('interfaces = ["cali+", "tunl0", "eth8"]\nhost_ports = ["bgp", "ipip", "vxlan"]\n')
+    d = want('interfaces = ["cali+", "tunl0", "ovl8"]\nhost_ports = ["bgp", "ipip", "vxlan"]\n')
     p = converge(fw, d)
     assert not any(isinstance(op, (Reload, CreateZone, CreatePolicy)) for op in p.ops)
-    assert AddToZone("calfwd", "interface", "eth8", True) in p.ops
-    assert AddToZone("calfwd", "interface", "eth8", False) in p.ops
+    assert AddToZone("calfwd", "interface", "ovl8", True) in p.ops
+    assert AddToZone("calfwd", "interface", "ovl8", False) in p.ops
     assert RemoveFromZone("calfwd", "interface", "vxlan.calico", True) in p.ops
     assert RemoveFromZone("calfwd", "interface", "vxlan.calico", False) in p.ops
     update = [op for op in p.ops if isinstance(op, UpdatePolicy)]

@@ -1,0 +1,70 @@
+"""The host's interfaces, their addresses and its default routes, for exposure.py.
+
+Read only, with iproute2's JSON output (`ip -j addr`, `ip -j -4/-6 route show default`): an
+argument list, no shell, a timeout, the system's PATH. Parsing is separate (parse()) so that
+what iproute2 prints is unit tested without the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any, List
+
+from calfwd.exposure import HostLink, HostNetwork
+
+TIMEOUT = 10.0
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def read_host_network() -> HostNetwork:
+    """Raises RuntimeError (no iproute2, a failing or garbled `ip`): callers say it and go on."""
+    tool = shutil.which("ip", path=SYSTEM_PATH)
+    if tool is None:
+        raise RuntimeError("the ip tool (iproute2) is not installed")
+    return parse(_run([tool, "-j", "addr", "show"]), _run([tool, "-j", "-4", "route", "show", "default"]),
+                 _run([tool, "-j", "-6", "route", "show", "default"]))
+
+
+def _run(argv: List[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+                              env=dict(os.environ, PATH=SYSTEM_PATH, LC_ALL="C"))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"{' '.join(argv)}: {exc}") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {(proc.stderr or proc.stdout).strip() or f'exit {proc.returncode}'}")
+    return proc.stdout
+
+
+def parse(addr_json: str, route4_json: str, route6_json: str) -> HostNetwork:
+    """iproute2's JSON to a HostNetwork; an empty output (IPv6 disabled, no route) is []."""
+    links = []
+    for entry in _load(addr_json):
+        name = str(entry.get("ifname", ""))
+        if name:
+            addresses = tuple(str(a["local"]) for a in entry.get("addr_info", ()) if isinstance(a, dict)
+                              and a.get("local"))
+            links.append(HostLink(name, addresses))
+    return HostNetwork(links=tuple(links), default4=_route_devs(route4_json), default6=_route_devs(route6_json))
+
+
+def _route_devs(text: str) -> tuple:
+    devs: List[str] = []
+    for route in _load(text):
+        hops = route.get("nexthops") or [route]  # multipath: one dev per next hop
+        for hop in hops:
+            dev = hop.get("dev") if isinstance(hop, dict) else None
+            if dev and dev not in devs:
+                devs.append(str(dev))
+    return tuple(devs)
+
+
+def _load(text: str) -> List[Any]:
+    try:
+        data = json.loads(text) if text.strip() else []
+    except ValueError as exc:
+        raise RuntimeError(f"ip printed something that is not JSON: {exc}") from None
+    return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
