@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import dbus
 
 from calfwd.desired import FirewalldDesired, HostFacts
+from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED, UNREACHABLE
 from calfwd.plan.firewalld_model import (AddToZone, FirewalldActual, FirewalldInfo, FirewalldPlan, ObjectState,
                                          RemoveFromZone)
 
@@ -108,6 +109,24 @@ class Firewalld:
 
     def running(self) -> bool:
         return self.state() == "RUNNING"
+
+    def reachability(self) -> Tuple[str, str]:
+        """(RUNNING | STOPPED | UNREACHABLE | NOT_ANSWERING, why) for `calfwd cleanup`, which may
+        edit firewalld's files only when nobody owns its name. Kept apart so that a finer probe
+        can replace it without touching cleanup."""
+        try:
+            owned = self.has_owner()
+        except FirewalldError as exc:
+            return UNREACHABLE, f"the bus does not say whether firewalld runs ({exc.dbus_name or exc})"
+        if not owned:
+            return STOPPED, "nobody owns " + BUS_NAME
+        try:
+            state = str(self._get(PATH, MAIN, "state"))
+        except FirewalldError as exc:
+            return NOT_ANSWERING, f"firewalld is on the bus but does not answer ({exc.dbus_name or exc})"
+        if state != "RUNNING":
+            return NOT_ANSWERING, f"firewalld is in state {state}"
+        return RUNNING, ""
 
     def info(self) -> FirewalldInfo:
         state = self.state()
