@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("apply", help="reconcile once (nftables, and firewalld if running), then exit")
     status = sub.add_parser("status", help="compare what exists with the config")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    sub.add_parser("cleanup", help="remove everything calfwd made; leave the rest as it was")
+    cleanup = sub.add_parser("cleanup", help="remove everything calfwd made; leave the rest as it was; "
+                             "exit 3 if anything of calfwd's remains")
+    cleanup.add_argument("--firewalld-dir", metavar="DIR", default=None,
+                         help="firewalld's configuration directory, changed with firewall-offline-cmd "
+                              "when firewalld is stopped (default: /etc/firewalld)")
     sub.add_parser("run", help="the daemon: reconcile now and whenever firewalld reloads or restarts")
     doctor = sub.add_parser("doctor", help="inspect the host: one finding per line (severity, what, "
                             "why, fix); exit 0 healthy, 1 warnings, 2 errors")
@@ -186,20 +190,38 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    from calfwd.drivers.firewalld_offline import OfflineFirewalld
+    from calfwd.drivers.nftables import Nftables
+
     config = _load(args.config, strict_owner=True)
-    actions, errors = _reconciler(config).cleanup(config)
+    firewalld, bus_error = None, ""
+    if config.firewalld.enabled:
+        try:
+            import dbus
+
+            from calfwd.drivers.firewalld import Firewalld
+            firewalld = Firewalld(dbus.SystemBus())
+        except Exception as exc:  # no bus, or a wrong DBUS_SYSTEM_BUS_ADDRESS: firewalld may still run
+            bus_error = f"no system bus, so whether firewalld runs is unknown: {exc}"
+    offline = OfflineFirewalld(host.firewalld_dir(args.firewalld_dir))
+    result = Reconciler(Nftables(), firewalld).cleanup(config, offline, bus_error)
+    removed, remains = result.removed, result.remains
     guard_action, guard_error = _remove_guard(None)
     if guard_action:
-        actions += (guard_action,)
+        removed += (guard_action,)
     if guard_error:
-        errors += (guard_error,)
-    for action in actions:
+        remains += (guard_error,)
+    for action in removed:
         print(f"removed: {action}")
-    if not actions and not errors:
+    for line in result.left_alone:
+        print(f"firewalld: {line}")
+    if not removed and not remains:
         print("nothing of calfwd's was there")
-    if actions:  # package removal runs this: leave a record in the journal
-        Reporter().emit("cleanup", "calfwd cleanup removed: " + "; ".join(actions), removed=len(actions))
-    return _fail(errors, EXIT_SYSTEM) if errors else EXIT_OK
+    if removed:  # package removal runs this: leave a record in the journal
+        Reporter().emit("cleanup", "calfwd cleanup removed: " + "; ".join(removed)
+                        + ("; NOT removed: " + "; ".join(remains) if remains else ""),
+                        removed=len(removed), remains=len(remains))
+    return _fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
 
 
 def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:

@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, List, Optional, Tuple
 
+from calfwd.cleanup import Cleanup, CleanupResult
 from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.plan import firewalld as fw_plan
-from calfwd.plan import firewalld_cleanup
 from calfwd.plan import nftables as nft_plan
 
 
@@ -210,29 +210,10 @@ class Reconciler:
             return False
         return all(layer.empty for layer in layers)
 
-    def cleanup(self, config: Config) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-        """Remove what calfwd made; returns (actions done, errors)."""
-        actions: List[str] = []
-        errors: List[str] = []
-        d = desired(config, HostFacts()).nft
-        try:
-            p = nft_plan.cleanup_plan(d.family, d.table, self.nft.read_table(d.family, d.table))
-            if not p.empty:
-                self.nft.run(p.batch)
-                actions.extend(p.reasons)
-        except Exception as exc:
-            errors.append(f"nftables: {exc}")
-        if config.firewalld.enabled and self.firewalld is not None:
-            try:
-                facts = self.facts()
-                if facts.firewalld_running:
-                    want = desired(config, facts).firewalld
-                    p = firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want))
-                    self.firewalld.apply(p)
-                    actions.extend(op.description for op in p.ops)
-            except Exception as exc:
-                errors.append(f"firewalld: {exc}")
-        return tuple(actions), tuple(errors)
+    def cleanup(self, config: Config, offline: Any = None, bus_error: str = "") -> CleanupResult:
+        """Remove what calfwd made (calfwd/cleanup.py); offline: firewalld's files, for when
+        firewalld is stopped; bus_error: why there is no firewalld client."""
+        return Cleanup(self.nft, self.firewalld, offline, bus_error).run(config)
 
 
 def _ends_in_reload(plan: Any) -> bool:

@@ -355,10 +355,14 @@ COMMAND_DETAILS = {
              "never stops the other.",
     "status": "Prints, per layer, what differs from the configuration. With --json, a "
               "machine-readable document including firewalld's version and default zone.",
-    "cleanup": "Removes calfwd's nftables table, and its firewalld zone, policies and "
-               "interface bindings if firewalld is running (a stock zone such as trusted only "
-               "loses calfwd's interfaces), and calfwd's flush-guard drop-in. Stop the service "
-               "first, or it puts them back. "
+    "cleanup": "Removes calfwd's nftables table, its firewalld zone, policies and interface "
+               "bindings (a stock zone such as trusted only loses calfwd's interfaces), and "
+               "calfwd's flush-guard drop-in. With firewalld running, over D-Bus; with firewalld "
+               "stopped, from its files (/etc/firewalld, or --firewalld-dir) with "
+               "firewall-offline-cmd, finding calfwd's zones and policies by the mark in their "
+               "description; with firewalld hung or the bus unreachable, firewalld's files are "
+               "not touched. Exits 3, with one line per object, if anything of calfwd's remains. "
+               "Stop the service first, or it puts them back. "
                "Erasing the package runs it. By hand, with the default names: "
                "nft delete table inet calfwd; firewall-cmd --permanent --delete-policy=calfwd-forward; "
                "firewall-cmd --permanent --delete-policy=calfwd-host; "

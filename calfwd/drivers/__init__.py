@@ -12,6 +12,13 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 
 ChainRef = Tuple[str, str, str]  # (family, table, chain)
 
+# Whether firewalld is there, as `calfwd cleanup` must know it: only STOPPED (nobody owns its bus
+# name) lets calfwd edit firewalld's files; the others mean a live daemon calfwd cannot reach.
+RUNNING = "running"
+STOPPED = "stopped"
+UNREACHABLE = "unreachable"  # the bus itself cannot be asked (no bus, wrong address, denied)
+NOT_ANSWERING = "not answering"  # firewalld owns its name but does not answer, or is not RUNNING
+
 
 class NftDriver(Protocol):
     """drivers/nftables.py: one libnftables context on the main-loop thread."""
@@ -34,6 +41,8 @@ class FirewalldDriver(Protocol):
     def state_async(self, done: Callable[[Optional[str], Optional[Exception]], None]) -> None: ...
 
     def reload_async(self, done: Callable[[Optional[Exception]], None]) -> None: ...
+
+    def reachability(self) -> Tuple[str, str]: ...  # (RUNNING | STOPPED | ..., why)
 
     def facts(self) -> Any: ...  # desired.HostFacts
 

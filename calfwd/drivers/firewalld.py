@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import dbus
 
 from calfwd.desired import FirewalldDesired, HostFacts
+from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED, UNREACHABLE
 from calfwd.plan.firewalld_model import (AddToZone, FirewalldActual, FirewalldInfo, FirewalldPlan, ObjectState,
                                          RemoveFromZone)
 
@@ -51,15 +52,15 @@ _CODE = re.compile(r"^([A-Z][A-Z_]+):\s*(.*)$", re.S)
 # nobody owns firewalld's name, so there is nothing to verify. The others mean calfwd
 # cannot know what firewalld does, and must never be reported as "in sync".
 ABSENT = "absent"
-NOT_ANSWERING = "not-answering"
+SILENT = "not-answering"
 DENIED = "denied"
 NO_BUS = "no-bus"
 _KINDS = {
     "org.freedesktop.DBus.Error.ServiceUnknown": ABSENT,
     "org.freedesktop.DBus.Error.NameHasNoOwner": ABSENT,
-    "org.freedesktop.DBus.Error.NoReply": NOT_ANSWERING,
-    "org.freedesktop.DBus.Error.Timeout": NOT_ANSWERING,
-    "org.freedesktop.DBus.Error.TimedOut": NOT_ANSWERING,
+    "org.freedesktop.DBus.Error.NoReply": SILENT,
+    "org.freedesktop.DBus.Error.Timeout": SILENT,
+    "org.freedesktop.DBus.Error.TimedOut": SILENT,
     "org.freedesktop.DBus.Error.AccessDenied": DENIED,
     "org.freedesktop.DBus.Error.AuthFailed": DENIED,
     "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": DENIED,
@@ -71,7 +72,7 @@ _KINDS = {
     "org.freedesktop.DBus.Error.NotSupported": NO_BUS,
 }
 _WHY = {
-    NOT_ANSWERING: "firewalld owns its bus name but does not answer (hung, or busy longer than "
+    SILENT: "firewalld owns its bus name but does not answer (hung, or busy longer than "
                    "calfwd waits)",
     DENIED: "the bus or firewalld refused calfwd (not authorised: run as root)",
     NO_BUS: "cannot reach the system bus",
@@ -165,6 +166,19 @@ class Firewalld:
 
     def running(self) -> bool:
         return self.state() == "RUNNING"
+
+    def reachability(self) -> Tuple[str, str]:
+        """(RUNNING | STOPPED | UNREACHABLE | NOT_ANSWERING, why) for `calfwd cleanup`, which may
+        edit firewalld's files only when nobody owns its name."""
+        try:
+            state = self.state()
+        except FirewalldError as exc:
+            return (NOT_ANSWERING if exc.kind == SILENT else UNREACHABLE), str(exc)
+        if state is None:
+            return STOPPED, "nobody owns " + BUS_NAME
+        if state != "RUNNING":
+            return NOT_ANSWERING, f"firewalld is in state {state}"
+        return RUNNING, ""
 
     def info(self) -> FirewalldInfo:
         state = self.state()  # raises when calfwd cannot know
@@ -379,6 +393,9 @@ class Unreachable:
         raise self.error
 
     state = info = facts = read = apply = _fail
+
+    def reachability(self) -> Tuple[str, str]:
+        return UNREACHABLE, str(self.error)
 
 
 def _explained(exc: FirewalldError) -> FirewalldError:

@@ -24,10 +24,11 @@ def cleanup_plan(desired: FirewalldDesired, actual: FirewalldActual) -> Firewall
     zone, only calfwd's interfaces and sources are removed (permanent and runtime, no reload).
     Objects not carrying calfwd's description are left alone and reported.
 
-    Runtime mode: no permanent write, no reload. The runtime state of calfwd's items and
-    policy lists goes back to what the permanent config says (calfwd's runtime-only changes
-    are undone, what someone made permanent stays); a calfwd zone or policy that exists in
-    the permanent config is reported, since firewalld restores it at its next reload.
+    Runtime mode: the runtime state of calfwd's items and policy lists goes back to what the
+    permanent config says (calfwd's runtime-only changes are undone, what someone made
+    permanent stays). A zone or policy carrying calfwd's mark in the permanent config was left
+    by an earlier run in permanent mode (runtime mode cannot create one): it is deleted as in
+    permanent mode, with one reload if it is loaded, or firewalld would bring it back.
     """
     if desired.mode == "runtime":
         return _cleanup_runtime(desired, actual)
@@ -76,7 +77,9 @@ def _cleanup_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Fire
     spec = desired.zone
     z = actual.zone
     ops: List[Op] = []
+    removals: List[Op] = []
     notes: List[str] = []
+    reload: List[str] = []
     if z.runtime is not None:
         wanted = items(spec)
         for kind in ("interface", "source"):
@@ -85,22 +88,16 @@ def _cleanup_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Fire
                 if item in keep or (not spec.owned and (kind, item) not in wanted):
                     continue
                 ops.append(RemoveFromZone(spec.name, kind, item, permanent=False))
-    if spec.owned and z.permanent is not None and is_ours(z.permanent, spec.description):
-        notes.append(f"zone '{spec.name}' stays in firewalld's permanent configuration (mode = \"runtime\" "
-                     "never writes it) and comes back at the next reload: run cleanup with [firewalld] "
-                     f"mode = \"permanent\", or firewall-cmd --permanent --delete-zone={spec.name}")
     for pspec in desired.policies:
         p = actual.policy(pspec.name)
+        if p.permanent is not None and is_ours(p.permanent, pspec.description):
+            removals.append(RemovePolicy(pspec.name))
+            if p.runtime is not None:
+                reload.append(f"unload policy '{pspec.name}'")
+            continue
         if p.runtime is None:
             continue
-        if p.permanent is not None:
-            base: Mapping[str, Any] = p.permanent
-            if is_ours(p.permanent, pspec.description):
-                notes.append(f"policy '{pspec.name}' stays in firewalld's permanent configuration (mode = "
-                             "\"runtime\" never writes it): run cleanup with [firewalld] mode = "
-                             f"\"permanent\", or firewall-cmd --permanent --delete-policy={pspec.name}")
-        else:
-            base = {}
+        base: Mapping[str, Any] = p.permanent if p.permanent is not None else {}
         changes: Dict[str, Any] = {}
         texts = []
         for key in POLICY_LISTS + POLICY_BOOLS:
@@ -110,4 +107,12 @@ def _cleanup_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Fire
                 texts.append(diff_text(key, h, w))
         if changes:
             ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
-    return FirewalldPlan(tuple(ops), tuple(notes))
+    if spec.owned and z.permanent is not None:
+        if is_ours(z.permanent, spec.description):
+            removals.append(RemoveZone(spec.name))
+            if z.runtime is not None:
+                reload.append(f"unload zone '{spec.name}'")
+        else:
+            notes.append(f"zone '{spec.name}' left alone: it was not created by calfwd")
+    tail: Tuple[Op, ...] = (Reload(tuple(reload)),) if reload else ()
+    return FirewalldPlan(tuple(ops + removals) + tail, tuple(notes))

@@ -47,8 +47,10 @@ class Node:
         self.config = tmp / "calfwd.toml"
         self.write_config(f"[calico]\nip_pools = {POOLS}\nnat_outgoing = true\n")
         # Never the host's bus: a private abstract address nobody listens on.
+        # ... and no firewalld directory: cleanup only reads it there (the bus is unreachable).
         self.env = {"PYTHONPATH": str(REPO), "CALFWD_LOG": "stderr",
-                    "DBUS_SYSTEM_BUS_ADDRESS": f"unix:abstract=/calfwd-test/none-{unique_id()}"}
+                    "DBUS_SYSTEM_BUS_ADDRESS": f"unix:abstract=/calfwd-test/none-{unique_id()}",
+                    "CALFWD_FIREWALLD_DIR": str(tmp / "firewalld")}
 
     def write_config(self, text: str) -> None:
         self.config.write_text(text)

@@ -65,8 +65,11 @@ class Calfwd:
         self.log_path = Path(lab.workdir) / f"{name}.log"
         self.write_config(config or minimal_config(lab))
         self.proc: Optional[subprocess.Popen] = None
+        # CALFWD_FIREWALLD_DIR: doctor reads, and cleanup (firewalld stopped) changes, the lab
+        # firewalld's --system-config directory, never the host's /etc/firewalld.
         self.env = {"PYTHONPATH": str(REPO), "CALFWD_LOG": "stderr",
-                    "DBUS_SYSTEM_BUS_ADDRESS": lab.bus.address, "PYTHONUNBUFFERED": "1"}
+                    "DBUS_SYSTEM_BUS_ADDRESS": lab.bus.address, "PYTHONUNBUFFERED": "1",
+                    "CALFWD_FIREWALLD_DIR": str(lab.firewalld.config_dir)}
 
     def write_config(self, text: str) -> None:
         self.config_path.write_text(text)

@@ -29,7 +29,7 @@ def test_nobody_owning_the_name_is_firewalld_stopped():
 
 
 @pytest.mark.parametrize("name, kind, words", [
-    ("org.freedesktop.DBus.Error.NoReply", fwd.NOT_ANSWERING, "does not answer"),
+    ("org.freedesktop.DBus.Error.NoReply", fwd.SILENT, "does not answer"),
     ("org.freedesktop.DBus.Error.AccessDenied", fwd.DENIED, "not authorised"),
     ("org.freedesktop.DBus.Error.Disconnected", fwd.NO_BUS, "cannot reach the system bus"),
 ])

@@ -335,8 +335,14 @@ def test_runtime_mode_never_writes_permanent_config_or_reloads(setup):
     if setup == "foreign-bindings":
         fw.rt_zones["internal"]["interfaces"] = ["cali+"]
     d = want(zone=zone, mode="runtime")
-    for p in (fp.plan(d, fw.read(d)), fc.cleanup_plan(d, fw.read(d))):
-        assert not p.writes_permanent and p.reloads == 0
+    p = fp.plan(d, fw.read(d))
+    assert not p.writes_permanent and p.reloads == 0
+    clean = fc.cleanup_plan(d, fw.read(d))
+    if setup == "converged-permanent":  # only deleting what an earlier permanent-mode run made
+        assert {type(op) for op in clean.ops if op.permanent} == {RemovePolicy, RemoveZone}
+        assert clean.reloads == 1
+    else:
+        assert not clean.writes_permanent and clean.reloads == 0
 
 
 def test_runtime_mode_missing_zone_and_policies_say_how_to_fix():
@@ -390,14 +396,30 @@ def test_runtime_cleanup_restores_runtime_to_permanent():
             assert fs.policy_value(perm, key) == fs.policy_value(fw.rt_policies[name], key), (name, key)
 
 
-def test_runtime_cleanup_keeps_what_the_permanent_config_has():
+def test_runtime_cleanup_removes_what_an_earlier_permanent_mode_run_left():
+    """Switched to mode = "runtime" after a permanent-mode run: calfwd's permanent zone and
+    policies go too (firewalld would restore them at its next reload), with one reload."""
     fw = FakeFirewalld()
+    before = copy.deepcopy(fw.perm_zones)
     converge(fw, want())  # permanent mode once: calfwd's zone is in the permanent config
     d = want(mode="runtime")
     fw.rt_zones["calfwd"]["interfaces"].append("eth9")
     p = fc.cleanup_plan(d, fw.read(d))
-    assert p.ops == (RemoveFromZone("calfwd", "interface", "eth9", False),)
-    assert any("stays in firewalld's permanent configuration" in c for c in p.conflicts)
+    assert p.ops[0] == RemoveFromZone("calfwd", "interface", "eth9", False)
+    assert [type(op) for op in p.ops[1:]] == [RemovePolicy, RemovePolicy, RemoveZone, Reload]
+    assert p.conflicts == ()
+    fw.apply(p)
+    assert fw.perm_zones == before and fw.rt_zones == before
+    assert not fw.perm_policies and not fw.rt_policies
+    assert fc.cleanup_plan(d, fw.read(d)).empty
+
+
+def test_runtime_cleanup_leaves_an_unmarked_zone_of_calfwds_name():
+    fw, d = FakeFirewalld(), want(mode="runtime")
+    fw.perm_zones["calfwd"] = {"target": "ACCEPT", "description": "the admin's"}
+    fw.reload()
+    p = fc.cleanup_plan(d, fw.read(d))
+    assert p.empty and p.conflicts == ("zone 'calfwd' left alone: it was not created by calfwd",)
 
 
 # -- details -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from calfwd import config as cfg
 from calfwd.desired import HostFacts
 from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.plan.firewalld_model import FirewalldActual, ObjectState
-from calfwd.reconcile import Reconciler
+from calfwd.reconcile import CleanupResult, Reconciler
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16", "fd00:10:244::/48"]\nnat_outgoing = true\n',
                    "/etc/calfwd/calfwd.toml")
@@ -128,10 +128,10 @@ def test_cleanup_removes_the_table_and_only_it():
     nft.tables_[("inet", "filter")] = [{"table": {"family": "inet", "name": "filter"}}]
     r = Reconciler(nft)
     r.reconcile(NO_FIREWALLD)
-    actions, errors = r.cleanup(NO_FIREWALLD)
-    assert actions == ("remove table inet calfwd",) and errors == ()
+    result = r.cleanup(NO_FIREWALLD)
+    assert result.removed == ("remove table inet calfwd",) and result.clean
     assert list(nft.tables_) == [("inet", "filter")]
-    assert r.cleanup(NO_FIREWALLD) == ((), ())
+    assert r.cleanup(NO_FIREWALLD) == CleanupResult()
 
 
 def test_a_concurrent_writer_is_settled_by_planning_again():

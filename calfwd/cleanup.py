@@ -1,0 +1,149 @@
+"""`calfwd cleanup`: remove what calfwd made, and say exactly what stays and why.
+
+Package removal runs it, so nothing may stay silently. firewalld is handled according to
+what its bus says: RUNNING, over D-Bus (the plan in plan/firewalld_cleanup.py); STOPPED (nobody
+owns its name), in its files with firewall-offline-cmd (plan/firewalld_offline.py);
+anything else (bus unreachable, access denied, firewalld hung or not RUNNING) is a live
+daemon calfwd cannot talk to: its files are not edited under it, and what stays is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
+
+from calfwd.config import Config
+from calfwd.desired import FirewalldDesired, HostFacts, desired
+from calfwd.drivers import RUNNING, STOPPED
+from calfwd.plan import firewalld_cleanup, firewalld_offline
+from calfwd.plan import nftables as nft_plan
+from calfwd.plan.firewalld_model import (FirewalldPlan, Op, Reload, RemoveFromZone, RemovePolicy,
+                                         RemoveZone)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    removed: Tuple[str, ...] = ()
+    remains: Tuple[str, ...] = ()  # calfwd's things still there, one line each with why: exit 3
+    left_alone: Tuple[str, ...] = ()  # objects with calfwd's names that calfwd did not make
+
+    @property
+    def clean(self) -> bool:
+        return not self.remains
+
+
+class Cleanup:
+    """One run; the drivers are the Reconciler's plus the offline one (firewalld's files)."""
+
+    def __init__(self, nft: Any, firewalld: Optional[Any], offline: Optional[Any], bus_error: str = "") -> None:
+        self.nft = nft
+        self.firewalld = firewalld
+        self.offline = offline
+        self.bus_error = bus_error  # why there is no firewalld client (no system bus)
+        self.removed: List[str] = []
+        self.remains: List[str] = []
+        self.left_alone: List[str] = []
+
+    def run(self, config: Config) -> CleanupResult:
+        self._nftables(config)
+        if config.firewalld.enabled:
+            self._firewalld(config)
+        return CleanupResult(tuple(self.removed), tuple(self.remains), tuple(self.left_alone))
+
+    def _nftables(self, config: Config) -> None:
+        d = desired(config, HostFacts()).nft
+        try:
+            p = nft_plan.cleanup_plan(d.family, d.table, self.nft.read_table(d.family, d.table))
+            if not p.empty:
+                self.nft.run(p.batch)
+                self.removed.extend(p.reasons)
+        except Exception as exc:
+            self.remains.append(f"nftables: {exc}")
+
+    def _firewalld(self, config: Config) -> None:
+        if self.firewalld is None:
+            kind, why = "", self.bus_error or "no firewalld client"
+        else:
+            kind, why = self.firewalld.reachability()
+        try:
+            if kind == RUNNING:
+                self._online(config)
+            else:
+                self._on_disk(desired(config, HostFacts()).firewalld, kind == STOPPED, why)
+        except Exception as exc:  # driver errors carry a one-line message
+            self.remains.append(f"firewalld: {exc}")
+
+    # -- firewalld running: D-Bus ---------------------------------------------------------
+
+    def _online(self, config: Config) -> None:
+        want = desired(config, self.firewalld.facts()).firewalld
+        plan = firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want))
+        self.left_alone.extend(plan.conflicts)
+        failed = ""
+        for op in plan.ops:  # one at a time: a failure stops the rest, which the read-back lists
+            try:
+                self.firewalld.apply(FirewalldPlan((op,)))
+            except Exception as exc:
+                failed = op.description
+                self.remains.append(f"firewalld: {_what(op)} not removed: {exc}")
+                break
+            self.removed.append(op.description)
+        # Read back: exit 0 only when nothing of calfwd's is left.
+        self.remains.extend(f"firewalld: {_what(op)} still there after cleanup"
+                            for op in firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want)).ops
+                            if op.description != failed)
+
+    # -- firewalld stopped, or not reachable: its files -----------------------------------
+
+    def _on_disk(self, want: FirewalldDesired, stopped: bool, why: str) -> None:
+        if self.offline is None:
+            self.remains.append(f"firewalld: its files were not looked at: {why}")
+            return
+        plan = firewalld_offline.offline_cleanup_plan(want, self._read())
+        self.left_alone.extend(plan.left_alone)
+        self.remains.extend(f"firewalld: {line}" for line in plan.remains)
+        if not stopped:
+            self.remains.extend(f"firewalld: {_what(op)} not removed: {why}; calfwd edits firewalld's "
+                                "files only while nobody owns its bus name" for op in plan.ops)
+            if want.mode == "runtime":
+                self.remains.append(f"firewalld: calfwd's runtime bindings and policy entries, if any, "
+                                    f"not removed: {why}")
+            return
+        where = f"{self.offline.directory}, with firewall-offline-cmd"
+        failed = set()
+        for op in plan.ops:
+            kind, why_now = self.firewalld.reachability()
+            if kind != STOPPED:  # firewalld started meanwhile: the files are its own again
+                failed.add(op.description)
+                self.remains.append(f"firewalld: {_what(op)} not removed: firewalld started during "
+                                    f"cleanup ({why_now or kind}); run calfwd cleanup again")
+                continue
+            try:
+                self.offline.run(op)
+            except Exception as exc:
+                failed.add(op.description)
+                self.remains.append(f"firewalld: {_what(op)} not removed from {where}: {exc}")
+                continue
+            self.removed.append(f"{op.description} in {where}")
+        if plan.ops:  # read back: exit 0 only when nothing of calfwd's is left
+            after = firewalld_offline.offline_cleanup_plan(want, self._read())
+            self.remains.extend(f"firewalld: {_what(op)} still in {self.offline.directory} after cleanup"
+                                for op in after.ops if op.description not in failed)
+
+    def _read(self) -> firewalld_offline.OnDisk:
+        try:
+            return self.offline.read()
+        except OSError as exc:
+            raise RuntimeError(f"{self.offline.directory} cannot be read ({exc.strerror or exc}): calfwd's "
+                               "zone and policies there, if any, were not removed") from None
+
+
+def _what(op: Op) -> str:
+    """The object an operation would have removed: what a line about it names."""
+    if isinstance(op, RemoveFromZone):
+        return f"{op.kind} {op.item} in zone '{op.zone}' ({'permanent' if op.permanent else 'runtime'})"
+    if isinstance(op, (RemoveZone, RemovePolicy)):
+        return f"{op.obj} '{op.name}' (permanent)"
+    if isinstance(op, Reload):
+        return f"runtime state ({'; '.join(op.reasons)})"
+    return op.description

@@ -1,0 +1,131 @@
+"""calfwd/cleanup.py with fake drivers: which way firewalld's objects are removed (D-Bus, its
+files, or not at all) follows what the bus says, and whatever stays is reported. The real
+tool and firewalld are in the lab (tests/integration/test_cleanup_offline.py)."""
+
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+from calfwd import config as cfg
+from calfwd.cleanup import Cleanup
+from calfwd.desired import CALFWD_DESCRIPTION, HostFacts
+from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED
+from calfwd.plan.firewalld_model import RemovePolicy, RemoveZone
+from calfwd.plan.firewalld_offline import DiskObject, OnDisk
+
+from test_plan_firewalld import FakeFirewalld as DictFirewalld
+from test_plan_firewalld import converge, want
+from test_reconcile import FakeNft
+
+CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n', "/etc/calfwd/calfwd.toml")
+RUNTIME = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n[firewalld]\nmode = "runtime"\n',
+                    "/etc/calfwd/calfwd.toml")
+
+
+class Bus:
+    """firewalld as its bus name shows it: a list of answers, one per reachability() call."""
+
+    def __init__(self, *answers: Tuple[str, str]) -> None:
+        self.answers = list(answers)
+
+    def reachability(self) -> Tuple[str, str]:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+class FakeOffline:
+    directory = "/etc/firewalld"
+
+    def __init__(self, fail: str = "") -> None:
+        self.zones = [DiskObject("calfwd", CALFWD_DESCRIPTION, interfaces=("cali+",))]
+        self.policies = [DiskObject("calfwd-forward", CALFWD_DESCRIPTION, zones=("ANY", "calfwd"))]
+        self.ran: List[str] = []
+        self.fail = fail
+
+    def read(self) -> OnDisk:
+        return OnDisk(self.directory, tuple(self.zones), tuple(self.policies))
+
+    def run(self, op) -> None:
+        if self.fail:
+            raise RuntimeError(self.fail)
+        self.ran.append(op.description)
+        if isinstance(op, RemovePolicy):
+            self.policies = [p for p in self.policies if p.name != op.name]
+        if isinstance(op, RemoveZone):
+            self.zones = [z for z in self.zones if z.name != op.name]
+
+
+def test_stopped_firewalld_loses_calfwds_objects_from_its_files():
+    offline = FakeOffline()
+    result = Cleanup(FakeNft(), Bus((STOPPED, "")), offline).run(CONFIG)
+    assert offline.ran == ["delete policy 'calfwd-forward' (permanent)", "delete zone 'calfwd' (permanent)"]
+    assert result.clean and result.removed == tuple(
+        f"{d} in /etc/firewalld, with firewall-offline-cmd" for d in offline.ran)
+
+
+def test_a_hung_firewalld_has_its_files_left_as_they_are_and_each_object_is_reported():
+    offline = FakeOffline()
+    result = Cleanup(FakeNft(), Bus((NOT_ANSWERING, "firewalld is on the bus but does not answer")),
+                     offline).run(CONFIG)
+    assert offline.ran == [] and not result.clean
+    assert [line.split(": ")[1] for line in result.remains] == [
+        "policy 'calfwd-forward' (permanent) not removed", "zone 'calfwd' (permanent) not removed"]
+    assert all("does not answer" in line for line in result.remains)
+
+
+def test_no_bus_reports_what_is_on_disk_and_nothing_when_nothing_is():
+    offline = FakeOffline()
+    result = Cleanup(FakeNft(), None, offline, bus_error="no system bus").run(CONFIG)
+    assert offline.ran == [] and len(result.remains) == 2
+    offline.zones, offline.policies = [], []
+    assert Cleanup(FakeNft(), None, offline, bus_error="no system bus").run(CONFIG).clean, \
+        "a host without firewalld or a bus: nothing of calfwd's can be there in permanent mode"
+    [line] = Cleanup(FakeNft(), None, offline, bus_error="no system bus").run(RUNTIME).remains
+    assert "runtime" in line and "no system bus" in line
+
+
+def test_a_failing_tool_and_a_firewalld_starting_meanwhile_are_reported():
+    result = Cleanup(FakeNft(), Bus((STOPPED, "")), FakeOffline(fail="exited 112: INVALID_ZONE")).run(CONFIG)
+    assert len(result.remains) == 2 and all("INVALID_ZONE" in line for line in result.remains)
+    offline = FakeOffline()
+    result = Cleanup(FakeNft(), Bus((STOPPED, ""), (STOPPED, ""), (RUNNING, "")), offline).run(CONFIG)
+    assert offline.ran == ["delete policy 'calfwd-forward' (permanent)"]
+    [line] = result.remains
+    assert line.startswith("firewalld: zone 'calfwd' (permanent) not removed: firewalld started during cleanup")
+
+
+class Running(DictFirewalld):
+    """firewalld running (test_plan_firewalld's dict model); fail_on: an op type it refuses."""
+
+    fail_on: Any = None
+
+    def reachability(self) -> Tuple[str, str]:
+        return RUNNING, ""
+
+    def facts(self) -> HostFacts:
+        return HostFacts(True, "1.3.3", "public")
+
+    def apply(self, plan) -> None:
+        if self.fail_on and any(isinstance(op, self.fail_on) for op in plan.ops):
+            raise RuntimeError("ACCESS_DENIED")
+        super().apply(plan)
+
+
+def test_running_firewalld_after_a_switch_to_runtime_mode_loses_the_permanent_objects_too():
+    fw = Running()
+    converge(fw, want())
+    offline = FakeOffline()
+    result = Cleanup(FakeNft(), fw, offline).run(RUNTIME)
+    assert result.clean and offline.ran == [], "a running firewalld is changed over D-Bus only"
+    assert "calfwd" not in fw.perm_zones and "calfwd" not in fw.rt_zones and not fw.perm_policies
+    assert result.removed[-1].startswith("reload firewalld once")
+
+
+def test_a_failed_removal_is_reported_with_everything_still_there():
+    fw = Running()
+    converge(fw, want())
+    fw.fail_on = RemoveZone
+    result = Cleanup(FakeNft(), fw, None).run(CONFIG)
+    assert result.removed == ("delete policy 'calfwd-forward' (permanent)", "delete policy 'calfwd-host' (permanent)")
+    assert result.remains == ("firewalld: zone 'calfwd' (permanent) not removed: ACCESS_DENIED",
+                              "firewalld: runtime state (unload policy 'calfwd-forward'; unload policy "
+                              "'calfwd-host'; unload zone 'calfwd') still there after cleanup")
