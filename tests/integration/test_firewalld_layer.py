@@ -254,7 +254,8 @@ def test_runtime_mode_never_writes_permanent_config(node):
     node.cmd("--permanent", "--new-policy=calfwd-forward")
     node.cmd("--permanent", "--policy=calfwd-forward", "--add-ingress-zone=ANY")
     node.cmd("--permanent", "--policy=calfwd-forward", "--add-egress-zone=trusted")
-    node.cmd("--permanent", "--policy=calfwd-forward", "--set-target=ACCEPT")
+    # A stock zone: forwarding to the pools only (rich rules calfwd adds), not ACCEPT into it.
+    node.cmd("--permanent", "--policy=calfwd-forward", "--set-target=CONTINUE")
     node.cmd("--permanent", "--new-policy=calfwd-host")
     node.cmd("--permanent", "--policy=calfwd-host", "--add-ingress-zone=public")
     node.cmd("--permanent", "--policy=calfwd-host", "--add-egress-zone=HOST")
@@ -274,7 +275,7 @@ def test_runtime_mode_never_writes_permanent_config(node):
 
     node.fw.reload()  # runtime changes are gone until calfwd applies them again
     assert node.info("zone", "trusted")["interfaces"] == ""
-    assert len(node.run("plan")["ops"]) == 7
+    assert len(node.run("plan")["ops"]) == 8  # 6 interfaces, 2 policies
     node.apply()
     assert words(node.info("zone", "trusted")["interfaces"]) == DEFAULT_INTERFACES
     assert node.permanent_files() == files
@@ -407,4 +408,5 @@ def test_facts_when_firewalld_is_not_on_the_bus(node):
     proc = node.lab.node.run("/usr/bin/python3", "-c", NOT_RUNNING, env={"PYTHONPATH": str(REPO)}, timeout=60)
     state, running, info, facts = json.loads(proc.stdout)
     assert state is None and running is False and info["running"] is False and info["state"] == ""
-    assert facts == {"firewalld_running": False, "firewalld_version": "", "default_zone": "public"}
+    assert facts == {"firewalld_running": False, "firewalld_version": "", "default_zone": "public",
+                     "firewalld_state": ""}
