@@ -53,10 +53,12 @@ class Cleanup:
     def _nftables(self, config: Config) -> None:
         d = desired(config, HostFacts()).nft
         try:
-            p = nft_plan.cleanup_plan(d.family, d.table, self.nft.read_table(d.family, d.table))
+            orphans = nft_orphans(self.nft, d.family, d.table)
+            p = nft_plan.cleanup_plan(d.family, d.table, self.nft.read_table(d.family, d.table), orphans)
             if not p.empty:
                 self.nft.run(p.batch)
                 self.removed.extend(p.reasons)
+            self.left_alone.extend(f"nftables: {c}" for c in p.conflicts)
         except Exception as exc:
             self.remains.append(f"nftables: {exc}")
 
@@ -78,7 +80,7 @@ class Cleanup:
     def _online(self, config: Config) -> None:
         want = desired(config, self.firewalld.facts()).firewalld
         plan = firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want))
-        self.left_alone.extend(plan.conflicts)
+        self.left_alone.extend(f"firewalld: {c}" for c in plan.conflicts)
         failed = ""
         for op in plan.ops:  # one at a time: a failure stops the rest, which the read-back lists
             try:
@@ -100,7 +102,7 @@ class Cleanup:
             self.remains.append(f"firewalld: its files were not looked at: {why}")
             return
         plan = firewalld_offline.offline_cleanup_plan(want, self._read())
-        self.left_alone.extend(plan.left_alone)
+        self.left_alone.extend(f"firewalld: {c}" for c in plan.left_alone)
         self.remains.extend(f"firewalld: {line}" for line in plan.remains)
         if not stopped:
             self.remains.extend(f"firewalld: {_what(op)} not removed: {why}; calfwd edits firewalld's "
@@ -147,3 +149,10 @@ def _what(op: Op) -> str:
     if isinstance(op, Reload):
         return f"runtime state ({'; '.join(op.reasons)})"
     return op.description
+
+
+def nft_orphans(nft: Any, family: str, table: str) -> Tuple[str, ...]:
+    """Tables of `family` other than `table` that carry calfwd's mark: made by calfwd under a
+    name the config no longer has."""
+    names = sorted(t["name"] for t in nft.tables() if t.get("family") == family and t.get("name") != table)
+    return tuple(n for n in names if nft.has_set(family, n, nft_plan.MARK_SET))

@@ -165,7 +165,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if outcome.errors:
         return _fail(outcome.errors, EXIT_SYSTEM)
     if not outcome.verified:
-        return _fail(["applied, but reading back does not match the config yet"], EXIT_SYSTEM)
+        blocked = [c for layer in outcome.layers if layer.layer == "nftables" for c in layer.conflicts]
+        return _fail(blocked or ["applied, but reading back does not match the config yet"], EXIT_SYSTEM)
     return EXIT_OK
 
 
@@ -214,7 +215,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     for action in removed:
         print(f"removed: {action}")
     for line in result.left_alone:
-        print(f"firewalld: {line}")
+        print(line)
     if not removed and not remains:
         print("nothing of calfwd's was there")
     if removed:  # package removal runs this: leave a record in the journal

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, List, Optional, Tuple
 
-from calfwd.cleanup import Cleanup, CleanupResult
+from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
@@ -36,7 +36,8 @@ class LayerPlan:
 
     @property
     def in_sync(self) -> bool:
-        return self.empty and not self.error
+        """Nothing to do, nothing unreadable, nothing calfwd was kept from doing."""
+        return self.empty and not self.error and not self.conflicts
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,12 @@ class Reconciler:
         facts = self.facts()
         return desired(config, facts), facts
 
-    def plan_nft(self, want: Desired) -> LayerPlan:
+    def plan_nft(self, want: Desired, orphans: bool = True) -> LayerPlan:
+        """orphans: also find tables calfwd made under an earlier name (by its mark), to remove."""
         d = want.nft
-        p = nft_plan.plan(d, self.nft.read_table(d.family, d.table))
-        return LayerPlan("nftables", p.reasons, plan=p)
+        found = nft_orphans(self.nft, d.family, d.table) if orphans else ()
+        p = nft_plan.plan(d, self.nft.read_table(d.family, d.table), found)
+        return LayerPlan("nftables", p.reasons, p.conflicts, plan=p)
 
     def plan_firewalld(self, want: Desired, facts: HostFacts) -> LayerPlan:
         if want.firewalld is None:
@@ -164,8 +167,10 @@ class Reconciler:
             self._reload_then_verify(config, outcome, start, reload_later)  # type: ignore[arg-type]
             return outcome
         # The read that planned nothing already is the verification; re-read only after a change.
+        # calfwd's table being someone else's is never verified: natOutgoing is not in place.
         changed = any(not layer.empty for layer in layers)
-        verified = not errors and (not changed or self._verified(config))
+        blocked = any(layer.layer == "nftables" and layer.conflicts for layer in layers)
+        verified = not errors and not blocked and (not changed or self._verified(config))
         return Outcome(trigger, tuple(layers), tuple(errors), verified, self._clock() - start,
                        nft_duration, facts)
 
@@ -187,7 +192,7 @@ class Reconciler:
         the monitor) plan nothing and cause no second write."""
         start = self._clock()
         try:
-            layer = self.plan_nft(desired(config, HostFacts()))
+            layer = self.plan_nft(desired(config, HostFacts()), orphans=False)
             if not layer.empty:
                 self.nft.run(layer.plan.batch)
             return layer, (), self._clock() - start

@@ -68,6 +68,16 @@ class Nftables:
         objs = json.loads(out)["nftables"] if out else []
         return [o for o in objs if "metainfo" not in o]
 
+    def has_set(self, family: str, table: str, name: str) -> bool:
+        """One set's existence, without listing any elements (Felix's sets can be large)."""
+        self._allowed()
+        rc, _out, err = self._nft.cmd(f"list set {family} {table} {name}")
+        if rc == 0:
+            return True
+        if "No such file or directory" in (err or ""):
+            return False
+        raise NftError(_one_line(err) or f"cannot list set {family} {table} {name}")
+
     def read_chains(self, wanted: Sequence[ChainRef]) -> Dict[ChainRef, List[Dict[str, Any]]]:
         """The rules of each (family, table, chain) that exists; absent ones are left out.
 

@@ -22,6 +22,12 @@ from calfwd.schema import IPNetwork
 # Integer, not "srcnat": nft 1.0.6 silently makes a hookless chain from a named priority in JSON.
 SRCNAT_PRIORITY = 100
 CHAIN = "postrouting"
+# calfwd's mark on its table: an empty set of this name. nft 1.0.6's JSON drops table comments,
+# and a set survives `flush table` (which takes rules only), so a flushed table is still known.
+MARK_SET = "calfwd_managed"
+# What calfwd 0.1 put in its table before the mark existed: such a table is adopted (and marked
+# at the next write); anything else of the configured name is someone else's.
+_LEGACY_SETS = frozenset({"pools4", "masq4", "pools6", "masq6"})
 
 Obj = Dict[str, Any]
 
@@ -33,6 +39,7 @@ class NftPlan:
     table: str
     reasons: Tuple[str, ...]
     batch: Optional[Dict[str, Any]]
+    conflicts: Tuple[str, ...] = ()  # what calfwd will not touch, and why
 
     @property
     def empty(self) -> bool:
@@ -77,6 +84,7 @@ def render(d: NftDesired) -> List[Obj]:
     """
     objs: List[Obj] = [
         {"table": {"family": d.family, "name": d.table}},
+        {"set": {"family": d.family, "name": MARK_SET, "table": d.table, "type": "ipv4_addr"}},
         _set(d, "pools4", "ipv4_addr", d.pools4),
         _set(d, "masq4", "ipv4_addr", d.masq4),
         _set(d, "pools6", "ipv6_addr", d.pools6),
@@ -103,6 +111,32 @@ def replace_batch(family: str, table: str, objs: List[Obj]) -> Dict[str, Any]:
 def delete_batch(family: str, table: str) -> Dict[str, Any]:
     ref = {"table": {"family": family, "name": table}}
     return {"nftables": [{"add": ref}, {"delete": ref}]}
+
+
+def owned(actual: List[Obj]) -> bool:
+    """Made by calfwd: it carries the mark, or holds nothing but what calfwd 0.1 made."""
+    kinds = [next(iter(o.items())) for o in actual if "metainfo" not in o and "table" not in o]
+    if any(kind == "set" and body.get("name") == MARK_SET for kind, body in kinds):
+        return True
+    return bool(kinds) and all(
+        (kind == "set" and body.get("name") in _LEGACY_SETS)
+        or (kind == "chain" and body.get("name") == CHAIN)
+        or (kind == "rule" and str(body.get("comment") or "").startswith("calfwd: "))
+        for kind, body in kinds)
+
+
+def not_ours(family: str, table: str) -> str:
+    return (f"table {family} {table} exists and was not made by calfwd (no set {MARK_SET} in it): "
+            "calfwd neither replaces nor deletes it; remove it yourself or set [nftables] table "
+            "to a name of calfwd's own")
+
+
+def _orphan_batch(family: str, orphans: Tuple[str, ...]) -> List[Obj]:
+    return [{"delete": {"table": {"family": family, "name": t}}} for t in orphans]
+
+
+def _orphan_reasons(family: str, orphans: Tuple[str, ...]) -> List[str]:
+    return [f"remove table {family} {t} (calfwd's, from an earlier configuration)" for t in orphans]
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,26 +194,48 @@ def describe(obj: Obj) -> str:
     return f"{kind} {body.get('name')}"
 
 
-def plan(desired: NftDesired, actual: Optional[List[Obj]]) -> NftPlan:
-    """Compare the listing of calfwd's table (None: absent) with the desired one."""
+def plan(desired: NftDesired, actual: Optional[List[Obj]], orphans: Tuple[str, ...] = ()) -> NftPlan:
+    """Compare the listing of calfwd's table (None: absent) with the desired one.
+
+    orphans: other tables of the family carrying calfwd's mark (the table was renamed in the
+    config); they go in the same transaction that writes the configured one.
+    """
     wanted = render(desired)
     name = f"{desired.family} {desired.table}"
+    if actual is not None and not owned(actual):
+        return NftPlan(name, (), None, (not_ours(desired.family, desired.table),))
+    extra = _orphan_reasons(desired.family, orphans)
     if actual is None:
-        return NftPlan(name, (f"table {name} is missing",), replace_batch(desired.family, desired.table, wanted))
+        return NftPlan(name, (f"table {name} is missing",) + tuple(extra), _with_orphans(
+            replace_batch(desired.family, desired.table, wanted), desired.family, orphans))
     have, want = canonical(actual), canonical(wanted)
     if have == want:
-        return NftPlan(name, (), None)
+        if not orphans:
+            return NftPlan(name, (), None)
+        return NftPlan(name, tuple(extra), {"nftables": _orphan_batch(desired.family, orphans)})
     have_set, want_set = set(have), set(want)
     reasons = [f"missing {describe(o)}" for o, c in zip(wanted, want) if c not in have_set]
     actual_objs = [o for o in actual if "metainfo" not in o]
     reasons += [f"unexpected {describe(o)}" for o, c in zip(actual_objs, have) if c not in want_set]
     if not reasons:
         reasons = ["objects are out of order"]
-    return NftPlan(name, tuple(reasons), replace_batch(desired.family, desired.table, wanted))
+    return NftPlan(name, tuple(reasons + extra), _with_orphans(
+        replace_batch(desired.family, desired.table, wanted), desired.family, orphans))
 
 
-def cleanup_plan(family: str, table: str, actual: Optional[List[Obj]]) -> NftPlan:
+def _with_orphans(batch: Dict[str, Any], family: str, orphans: Tuple[str, ...]) -> Dict[str, Any]:
+    return {"nftables": batch["nftables"] + _orphan_batch(family, orphans)}
+
+
+def cleanup_plan(family: str, table: str, actual: Optional[List[Obj]], orphans: Tuple[str, ...] = ()) -> NftPlan:
+    """Remove calfwd's table and any it made under an earlier name; never a table it did not make."""
     name = f"{family} {table}"
-    if actual is None:
-        return NftPlan(name, (), None)
-    return NftPlan(name, (f"remove table {name}",), delete_batch(family, table))
+    conflicts: Tuple[str, ...] = ()
+    reasons = _orphan_reasons(family, orphans)
+    commands = _orphan_batch(family, orphans)
+    if actual is not None and owned(actual):
+        reasons.insert(0, f"remove table {name}")
+        commands = delete_batch(family, table)["nftables"] + commands
+    elif actual is not None:
+        conflicts = (not_ours(family, table),)
+    return NftPlan(name, tuple(reasons), {"nftables": commands} if commands else None, conflicts)

@@ -207,3 +207,54 @@ def test_a_stock_zone_never_opens_forwarding_to_what_else_is_in_it(lab):
             "calfwd's policy opened forwarding to the administrator's network in 'trusted'"
     finally:
         svc.close()
+
+
+ADMINS_TABLE = """table inet calfwd {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		tcp dport 2222 drop
+	}
+}
+"""
+
+
+def test_a_table_calfwd_did_not_make_is_never_replaced_nor_deleted(lab):
+    """Item 1: 0.1 replaced an administrator's table of the configured name (its drop rule gone)
+    and `cleanup` (package removal) deleted it. A table without calfwd's mark is left exactly
+    as it is, and said so; a well-known name is refused outright."""
+    lab.node.run("nft", "-f", "-", input=ADMINS_TABLE)
+    before = lab.node.run("nft", "list", "table", "inet", "calfwd").stdout
+    calfwd = Calfwd(lab)
+    applied = calfwd.cli("apply")
+    assert applied.returncode == 3, applied
+    assert "table inet calfwd exists and was not made by calfwd" in applied.stdout, applied.stdout
+    status = calfwd.cli("status")
+    assert status.returncode == 1 and "was not made by calfwd" in status.stdout, status
+    calfwd.start(wait_event=None)
+    calfwd.wait_for("conflict")
+    cleanup = calfwd.cli("cleanup")
+    assert cleanup.returncode == 0, cleanup
+    assert "nftables: table inet calfwd exists and was not made by calfwd" in cleanup.stdout, cleanup
+    assert lab.node.run("nft", "list", "table", "inet", "calfwd").stdout == before
+    calfwd.write_config(minimal_config(lab) + '[nftables]\ntable = "filter"\n')
+    refused = calfwd.cli("check")
+    assert refused.returncode == 2 and "nftables.table" in refused.stderr, refused
+
+
+def test_renaming_the_table_leaves_no_orphan_and_cleanup_finds_every_one(lab):
+    """Item 9: 0.1 left the old table (with its masquerade rules) forever after a rename, and
+    cleanup never found it. calfwd finds its tables by their mark."""
+    calfwd = Calfwd(lab)
+    assert calfwd.cli("apply").returncode == 0
+    calfwd.write_config(minimal_config(lab) + '[nftables]\ntable = "calfwd_b"\n')
+    applied = calfwd.cli("apply")
+    assert applied.returncode == 0 and "remove table inet calfwd (calfwd's" in applied.stdout, applied.stdout
+    tables = lab.node.run("nft", "list", "tables").stdout
+    assert "table inet calfwd_b" in tables and "table inet calfwd\n" not in tables + "\n", tables
+    assert calfwd.cli("status").returncode == 0
+    lab.node.run("nft", "add", "table", "inet", "calfwd")  # an empty one of the old name: not calfwd's
+    calfwd.write_config(minimal_config(lab) + '[nftables]\ntable = "calfwd_c"\n')
+    cleanup = calfwd.cli("cleanup")
+    assert cleanup.returncode == 0 and "remove table inet calfwd_b" in cleanup.stdout, cleanup
+    tables = lab.node.run("nft", "list", "tables").stdout
+    assert "calfwd_b" not in tables and "table inet calfwd" in tables, tables

@@ -105,3 +105,54 @@ def test_cleanup_plan():
     assert p.cleanup_plan("inet", "calfwd", None).empty
     batch = p.cleanup_plan("inet", "calfwd", listing(nft())).batch
     assert batch["nftables"][-1] == {"delete": {"table": {"family": "inet", "name": "calfwd"}}}
+
+
+# -- whose table is it (issue 11 items 1 and 9) ------------------------------------------------
+
+def _admins_table(name="calfwd"):
+    """An administrator's own table that happens to have calfwd's configured name."""
+    return [{"table": {"family": "inet", "name": name, "handle": 1}},
+            {"chain": {"family": "inet", "table": name, "name": "input", "handle": 1, "type": "filter",
+                       "hook": "input", "prio": 0, "policy": "drop"}},
+            {"rule": {"family": "inet", "table": name, "chain": "input", "handle": 2,
+                      "expr": [{"accept": None}]}}]
+
+
+def test_a_table_calfwd_did_not_make_is_never_replaced():
+    plan = p.plan(nft(), _admins_table())
+    assert plan.empty and plan.reasons == ()
+    assert len(plan.conflicts) == 1 and "was not made by calfwd" in plan.conflicts[0]
+
+
+def test_a_table_calfwd_did_not_make_is_never_deleted():
+    plan = p.cleanup_plan("inet", "calfwd", _admins_table())
+    assert plan.empty and "was not made by calfwd" in plan.conflicts[0]
+    assert not p.owned([{"table": {"family": "inet", "name": "calfwd"}}]), "an empty table is not proof"
+
+
+def test_the_mark_is_rendered_and_survives_a_flush_of_the_rules():
+    d = nft()
+    listed = listing(d)
+    assert any(o.get("set", {}).get("name") == p.MARK_SET for o in listed) and p.owned(listed)
+    flushed = [o for o in listed if "rule" not in o]  # `nft flush table` takes rules only
+    assert p.owned(flushed)
+    assert not p.plan(d, flushed).empty, "and it is repaired"
+
+
+def test_a_table_from_calfwd_0_1_without_the_mark_is_adopted_and_marked():
+    d = nft()
+    legacy = [o for o in listing(d) if o.get("set", {}).get("name") != p.MARK_SET]
+    assert p.owned(legacy)
+    plan = p.plan(d, legacy)
+    assert plan.reasons == (f"missing set {p.MARK_SET}",) and plan.conflicts == ()
+
+
+def test_tables_made_under_an_earlier_name_go_in_the_same_transaction():
+    d = nft()
+    plan = p.plan(d, listing(d), orphans=("calfwd_old",))
+    assert plan.batch == {"nftables": [{"delete": {"table": {"family": "inet", "name": "calfwd_old"}}}]}
+    plan = p.plan(d, None, orphans=("calfwd_old",))
+    assert plan.batch["nftables"][-1] == {"delete": {"table": {"family": "inet", "name": "calfwd_old"}}}
+    assert plan.batch["nftables"][0] == {"add": {"table": {"family": "inet", "name": "calfwd"}}}
+    cleanup = p.cleanup_plan("inet", "calfwd", None, orphans=("calfwd_old",))
+    assert cleanup.reasons == ("remove table inet calfwd_old (calfwd's, from an earlier configuration)",)

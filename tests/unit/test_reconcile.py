@@ -35,6 +35,10 @@ class FakeNft:
         objs = self.tables_.get((family, name))
         return None if objs is None else list(objs)
 
+    def has_set(self, family: str, table: str, name: str) -> bool:
+        return any(next(iter(o.values())).get("name") == name and "set" in o
+                   for o in self.tables_.get((family, table), ()))
+
     def read_chains(self, wanted):
         return {}
 
