@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Mapping, Tuple
 from calfwd.desired import FirewalldDesired
 from calfwd.plan.firewalld_model import (FirewalldActual, FirewalldPlan, Op, Reload, RemoveFromZone,
                                          RemovePolicy, RemoveZone, SetPolicyRuntime, freeze)
-from calfwd.plan.firewalld_settings import (POLICY_BOOLS, POLICY_LISTS, diff_text, is_ours, items,
-                                            members, policy_value, send_value)
+from calfwd.plan.firewalld_settings import (POLICY_LISTS, diff_text, is_ours, items,
+                                            members, policy_settings, policy_value, send_value)
 
 
 
@@ -97,14 +97,7 @@ def _cleanup_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Fire
             continue
         if p.runtime is None:
             continue
-        base: Mapping[str, Any] = p.permanent if p.permanent is not None else {}
-        changes: Dict[str, Any] = {}
-        texts = []
-        for key in POLICY_LISTS + POLICY_BOOLS:
-            h, w = policy_value(p.runtime, key), policy_value(base, key)
-            if h != w:
-                changes[key] = send_value(key, base.get(key))
-                texts.append(diff_text(key, h, w))
+        changes, texts = _calfwds_runtime_entries(pspec, p.runtime, p.permanent or {})
         if changes:
             ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
     if spec.owned and z.permanent is not None:
@@ -116,3 +109,27 @@ def _cleanup_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Fire
             notes.append(f"zone '{spec.name}' left alone: it was not created by calfwd")
     tail: Tuple[Op, ...] = (Reload(tuple(reload)),) if reload else ()
     return FirewalldPlan(tuple(ops + removals) + tail, tuple(notes))
+
+
+def _calfwds_runtime_entries(pspec: Any, runtime: Mapping[str, Any],
+                             permanent: Mapping[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """Someone else's policy in runtime mode: take out only the entries calfwd adds (its ports,
+    protocols, rich rules) that the permanent configuration does not have. Whatever else is
+    there at runtime (an administrator's own runtime entries) stays."""
+    want = policy_settings(pspec)
+    changes: Dict[str, Any] = {}
+    texts: List[str] = []
+    for key in POLICY_LISTS:
+        if key in ("ingress_zones", "egress_zones") or not want.get(key):
+            continue
+        mine = {_entry(v) for v in want[key]} - {_entry(v) for v in permanent.get(key) or ()}
+        have = [v for v in runtime.get(key) or ()]
+        keep = [v for v in have if _entry(v) not in mine]
+        if len(keep) != len(have):
+            changes[key] = send_value(key, keep)
+            texts.append(diff_text(key, policy_value(runtime, key), policy_value({key: keep}, key)))
+    return changes, texts
+
+
+def _entry(value: Any) -> Any:
+    return tuple(str(x) for x in value) if isinstance(value, (list, tuple)) else str(value)

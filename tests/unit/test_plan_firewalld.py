@@ -396,6 +396,18 @@ def test_runtime_cleanup_restores_runtime_to_permanent():
             assert fs.policy_value(perm, key) == fs.policy_value(fw.rt_policies[name], key), (name, key)
 
 
+def test_runtime_cleanup_takes_out_only_what_calfwd_added_to_someone_elses_policy():
+    """Issue 11 item 8: cleanup reset the whole runtime policy to its permanent state, taking an
+    administrator's own runtime entries with calfwd's."""
+    fw, d = _prepared(), want(zone="trusted", mode="runtime")
+    converge(fw, d)
+    fw.rt_policies["calfwd-host"]["ports"].append(("8443", "tcp"))  # the administrator's, at runtime
+    fw.apply(fc.cleanup_plan(d, fw.read(d)))
+    ports = fs.policy_value(fw.rt_policies["calfwd-host"], "ports")
+    assert ports == fs.policy_value({"ports": [("8443", "tcp")]}, "ports"), ports
+    assert fs.policy_value(fw.rt_policies["calfwd-host"], "services") == ("ssh",)
+
+
 def test_runtime_cleanup_removes_what_an_earlier_permanent_mode_run_left():
     """Switched to mode = "runtime" after a permanent-mode run: calfwd's permanent zone and
     policies go too (firewalld would restore them at its next reload), with one reload."""
