@@ -165,7 +165,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if outcome.errors:
         return _fail(outcome.errors, EXIT_SYSTEM)
     if not outcome.verified:
-        blocked = [c for layer in outcome.layers if layer.layer == "nftables" for c in layer.conflicts]
+        blocked = [c for layer in outcome.layers for c in layer.blocking]
         return _fail(blocked or ["applied, but reading back does not match the config yet"], EXIT_SYSTEM)
     return EXIT_OK
 

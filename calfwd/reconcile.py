@@ -29,6 +29,9 @@ class LayerPlan:
     note: str = ""  # why the layer was skipped, e.g. "firewalld is not running"
     plan: Any = None
     error: str = ""  # the layer could not be read: never "in sync"
+    # Conflicts that keep calfwd's own objects from being in place (its table is someone
+    # else's): never "in sync" either. Other conflicts are reported and left to the admin.
+    blocking: Tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -36,8 +39,8 @@ class LayerPlan:
 
     @property
     def in_sync(self) -> bool:
-        """Nothing to do, nothing unreadable, nothing calfwd was kept from doing."""
-        return self.empty and not self.error and not self.conflicts
+        """Nothing to do, nothing unreadable, nothing calfwd was kept from making."""
+        return self.empty and not self.error and not self.blocking
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class Reconciler:
         d = want.nft
         found = nft_orphans(self.nft, d.family, d.table) if orphans else ()
         p = nft_plan.plan(d, self.nft.read_table(d.family, d.table), found)
-        return LayerPlan("nftables", p.reasons, p.conflicts, plan=p)
+        return LayerPlan("nftables", p.reasons, p.conflicts, plan=p, blocking=p.conflicts)
 
     def plan_firewalld(self, want: Desired, facts: HostFacts) -> LayerPlan:
         if want.firewalld is None:
@@ -169,7 +172,7 @@ class Reconciler:
         # The read that planned nothing already is the verification; re-read only after a change.
         # calfwd's table being someone else's is never verified: natOutgoing is not in place.
         changed = any(not layer.empty for layer in layers)
-        blocked = any(layer.layer == "nftables" and layer.conflicts for layer in layers)
+        blocked = any(layer.blocking for layer in layers)
         verified = not errors and not blocked and (not changed or self._verified(config))
         return Outcome(trigger, tuple(layers), tuple(errors), verified, self._clock() - start,
                        nft_duration, facts)

@@ -20,8 +20,9 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import dbus
 
-from calfwd.desired import FirewalldDesired, HostFacts
+from calfwd.desired import STOCK_ZONES, FirewalldDesired, HostFacts
 from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED, UNREACHABLE
+from calfwd.schema import RESERVED_POLICIES
 from calfwd.plan.firewalld_model import (AddToZone, FirewalldActual, FirewalldInfo, FirewalldPlan, ObjectState,
                                          RemoveFromZone)
 
@@ -249,9 +250,17 @@ class Firewalld:
             method = "getZoneOfInterface" if kind == "interface" else "getZoneOfSource"
             bindings_perm[(kind, item)] = str(self._call(
                 f"find the permanent zone of {kind} {item}", CONFIG_PATH, CONFIG, method, "s", item))
+        wanted_policies = {spec.name for spec in desired.policies}
+        other_zones = tuple(
+            ObjectState(z, permanent=self._zone_permanent(z), runtime={} if z in zones_rt else None)
+            for z in sorted(zones_perm - {name} - STOCK_ZONES))
+        other_policies = tuple(
+            ObjectState(p, permanent=self._policy_permanent(p), runtime={} if p in policies_rt else None)
+            for p in sorted(policies_perm - wanted_policies - RESERVED_POLICIES))
         return FirewalldActual(zone=zone, policies=policies, zones_permanent=zones_perm,
                                zones_runtime=zones_rt, active_zones=active,
-                               bindings_permanent=bindings_perm, bindings_runtime=bindings_rt)
+                               bindings_permanent=bindings_perm, bindings_runtime=bindings_rt,
+                               other_zones=other_zones, other_policies=other_policies)
 
     def _zone_path(self, name: str) -> str:
         return str(self._call(f"find permanent zone '{name}'", CONFIG_PATH, CONFIG, "getZoneByName", "s", name))

@@ -35,21 +35,24 @@ and left alone; so is every stock zone's content except calfwd's own interfaces 
 
 from __future__ import annotations
 
-from typing import AbstractSet, Any, Dict, List, Mapping, Sequence
+from typing import AbstractSet, Any, Dict, List, Mapping, Sequence, Tuple
 
 from calfwd.desired import FirewalldDesired, PolicySpec, ZoneSpec
 from calfwd.plan.firewalld_model import (PSEUDO_ZONES, AddToZone, Binding, CreatePolicy, CreateZone,
                                          FirewalldActual, FirewalldPlan, Op, Reload,
-                                         RemoveFromZone, SetPolicyRuntime, UpdatePolicy, UpdateZone, freeze)
-from calfwd.plan.firewalld_settings import (OWNER_MARK, POLICY_BOOLS, POLICY_FIXED, POLICY_LISTS, diff_text,
-                                            is_ours, items, members, policy_changes, policy_settings,
-                                            policy_summary, zone_settings)
+                                         RemoveFromZone, RemovePolicy, RemoveZone, SetPolicyRuntime, UpdatePolicy,
+                                         UpdateZone, freeze)
+from calfwd.plan.firewalld_settings import (EARLIER, OWNER_MARK, POLICY_BOOLS, POLICY_FIXED, POLICY_LISTS,
+                                            diff_text, is_ours, items, members, orphans, policy_changes,
+                                            policy_settings, policy_summary, zone_settings)
 
 
 
-def _elsewhere(bindings: Mapping[Binding, str], item: Binding, zone: str) -> str:
+def _elsewhere(bindings: Mapping[Binding, str], item: Binding, zone: str,
+               free: AbstractSet[str] = frozenset()) -> str:
+    """The zone other than `zone` holding item; calfwd's own orphaned zones (`free`) don't count."""
     other = str(bindings.get(item) or "")
-    return "" if other in ("", zone) else other
+    return "" if other in ("", zone) or other in free else other
 
 
 def _conflict_text(item: Binding, zone: str, perm: str, rt: str) -> str:
@@ -102,15 +105,16 @@ def plan(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
     return _plan_permanent(desired, actual)
 
 
-def _zone_bindings(desired: FirewalldDesired, actual: FirewalldActual, permanent: bool):
+def _zone_bindings(desired: FirewalldDesired, actual: FirewalldActual, permanent: bool,
+                   free: AbstractSet[str] = frozenset()):
     """calfwd's items that someone else's zone holds, and one conflict line per item."""
     zone = desired.zone.name
     blocked_perm: Dict[Binding, str] = {}
     blocked_rt: Dict[Binding, str] = {}
     conflicts = []
     for item in items(desired.zone):
-        perm = _elsewhere(actual.bindings_permanent, item, zone) if permanent else ""
-        rt = _elsewhere(actual.bindings_runtime, item, zone)
+        perm = _elsewhere(actual.bindings_permanent, item, zone, free) if permanent else ""
+        rt = _elsewhere(actual.bindings_runtime, item, zone, free)
         if perm:
             blocked_perm[item] = perm
         if rt:
@@ -137,13 +141,33 @@ def _runtime_zone_ops(spec: ZoneSpec, runtime: Mapping[str, Any], blocked: Mappi
     return ops
 
 
+def _orphan_ops(desired: FirewalldDesired, actual: FirewalldActual) -> Tuple[List[Op], List[Op], List[str]]:
+    """What calfwd made under names the config no longer has: (ops before calfwd's own, ops
+    after, reload reasons). Before: its old policies go, and its old zones give up the items
+    the configured zone wants (firewalld refuses an item in two zones). After: the old zones go,
+    once no policy of calfwd's names them any more."""
+    zones, policies = orphans(actual, desired.zone.description)
+    before: List[Op] = [RemovePolicy(p.name, detail=EARLIER) for p in policies]
+    after: List[Op] = []
+    reload = [f"unload policy '{p.name}' ({EARLIER})" for p in policies if p.runtime is not None]
+    for oz in zones:
+        before.extend(RemoveFromZone(oz.name, kind, item, permanent=True, detail="for the configured zone")
+                      for kind, item in items(desired.zone) if item in members(oz.permanent, kind))
+        after.append(RemoveZone(oz.name, detail=EARLIER))
+        if oz.runtime is not None:
+            reload.append(f"unload zone '{oz.name}' ({EARLIER})")
+    return before, after, reload
+
+
 def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
     spec = desired.zone
     z = actual.zone
-    blocked_perm, blocked_rt, conflicts = _zone_bindings(desired, actual, permanent=True)
+    orphan_zones, _ = orphans(actual, spec.description)
+    blocked_perm, blocked_rt, conflicts = _zone_bindings(desired, actual, permanent=True,
+                                                         free={o.name for o in orphan_zones})
+    before, after, reload = _orphan_ops(desired, actual)
     perm_ops: List[Op] = []
     rt_ops: List[Op] = []
-    reload: List[str] = []
     zone_usable = True
     zones_after = set(actual.zones_permanent)
 
@@ -233,6 +257,7 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
             rt_ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
 
     conflicts.extend(_inactive_warnings(desired, actual, usable_specs))
+    perm_ops = before + perm_ops + after
     if reload:
         # The reload loads the permanent config, which the ops above make complete:
         # runtime changes first would only be redone by it.
@@ -244,8 +269,18 @@ def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Firewal
     """Runtime only: never a permanent write, never a reload; what only those could fix is reported."""
     spec = desired.zone
     z = actual.zone
-    _perm, blocked_rt, conflicts = _zone_bindings(desired, actual, permanent=False)
-    ops: List[Op] = []
+    old_zones, old_policies = orphans(actual, spec.description)
+    free = {o.name for o in old_zones}
+    _perm, blocked_rt, conflicts = _zone_bindings(desired, actual, permanent=False, free=free)
+    # calfwd's own zone from an earlier configuration gives up the items at runtime; removing
+    # the objects themselves takes a permanent write, which runtime mode never does.
+    ops: List[Op] = [RemoveFromZone(actual.bindings_runtime[item], item[0], item[1], permanent=False,
+                                    detail="for the configured zone")
+                     for item in items(spec) if actual.bindings_runtime.get(item) in free]
+    conflicts.extend(f"{kind} '{o.name}' is {EARLIER} and stays in firewalld's permanent configuration "
+                     f"(runtime mode never removes it): `calfwd cleanup` removes it, or firewall-cmd "
+                     f"--permanent --delete-{kind}={o.name} && firewall-cmd --reload"
+                     for kind, group in (("zone", old_zones), ("policy", old_policies)) for o in group)
     zone_usable = z.runtime is not None
     if z.runtime is None:
         if spec.owned:

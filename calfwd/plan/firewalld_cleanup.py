@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Mapping, Tuple
 from calfwd.desired import FirewalldDesired
 from calfwd.plan.firewalld_model import (FirewalldActual, FirewalldPlan, Op, Reload, RemoveFromZone,
                                          RemovePolicy, RemoveZone, SetPolicyRuntime, freeze)
-from calfwd.plan.firewalld_settings import (POLICY_LISTS, diff_text, is_ours, items,
-                                            members, policy_settings, policy_value, send_value)
+from calfwd.plan.firewalld_settings import (EARLIER, POLICY_LISTS, diff_text, is_ours, items, members,
+                                            orphans, policy_settings, policy_value, send_value)
 
 
 
@@ -30,8 +30,27 @@ def cleanup_plan(desired: FirewalldDesired, actual: FirewalldActual) -> Firewall
     by an earlier run in permanent mode (runtime mode cannot create one): it is deleted as in
     permanent mode, with one reload if it is loaded, or firewalld would bring it back.
     """
-    if desired.mode == "runtime":
-        return _cleanup_runtime(desired, actual)
+    base = _cleanup_runtime(desired, actual) if desired.mode == "runtime" else _cleanup_permanent(desired, actual)
+    return _with_orphans(base, desired, actual)
+
+
+def _with_orphans(base: FirewalldPlan, desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
+    """Also what calfwd made under names the config no longer has (found by its description):
+    its policies first, its zones last, one reload for everything loaded."""
+    zones, policies = orphans(actual, desired.zone.description)
+    if not zones and not policies:
+        return base
+    ops = [op for op in base.ops if not isinstance(op, Reload)]
+    reasons = [r for op in base.ops if isinstance(op, Reload) for r in op.reasons]
+    reasons += [f"unload {kind} '{o.name}' ({EARLIER})" for kind, group in (("policy", policies), ("zone", zones))
+                for o in group if o.runtime is not None]
+    ops = [RemovePolicy(p.name, detail=EARLIER) for p in policies] + ops + \
+          [RemoveZone(z.name, detail=EARLIER) for z in zones]
+    tail: Tuple[Op, ...] = (Reload(tuple(reasons)),) if reasons else ()
+    return FirewalldPlan(tuple(ops) + tail, base.conflicts)
+
+
+def _cleanup_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
     spec = desired.zone
     z = actual.zone
     ops: List[Op] = []

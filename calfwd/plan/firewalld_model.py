@@ -60,6 +60,10 @@ class FirewalldActual:
     # For each of calfwd's interfaces and sources: the zone holding it ("" = none).
     bindings_permanent: Mapping[Binding, str] = field(default_factory=dict)
     bindings_runtime: Mapping[Binding, str] = field(default_factory=dict)
+    # Every other non-stock zone and policy in the permanent config (runtime: {} when loaded):
+    # the planner finds by its description what calfwd made under an earlier name.
+    other_zones: Tuple[ObjectState, ...] = ()
+    other_policies: Tuple[ObjectState, ...] = ()
 
     def policy(self, name: str) -> ObjectState:
         for state in self.policies:
@@ -124,13 +128,14 @@ class _RemoveOp:
     """Deletes one named zone or policy from the permanent configuration."""
 
     name: str
+    detail: str = field(default="", compare=False)
     permanent = True
     verb = "delete"
     obj = ""
 
     @property
     def description(self) -> str:
-        return f"delete {self.obj} '{self.name}' (permanent)"
+        return _describe(f"delete {self.obj} '{self.name}' (permanent)", self.detail)
 
 
 @dataclass(frozen=True)

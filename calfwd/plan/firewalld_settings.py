@@ -180,6 +180,16 @@ def policy_changes(spec: PolicySpec, have: Mapping[str, Any], keys: Sequence[str
     return changes, texts
 
 
+EARLIER = "calfwd's, from an earlier configuration"
+
+
+def orphans(actual: Any, description: str) -> Tuple[Tuple[Any, ...], Tuple[Any, ...]]:
+    """(zones, policies) calfwd made under names the config no longer has: found by their
+    description, never by name, so a rename in the config leaves nothing behind."""
+    return (tuple(o for o in actual.other_zones if is_ours(o.permanent, description)),
+            tuple(o for o in actual.other_policies if is_ours(o.permanent, description)))
+
+
 def is_ours(settings: Optional[Mapping[str, Any]], description: str) -> bool:
     text = str((settings or {}).get("description") or "")
     return text.startswith(OWNER_MARK) or bool(description and text == description)

@@ -258,3 +258,33 @@ def test_renaming_the_table_leaves_no_orphan_and_cleanup_finds_every_one(lab):
     assert cleanup.returncode == 0 and "remove table inet calfwd_b" in cleanup.stdout, cleanup
     tables = lab.node.run("nft", "list", "tables").stdout
     assert "calfwd_b" not in tables and "table inet calfwd" in tables, tables
+
+
+def test_renaming_zone_and_policies_moves_everything_and_cleanup_finds_the_rest(lab):
+    """Item 9: 0.1 left the old ACCEPT zone (still holding cali+) and policies forever, called
+    its own old zone "someone else's", and cleanup never found them. calfwd finds its objects
+    by their description."""
+    from lab.calfwd import traffic_ok
+
+    fw = lab.firewalld
+    fw.start()
+    calfwd = Calfwd(lab)
+    assert calfwd.cli("apply").returncode == 0
+    calfwd.write_config(minimal_config(lab) + '[firewalld]\nzone = "pods"\n')  # the zone only
+    applied = calfwd.cli("apply")
+    assert applied.returncode == 0, applied
+    assert "delete zone 'calfwd' (permanent): calfwd's, from an earlier configuration" in applied.stdout
+    assert "calfwd" not in fw.firewall_cmd("--permanent", "--get-zones").split()
+    assert "cali+" in fw.firewall_cmd("--zone=pods", "--list-interfaces").split()
+    assert calfwd.cli("status").returncode == 0 and traffic_ok(lab)
+    calfwd.write_config(minimal_config(lab) + '[firewalld]\nzone = "pods"\nforward_policy = "pods-forward"\n'
+                        'host_policy = "pods-host"\n')
+    assert calfwd.cli("apply").returncode == 0
+    assert fw.firewall_cmd("--permanent", "--get-policies").split() == ["allow-host-ipv6", "pods-forward",
+                                                                        "pods-host"]
+    assert calfwd.cli("status").returncode == 0 and traffic_ok(lab)
+    calfwd.write_config(minimal_config(lab))  # back to the defaults: cleanup must still find 'pods'
+    cleanup = calfwd.cli("cleanup")
+    assert cleanup.returncode == 0, cleanup
+    assert "pods" not in fw.firewall_cmd("--permanent", "--get-zones").split()
+    assert fw.firewall_cmd("--get-policies").split() == ["allow-host-ipv6"]

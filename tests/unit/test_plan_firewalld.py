@@ -9,7 +9,7 @@ from typing import Any, Dict
 import pytest
 
 from calfwd.config import parse
-from calfwd.desired import CALFWD_DESCRIPTION, HostFacts, desired
+from calfwd.desired import CALFWD_DESCRIPTION, STOCK_ZONES, HostFacts, desired
 from calfwd.plan import firewalld as fp
 from calfwd.plan import firewalld_cleanup as fc
 from calfwd.plan import firewalld_settings as fs
@@ -62,6 +62,12 @@ class FakeFirewalld:
             active_zones=frozenset(n for n, s in self.rt_zones.items() if s.get("interfaces") or s.get("sources")),
             bindings_permanent={i: zone_of(self.perm_zones, *i) for i in items},
             bindings_runtime={i: zone_of(self.rt_zones, *i) for i in items},
+            other_zones=tuple(ObjectState(n, copy.deepcopy(z), {} if n in self.rt_zones else None)
+                              for n, z in sorted(self.perm_zones.items())
+                              if n != d.zone.name and n not in STOCK_ZONES),
+            other_policies=tuple(ObjectState(n, copy.deepcopy(p), {} if n in self.rt_policies else None)
+                                 for n, p in sorted(self.perm_policies.items())
+                                 if n not in {q.name for q in d.policies}),
         )
 
     def apply(self, plan) -> None:
@@ -69,6 +75,9 @@ class FakeFirewalld:
             if isinstance(op, (CreateZone, CreatePolicy)):
                 target = self.perm_zones if isinstance(op, CreateZone) else self.perm_policies
                 assert op.name not in target, "NAME_CONFLICT"
+                for kind in ("interfaces", "sources"):
+                    for item in dict(op.settings).get(kind, ()):
+                        assert not [n for n, z in target.items() if item in z.get(kind, ())], "ZONE_CONFLICT"
                 target[op.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in op.settings}
             elif isinstance(op, (UpdateZone, UpdatePolicy)):
                 target = self.perm_zones if isinstance(op, UpdateZone) else self.perm_policies
@@ -516,3 +525,49 @@ def test_a_stock_zone_gets_forwarding_to_the_pools_only():
                                       for r in forward.rich_rules)
     own = want().policies[0]
     assert own.target == "ACCEPT" and own.rich_rules == (), "calfwd's own zone holds Calico's interfaces only"
+
+
+
+# -- renamed in the config (issue 11 item 9) ------------------------------------------------
+
+
+def test_renaming_the_zone_and_policies_moves_everything_and_leaves_nothing_behind():
+    """0.1 left the old ACCEPT zone holding cali+ forever, then called it someone else's."""
+    fw = FakeFirewalld()
+    converge(fw, want())
+    renamed = want(zone="pods", forward_policy="pods-forward", host_policy="pods-host")
+    p = fp.plan(renamed, fw.read(renamed))
+    assert p.conflicts == (), p.conflicts
+    assert p.reloads == 1
+    fw.apply(p)
+    assert "calfwd" not in fw.perm_zones and "calfwd" not in fw.rt_zones
+    assert set(fw.perm_policies) == {"pods-forward", "pods-host"}
+    assert "cali+" in fw.perm_zones["pods"]["interfaces"] and "cali+" in fw.rt_zones["pods"]["interfaces"]
+    assert fp.plan(renamed, fw.read(renamed)).empty
+
+
+def test_cleanup_finds_what_calfwd_made_under_an_earlier_name():
+    fw = FakeFirewalld()
+    converge(fw, want(zone="pods", forward_policy="pods-forward"))
+    d = want()
+    fw.apply(fc.cleanup_plan(d, fw.read(d)))
+    assert "pods" not in fw.perm_zones and not fw.perm_policies and "pods" not in fw.rt_zones
+
+
+def test_an_administrators_zone_is_never_taken_for_an_orphan():
+    fw = FakeFirewalld()
+    fw.perm_zones["mgmt"] = {"target": "ACCEPT", "description": "management", "interfaces": ["eth1"]}
+    fw.reload()
+    d = want()
+    assert all(getattr(op, "name", "") != "mgmt" for op in fp.plan(d, fw.read(d)).ops)
+    assert all(getattr(op, "name", "") != "mgmt" for op in fc.cleanup_plan(d, fw.read(d)).ops)
+
+
+def test_runtime_mode_frees_the_old_zones_items_and_says_it_cannot_remove_it():
+    fw = FakeFirewalld()
+    converge(fw, want())
+    renamed = want(zone="trusted", mode="runtime")
+    p = fp.plan(renamed, fw.read(renamed))
+    assert RemoveFromZone("calfwd", "interface", "cali+", permanent=False) in p.ops
+    assert any("zone 'calfwd' is calfwd's, from an earlier configuration" in c for c in p.conflicts)
+    assert not any("by someone else" in c for c in p.conflicts), p.conflicts
