@@ -278,6 +278,8 @@ class Daemon:
         outcome = self.reconciler.reconcile(self.config, trigger, reload_later=self._reload_done)
         if outcome.pending_reload:
             self._reloading = True
+            # A flush report may come before the reload is over: it names the version.
+            self.kernel.firewalld_version = outcome.facts.firewalld_version or self.kernel.firewalld_version
             self.notify(f"STATUS=applying: firewalld reloading (after {trigger})")
             return
         self._report(outcome)
