@@ -16,6 +16,12 @@ deps:
 demo: deps
 	$(PYTHON) tests/demo.py
 
+# The incident on firewalld 0.9.3, 1.3 and 2.3 (Debian's packages, fetched into
+# /var/cache/calfwd-lab) with both backends; `make test` runs one case per behaviour.
+.PHONY: test-versions-full
+test-versions-full: deps
+	CALFWD_LAB_FIREWALLD=all $(PYTEST) -q tests/integration/test_firewalld_versions.py
+
 # calfwd under a real systemd as PID 1 (a cached Debian root; `make test` runs it too).
 .PHONY: systemd-test
 systemd-test: deps

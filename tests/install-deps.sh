@@ -13,7 +13,7 @@ if command -v apt-get >/dev/null 2>&1; then
   pkgs=(firewalld nftables iptables ipset iproute2 dbus procps
         python3 python3-nftables python3-dbus python3-gi python3-systemd python3-tomli
         python3-pytest python3-hypothesis systemd rpm rpmlint debootstrap
-        man-db groff-base cpio)
+        man-db groff-base cpio apt dpkg debian-archive-keyring)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -44,6 +44,9 @@ elif command -v dnf >/dev/null 2>&1; then
   dnf install -y python3-hypothesis 2>/dev/null || /usr/bin/python3 -m pip install hypothesis
   dnf install -y debootstrap 2>/dev/null ||
     echo "install-deps: no debootstrap package (enable EPEL on RHEL): tests/integration/test_real_systemd.py needs it" >&2
+  # The lab fetches Debian's firewalld 0.9.3/1.3/2.3 packages with apt-get and dpkg-deb.
+  dnf install -y apt dpkg debian-keyring 2>/dev/null ||
+    echo "install-deps: no apt/dpkg/debian-keyring packages: tests/integration/test_firewalld_versions.py needs them" >&2
 else
   echo "install-deps: neither apt-get nor dnf found; install the packages listed in README.md" >&2
   exit 1

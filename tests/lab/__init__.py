@@ -15,6 +15,7 @@ Main pieces:
   Netns          .run(), .popen(), .sysctl(), .close() kills everything in it and deletes it
   PrivateBus     dbus-daemon in the node ns on unix:abstract=/calfwd-test/<id>; start/stop/restart
   Firewalld      start/stop/kill/restart/reload, firewall_cmd(*args), state(), configure(**conf)
+  versions       fetch("0.9.3" | "1.3" | "2.3" | "own"): which firewalld Lab(firewalld=...) runs
   CalicoSim      install/restore (Felix resync)/present/missing/remove_nat_outgoing
   probe          start_echo_server(ns, port), connect(ns, ip, port, timeout)
 

@@ -11,6 +11,9 @@ from it as a side effect.
 `InaccessiblePaths=` does for a unit (calfwd's flush guard drop-in): an empty mode-0000
 file is bind-mounted over each path, so firewalld (and only firewalld) can neither run nor
 read them. The host's files are untouched.
+
+`build` picks which firewalld runs (tests/lab/versions.py): the machine's own by default, or
+another release's unpacked package tree; firewall_cmd() then runs that release's client.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Dict, Optional, Sequence
 
 from .dbus import PrivateBus
 from .netns import CommandError, Netns, end_process
+from .versions import FirewalldBuild, own
 
 # Debian 12's shipped firewalld.conf, made explicit. CleanupModulesOnExit must stay
 # "no": kernel modules are host-wide.
@@ -67,8 +71,9 @@ class Firewalld:
 
     def __init__(self, netns: Netns, bus: PrivateBus, workdir: Path, backend: str = "nftables",
                  settings: Optional[Dict[str, str]] = None, debug: Optional[int] = None,
-                 inaccessible_paths: Sequence[str] = ()):
+                 inaccessible_paths: Sequence[str] = (), build: Optional[FirewalldBuild] = None):
         self.netns = netns
+        self.build = build or own()
         self.bus = bus
         self.config_dir = Path(workdir) / "firewalld"
         self.run_dir = Path(workdir) / "firewalld-run"
@@ -109,8 +114,10 @@ class Firewalld:
         argv = ["/usr/bin/python3", "-c", PRIVATE_RUN, self.run_dir]
         for path in self.inaccessible_paths:
             argv += ["--inaccessible", path]
-        argv += ["/usr/sbin/firewalld", "--nofork", "--nopid", "--system-config", self.config_dir,
-                "--log-target", "file", "--log-file", self.log_path]
+        argv += [*self.build.daemon_argv(), "--nofork", "--nopid", "--system-config", self.config_dir]
+        if self.build.has_log_target:  # 0.9, 1.0: errors also go to syslog, which the private /run hides
+            argv += ["--log-target", "file"]
+        argv += ["--log-file", self.log_path]
         if self.debug:
             argv.append("--debug=%d" % self.debug)
         started = time.monotonic()
@@ -150,11 +157,11 @@ class Firewalld:
 
     def state(self) -> str:
         """'running', 'not running' (also: no bus or no firewalld on it), 'failed', ..."""
-        proc = self.netns.run("firewall-cmd", "--state", env=self.env, check=False)
+        proc = self.netns.run(*self.build.client_argv(), "--state", env=self.env, check=False)
         return (proc.stdout.strip() or "not running").lower()
 
     def firewall_cmd(self, *args, check: bool = True, timeout: float = 30.0) -> str:
-        proc = self.netns.run("firewall-cmd", *args, env=self.env, check=False, timeout=timeout)
+        proc = self.netns.run(*self.build.client_argv(), *args, env=self.env, check=False, timeout=timeout)
         if check and proc.returncode != 0:
             raise CommandError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc.stdout

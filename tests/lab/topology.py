@@ -28,6 +28,7 @@ from .calico import CalicoSim, Workload
 from .dbus import PrivateBus
 from .firewalld import Firewalld
 from .netns import PREFIX, Netns, add_veth, unique_id
+from .versions import FirewalldBuild
 
 CALICO_MAC = "ee:ee:ee:ee:ee:ee"
 CALICO_GW4 = "169.254.1.1"
@@ -59,7 +60,8 @@ class Lab:
     """Build with start() or `with Lab(workdir) as lab:`; close() always tears everything down."""
 
     def __init__(self, workdir: Optional[Path] = None, addr: Addressing = Addressing(),
-                 backend: str = "nftables", calico: bool = True, uplink: str = "eth0"):
+                 backend: str = "nftables", calico: bool = True, uplink: str = "eth0",
+                 firewalld: Optional[FirewalldBuild] = None):
         self.id = unique_id()
         self._own_workdir = workdir is None  # removed on close(); pass one to keep the logs
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="calfwd-lab-"))
@@ -73,7 +75,7 @@ class Lab:
         self.uplink = uplink  # the LAN side of node, proxy and peer; node's default routes go out of it
         self.workload = Workload("cali" + secrets.token_hex(6)[:11], addr.pod_v4, addr.pod_v6)
         self.bus = PrivateBus(self.node, self.workdir, self.bus_name)
-        self.firewalld = Firewalld(self.node, self.bus, self.workdir, backend=backend)
+        self.firewalld = Firewalld(self.node, self.bus, self.workdir, backend=backend, build=firewalld)
         self.calico = CalicoSim(self.node, (addr.pool_v4,), (addr.pool_v6,), (self.workload,))
         self._install_calico = calico
 
