@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 from calfwd.config import Config
 from calfwd.schema import IPNetwork
-from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS
+from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES
 
 CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."
 
@@ -24,6 +24,7 @@ class HostFacts:
     firewalld_version: str = ""
     default_zone: str = "public"
     firewalld_state: str = ""  # "RUNNING", "INIT", "FAILED"; "" when nobody owns its name
+    wireguard_devices: Tuple[str, ...] = ()  # Calico's WireGuard devices present on the host
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
     )
     host_zone = fw.host_zone or facts.default_zone
     ports = tuple(p for name in config.host_ports for p in HOST_PORTS.get(name, ()))
+    if "wireguard" not in config.host_ports:
+        ports += tuple(WIREGUARD_DEVICES[d] for d in facts.wireguard_devices if d in WIREGUARD_DEVICES)
     protocols = tuple(p for name in config.host_ports for p in HOST_PROTOCOLS.get(name, ()))
     policies = [forward_policy(config, zone)]
     if ports or protocols:

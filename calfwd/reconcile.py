@@ -7,9 +7,10 @@ while firewalld is down, restarting or misconfigured.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
@@ -17,6 +18,7 @@ from calfwd.desired import Desired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.plan import firewalld as fw_plan
 from calfwd.plan import nftables as nft_plan
+from calfwd.schema import WIREGUARD_DEVICES
 
 
 @dataclass(frozen=True)
@@ -74,17 +76,19 @@ class Reconciler:
     """Holds the drivers (one libnftables context, one firewalld client) for the process."""
 
     def __init__(self, nft: NftDriver, firewalld: Optional[FirewalldDriver] = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 links: Callable[[], Sequence[str]] = lambda: [name for _i, name in socket.if_nameindex()]) -> None:
         self.nft = nft
         self.firewalld = firewalld
         self._clock = clock
+        self._links = links  # the host's interface names (one netlink dump, no subprocess)
 
     # -- reading -----------------------------------------------------------------------
 
     def facts(self) -> HostFacts:
-        if self.firewalld is None:
-            return HostFacts()
-        return self.firewalld.facts()
+        facts = HostFacts() if self.firewalld is None else self.firewalld.facts()
+        present = set(self._links())
+        return replace(facts, wireguard_devices=tuple(d for d in WIREGUARD_DEVICES if d in present))
 
     def desired(self, config: Config) -> Tuple[Desired, HostFacts]:
         facts = self.facts()

@@ -26,6 +26,9 @@ HOST_PROTOCOLS: Dict[str, Tuple[str, ...]] = {
     "ipip": ("4",),
 }
 HOST_PORT_NAMES = tuple(sorted(set(HOST_PORTS) | set(HOST_PROTOCOLS)))
+# Calico's WireGuard devices (Felix's defaults) and the port each listens on: while one exists,
+# its port opens whatever host_ports says, since the other nodes' tunnels come in on it.
+WIREGUARD_DEVICES: Dict[str, Tuple[str, str]] = {"wireguard.cali": ("51820", "udp"), "wg-v6.cali": ("51821", "udp")}
 
 DEFAULT_INTERFACES = (
     "cali+",

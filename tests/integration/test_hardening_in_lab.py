@@ -288,3 +288,4 @@ def test_renaming_zone_and_policies_moves_everything_and_cleanup_finds_the_rest(
     assert cleanup.returncode == 0, cleanup
     assert "pods" not in fw.firewall_cmd("--permanent", "--get-zones").split()
     assert fw.firewall_cmd("--get-policies").split() == ["allow-host-ipv6"]
+

@@ -74,3 +74,23 @@ def test_no_felix_names_anywhere():
     d = desired(conf(), HostFacts(True, "1.3.3", "public"))
     names = [d.nft.table, d.firewalld.zone.name] + [p.name for p in d.firewalld.policies]
     assert not any(n.startswith(("cali", "felix")) for n in names)
+
+
+def test_calicos_wireguard_devices_open_their_ports():
+    """Issue 12: the default host_ports left 51820/udp closed; one direction kept working on the
+    other node's flow, which hid it."""
+    def host_ports(facts, extra=""):
+        return desired(conf(extra), facts).firewalld.policies[1].ports
+    assert ("51820", "udp") not in host_ports(HostFacts())
+    v4 = host_ports(HostFacts(wireguard_devices=("wireguard.cali",)))
+    assert ("51820", "udp") in v4 and ("51821", "udp") not in v4
+    both = host_ports(HostFacts(wireguard_devices=("wireguard.cali", "wg-v6.cali")))
+    assert ("51820", "udp") in both and ("51821", "udp") in both
+    listed = host_ports(HostFacts(wireguard_devices=("wireguard.cali",)), 'host_ports = ["bgp", "wireguard"]\n')
+    assert listed.count(("51820", "udp")) == 1
+
+
+def test_the_reconciler_reads_the_devices_from_the_hosts_links():
+    from calfwd.reconcile import Reconciler
+    facts = Reconciler(nft=None, links=lambda: ["lo", "eth0", "wg-v6.cali"]).facts()  # type: ignore[arg-type]
+    assert facts.wireguard_devices == ("wg-v6.cali",)
