@@ -248,7 +248,7 @@ class Daemon:
         self._arm_resync()
         self._reconcile("config-reloaded")  # `systemctl reload` returns once this is applied
         if self._reloading:
-            self._hup_ready = True  # READY=1 when firewalld's reload is over (_report)
+            self._hup_ready = True  # READY=1 from the report of the config-reloaded run (_report)
         else:
             self.notify("READY=1")
         return True
@@ -272,8 +272,9 @@ class Daemon:
     def _reconcile(self, trigger: str) -> None:
         if self._reloading:
             # firewalld is busy with calfwd's reload and would not answer before it is over:
-            # run once more when it is (its Reloaded lands here too).
-            self._deferred = self._deferred or trigger
+            # run once more when it is (its Reloaded lands here too). A new config wins the
+            # label: `systemctl reload` waits for that run's READY=1.
+            self._deferred = trigger if trigger == "config-reloaded" else self._deferred or trigger
             return
         outcome = self.reconciler.reconcile(self.config, trigger, reload_later=self._reload_done)
         if outcome.pending_reload:
@@ -286,10 +287,12 @@ class Daemon:
 
     def _reload_done(self, outcome: Outcome) -> None:
         self._reloading = False
-        self._report(outcome)
         deferred, self._deferred = self._deferred, None
-        if deferred:
-            self.coalescer.request(deferred)
+        try:
+            self._report(outcome)
+        finally:
+            if deferred:
+                self.coalescer.request(deferred)
 
     def _report(self, outcome: Outcome) -> None:
         trigger = outcome.trigger
@@ -303,8 +306,7 @@ class Daemon:
         self._conflicts = frozenset(outcome.conflicts)
         if outcome.errors:
             for error in outcome.errors:
-                self.reporter.emit("reconcile-failed", f"reconcile after {trigger} failed, NOT verified: "
-                                   f"{error}", **common)
+                self.reporter.emit("reconcile-failed", f"reconcile after {trigger} failed: {error}", **common)
         elif outcome.changes or trigger != "resync":
             actions = "; ".join(a for layer in outcome.layers for a in layer.actions)
             state = "verified" if outcome.verified else "NOT verified"
@@ -315,8 +317,10 @@ class Daemon:
         self.kernel.reconciled(trigger, outcome.facts.firewalld_version)
         self._check_guard()
         self.notify(self._status_line(outcome))
-        if not self.ready or self._hup_ready:
-            self.ready, self._hup_ready = True, False
+        hup_done = self._hup_ready and trigger == "config-reloaded"
+        if not self.ready or hup_done:
+            self.ready = True
+            self._hup_ready = self._hup_ready and not hup_done
             self.notify("READY=1")
 
     def _check_failed(self, outcome: Outcome) -> None:
@@ -344,7 +348,8 @@ class Daemon:
     def _status_line(self, outcome: Outcome) -> str:
         facts = outcome.facts
         fw = f"firewalld {facts.firewalld_version}" if facts.firewalld_running else \
-            "firewalld unknown" if outcome.errors else "firewalld absent"
+            f"firewalld {facts.firewalld_state}" if facts.firewalld_state else \
+            "firewalld unknown" if any(e.startswith("firewalld:") for e in outcome.errors) else "firewalld absent"
         pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
         health = "in sync" if outcome.verified else \
             (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else "not verified")

@@ -70,6 +70,7 @@ class Outcome:
 # Concurrent writers (the daemon and `calfwd apply`, or several applies at once) race to create
 # the same zone or policy; firewalld answers the loser NAME_CONFLICT. Re-planning settles it.
 RACE_ATTEMPTS = 3
+ORPHAN_TRIGGERS = frozenset({"start", "config-reloaded", "cli", "manual"})
 
 
 class Reconciler:
@@ -105,11 +106,16 @@ class Reconciler:
         if want.firewalld is None:
             return LayerPlan("firewalld", (), note="disabled in the config ([firewalld] enabled = false)")
         if self.firewalld is None or not facts.firewalld_running:
+            if facts.firewalld_state:  # it owns its name but is not RUNNING
+                why = (f"firewalld is in state {facts.firewalld_state}"
+                       + (": its configuration did not load (see its log); calfwd retries at every "
+                          "resync" if facts.firewalld_state == "FAILED" else ""))
+                return LayerPlan("firewalld", (), note=why, blocking=(why,))
             return LayerPlan("firewalld", (), note="firewalld is not running; nothing to do until it starts")
         p = fw_plan.plan(want.firewalld, self.firewalld.read(want.firewalld))
         return LayerPlan("firewalld", tuple(op.description for op in p.ops), tuple(p.conflicts), plan=p)
 
-    def plan(self, config: Config) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
+    def plan(self, config: Config, orphans: bool = True) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
         """Both layers; a layer that cannot be read says why (LayerPlan.error) instead of
         hiding the other one. nftables errors propagate: without its table calfwd knows nothing."""
         try:
@@ -117,12 +123,12 @@ class Reconciler:
         except Exception as exc:
             facts = HostFacts()
             want = desired(config, facts)
-            return (self.plan_nft(want), LayerPlan("firewalld", (), error=str(exc))), facts
+            return (self.plan_nft(want, orphans), LayerPlan("firewalld", (), error=str(exc))), facts
         try:
             fw = self.plan_firewalld(want, facts)
         except Exception as exc:
             fw = LayerPlan("firewalld", (), error=str(exc))
-        return (self.plan_nft(want), fw), facts
+        return (self.plan_nft(want, orphans), fw), facts
 
     # -- changing ----------------------------------------------------------------------
 
@@ -141,7 +147,9 @@ class Reconciler:
 
         nft_start = self._clock()
         try:
-            layer = self.plan_nft(want)
+            # Tables made under an earlier name appear only when the config changes: look for
+            # them then (and at start), not at every reload and resync.
+            layer = self.plan_nft(want, orphans=trigger in ORPHAN_TRIGGERS)
             if not layer.empty:
                 self.nft.run(layer.plan.batch)
             layers.append(layer)
@@ -171,8 +179,11 @@ class Reconciler:
         if pending:
             outcome = Outcome(trigger, tuple(layers), tuple(errors), False, self._clock() - start,
                               nft_duration, facts, pending_reload=True)
-            self._reload_then_verify(config, outcome, start, reload_later)  # type: ignore[arg-type]
-            return outcome
+            try:
+                self._reload_then_verify(config, outcome, start, reload_later)  # type: ignore[arg-type]
+                return outcome
+            except Exception as exc:  # not even sent (the bus is gone): the outcome is final now
+                errors.append(f"firewalld: {exc}")
         # The read that planned nothing already is the verification; re-read only after a change.
         # calfwd's table being someone else's is never verified: natOutgoing is not in place.
         changed = any(not layer.empty for layer in layers)
@@ -185,13 +196,12 @@ class Reconciler:
                             done: Callable[[Outcome], None]) -> None:
         def reloaded(error: Optional[Exception]) -> None:
             errors = outcome.errors + ((f"firewalld: {error}",) if error is not None else ())
-            verified = not errors and self._verified(config)
+            blocked = any(layer.blocking for layer in outcome.layers)
+            verified = not errors and not blocked and self._verified(config)
             done(replace(outcome, errors=errors, verified=verified, duration=self._clock() - start,
                          pending_reload=False))
-        try:
-            self.firewalld.reload_async(reloaded)  # type: ignore[union-attr]
-        except Exception as exc:
-            reloaded(exc)
+        # Raises when the call cannot even be sent: the caller then has the final outcome.
+        self.firewalld.reload_async(reloaded)  # type: ignore[union-attr]
 
     def reconcile_nft(self, config: Config) -> Tuple[LayerPlan, Tuple[str, ...], float]:
         """Only calfwd's own table: the repair path for kernel events, which must be fast and
@@ -217,10 +227,10 @@ class Reconciler:
     def _verified(self, config: Config) -> bool:
         """Read everything back: verified means a fresh plan has nothing left to do."""
         try:
-            layers, _facts = self.plan(config)
+            layers, _facts = self.plan(config, orphans=False)
         except Exception:
             return False
-        return all(layer.empty for layer in layers)
+        return all(layer.in_sync for layer in layers)
 
     def cleanup(self, config: Config, offline: Any = None, bus_error: str = "") -> CleanupResult:
         """Remove what calfwd made (calfwd/cleanup.py); offline: firewalld's files, for when

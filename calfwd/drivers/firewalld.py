@@ -65,6 +65,7 @@ _KINDS = {
     "org.freedesktop.DBus.Error.AccessDenied": DENIED,
     "org.freedesktop.DBus.Error.AuthFailed": DENIED,
     "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": DENIED,
+    "org.fedoraproject.FirewallD1.NotAuthorizedException": DENIED,  # its polkit check
     "org.freedesktop.DBus.Error.NoServer": NO_BUS,
     "org.freedesktop.DBus.Error.NoNetwork": NO_BUS,
     "org.freedesktop.DBus.Error.Disconnected": NO_BUS,
@@ -92,6 +93,8 @@ class FirewalldError(Exception):
         match = _CODE.match(message or "")
         self.code = match.group(1) if match else ""
         self.kind = _KINDS.get(dbus_name, DENIED if self.code == "NOT_AUTHORIZED" else "")
+        if self.kind == SILENT and "disconnected" in (message or "").lower():
+            self.kind = ABSENT  # it exited during the call (a stop or restart): not hung
         super().__init__(text or f"{action}: {message or dbus_name or 'failed'}"
                          + (f" ({dbus_name})" if dbus_name and not match else ""))
 

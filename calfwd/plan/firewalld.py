@@ -43,7 +43,7 @@ from calfwd.plan.firewalld_model import (PSEUDO_ZONES, AddToZone, Binding, Creat
                                          RemoveFromZone, RemovePolicy, RemoveZone, SetPolicyRuntime, UpdatePolicy,
                                          UpdateZone, freeze)
 from calfwd.plan.firewalld_settings import (EARLIER, OWNER_MARK, POLICY_BOOLS, POLICY_FIXED, POLICY_LISTS,
-                                            diff_text, is_ours, items, members, orphans, policy_changes,
+                                            diff_text, is_ours, items, members, named_by_others, orphans, policy_changes,
                                             policy_settings, policy_summary, zone_settings)
 
 
@@ -141,22 +141,33 @@ def _runtime_zone_ops(spec: ZoneSpec, runtime: Mapping[str, Any], blocked: Mappi
     return ops
 
 
-def _orphan_ops(desired: FirewalldDesired, actual: FirewalldActual) -> Tuple[List[Op], List[Op], List[str]]:
-    """What calfwd made under names the config no longer has: (ops before calfwd's own, ops
-    after, reload reasons). Before: its old policies go, and its old zones give up the items
-    the configured zone wants (firewalld refuses an item in two zones). After: the old zones go,
-    once no policy of calfwd's names them any more."""
+def _orphan_ops(desired: FirewalldDesired, actual: FirewalldActual,
+                held: Mapping[Binding, str]) -> Tuple[List[Op], List[str], List[str]]:
+    """What calfwd made under names the config no longer has, removed once the configured
+    objects exist: (ops, reload reasons, conflicts). The items the configured zone wants move
+    first (out of the old zone, into the new: firewalld refuses an item in two zones), then the
+    old policies go, then the old zones, unless a policy calfwd did not make still names one."""
     zones, policies = orphans(actual, desired.zone.description)
-    before: List[Op] = [RemovePolicy(p.name, detail=EARLIER) for p in policies]
-    after: List[Op] = []
+    ops: List[Op] = []
+    for (kind, item), old in held.items():
+        ops.append(RemoveFromZone(old, kind, item, permanent=True, detail="moving to the configured zone"))
+        ops.append(AddToZone(desired.zone.name, kind, item, permanent=True))
+    ops += [RemovePolicy(p.name, detail=EARLIER) for p in policies]
     reload = [f"unload policy '{p.name}' ({EARLIER})" for p in policies if p.runtime is not None]
+    if held:  # the runtime bindings follow with the reload (a runtime add would conflict)
+        reload.append(f"move {', '.join(item for _kind, item in held)} to zone '{desired.zone.name}'")
+    conflicts = []
     for oz in zones:
-        before.extend(RemoveFromZone(oz.name, kind, item, permanent=True, detail="for the configured zone")
-                      for kind, item in items(desired.zone) if item in members(oz.permanent, kind))
-        after.append(RemoveZone(oz.name, detail=EARLIER))
+        users = named_by_others(oz.name, actual, desired.zone.description)
+        if users:
+            conflicts.append(f"zone '{oz.name}' is {EARLIER}, but policy '{users[0]}' (not calfwd's) names "
+                             "it: calfwd leaves the zone, since deleting it would make firewalld's next "
+                             "reload fail; change that policy, then calfwd removes it")
+            continue
+        ops.append(RemoveZone(oz.name, detail=EARLIER))
         if oz.runtime is not None:
             reload.append(f"unload zone '{oz.name}' ({EARLIER})")
-    return before, after, reload
+    return ops, reload, conflicts
 
 
 def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
@@ -165,9 +176,12 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
     orphan_zones, _ = orphans(actual, spec.description)
     blocked_perm, blocked_rt, conflicts = _zone_bindings(desired, actual, permanent=True,
                                                          free={o.name for o in orphan_zones})
-    before, after, reload = _orphan_ops(desired, actual)
+    # Items an old zone of calfwd's holds move there only after the configured zone exists.
+    held = {(kind, item): oz.name for oz in orphan_zones for kind, item in items(spec)
+            if item in members(oz.permanent, kind)}
     perm_ops: List[Op] = []
     rt_ops: List[Op] = []
+    reload: List[str] = []
     zone_usable = True
     zones_after = set(actual.zones_permanent)
 
@@ -182,7 +196,7 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
                          "or set [firewalld] zone to another name")
         zone_usable = False
     elif z.permanent is None:
-        allowed = [i for i in items(spec) if i not in blocked_perm]
+        allowed = [i for i in items(spec) if i not in blocked_perm and i not in held]
         ifaces = [n for k, n in allowed if k == "interface"]
         sources = [n for k, n in allowed if k == "source"]
         detail = f"target {spec.target}, interfaces {', '.join(ifaces) or '(none)'}"
@@ -203,7 +217,8 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
                 perm_ops.append(UpdateZone(spec.name, freeze(changes), detail=", ".join(texts)))
         wanted = items(spec)
         for kind, item in wanted:
-            if item not in members(z.permanent, kind) and (kind, item) not in blocked_perm:
+            if item not in members(z.permanent, kind) and (kind, item) not in blocked_perm \
+                    and (kind, item) not in held:
                 perm_ops.append(AddToZone(spec.name, kind, item, permanent=True))
         if spec.owned:
             for kind in ("interface", "source"):
@@ -257,7 +272,15 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
             rt_ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
 
     conflicts.extend(_inactive_warnings(desired, actual, usable_specs))
-    perm_ops = before + perm_ops + after
+    if zone_usable and len(usable_specs) == len(desired.policies):
+        # Only once the configured objects can take over: never leave Calico with neither.
+        ops, why, blocked = _orphan_ops(desired, actual, held)
+        perm_ops += ops
+        reload += why
+        conflicts += blocked
+    elif held or any(orphans(actual, spec.description)):
+        conflicts.append("calfwd's objects from an earlier configuration stay until the configured "
+                         "ones can be made (see above)")
     if reload:
         # The reload loads the permanent config, which the ops above make complete:
         # runtime changes first would only be redone by it.

@@ -11,7 +11,8 @@ from calfwd.desired import FirewalldDesired
 from calfwd.plan.firewalld_model import (FirewalldActual, FirewalldPlan, Op, Reload, RemoveFromZone,
                                          RemovePolicy, RemoveZone, SetPolicyRuntime, freeze)
 from calfwd.plan.firewalld_settings import (EARLIER, POLICY_LISTS, diff_text, is_ours, items, members,
-                                            orphans, policy_settings, policy_value, send_value)
+                                            named_by_others, orphans, policy_settings, policy_value,
+                                            send_value)
 
 
 
@@ -44,10 +45,14 @@ def _with_orphans(base: FirewalldPlan, desired: FirewalldDesired, actual: Firewa
     reasons = [r for op in base.ops if isinstance(op, Reload) for r in op.reasons]
     reasons += [f"unload {kind} '{o.name}' ({EARLIER})" for kind, group in (("policy", policies), ("zone", zones))
                 for o in group if o.runtime is not None]
+    notes = list(base.conflicts)
+    kept = {z.name for z in zones if named_by_others(z.name, actual, desired.zone.description)}
+    notes += [f"zone '{name}' ({EARLIER}) left alone: a policy calfwd did not make names it" for name in sorted(kept)]
+    reasons = [r for r in reasons if not any(f"zone '{name}'" in r for name in kept)]
     ops = [RemovePolicy(p.name, detail=EARLIER) for p in policies] + ops + \
-          [RemoveZone(z.name, detail=EARLIER) for z in zones]
+          [RemoveZone(z.name, detail=EARLIER) for z in zones if z.name not in kept]
     tail: Tuple[Op, ...] = (Reload(tuple(reasons)),) if reasons else ()
-    return FirewalldPlan(tuple(ops) + tail, base.conflicts)
+    return FirewalldPlan(tuple(ops) + tail, tuple(notes))
 
 
 def _cleanup_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
@@ -75,6 +80,9 @@ def _cleanup_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Fi
         present = z.permanent if z.permanent is not None else z.runtime
         if present is not None and not is_ours(present, spec.description):
             notes.append(f"zone '{spec.name}' left alone: it was not created by calfwd")
+        elif present is not None and named_by_others(spec.name, actual, spec.description):
+            notes.append(f"zone '{spec.name}' left alone: policy '{named_by_others(spec.name, actual, spec.description)[0]}' "
+                         "(not calfwd's) names it, and deleting it would make firewalld's next reload fail")
         elif present is not None:
             if z.permanent is not None:
                 ops.append(RemoveZone(spec.name))

@@ -190,6 +190,14 @@ def orphans(actual: Any, description: str) -> Tuple[Tuple[Any, ...], Tuple[Any, 
             tuple(o for o in actual.other_policies if is_ours(o.permanent, description)))
 
 
+def named_by_others(zone: str, actual: Any, description: str) -> List[str]:
+    """Policies calfwd did not make that name `zone`: deleting it would make firewalld's next
+    reload (and start) fail on them."""
+    return [p.name for p in actual.other_policies
+            if not is_ours(p.permanent, description)
+            and zone in tuple((p.permanent or {}).get("ingress_zones") or ()) + tuple((p.permanent or {}).get("egress_zones") or ())]
+
+
 def is_ours(settings: Optional[Mapping[str, Any]], description: str) -> bool:
     text = str((settings or {}).get("description") or "")
     return text.startswith(OWNER_MARK) or bool(description and text == description)

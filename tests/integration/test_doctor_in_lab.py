@@ -127,7 +127,7 @@ def test_not_root_every_failed_read_is_an_unknown_finding(lab):
     assert report["exit_code"] == result.returncode == 1  # unknowns, no errors: nothing could be judged broken
     assert severities(report, "flush") == ["unknown"] and "nftables" in by_check(report, "flush")[0]["saw"]
     firewalld = by_check(report, "firewalld")[0]  # firewalld answers only root (polkit): not "not running"
-    assert firewalld["severity"] == "unknown" and "does not answer" in firewalld["saw"], firewalld
+    assert firewalld["severity"] == "unknown" and "not authorised" in firewalld["saw"], firewalld
     assert "unknown" in severities(report, "calfwd-state")
 
 

@@ -104,7 +104,7 @@ def test_a_hung_firewalld_is_an_error_never_in_sync(lab):
         assert applied.returncode == 3 and "does not answer" in applied.stderr, applied
         calfwd.signal(signal.SIGHUP)
         failed = calfwd.wait_for("reconcile-failed", after=mark, timeout=20)[0]
-        assert "NOT verified" in failed and "does not answer" in failed, failed
+        assert "does not answer" in failed, failed
         assert not [line for line in calfwd.events("reconciled", after=mark) if "verified" in line]
     finally:
         os.kill(pid, signal.SIGCONT)

@@ -51,3 +51,11 @@ def test_no_bus_at_all_answers_every_question_with_that():
         with pytest.raises(fwd.FirewalldError) as caught:
             ask()
         assert caught.value.kind == fwd.NO_BUS and "Failed to connect" in str(caught.value)
+
+
+def test_an_owner_that_exits_during_the_call_is_gone_not_hung():
+    err = fwd.FirewalldError("x", "org.freedesktop.DBus.Error.NoReply",
+                             "Message recipient disconnected from message bus without replying")
+    assert err.kind == fwd.ABSENT
+    polkit = fwd.FirewalldError("x", "org.fedoraproject.FirewallD1.NotAuthorizedException", "Not Authorized(uid)")
+    assert polkit.kind == fwd.DENIED

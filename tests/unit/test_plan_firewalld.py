@@ -571,3 +571,40 @@ def test_runtime_mode_frees_the_old_zones_items_and_says_it_cannot_remove_it():
     assert RemoveFromZone("calfwd", "interface", "cali+", permanent=False) in p.ops
     assert any("zone 'calfwd' is calfwd's, from an earlier configuration" in c for c in p.conflicts)
     assert not any("by someone else" in c for c in p.conflicts), p.conflicts
+
+
+def test_an_old_zone_an_administrators_policy_still_names_is_kept_and_reported():
+    """Review: deleting it would make firewalld's next reload and start fail (INVALID_ZONE)."""
+    fw = FakeFirewalld()
+    converge(fw, want())
+    fw.perm_policies["pods-to-db"] = {"target": "ACCEPT", "ingress_zones": ["calfwd"], "egress_zones": ["public"],
+                                      "description": "the admin's"}
+    fw.reload()
+    renamed = want(zone="pods")
+    p = fp.plan(renamed, fw.read(renamed))
+    assert RemoveZone("calfwd") not in p.ops
+    assert any("'pods-to-db' (not calfwd's) names it" in c for c in p.conflicts), p.conflicts
+    fw.apply(p)
+    assert "cali+" in fw.perm_zones["pods"]["interfaces"] and "cali+" not in fw.perm_zones["calfwd"].get("interfaces", [])
+
+
+def test_a_rename_creates_the_new_objects_before_anything_old_goes():
+    """Review: a rename failing half-way must not leave Calico's interfaces in no zone."""
+    fw = FakeFirewalld()
+    converge(fw, want())
+    renamed = want(zone="pods", forward_policy="pods-forward", host_policy="pods-host")
+    ops = list(fp.plan(renamed, fw.read(renamed)).ops)
+    first_removal = min(i for i, op in enumerate(ops) if isinstance(op, (RemoveFromZone, RemovePolicy, RemoveZone)))
+    created = [i for i, op in enumerate(ops) if isinstance(op, (CreateZone, CreatePolicy))]
+    assert created and max(created) < first_removal, [op.description for op in ops]
+
+
+def test_nothing_old_goes_while_the_configured_zone_cannot_be_made():
+    fw = FakeFirewalld()
+    converge(fw, want())
+    fw.perm_zones["pods"] = {"target": "DROP", "description": "someone else's pods zone"}
+    fw.reload()
+    renamed = want(zone="pods")
+    p = fp.plan(renamed, fw.read(renamed))
+    assert not any(isinstance(op, (RemoveZone, RemovePolicy)) for op in p.ops), p.ops
+    assert "cali+" in fw.perm_zones["calfwd"]["interfaces"]
