@@ -85,9 +85,9 @@ def _fail(lines: Sequence[str], code: int) -> int:
     return code
 
 
-def _load(path: str, strict_owner: bool) -> Config:
+def _load(path: str, strict_owner: bool, check_program: bool = True) -> Config:
     """Commands that change the firewall load it as the daemon does (config.load_trusted)."""
-    return load_trusted(path) if strict_owner else load(path)
+    return load_trusted(path, check_program) if strict_owner else load(path)
 
 
 def connect_firewalld() -> Any:
@@ -194,7 +194,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from calfwd.drivers.firewalld_offline import OfflineFirewalld
     from calfwd.drivers.nftables import Nftables
 
-    config = _load(args.config, strict_owner=True)
+    config = _load(args.config, strict_owner=True, check_program=False)
     firewalld, bus_error = None, ""
     if config.firewalld.enabled:
         try:

@@ -322,12 +322,17 @@ def load(path: str = DEFAULT_PATH) -> Config:
     return parse(read_text(path), path)
 
 
-def load_trusted(path: str = DEFAULT_PATH) -> Config:
+def load_trusted(path: str = DEFAULT_PATH, check_program: bool = True) -> Config:
     """What everything that changes the firewall loads (apply, cleanup, the daemon): as root,
     a file that is not root's alone, or in a directory others can write, is refused; so is
-    an on_calico_flush program anyone but root could change (whoever runs the check)."""
+    an on_calico_flush program anyone but root could change (whoever runs the check).
+
+    check_program=False: `cleanup` (package removal must never be stopped by a hook program
+    that is gone) and the daemon's start (its file system may be mounted later; the program is
+    checked again before every run anyway, and the daemon reports it).
+    """
     config = parse(read_text(path, trusted=os.geteuid() == 0), path)
-    problems = command_problems(config)
+    problems = command_problems(config) if check_program else []
     if problems:
         raise ConfigError(problems)
     return config

@@ -30,7 +30,7 @@ import signal
 import time
 from typing import Any, Callable, List, Optional
 
-from calfwd.config import Config, ConfigError, load_trusted
+from calfwd.config import Config, ConfigError, command_problems, load_trusted
 from calfwd import guard
 from calfwd.drivers import dropin
 from calfwd.events import Reporter
@@ -384,11 +384,13 @@ def run(config_path: str) -> int:
 
     reporter = Reporter()
     try:
-        config = load_trusted(config_path)
+        config = load_trusted(config_path, check_program=False)
     except Exception as exc:
         for problem in _problems(exc, config_path):
             reporter.emit("config-invalid", problem)
         return 2
+    for problem in command_problems(config):  # not fatal: checked again before every run
+        reporter.emit("flush-command-failed", f"{problem}; on_calico_flush will not run until it is fixed")
 
     DBusGMainLoop(set_as_default=True)
     bus = None

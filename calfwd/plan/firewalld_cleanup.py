@@ -11,8 +11,8 @@ from calfwd.desired import FirewalldDesired
 from calfwd.plan.firewalld_model import (FirewalldActual, FirewalldPlan, Op, Reload, RemoveFromZone,
                                          RemovePolicy, RemoveZone, SetPolicyRuntime, freeze)
 from calfwd.plan.firewalld_settings import (EARLIER, POLICY_LISTS, diff_text, is_ours, items, members,
-                                            named_by_others, orphans, policy_settings, policy_value,
-                                            send_value)
+                                            canonical_ports, named_by_others, orphans, policy_settings,
+                                            policy_value, send_value)
 
 
 
@@ -149,8 +149,15 @@ def _calfwds_runtime_entries(pspec: Any, runtime: Mapping[str, Any],
     for key in POLICY_LISTS:
         if key in ("ingress_zones", "egress_zones") or not want.get(key):
             continue
-        mine = {_entry(v) for v in want[key]} - {_entry(v) for v in permanent.get(key) or ()}
         have = [v for v in runtime.get(key) or ()]
+        if key == "ports":  # firewalld merges adjacent ports: 5472/tcp + 5473/tcp = 5472-5473/tcp
+            keep = _ports_without(have, _ports_without(want[key], permanent.get(key) or ()))
+            if policy_value({key: keep}, key) == policy_value(runtime, key):
+                continue
+            changes[key] = send_value(key, keep)
+            texts.append(diff_text(key, policy_value(runtime, key), policy_value({key: keep}, key)))
+            continue
+        mine = {_entry(v) for v in want[key]} - {_entry(v) for v in permanent.get(key) or ()}
         keep = [v for v in have if _entry(v) not in mine]
         if len(keep) != len(have):
             changes[key] = send_value(key, keep)
@@ -160,3 +167,20 @@ def _calfwds_runtime_entries(pspec: Any, runtime: Mapping[str, Any],
 
 def _entry(value: Any) -> Any:
     return tuple(str(x) for x in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _ports_without(ports: Any, minus: Any) -> Tuple[Tuple[str, str], ...]:
+    """`ports` less every port number in `minus`, by number and protocol, whatever ranges
+    either is spelled in; what remains in firewalld's merged spelling."""
+    def numbers(entries: Any) -> Dict[Tuple[str, str], bool]:
+        out: Dict[Tuple[str, str], bool] = {}
+        for port, proto in entries or ():
+            low, _, high = str(port).partition("-")
+            if low.isdigit() and (high.isdigit() or not high):
+                for n in range(int(low), int(high or low) + 1):
+                    out[(str(n), str(proto))] = True
+            else:
+                out[(str(port), str(proto))] = True  # a named port: compared as it is
+        return out
+    gone = numbers(minus)
+    return canonical_ports(tuple(k for k in numbers(ports) if k not in gone))

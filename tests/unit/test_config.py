@@ -391,3 +391,14 @@ def test_refused_values_through_cli_exit_2_one_line_each(tmp_path):
     assert [line.split(": ")[2] for line in lines] == ["calico.ip_pools[0]", "calico.ip_pools[1]",
                                                        "calico.interfaces[1]"], lines
     assert all(line.startswith(f"calfwd: {path}: ") for line in lines)
+
+
+def test_cleanup_is_never_stopped_by_a_hook_program_that_is_gone(tmp_path):
+    """Review: package removal (cleanup) exited 2 and removed nothing when on_calico_flush's
+    program had been deleted; the program is the daemon's business, not cleanup's."""
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + '[daemon]\non_calico_flush = ["/nonexistent/calfwd-hook"]\n'
+                    '[firewalld]\nenabled = false\n[nftables]\ntable = "calfwd_unit_gone"\n')
+    assert cfg.load_trusted(str(path), check_program=False).on_calico_flush == ("/nonexistent/calfwd-hook",)
+    with pytest.raises(cfg.ConfigError):
+        cfg.load_trusted(str(path))

@@ -608,3 +608,14 @@ def test_nothing_old_goes_while_the_configured_zone_cannot_be_made():
     p = fp.plan(renamed, fw.read(renamed))
     assert not any(isinstance(op, (RemoveZone, RemovePolicy)) for op in p.ops), p.ops
     assert "cali+" in fw.perm_zones["calfwd"]["interfaces"]
+
+
+def test_runtime_cleanup_finds_calfwds_port_inside_a_range_firewalld_merged():
+    """Review: firewalld merges 5472/tcp (the admin's) and 5473/tcp (calfwd's) into 5472-5473/tcp;
+    cleanup removed only exact matches and left Typha's port open."""
+    fw, d = _prepared(), want(zone="trusted", mode="runtime")
+    converge(fw, d)
+    rt = fw.rt_policies["calfwd-host"]
+    rt["ports"] = [p for p in rt["ports"] if tuple(p) != ("5473", "tcp")] + [("5472-5473", "tcp")]
+    fw.apply(fc.cleanup_plan(d, fw.read(d)))
+    assert fs.policy_value(fw.rt_policies["calfwd-host"], "ports") == fs.policy_value({"ports": [("5472", "tcp")]}, "ports")
