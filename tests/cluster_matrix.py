@@ -3,8 +3,9 @@
     /usr/bin/python3 tests/cluster_matrix.py --encap vxlan --uplink unbound --zone public
     /usr/bin/python3 tests/cluster_matrix.py --all --markdown tests/CLUSTER-MATRIX.md
 
-Builds the lab's Cluster (tests/lab/cluster.py) for each combination asked for, runs
-paths.matrix() on it (calfwd on both nodes with the minimal config, unless --no-calfwd), prints
+Builds the lab's Cluster (tests/lab/cluster.py) for each combination asked for, measures
+every path with no firewalld (paths.baseline, on a cluster of its own), then runs
+paths.matrix() on a fresh one (calfwd on both nodes with the minimal config, unless --no-calfwd), prints
 each matrix as a Markdown table and writes all results as JSON. As root, in namespaces only.
 It reports; the tests in tests/integration/test_cluster.py assert.
 """
@@ -25,9 +26,14 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from lab import unavailable  # noqa: E402
 from lab.cluster import DATAPLANES, UPLINKS, Cluster  # noqa: E402
 from lab.encap import ENCAPSULATIONS  # noqa: E402
-from lab.paths import PATHS, StepResult, matrix  # noqa: E402
+from lab.paths import PATHS, StepResult, baseline, matrix  # noqa: E402
 
 ZONES = ("public", "drop")
+LEGEND = ("Each path is a new TCP connection that must succeed within %s s. Columns: no firewalld "
+          "(a cluster of its own), then each step on both nodes of a fresh cluster, in order. \"ok\" "
+          "or \"FAIL\": right after the step and again after Felix's and kube-proxy's resync; "
+          "\"FAIL → ok\": only the second round passed (the resync repaired it, or a flow the first "
+          "round left in conntrack let it in).")
 
 
 def table(results: List[StepResult]) -> str:
@@ -41,8 +47,11 @@ def table(results: List[StepResult]) -> str:
 
 def run_one(encap: str, dataplane: str, uplink: str, zone: str, calfwd: bool, within: float) -> dict:
     started = time.monotonic()
-    with Cluster(encap=encap, dataplane=dataplane, uplink=uplink, zone=zone, calfwd=calfwd) as cluster:
-        results = matrix(cluster, within=within, log=lambda msg: print("  " + msg, file=sys.stderr))
+    params = dict(encap=encap, dataplane=dataplane, uplink=uplink, zone=zone, calfwd=calfwd)
+    with Cluster(**params) as cluster:
+        results = [baseline(cluster, within)]
+    with Cluster(**params) as cluster:
+        results += matrix(cluster, within=within, log=lambda msg: print("  " + msg, file=sys.stderr))
         described = cluster.describe()
         version = cluster.node1.firewalld.firewall_cmd("--version").strip()  # the daemon's own word
     return {
@@ -107,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.markdown:
-        head = "firewalld %s, measured %s\n\n" % (report["firewalld"], report["date"])
+        head = "firewalld %s, measured %s\n\n%s\n\n" % (report["firewalld"], report["date"], LEGEND % args.within)
         args.markdown.write_text(head + "\n".join(sections))
     return 0
 
