@@ -17,6 +17,8 @@ Main pieces:
   Firewalld      start/stop/kill/restart/reload, firewall_cmd(*args), state(), configure(**conf)
   CalicoSim      install/restore (Felix resync)/present/missing/remove_nat_outgoing
   probe          start_echo_server(ns, port), connect(ns, ip, port, timeout)
+  Cluster        (lab.cluster) two Calico nodes, tunnels (lab.encap), Services (lab.services);
+                 every path and the step matrix in lab.paths
 
 Rules: nothing runs in the root namespace except `ip netns add/delete/pids/list`; every
 D-Bus client must get DBUS_SYSTEM_BUS_ADDRESS=lab.bus.address (the node namespace's
