@@ -57,7 +57,7 @@ soak: deps
 	CALFWD_SOAK=full $(PYTEST) -q -s tests/integration/test_soak.py
 
 # Every path of the two-node cluster lab after every firewalld/calfwd step, for each
-# encapsulation x uplink bound/unbound x default zone public/drop (~30 min); tests/CLUSTER-MATRIX.md
+# encapsulation x uplink bound/unbound x default zone public/drop (~20 min); tests/CLUSTER-MATRIX.md
 # holds a measured copy. CI runs tests/integration/test_cluster.py, one case per behaviour.
 .PHONY: cluster-matrix
 cluster-matrix: deps
