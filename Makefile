@@ -62,6 +62,13 @@ rpm:
 soak: deps
 	CALFWD_SOAK=full $(PYTEST) -q -s tests/integration/test_soak.py
 
+# Every path of the two-node cluster lab after every firewalld/calfwd step, for each
+# encapsulation x uplink bound/unbound x default zone public/drop (~20 min); tests/CLUSTER-MATRIX.md
+# holds a measured copy. CI runs tests/integration/test_cluster.py, one case per behaviour.
+.PHONY: cluster-matrix
+cluster-matrix: deps
+	$(PYTHON) tests/cluster_matrix.py --all --json build/cluster-matrix.json --markdown build/cluster-matrix.md
+
 # All benchmarks side by side in one run (~11 min): bench/results/<date>.json + Markdown tables.
 bench: deps
 	$(PYTHON) bench/run.py

@@ -13,7 +13,7 @@ if command -v apt-get >/dev/null 2>&1; then
   pkgs=(firewalld nftables iptables ipset iproute2 dbus procps
         python3 python3-nftables python3-dbus python3-gi python3-systemd python3-tomli
         python3-pytest python3-hypothesis systemd rpm rpmlint debootstrap
-        man-db groff-base cpio apt dpkg debian-archive-keyring)
+        man-db groff-base cpio apt dpkg debian-archive-keyring wireguard-tools wireguard-go)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,7 +35,7 @@ elif command -v dnf >/dev/null 2>&1; then
   pkgs=(firewalld nftables iptables-nft ipset iproute dbus-daemon procps-ng
         python3 python3-nftables python3-dbus python3-gobject-base python3-systemd
         python3-pytest systemd rpm-build rpmlint python3-devel systemd-rpm-macros
-        man-db groff-base cpio)
+        man-db groff-base cpio wireguard-tools)
   if ! /usr/bin/python3 -c 'import tomllib' 2>/dev/null; then pkgs+=(python3-tomli); fi
   rpm -q "${pkgs[@]}" >/dev/null 2>&1 && /usr/bin/python3 -c 'import hypothesis' 2>/dev/null && exit 0
   dnf install -y "${pkgs[@]}"

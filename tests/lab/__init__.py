@@ -18,6 +18,8 @@ Main pieces:
   versions       fetch("0.9.3" | "1.3" | "2.3" | "own"): which firewalld Lab(firewalld=...) runs
   CalicoSim      install/restore (Felix resync)/present/missing/remove_nat_outgoing
   probe          start_echo_server(ns, port), connect(ns, ip, port, timeout)
+  Cluster        (lab.cluster) two Calico nodes, tunnels (lab.encap), Services (lab.services);
+                 every path and the step matrix in lab.paths
 
 Rules: nothing runs in the root namespace except `ip netns add/delete/pids/list`; every
 D-Bus client must get DBUS_SYSTEM_BUS_ADDRESS=lab.bus.address (the node namespace's

@@ -1,0 +1,263 @@
+"""The Cluster: two Calico nodes on an underlay, the external proxy, kube-proxy's Services.
+
+    pod1 ==veth== (cali...) node1 (eth0) ==\\                  /== (eth0) node2 (cali...) ==veth== pod2
+                                            [br0 in lan] -- proxy (eth0)
+                                          node1 <== encapsulation ==> node2
+
+- nodeN: its own private bus, firewalld (not started by default), Felix's rules (iptables
+  dump or nftables dataplane, felix.py), kube-proxy (services.py), the tunnel (encap.py); an
+  echo server on 179/tcp standing for BIRD. Default route via the proxy (proxy ARP for
+  169.254.1.1 needs one), which does not forward.
+- podN: a /32 from nodeN's block behind a `cali...` veth (MAC ee:ee:ee:ee:ee:ee, proxy ARP),
+  `default via 169.254.1.1`, as Calico's CNI plugin builds it. Echo server on pod_port.
+- proxy: outside the cluster, no route to the pools: pod egress works only masqueraded
+  (natOutgoing). Echo server on proxy_port; also the external client of the NodePort.
+- Services: ClusterIP `default/web:http` and NodePort `default/web-np:http`, each backed by
+  pod2 (on the *other* node from pod1 and from node1's NodePort).
+
+The uplink eth0 is either bound to the default zone in firewalld's permanent configuration
+("bound": what NetworkManager does on RHEL, done here offline with firewall-offline-cmd, as
+image builds do) or left to the default zone's catch-all ("unbound": no NetworkManager).
+
+Each node is a ClusterNode with what lab.calfwd's Calfwd and footprint() expect of a Lab
+(node, bus, firewalld, workdir, addr), so calfwd runs on each node exactly as in the Lab.
+IPv4 only: the pools' IPv6 half appears in calfwd's config, nowhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+from . import probe
+from .calfwd import Calfwd
+from .calico import Workload
+from .dbus import PrivateBus
+from .encap import ENCAPSULATIONS, TUNNELS, Endpoint, Tunnel, wireguard_keys
+from .felix import IptablesFelix, NftFelix
+from .firewalld import Firewalld
+from .netns import PREFIX, Netns, add_veth, unique_id
+from .services import KubeProxy, Service
+from .topology import CALICO_GW4, CALICO_MAC
+
+DATAPLANES = ("iptables", "nftables")
+UPLINKS = ("bound", "unbound")
+UPLINK = "eth0"
+
+
+@dataclass(frozen=True)
+class ClusterAddressing:
+    """IPv4 from 198.18.0.0/15: underlay 198.18.0.0/24, pool 198.18.64.0/20 (a /26 block per
+    node), services 198.18.96.0/24."""
+    pool_v4: str = "198.18.64.0/20"
+    pool_v6: str = "2001:db8:64::/64"  # in calfwd's config only (minimal_config names both)
+    block_prefix: int = 26
+    underlay_prefix: int = 24
+    underlay_base: str = "198.18.0.0"
+    proxy_v4: str = "198.18.0.3"
+    proxy_port: int = 3128
+    pod_port: int = 8080
+    bgp_port: int = 179
+    cluster_ip: str = "198.18.96.10"
+    nodeport_cluster_ip: str = "198.18.96.11"
+    service_port: int = 80
+    node_port: int = 30080
+
+    def endpoint(self, index: int) -> Endpoint:
+        """Node `index` (1, 2): underlay .index, block number index-1, tunnel address its first."""
+        pool = ipaddress.ip_network(self.pool_v4)
+        block = list(pool.subnets(new_prefix=self.block_prefix))[index - 1]
+        return Endpoint(name="node%d" % index,
+                        underlay=str(ipaddress.ip_address(self.underlay_base) + index),
+                        block=str(block), tunnel_ip=str(block.network_address),
+                        vtep_mac="66:cf:77:00:00:%02x" % index)
+
+    def pod_ip(self, index: int) -> str:
+        return str(ipaddress.ip_network(self.endpoint(index).block).network_address + 10)
+
+
+class ClusterNode:
+    """One node and its pod. Attributes named as Lab's, for Calfwd(node) and footprint(node)."""
+
+    def __init__(self, cluster: "Cluster", index: int):
+        self.index = index
+        self.endpoint = cluster.addr.endpoint(index)
+        self.name = self.endpoint.name
+        self.addr = cluster.addr
+        self.workdir = cluster.workdir / self.name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        bus_name = "%s-%s" % (cluster.id, self.name)
+        env = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:abstract=/calfwd-test/%s" % bus_name}
+        self.node = Netns("%s%s-%s" % (PREFIX, cluster.id, self.name), env)
+        self.pod = Netns("%s%s-pod%d" % (PREFIX, cluster.id, index))
+        self.workload = Workload("cali%s%02d" % (cluster.id, index) + "0" * 3, cluster.addr.pod_ip(index))
+        self.bus = PrivateBus(self.node, self.workdir, bus_name)
+        self.firewalld = Firewalld(self.node, self.bus, self.workdir)
+        self.felix: Union[IptablesFelix, NftFelix, None] = None
+        self.kube: Optional[KubeProxy] = None
+        self.tunnel: Optional[Tunnel] = None
+        self.calfwd: Optional[Calfwd] = None
+
+    @property
+    def pod_ip(self) -> str:
+        return self.workload.ipv4
+
+    def start_calfwd(self, config: Optional[str] = None) -> Calfwd:
+        """calfwd's daemon on this node (minimal config by default), after its first reconcile."""
+        self.calfwd = Calfwd(self, config)
+        self.calfwd.start()
+        return self.calfwd
+
+
+class Cluster:
+    """Build with start() or `with Cluster(...) as cluster:`; close() tears everything down."""
+
+    def __init__(self, workdir: Optional[Path] = None, encap: str = "vxlan", dataplane: str = "iptables",
+                 uplink: str = "bound", zone: str = "public", calfwd: bool = True,
+                 addr: ClusterAddressing = ClusterAddressing()):
+        for value, allowed, what in ((encap, ENCAPSULATIONS, "encap"), (dataplane, DATAPLANES, "dataplane"),
+                                     (uplink, UPLINKS, "uplink")):
+            if value not in allowed:
+                raise ValueError("%s %r: not one of %s" % (what, value, ", ".join(allowed)))
+        if dataplane == "nftables" and encap != "vxlan":
+            raise ValueError("dataplane 'nftables' comes from a VXLAN node's dump: encap must be vxlan")
+        self.id = unique_id()
+        self.encap, self.dataplane, self.uplink, self.zone, self.addr = encap, dataplane, uplink, zone, addr
+        self.with_calfwd = calfwd  # paths.step_start starts calfwd on both nodes before firewalld
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="calfwd-cluster-"))
+        self.lan = Netns("%s%s-lan" % (PREFIX, self.id))
+        self.proxy = Netns("%s%s-proxy" % (PREFIX, self.id))
+        self.nodes: Tuple[ClusterNode, ...] = (ClusterNode(self, 1), ClusterNode(self, 2))
+        self.services = (
+            Service("default/web:http", addr.cluster_ip, addr.service_port, self.node2.pod_ip, addr.pod_port),
+            Service("default/web-np:http", addr.nodeport_cluster_ip, addr.service_port, self.node2.pod_ip,
+                    addr.pod_port, node_port=addr.node_port),
+        )
+
+    @property
+    def node1(self) -> ClusterNode:
+        return self.nodes[0]
+
+    @property
+    def node2(self) -> ClusterNode:
+        return self.nodes[1]
+
+    @property
+    def namespaces(self) -> List[Netns]:
+        return [ns for n in self.nodes for ns in (n.node, n.pod)] + [self.proxy, self.lan]
+
+    def describe(self) -> str:
+        tunnels = [n.tunnel for n in self.nodes if n.tunnel is not None]
+        standin = " (userspace stand-in)" if any(t.standin for t in tunnels) else ""
+        return "encap=%s%s dataplane=%s uplink=%s zone=%s" % (self.encap, standin, self.dataplane,
+                                                               self.uplink, self.zone)
+
+    def start(self) -> "Cluster":
+        try:
+            for ns in self.namespaces:
+                ns.create()
+            self._underlay()
+            for node in self.nodes:
+                self._node(node)
+            self._tunnels()
+            probe.start_echo_server(self.proxy, self.addr.proxy_port)
+            for node in self.nodes:
+                probe.start_echo_server(node.pod, self.addr.pod_port)
+                probe.start_echo_server(node.node, self.addr.bgp_port)
+                node.bus.start()
+                self._felix(node)
+                node.kube = KubeProxy(node.node, self.services, self.addr.pool_v4)
+                node.kube.install()
+                self._firewalld_config(node)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        errors = []
+        for ns in self.namespaces:
+            try:
+                ns.close()
+            except Exception as exc:  # keep tearing down the others
+                errors.append(exc)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- what happens in a cluster ---------------------------------------------------------
+
+    def resync(self) -> None:
+        """Felix's refresh and kube-proxy's canary check, on every node (both come lazily)."""
+        for node in self.nodes:
+            node.felix.restore()
+            node.kube.resync()
+
+    # -- building blocks -------------------------------------------------------------------
+
+    def _underlay(self) -> None:
+        a = self.addr
+        self.lan.run("ip", "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        hosts = [(n.node, n.name, n.endpoint.underlay) for n in self.nodes] + [(self.proxy, "proxy", a.proxy_v4)]
+        for ns, port, ip in hosts:
+            add_veth(self.lan, port, ns, UPLINK)
+            self.lan.run("ip", "link", "set", port, "master", "br0", "up")
+            ns.run("ip", "addr", "add", "%s/%d" % (ip, a.underlay_prefix), "dev", UPLINK)
+            ns.run("ip", "link", "set", UPLINK, "up")
+        self.lan.run("ip", "link", "set", "br0", "up")
+        for node in self.nodes:
+            node.node.run("ip", "route", "add", "default", "via", a.proxy_v4)
+
+    def _node(self, node: ClusterNode) -> None:
+        ns, pod, cali = node.node, node.pod, node.workload.iface
+        ns.sysctl("net.ipv4.ip_forward", 1)
+        add_veth(ns, cali, pod, "eth0", a_mac=CALICO_MAC)
+        ns.sysctl("net.ipv4.conf.%s.proxy_arp" % cali, 1)
+        ns.sysctl("net.ipv4.neigh.%s.proxy_delay" % cali, 0)
+        ns.run("ip", "link", "set", cali, "up")
+        ns.run("ip", "route", "add", "blackhole", node.endpoint.block, "proto", "bird")
+        ns.run("ip", "route", "add", node.pod_ip + "/32", "dev", cali, "scope", "link")
+        pod.run("ip", "addr", "add", node.pod_ip + "/32", "dev", "eth0")
+        pod.run("ip", "link", "set", "eth0", "up")
+        pod.run("ip", "route", "add", "default", "via", CALICO_GW4, "dev", "eth0", "onlink")
+
+    def _tunnels(self) -> None:
+        keys = {}
+        if self.encap == "wireguard":
+            keys = {n.name: wireguard_keys(n.node) for n in self.nodes}
+        endpoints = [replace(n.endpoint, public_key=keys.get(n.name, ("", ""))[1]) for n in self.nodes]
+        for node, local in zip(self.nodes, endpoints):
+            peers = [e for e in endpoints if e.name != local.name]
+            extra = {"private_key": keys[node.name][0]} if keys else {}
+            node.tunnel = TUNNELS[self.encap](node.node, node.workdir, local, peers, UPLINK, **extra)
+            node.tunnel.build()
+
+    def _felix(self, node: ClusterNode) -> None:
+        peers = [n.endpoint.underlay for n in self.nodes if n is not node]
+        if self.dataplane == "nftables":
+            node.felix = NftFelix(node.node, self.addr.pool_v4, node.workload,
+                                  (node.endpoint.underlay, node.endpoint.tunnel_ip), peers)
+        else:
+            hosts = [n.endpoint.underlay for n in self.nodes]
+            node.felix = IptablesFelix(node.node, node.workdir, self.encap, node.tunnel.device,
+                                       self.addr.pool_v4, node.workload, peers, hosts)
+        node.felix.install()
+
+    def _firewalld_config(self, node: ClusterNode) -> None:
+        """Default zone in firewalld.conf; "bound": eth0 in it, permanently, set offline."""
+        node.firewalld.configure(DefaultZone=self.zone)
+        if self.uplink == "bound":
+            node.node.run("firewall-offline-cmd", "--system-config", str(node.firewalld.config_dir),
+                          "--zone=%s" % self.zone, "--add-interface=%s" % UPLINK)
