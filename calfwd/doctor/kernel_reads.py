@@ -7,31 +7,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
-import subprocess
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from calfwd.doctor.snapshot import Read, Route
+from calfwd.drivers.tools import run, which
 
-SUBPROCESS_TIMEOUT = 10.0
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Felix's tables in iptables-nft mode, and its native nftables dataplane's.
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw")
 POOL_SET_WORDS = ("all-ipam-pools", "masq-ipam-pools", "network-ip-pools")
-
-
-
-def _run(argv: List[str]) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
-                          env=dict(os.environ, PATH=SYSTEM_PATH, LC_ALL="C"), check=False)
-    if proc.returncode != 0:
-        why = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
-        raise RuntimeError(f"{' '.join(argv)}: {why}")
-    return proc.stdout
-
-
-def _which(tool: str) -> Optional[str]:
-    return shutil.which(tool, path=SYSTEM_PATH)
 
 
 def read_nftables(nft: Any, snapshot: Dict[str, Any]) -> None:
@@ -82,11 +65,11 @@ def read_legacy(snapshot: Dict[str, Any], unknown: Dict[str, str]) -> None:
             continue  # the module is not loaded: no legacy tables at all
         if not names:
             continue
-        tool = _which(save)
+        tool = which(save)
         if tool is None:
             unknown[Read.LEGACY] = f"legacy tables are loaded ({', '.join(names)}) but {save} is not installed"
             continue
-        for line in _run([tool]).splitlines():
+        for line in run([tool]).splitlines():
             if line.startswith(":cali-"):
                 chains.append(f"{save.split('-')[0]} {line[1:].split()[0]}")
     snapshot["legacy_calico_chains"] = tuple(chains)
@@ -104,12 +87,12 @@ def read_sysctls() -> Dict[str, str]:
 
 
 def read_routes() -> Tuple[Route, ...]:
-    tool = _which("ip")
+    tool = which("ip")
     if tool is None:
         raise RuntimeError("the ip tool (iproute2) is not installed")
     routes = []
     for family in (4, 6):
-        for entry in json.loads(_run([tool, "-j", f"-{family}", "route", "show", "table", "main"]) or "[]"):
+        for entry in json.loads(run([tool, "-j", f"-{family}", "route", "show", "table", "main"]) or "[]"):
             dst = str(entry.get("dst", ""))
             if dst == "default" or not dst:
                 continue
@@ -131,14 +114,14 @@ def read_links() -> Tuple[str, ...]:
 
 def read_ipsets() -> Dict[str, Tuple[str, ...]]:
     """Calico's pool ip sets (cali40all-ipam-pools, cali40masq-ipam-pools, ...) and members."""
-    tool = _which("ipset")
+    tool = which("ipset")
     if tool is None:
         raise RuntimeError("ipset is not installed (dnf install ipset)")
     sets = {}
-    for name in _run([tool, "list", "-n"]).split():
+    for name in run([tool, "list", "-n"]).split():
         if not name.startswith(("cali40", "cali60")) or not any(w in name for w in POOL_SET_WORDS):
             continue
-        text = _run([tool, "list", name])
+        text = run([tool, "list", name])
         members = text.split("Members:", 1)[1].split() if "Members:" in text else []
         sets[f"ipset {name}"] = tuple(members)
     return sets

@@ -8,35 +8,18 @@ what iproute2 prints is unit tested without the host.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from typing import Any, List
 
+from calfwd.drivers.tools import run, which
 from calfwd.exposure import HostLink, HostNetwork
-
-TIMEOUT = 10.0
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 
 def read_host_network() -> HostNetwork:
     """Raises RuntimeError (no iproute2, a failing or garbled `ip`): callers say it and go on."""
-    tool = shutil.which("ip", path=SYSTEM_PATH)
+    tool = which("ip")
     if tool is None:
         raise RuntimeError("the ip tool (iproute2) is not installed")
-    return parse(_run([tool, "-j", "addr", "show"]), _run([tool, "-j", "-4", "route", "show", "default"]),
-                 _run([tool, "-j", "-6", "route", "show", "default"]))
-
-
-def _run(argv: List[str]) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False,
-                              env=dict(os.environ, PATH=SYSTEM_PATH, LC_ALL="C"))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"{' '.join(argv)}: {exc}") from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {(proc.stderr or proc.stdout).strip() or f'exit {proc.returncode}'}")
-    return proc.stdout
+    return parse(run([tool, "-j", "addr", "show"]), run([tool, "-j", "-4", "route", "show", "default"]),
+                 run([tool, "-j", "-6", "route", "show", "default"]))
 
 
 def parse(addr_json: str, route4_json: str, route6_json: str) -> HostNetwork:
