@@ -9,11 +9,12 @@ daemon calfwd cannot talk to: its files are not edited under it, and what stays 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 from calfwd.config import Config
-from calfwd.desired import FirewalldDesired, HostFacts, desired
+from calfwd.desired import FirewalldDesired, HostFacts, desired, desired_firewalld
 from calfwd.drivers import RUNNING, STOPPED
 from calfwd.plan import firewalld_cleanup, firewalld_offline
 from calfwd.plan import nftables as nft_plan
@@ -48,7 +49,22 @@ class Cleanup:
         self._nftables(config)
         if config.firewalld.enabled:
             self._firewalld(config)
+        else:
+            self._firewalld_if_known(config)
         return CleanupResult(tuple(self.removed), tuple(self.remains), tuple(self.left_alone))
+
+    def _firewalld_if_known(self, config: Config) -> None:
+        """[firewalld] enabled = false now, but calfwd may have made objects before the switch:
+        removed where firewalld can be asked (running) or its files read (stopped); a host
+        without a bus or without firewalld is not an error here."""
+        kind, why = self.firewalld.reachability() if self.firewalld is not None else ("", "")
+        try:
+            if kind == RUNNING:
+                self._online(config)
+            elif kind == STOPPED and self.offline is not None and os.path.isdir(self.offline.directory):
+                self._on_disk(desired_firewalld(config, HostFacts()), True, why)
+        except Exception as exc:
+            self.remains.append(f"firewalld: {exc}")
 
     def _nftables(self, config: Config) -> None:
         d = desired(config, HostFacts()).nft
@@ -71,14 +87,14 @@ class Cleanup:
             if kind == RUNNING:
                 self._online(config)
             else:
-                self._on_disk(desired(config, HostFacts()).firewalld, kind == STOPPED, why)
+                self._on_disk(desired_firewalld(config, HostFacts()), kind == STOPPED, why)
         except Exception as exc:  # driver errors carry a one-line message
             self.remains.append(f"firewalld: {exc}")
 
     # -- firewalld running: D-Bus ---------------------------------------------------------
 
     def _online(self, config: Config) -> None:
-        want = desired(config, self.firewalld.facts()).firewalld
+        want = desired_firewalld(config, self.firewalld.facts())
         plan = firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want))
         self.left_alone.extend(f"firewalld: {c}" for c in plan.conflicts)
         failed = ""

@@ -196,14 +196,13 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
     config = _load(args.config, strict_owner=True, check_program=False)
     firewalld, bus_error = None, ""
-    if config.firewalld.enabled:
-        try:
-            import dbus
+    try:  # also with [firewalld] enabled = false: objects made before that switch go too
+        import dbus
 
-            from calfwd.drivers.firewalld import Firewalld
-            firewalld = Firewalld(dbus.SystemBus())
-        except Exception as exc:  # no bus, or a wrong DBUS_SYSTEM_BUS_ADDRESS: firewalld may still run
-            bus_error = f"no system bus, so whether firewalld runs is unknown: {exc}"
+        from calfwd.drivers.firewalld import Firewalld
+        firewalld = Firewalld(dbus.SystemBus())
+    except Exception as exc:  # no bus, or a wrong DBUS_SYSTEM_BUS_ADDRESS: firewalld may still run
+        bus_error = f"no system bus, so whether firewalld runs is unknown: {exc}"
     offline = OfflineFirewalld(host.firewalld_dir(args.firewalld_dir))
     result = Reconciler(Nftables(), firewalld).cleanup(config, offline, bus_error)
     removed, remains = result.removed, result.remains

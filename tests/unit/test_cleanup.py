@@ -129,3 +129,22 @@ def test_a_failed_removal_is_reported_with_everything_still_there():
     assert result.remains == ("firewalld: zone 'calfwd' (permanent) not removed: ACCESS_DENIED",
                               "firewalld: runtime state (unload policy 'calfwd-forward'; unload policy "
                               "'calfwd-host'; unload zone 'calfwd') still there after cleanup")
+
+
+DISABLED = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n[firewalld]\nenabled = false\n',
+                     "/etc/calfwd/calfwd.toml")
+
+
+def test_objects_made_before_firewalld_was_disabled_in_the_config_still_go(tmp_path):
+    """Review: with [firewalld] enabled = false cleanup skipped firewalld entirely and left the
+    zone and policies an earlier run made."""
+    offline = FakeOffline()
+    offline.directory = str(tmp_path)  # it exists
+    result = Cleanup(FakeNft(), Bus((STOPPED, "")), offline).run(DISABLED)
+    assert offline.ran == ["delete policy 'calfwd-forward' (permanent)", "delete zone 'calfwd' (permanent)"]
+    assert result.clean
+
+
+def test_disabled_and_no_bus_is_not_an_error():
+    result = Cleanup(FakeNft(), None, FakeOffline(), "no system bus").run(DISABLED)
+    assert result.clean and result.removed == ()
