@@ -10,7 +10,7 @@ daemon calfwd cannot talk to: its files are not edited under it, and what stays 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, List, Optional, Tuple
 
 from calfwd.config import Config
@@ -94,7 +94,10 @@ class Cleanup:
     # -- firewalld running: D-Bus ---------------------------------------------------------
 
     def _online(self, config: Config) -> None:
-        want = desired_firewalld(config, self.firewalld.facts())
+        facts = self.firewalld.facts()
+        want = desired_firewalld(config, facts)
+        if want.host_service is not None:  # wherever calfwd put its service, whatever the version now
+            want = replace(want, catch_all_zone=facts.default_zone)
         plan = firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want))
         self.left_alone.extend(f"firewalld: {c}" for c in plan.conflicts)
         failed = ""

@@ -74,10 +74,29 @@ class PolicySpec:
 
 
 @dataclass(frozen=True)
+class ServiceSpec:
+    """Calico's host ports as a firewalld service of calfwd's own, for the one case a policy
+    cannot reach (catch_all_zone below). Removal stays exact: one entry in that zone, and the
+    service itself."""
+
+    name: str
+    ports: Tuple[Tuple[str, str], ...]
+    protocols: Tuple[str, ...]
+    description: str = CALFWD_DESCRIPTION
+
+
+@dataclass(frozen=True)
 class FirewalldDesired:
     mode: str  # "permanent": firewalld restores it inside its own reloads; "runtime": calfwd does
     zone: ZoneSpec
     policies: Tuple[PolicySpec, ...]
+    host_service: Optional[ServiceSpec] = None
+    # firewalld < 2.0 applies a policy only between zones with something bound: traffic that
+    # reaches the default zone through its catch-all (an uplink bound to no zone, as without
+    # NetworkManager) never meets the host policy. When this zone (the default zone, which the
+    # host policy names) has nothing bound, the planner puts host_service into it instead: the
+    # narrowest ingress that works, exactly the traffic the host policy was meant for.
+    catch_all_zone: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,7 +148,13 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
         ports += tuple(WIREGUARD_DEVICES[d] for d in facts.wireguard_devices if d in WIREGUARD_DEVICES)
     protocols = tuple(p for name in config.host_ports for p in HOST_PROTOCOLS.get(name, ()))
     policies = [forward_policy(config, zone)]
+    service = None
+    catch_all = ""
     if ports or protocols:
+        service = ServiceSpec(fw.host_policy, ports, protocols)
+        version = _version(facts.firewalld_version)
+        if host_zone == facts.default_zone and version is not None and version < (2, 0):
+            catch_all = host_zone
         policies.append(PolicySpec(
             name=fw.host_policy,
             ingress_zones=(host_zone,),
@@ -138,7 +163,16 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
             ports=ports,
             protocols=protocols,
         ))
-    return FirewalldDesired(mode=fw.mode, zone=zone, policies=tuple(policies))
+    return FirewalldDesired(mode=fw.mode, zone=zone, policies=tuple(policies), host_service=service,
+                            catch_all_zone=catch_all)
+
+
+def _version(text: str) -> Optional[Tuple[int, int]]:
+    parts = text.split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return None
 
 
 def forward_policy(config: Config, zone: ZoneSpec) -> PolicySpec:

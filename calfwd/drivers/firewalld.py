@@ -35,6 +35,7 @@ POLICY = BUS_NAME + ".policy"
 CONFIG = BUS_NAME + ".config"
 CONFIG_ZONE = BUS_NAME + ".config.zone"
 CONFIG_POLICY = BUS_NAME + ".config.policy"
+CONFIG_SERVICE = BUS_NAME + ".config.service"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 
 # D-Bus types of the settings-dict keys (firewalld's IMPORT_EXPORT_STRUCTURE for zones and policies).
@@ -260,10 +261,12 @@ class Firewalld:
         other_policies = tuple(
             ObjectState(p, permanent=self._policy_permanent(p), runtime={} if p in policies_rt else None)
             for p in sorted(policies_perm - wanted_policies - RESERVED_POLICIES))
+        service, catch_all = self._read_catch_all(desired, zones_perm, zones_rt)
         return FirewalldActual(zone=zone, policies=policies, zones_permanent=zones_perm,
                                zones_runtime=zones_rt, active_zones=active,
                                bindings_permanent=bindings_perm, bindings_runtime=bindings_rt,
-                               other_zones=other_zones, other_policies=other_policies)
+                               other_zones=other_zones, other_policies=other_policies,
+                               service=service, catch_all=catch_all)
 
     def _zone_path(self, name: str) -> str:
         return str(self._call(f"find permanent zone '{name}'", CONFIG_PATH, CONFIG, "getZoneByName", "s", name))
@@ -271,6 +274,26 @@ class Firewalld:
     def _policy_path(self, name: str) -> str:
         return str(self._call(f"find permanent policy '{name}'", CONFIG_PATH, CONFIG, "getPolicyByName",
                               "s", name))
+
+    def _service_path(self, name: str) -> str:
+        return str(self._call(f"find permanent service '{name}'", CONFIG_PATH, CONFIG, "getServiceByName",
+                              "s", name))
+
+    def _read_catch_all(self, desired: FirewalldDesired, zones_perm: Any, zones_rt: Any) -> Tuple[Any, Any]:
+        """calfwd's host service and the catch-all zone, only when desired has one."""
+        svc, zone = desired.host_service, desired.catch_all_zone
+        if svc is None or not zone:
+            return None, None
+        names = set(self._call("list permanent services", CONFIG_PATH, CONFIG, "getServiceNames"))
+        loaded = set(self._call("list runtime services", PATH, MAIN, "listServices"))
+        service = ObjectState(svc.name, permanent=self._call(
+            f"read permanent service '{svc.name}'", self._service_path(svc.name), CONFIG_SERVICE, "getSettings2")
+            if svc.name in names else None, runtime={} if svc.name in loaded else None)
+        where = ObjectState(
+            zone, permanent=self._zone_permanent(zone) if zone in zones_perm else None,
+            runtime=self._call(f"read runtime zone '{zone}'", PATH, ZONE, "getZoneSettings2", "s", zone)
+            if zone in zones_rt else None)
+        return service, where
 
     def _zone_permanent(self, name: str) -> Dict[str, Any]:
         return self._call(f"read permanent zone '{name}'", self._zone_path(name), CONFIG_ZONE, "getSettings2")
@@ -299,6 +322,11 @@ class Firewalld:
             ("update", "policy", True): self._settings_call(lambda op: self._policy_path(op.name), CONFIG_POLICY,
                                                             "update", False),
             ("update", "policy", False): self._settings_call(lambda op: PATH, POLICY, "setPolicySettings", True),
+            ("create", "service", True): self._settings_call(lambda op: CONFIG_PATH, CONFIG, "addService2", True),
+            ("update", "service", True): self._settings_call(lambda op: self._service_path(op.name), CONFIG_SERVICE,
+                                                             "update2", False),
+            ("delete", "service", True): lambda op: self._remove(op, self._service_path, CONFIG_SERVICE,
+                                                                  "INVALID_SERVICE"),
             ("delete", "zone", True): lambda op: self._remove(op, self._zone_path, CONFIG_ZONE, "INVALID_ZONE"),
             ("delete", "policy", True): lambda op: self._remove(op, self._policy_path, CONFIG_POLICY,
                                                                  "INVALID_POLICY"),
@@ -347,9 +375,12 @@ class Firewalld:
                 raise
             return
         try:
-            self._call(op.description, PATH, ZONE, "add" + method, "ss", op.zone, op.item)
+            if op.kind == "service":  # timeout 0: for good (until the next reload)
+                self._call(op.description, PATH, ZONE, "addService", "ssi", op.zone, op.item, 0)
+            else:
+                self._call(op.description, PATH, ZONE, "add" + method, "ss", op.zone, op.item)
         except FirewalldError as exc:
-            if exc.code == "ZONE_ALREADY_SET":
+            if exc.code in ("ZONE_ALREADY_SET", "ALREADY_ENABLED"):
                 return  # already ours
             if exc.code == "ZONE_CONFLICT":
                 raise self._conflict(op, exc, PATH, ZONE) from None
@@ -372,7 +403,8 @@ class Firewalld:
                        _settings({key: tuple(x for x in current if x != op.item)}))
             return
         try:
-            self._call(op.description, PATH, ZONE, "remove" + method, "ss", op.zone, op.item)
+            self._call(op.description, PATH, ZONE, "remove" + ("Service" if op.kind == "service" else method), "ss",
+                       op.zone, op.item)
         except FirewalldError as exc:
             # Not bound anywhere, or bound to another zone: either way it is not in ours.
             if exc.code in ("UNKNOWN_INTERFACE", "UNKNOWN_SOURCE", "ZONE_CONFLICT", "NOT_ENABLED"):

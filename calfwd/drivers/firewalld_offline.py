@@ -14,7 +14,7 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 from typing import List, Optional, Tuple
 
-from calfwd.plan.firewalld_model import Op, RemoveFromZone, RemovePolicy, RemoveZone
+from calfwd.plan.firewalld_model import Op, RemoveFromZone, RemovePolicy, RemoveService, RemoveZone
 from calfwd.plan.firewalld_offline import DiskObject, OnDisk
 from calfwd.plan.firewalld_settings import OWNER_MARK
 
@@ -27,7 +27,8 @@ class OfflineError(Exception):
 
 def read_disk(directory: str) -> OnDisk:
     """The zone and policy files under DIR; a missing directory is an empty one (no firewalld)."""
-    return OnDisk(directory, _read_kind(directory, "zones"), _read_kind(directory, "policies"))
+    return OnDisk(directory, _read_kind(directory, "zones"), _read_kind(directory, "policies"),
+                  _read_kind(directory, "services"))
 
 
 def _read_kind(directory: str, sub: str) -> Tuple[DiskObject, ...]:
@@ -62,6 +63,7 @@ def _read_file(path: str, name: str) -> DiskObject:
         interfaces=tuple(e.get("name", "") for e in root.findall("interface")),
         sources=tuple(sources),
         zones=tuple(e.get("name", "") for e in root.findall("ingress-zone") + root.findall("egress-zone")),
+        services=tuple(e.get("name", "") for e in root.findall("service")),
     )
 
 
@@ -71,6 +73,11 @@ def offline_args(op: Op) -> List[str]:
         return [f"--delete-policy={op.name}"]
     if isinstance(op, RemoveZone):
         return [f"--delete-zone={op.name}"]
+    if isinstance(op, RemoveService):
+        return [f"--delete-service={op.name}"]
+    if isinstance(op, RemoveFromZone) and op.permanent and op.kind == "service":
+        # Not --remove-service: that is a lokkit option (the default zone), refused with --zone.
+        return [f"--zone={op.zone}", f"--remove-service-from-zone={op.item}"]
     if isinstance(op, RemoveFromZone) and op.permanent:
         return [f"--zone={op.zone}", f"--remove-{op.kind}={op.item}"]
     raise ValueError(f"firewall-offline-cmd cannot: {op.description}")

@@ -39,12 +39,13 @@ from typing import AbstractSet, Any, Dict, List, Mapping, Sequence, Tuple
 
 from calfwd.desired import FirewalldDesired, PolicySpec, ZoneSpec
 from calfwd.plan.firewalld_model import (PSEUDO_ZONES, AddToZone, Binding, CreatePolicy, CreateZone,
-                                         FirewalldActual, FirewalldPlan, Op, Reload,
+                                         CreateService, FirewalldActual, FirewalldPlan, ObjectState, Op, Reload,
                                          RemoveFromZone, RemovePolicy, RemoveZone, SetPolicyRuntime, UpdatePolicy,
-                                         UpdateZone, freeze)
+                                         UpdateService, UpdateZone, freeze)
 from calfwd.plan.firewalld_settings import (EARLIER, OWNER_MARK, POLICY_BOOLS, POLICY_FIXED, POLICY_LISTS,
                                             diff_text, is_ours, items, members, named_by_others, orphans, policy_changes,
-                                            policy_settings, policy_summary, zone_settings)
+                                            policy_settings, policy_summary, service_changes, service_settings,
+                                            zone_settings)
 
 
 
@@ -70,12 +71,15 @@ def _conflict_text(item: Binding, zone: str, perm: str, rt: str) -> str:
             f"--change-{kind}={name}; or drop it from calfwd's config)")
 
 
-def _inactive_warnings(desired: FirewalldDesired, actual: FirewalldActual, specs: Sequence[PolicySpec]) -> List[str]:
-    """A policy whose zones have nothing bound is never rendered by firewalld."""
+def _inactive_warnings(desired: FirewalldDesired, actual: FirewalldActual, specs: Sequence[PolicySpec],
+                       covered: str = "") -> List[str]:
+    """A policy whose zones have nothing bound is never rendered by firewalld (covered: the
+    catch-all zone that gets calfwd's host service instead)."""
     out = []
     for spec in specs:
         for zone in tuple(spec.ingress_zones) + tuple(spec.egress_zones):
-            if zone in PSEUDO_ZONES or zone == desired.zone.name or zone in actual.active_zones:
+            if zone in PSEUDO_ZONES or zone == desired.zone.name or zone in actual.active_zones \
+                    or (zone == covered and spec.name == (desired.host_service.name if desired.host_service else "")):
                 continue
             out.append(f"policy '{spec.name}' has no effect: zone '{zone}' has no interface or source "
                        "bound at runtime, and firewalld only applies policies between zones that have "
@@ -168,6 +172,59 @@ def _orphan_ops(desired: FirewalldDesired, actual: FirewalldActual,
         if oz.runtime is not None:
             reload.append(f"unload zone '{oz.name}' ({EARLIER})")
     return ops, reload, conflicts
+
+
+def _catch_all(desired: FirewalldDesired, actual: FirewalldActual,
+               permanent: bool) -> Tuple[List[Op], List[Op], List[str], List[str], str]:
+    """calfwd's host service in the default zone while that zone has nothing bound on a
+    firewalld < 2.0 (desired.catch_all_zone): (permanent ops, runtime ops, reload reasons,
+    conflicts, the zone now covered or ""). Once something is bound there the host policy
+    applies, and calfwd takes its entry out again."""
+    svc, zone = desired.host_service, desired.catch_all_zone
+    if svc is None or not zone:
+        return [], [], [], [], ""
+    have = actual.service or ObjectState(svc.name)
+    where = actual.catch_all or ObjectState(zone)
+    in_perm = svc.name in members(where.permanent, "service")
+    in_rt = svc.name in members(where.runtime, "service")
+    perm: List[Op] = []
+    rt: List[Op] = []
+    if zone in actual.active_zones:
+        why = f"zone '{zone}' has an interface bound now: policy '{svc.name}' applies"
+        if in_perm and permanent:
+            perm.append(RemoveFromZone(zone, "service", svc.name, permanent=True, detail=why))
+        if in_rt:
+            rt.append(RemoveFromZone(zone, "service", svc.name, permanent=False, detail=why))
+        return perm, rt, [], [], ""
+    if have.permanent is not None and not is_ours(have.permanent, svc.description):
+        return [], [], [], [f"service '{svc.name}' exists but was not created by calfwd: calfwd cannot "
+                            f"open Calico's host ports in zone '{zone}' for its catch-all"], ""
+    if not permanent:
+        if have.runtime is None:
+            return [], [], [], [f"zone '{zone}' has nothing bound (its catch-all carries the uplink), so "
+                                f"firewalld < 2.0 never applies policy '{svc.name}'; runtime mode cannot "
+                                "create calfwd's service for it: bind the uplink, or run `calfwd apply` once "
+                                "with mode = \"permanent\""], ""
+        if not in_rt:
+            rt.append(AddToZone(zone, "service", svc.name, permanent=False))
+        return [], rt, [], [], zone
+    reload: List[str] = []
+    detail = f"Calico's host ports for zone '{zone}', whose catch-all the host policy cannot reach"
+    if have.permanent is None:
+        perm.append(CreateService(svc.name, freeze(service_settings(svc)), detail=detail))
+        reload.append(f"service '{svc.name}' is new")
+    else:
+        changes = service_changes(svc, have.permanent)
+        if changes:
+            perm.append(UpdateService(svc.name, freeze(changes), detail=", ".join(sorted(changes))))
+            reload.append(f"service '{svc.name}' changed")
+    if not in_perm:
+        perm.append(AddToZone(zone, "service", svc.name, permanent=True))
+    if have.runtime is None and not reload:
+        reload.append(f"service '{svc.name}' is not loaded at runtime")
+    if not reload and not in_rt:
+        rt.append(AddToZone(zone, "service", svc.name, permanent=False))
+    return perm, rt, reload, [], zone
 
 
 def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
@@ -271,7 +328,12 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
         if changes:
             rt_ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
 
-    conflicts.extend(_inactive_warnings(desired, actual, usable_specs))
+    c_perm, c_rt, c_reload, c_conflicts, covered = _catch_all(desired, actual, permanent=True)
+    perm_ops += c_perm
+    rt_ops += c_rt
+    reload += c_reload
+    conflicts += c_conflicts
+    conflicts.extend(_inactive_warnings(desired, actual, usable_specs, covered))
     if zone_usable and len(usable_specs) == len(desired.policies):
         # Only once the configured objects can take over: never leave Calico with neither.
         ops, why, blocked = _orphan_ops(desired, actual, held)
@@ -372,5 +434,8 @@ def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Firewal
         if changes:
             ops.append(SetPolicyRuntime(pspec.name, freeze(changes), detail=", ".join(texts)))
 
-    conflicts.extend(_inactive_warnings(desired, actual, usable_specs))
+    _perm, c_rt, _reload, c_conflicts, covered = _catch_all(desired, actual, permanent=False)
+    ops += c_rt
+    conflicts += c_conflicts
+    conflicts.extend(_inactive_warnings(desired, actual, usable_specs, covered))
     return FirewalldPlan(tuple(ops), tuple(conflicts))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Tuple
 
 from calfwd.desired import FirewalldDesired
-from calfwd.plan.firewalld_model import (FirewalldActual, FirewalldPlan, Op, Reload, RemoveFromZone,
+from calfwd.plan.firewalld_model import (FirewalldActual, FirewalldPlan, Op, Reload, RemoveFromZone, RemoveService,
                                          RemovePolicy, RemoveZone, SetPolicyRuntime, freeze)
 from calfwd.plan.firewalld_settings import (EARLIER, POLICY_LISTS, diff_text, is_ours, items, members,
                                             canonical_ports, named_by_others, orphans, policy_settings,
@@ -32,7 +32,30 @@ def cleanup_plan(desired: FirewalldDesired, actual: FirewalldActual) -> Firewall
     permanent mode, with one reload if it is loaded, or firewalld would bring it back.
     """
     base = _cleanup_runtime(desired, actual) if desired.mode == "runtime" else _cleanup_permanent(desired, actual)
-    return _with_orphans(base, desired, actual)
+    return _with_service(_with_orphans(base, desired, actual), desired, actual)
+
+
+def _with_service(base: FirewalldPlan, desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
+    """calfwd's host service: out of the catch-all zone (runtime and permanent), then gone.
+    A service of that name calfwd did not make is left alone."""
+    svc, have, where = desired.host_service, actual.service, actual.catch_all
+    if svc is None or have is None or where is None:
+        return base
+    if have.permanent is not None and not is_ours(have.permanent, svc.description):
+        return FirewalldPlan(base.ops, base.conflicts + (f"service '{svc.name}' left alone: it was not "
+                                                          "created by calfwd",))
+    ops: List[Op] = []
+    if svc.name in members(where.runtime, "service"):
+        ops.append(RemoveFromZone(where.name, "service", svc.name, permanent=False))
+    if svc.name in members(where.permanent, "service"):
+        ops.append(RemoveFromZone(where.name, "service", svc.name, permanent=True))
+    if have.permanent is not None:
+        ops.append(RemoveService(svc.name))
+    if not ops:
+        return base
+    head = [op for op in base.ops if not isinstance(op, Reload)]
+    tail = tuple(op for op in base.ops if isinstance(op, Reload))
+    return FirewalldPlan(tuple(ops) + tuple(head) + tail, base.conflicts)
 
 
 def _with_orphans(base: FirewalldPlan, desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:

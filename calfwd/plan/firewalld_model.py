@@ -64,6 +64,10 @@ class FirewalldActual:
     # the planner finds by its description what calfwd made under an earlier name.
     other_zones: Tuple[ObjectState, ...] = ()
     other_policies: Tuple[ObjectState, ...] = ()
+    # calfwd's host service (permanent settings; runtime {} when firewalld has it loaded) and
+    # the catch-all zone's permanent and runtime settings: read only when desired has one.
+    service: Optional["ObjectState"] = None
+    catch_all: Optional["ObjectState"] = None
 
     def policy(self, name: str) -> ObjectState:
         for state in self.policies:
@@ -136,6 +140,23 @@ class _RemoveOp:
     @property
     def description(self) -> str:
         return _describe(f"delete {self.obj} '{self.name}' (permanent)", self.detail)
+
+
+@dataclass(frozen=True)
+class CreateService(_SettingsOp):
+    """config.addService2: calfwd's host service in the permanent configuration."""
+
+    verb, obj = "create", "service"
+
+
+@dataclass(frozen=True)
+class UpdateService(_SettingsOp):
+    verb, obj = "update", "service"
+
+
+@dataclass(frozen=True)
+class RemoveService(_RemoveOp):
+    obj = "service"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import List, Set, Tuple
 
 from calfwd.desired import CALFWD_DESCRIPTION, FirewalldDesired
-from calfwd.plan.firewalld_model import Op, RemoveFromZone, RemovePolicy, RemoveZone
+from calfwd.plan.firewalld_model import Op, RemoveFromZone, RemovePolicy, RemoveService, RemoveZone
 from calfwd.plan.firewalld_settings import is_ours, items
 
 
@@ -25,6 +25,7 @@ class DiskObject:
     interfaces: Tuple[str, ...] = ()
     sources: Tuple[str, ...] = ()
     zones: Tuple[str, ...] = ()  # a policy's ingress and egress zones
+    services: Tuple[str, ...] = ()  # a zone's services
     unreadable: str = ""  # why the file could not be parsed; "" when it was
     marked: bool = False  # calfwd's mark appears in the raw text (what is left to go by when unreadable)
 
@@ -44,6 +45,7 @@ class OnDisk:
     directory: str
     zones: Tuple[DiskObject, ...] = ()
     policies: Tuple[DiskObject, ...] = ()
+    services: Tuple[DiskObject, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,4 +106,16 @@ def offline_cleanup_plan(desired: FirewalldDesired, disk: OnDisk) -> OfflinePlan
                 ops.append(RemoveZone(z.name))
         elif spec.owned and z.name == spec.name:
             left_alone.append(f"zone '{z.name}' left alone: it was not created by calfwd")
+
+    # calfwd's host service (the default zone's catch-all): out of every zone, then gone.
+    for svc in disk.services:
+        if svc.unreadable:
+            if svc.marked:
+                remains.append(f"service '{svc.name}' not removed: {svc.unreadable}")
+            continue
+        if not svc.ours:
+            continue
+        ops[:0] = [RemoveFromZone(z.name, "service", svc.name, permanent=True)
+                   for z in disk.zones if svc.name in z.services and not z.unreadable]
+        ops.append(RemoveService(svc.name))
     return OfflinePlan(tuple(ops), tuple(remains), tuple(left_alone))

@@ -113,6 +113,19 @@ def diff_text(key: str, have: Any, want: Any) -> str:
 # Desired settings
 
 
+def service_settings(spec: Any) -> Dict[str, Any]:
+    """What addService2 gets for calfwd's host service (a desired.ServiceSpec)."""
+    return {"short": spec.name, "description": spec.description, "ports": canonical_ports(spec.ports),
+            "protocols": tuple(spec.protocols)}
+
+
+def service_changes(spec: Any, have: Mapping[str, Any]) -> Dict[str, Any]:
+    """The keys of calfwd's service whose value differs (ports compared by number)."""
+    want = service_settings(spec)
+    return {key: want[key] for key in ("description", "ports", "protocols")
+            if policy_value(have, key) != policy_value(want, key)}
+
+
 def zone_settings(spec: ZoneSpec, interfaces: Sequence[str], sources: Sequence[str]) -> Dict[str, Any]:
     """What addZone2 gets for calfwd's own zone."""
     settings: Dict[str, Any] = {"target": spec.target, "description": spec.description}

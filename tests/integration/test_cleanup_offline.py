@@ -27,11 +27,11 @@ def files(lab) -> Dict[str, bytes]:
             for p in sorted((root / sub).glob("*.xml"))}
 
 
-def applied(lab, config: str = "") -> Calfwd:
+def applied(lab, config: str = "", bind: bool = True) -> Calfwd:
     lab.firewalld.start()
-    # As NetworkManager binds the uplink: policies apply only between zones that are in use.
-    lab.firewalld.firewall_cmd("--permanent", "--zone=public", f"--add-interface={lab.uplink}")
-    lab.firewalld.firewall_cmd("--zone=public", f"--add-interface={lab.uplink}")
+    if bind:  # As NetworkManager binds the uplink: policies apply only between zones that are in use.
+        lab.firewalld.firewall_cmd("--permanent", "--zone=public", f"--add-interface={lab.uplink}")
+        lab.firewalld.firewall_cmd("--zone=public", f"--add-interface={lab.uplink}")
     calfwd = Calfwd(lab, config or minimal_config(lab))
     result = calfwd.cli("apply")
     assert result.returncode == 0, result.stderr
@@ -136,3 +136,25 @@ def test_offline_an_unmarked_zone_of_calfwds_name_stays_and_a_renamed_marked_one
     zones = names(lab, "--get-zones")
     assert "calfwd" in zones and "pods-old" not in zones
     assert "eth7" in lab.firewalld.firewall_cmd("--zone=calfwd", "--list-interfaces")
+
+
+def test_stopped_firewalld_loses_calfwds_service_from_the_default_zone(lab):
+    """Issue 12 item 2: with the uplink in no zone, firewalld 1.x gets calfwd's service in the
+    default zone; cleanup with firewalld stopped takes it out of the zone file and deletes it."""
+    echo = probe.start_echo_server(lab.node, BGP)
+    try:
+        calfwd = applied(lab, bind=False)
+        version = lab.firewalld.firewall_cmd("--version").strip()
+        in_zone = "calfwd-host" in names(lab, "--zone=public", "--list-services")
+        assert in_zone == (int(version.split(".")[0]) < 2), version
+        assert probe.eventually(lambda: lab.connect(lab.peer, lab.addr.node_v4, BGP, 0.5), 3)
+        lab.firewalld.stop()
+        result = calfwd.cli("cleanup")
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert not (lab.firewalld.config_dir / "services" / "calfwd-host.xml").exists()
+        lab.firewalld.start()
+        assert "calfwd-host" not in names(lab, "--zone=public", "--list-services")
+        assert "calfwd-host" not in names(lab, "--get-services")
+        assert not lab.connect(lab.peer, lab.addr.node_v4, BGP), "BGP open with calfwd uninstalled"
+    finally:
+        echo.kill()

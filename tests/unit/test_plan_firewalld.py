@@ -13,7 +13,7 @@ from calfwd.desired import CALFWD_DESCRIPTION, STOCK_ZONES, HostFacts, desired
 from calfwd.plan import firewalld as fp
 from calfwd.plan import firewalld_cleanup as fc
 from calfwd.plan import firewalld_settings as fs
-from calfwd.plan.firewalld_model import (AddToZone, CreatePolicy, CreateZone, FirewalldActual, FirewalldPlan, ObjectState,
+from calfwd.plan.firewalld_model import (AddToZone, CreatePolicy, CreateService, CreateZone, RemoveService, UpdateService, FirewalldActual, FirewalldPlan, ObjectState,
                                    Reload, RemoveFromZone, RemovePolicy, RemoveZone, SetPolicyRuntime,
                                    UpdatePolicy, UpdateZone)
 
@@ -40,12 +40,14 @@ class FakeFirewalld:
         self.perm_zones["trusted"]["target"] = "ACCEPT"
         self.perm_zones["public"]["interfaces"] = ["eth0"]  # as NetworkManager binds the uplink
         self.perm_policies: Dict[str, Dict[str, Any]] = {}
+        self.perm_services: Dict[str, Dict[str, Any]] = {}
         self.reload()
         self.reloads = 0
 
     def reload(self) -> None:
         self.rt_zones = copy.deepcopy(self.perm_zones)
         self.rt_policies = copy.deepcopy(self.perm_policies)
+        self.rt_services = copy.deepcopy(getattr(self, "perm_services", {}))
         self.reloads = getattr(self, "reloads", 0) + 1
 
     def read(self, d) -> FirewalldActual:
@@ -68,6 +70,12 @@ class FakeFirewalld:
             other_policies=tuple(ObjectState(n, copy.deepcopy(p), {} if n in self.rt_policies else None)
                                  for n, p in sorted(self.perm_policies.items())
                                  if n not in {q.name for q in d.policies}),
+            service=ObjectState(d.host_service.name, copy.deepcopy(self.perm_services.get(d.host_service.name)),
+                                {} if d.host_service.name in self.rt_services else None)
+            if d.host_service and d.catch_all_zone else None,
+            catch_all=ObjectState(d.catch_all_zone, copy.deepcopy(self.perm_zones.get(d.catch_all_zone)),
+                                  copy.deepcopy(self.rt_zones.get(d.catch_all_zone)))
+            if d.host_service and d.catch_all_zone else None,
         )
 
     def apply(self, plan) -> None:
@@ -82,6 +90,12 @@ class FakeFirewalld:
             elif isinstance(op, (UpdateZone, UpdatePolicy)):
                 target = self.perm_zones if isinstance(op, UpdateZone) else self.perm_policies
                 target[op.name].update({k: list(v) if isinstance(v, tuple) else v for k, v in op.settings})
+            elif isinstance(op, CreateService):
+                self.perm_services[op.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in op.settings}
+            elif isinstance(op, UpdateService):
+                self.perm_services[op.name].update({k: list(v) if isinstance(v, tuple) else v for k, v in op.settings})
+            elif isinstance(op, RemoveService):
+                del self.perm_services[op.name]
             elif isinstance(op, RemoveZone):
                 del self.perm_zones[op.name]
             elif isinstance(op, RemovePolicy):
@@ -93,7 +107,10 @@ class FakeFirewalld:
             elif isinstance(op, (AddToZone, RemoveFromZone)):
                 zones = self.perm_zones if op.permanent else self.rt_zones
                 members = zones[op.zone].setdefault(op.kind + "s", [])
-                if isinstance(op, AddToZone):
+                if isinstance(op, AddToZone) and op.kind == "service":
+                    assert op.item in (self.perm_services if op.permanent else self.rt_services), "INVALID_SERVICE"
+                    members.append(op.item)
+                elif isinstance(op, AddToZone):
                     holder = [n for n, s in zones.items() if op.item in s.get(op.kind + "s", ())]
                     assert not holder, f"ZONE_CONFLICT/ZONE_ALREADY_SET {holder}"
                     members.append(op.item)
@@ -447,11 +464,36 @@ def test_runtime_cleanup_leaves_an_unmarked_zone_of_calfwds_name():
 
 
 def test_inactive_host_zone_is_reported():
-    fw, d = FakeFirewalld(), want()
-    fw.perm_zones["public"]["interfaces"] = fw.rt_zones["public"]["interfaces"] = []
+    fw, d = FakeFirewalld(), want(host_zone="work")  # named in the config: not the catch-all
     p = fp.plan(d, fw.read(d))
     [warning] = p.conflicts
-    assert "calfwd-host" in warning and "'public'" in warning and "no interface or source" in warning
+    assert "calfwd-host" in warning and "'work'" in warning and "no interface or source" in warning
+
+
+def test_the_default_zones_catch_all_gets_calicos_host_ports_as_calfwds_service():
+    """Issue 12 item 2: firewalld 1.x never applies a policy to traffic that reaches the default
+    zone through its catch-all (the uplink bound to no zone): VXLAN and BGP were rejected."""
+    fw, d = FakeFirewalld(), want()
+    del fw.perm_zones["public"]["interfaces"]
+    fw.reload()
+    assert d.catch_all_zone == "public"
+    p = converge(fw, d)
+    assert p.conflicts == (), p.conflicts
+    assert "calfwd-host" in fw.rt_zones["public"]["services"] and "calfwd-host" in fw.perm_zones["public"]["services"]
+    svc = fw.perm_services["calfwd-host"]
+    assert ("179", "tcp") in [tuple(x) for x in svc["ports"]] and svc["description"] == CALFWD_DESCRIPTION
+    assert fp.plan(d, fw.read(d)).empty
+    # NetworkManager binds the uplink: the policy applies, calfwd's entry goes.
+    fw.perm_zones["public"]["interfaces"] = ["eth0"]
+    fw.rt_zones["public"]["interfaces"] = ["eth0"]
+    converge(fw, d)
+    assert "services" not in fw.rt_zones["public"] and "services" not in fw.perm_zones["public"]
+    assert fp.plan(d, fw.read(d)).empty
+
+
+def test_firewalld_2_applies_policies_to_the_catch_all_and_gets_no_service():
+    d = desired(parse(BASE, "calfwd.toml"), HostFacts(True, "2.3.1", "public")).firewalld
+    assert d.catch_all_zone == "" and d.host_service is not None
 
 
 def test_host_zone_that_does_not_exist_leaves_the_policy_alone():
@@ -619,3 +661,25 @@ def test_runtime_cleanup_finds_calfwds_port_inside_a_range_firewalld_merged():
     rt["ports"] = [p for p in rt["ports"] if tuple(p) != ("5473", "tcp")] + [("5472-5473", "tcp")]
     fw.apply(fc.cleanup_plan(d, fw.read(d)))
     assert fs.policy_value(fw.rt_policies["calfwd-host"], "ports") == fs.policy_value({"ports": [("5472", "tcp")]}, "ports")
+
+
+def test_cleanup_takes_calfwds_service_out_of_the_default_zone_and_deletes_it():
+    fw, d = FakeFirewalld(), want()
+    del fw.perm_zones["public"]["interfaces"]
+    fw.reload()
+    converge(fw, d)
+    fw.apply(fc.cleanup_plan(d, fw.read(d)))
+    assert not fw.perm_services and "services" not in fw.perm_zones["public"] and "services" not in fw.rt_zones["public"]
+    assert "calfwd" not in fw.perm_zones
+
+
+def test_a_service_of_calfwds_name_it_did_not_make_is_never_used_nor_deleted():
+    fw, d = FakeFirewalld(), want()
+    del fw.perm_zones["public"]["interfaces"]
+    fw.perm_services["calfwd-host"] = {"description": "the admin's", "ports": [["8443", "tcp"]]}
+    fw.reload()
+    p = fp.plan(d, fw.read(d))
+    assert any("service 'calfwd-host' exists but was not created by calfwd" in c for c in p.conflicts)
+    assert not any(getattr(op, "obj", "") == "service" for op in p.ops)
+    c = fc.cleanup_plan(d, fw.read(d))
+    assert not any(isinstance(op, RemoveService) for op in c.ops)

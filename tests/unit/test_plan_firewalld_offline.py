@@ -106,3 +106,15 @@ def test_the_driver_reads_firewalld_files_and_spells_options_safely(tmp_path):
     assert offline_args(RemovePolicy("-x")) == ["--delete-policy=-x"]
     assert offline_args(RemoveFromZone("trusted", "source", "10.0.0.0/8", True)) == \
         ["--zone=trusted", "--remove-source=10.0.0.0/8"]
+
+
+def test_calfwds_service_leaves_every_zone_then_goes_and_anyone_elses_stays():
+    """Issue 12 item 2: calfwd's host service in the default zone (its catch-all)."""
+    from calfwd.plan.firewalld_model import RemoveService
+    on_disk = OnDisk("/etc/firewalld",
+                     (DiskObject("public", "For use in public areas.", services=("ssh", "calfwd-host", "web")),),
+                     (), (DiskObject("calfwd-host", MARK), DiskObject("web", "the admin's")))
+    p = offline_cleanup_plan(want(), on_disk)
+    assert p.ops == (RemoveFromZone("public", "service", "calfwd-host", True), RemoveService("calfwd-host"))
+    assert offline_args(p.ops[0]) == ["--zone=public", "--remove-service-from-zone=calfwd-host"]
+    assert offline_args(p.ops[1]) == ["--delete-service=calfwd-host"]
