@@ -183,7 +183,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                           "default_zone": facts.default_zone, "state": facts.firewalld_state},
             "errors": errors,
             "layers": [{"layer": l.layer, "in_sync": l.in_sync, "drift": list(l.actions),
-                        "conflicts": list(l.conflicts), "note": l.note, "error": l.error} for l in layers],
+                        "conflicts": list(l.conflicts), "blocking": list(l.blocking), "note": l.note,
+                        "error": l.error} for l in layers],
         }, indent=2))
     else:
         _print_layers(layers, "drift")

@@ -351,8 +351,10 @@ class Daemon:
             f"firewalld {facts.firewalld_state}" if facts.firewalld_state else \
             "firewalld unknown" if any(e.startswith("firewalld:") for e in outcome.errors) else "firewalld absent"
         pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
+        blocked = [b for layer in outcome.layers for b in layer.blocking]
         health = "in sync" if outcome.verified else \
-            (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else "not verified")
+            (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else
+             f"BLOCKED: {blocked[0][:120]}" if blocked else "not verified")
         if self.kernel.firewalld_table_missing:
             health = "WARNING: firewalld's table is gone (systemctl restart firewalld); " + health
         stamp = time.strftime("%H:%M:%S")

@@ -25,6 +25,7 @@ class HostFacts:
     default_zone: str = "public"
     firewalld_state: str = ""  # "RUNNING", "INIT", "FAILED"; "" when nobody owns its name
     wireguard_devices: Tuple[str, ...] = ()  # Calico's WireGuard devices present on the host
+    strict_forward_ports: bool = False  # firewalld >= 2.3 with StrictForwardPorts=yes
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ class Outcome:
 # the same zone or policy; firewalld answers the loser NAME_CONFLICT. Re-planning settles it.
 RACE_ATTEMPTS = 3
 ORPHAN_TRIGGERS = frozenset({"start", "config-reloaded", "cli", "manual"})
+STRICT_FORWARD_PORTS = ("firewalld has StrictForwardPorts=yes: it rejects every connection whose destination "
+                        "someone else NATed (ClusterIP, NodePort, hostPort) before any zone or policy is asked, "
+                        "so every Service path is shut whatever calfwd allows. Set StrictForwardPorts=no in "
+                        "firewalld.conf and restart firewalld")
 
 
 class Reconciler:
@@ -113,7 +117,11 @@ class Reconciler:
                 return LayerPlan("firewalld", (), note=why, blocking=(why,))
             return LayerPlan("firewalld", (), note="firewalld is not running; nothing to do until it starts")
         p = fw_plan.plan(want.firewalld, self.firewalld.read(want.firewalld))
-        return LayerPlan("firewalld", tuple(op.description for op in p.ops), tuple(p.conflicts), plan=p)
+        blocking = tuple(p.blocking)
+        if facts.strict_forward_ports:
+            blocking += (STRICT_FORWARD_PORTS,)
+        return LayerPlan("firewalld", tuple(op.description for op in p.ops),
+                         tuple(p.conflicts) + blocking[len(p.blocking):], plan=p, blocking=blocking)
 
     def plan(self, config: Config, orphans: bool = True) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
         """Both layers; a layer that cannot be read says why (LayerPlan.error) instead of

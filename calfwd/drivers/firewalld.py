@@ -206,7 +206,16 @@ class Firewalld:
             return HostFacts(firewalld_state=info.state)
         return HostFacts(firewalld_running=True, firewalld_version=info.version,
                          default_zone=info.default_zone or HostFacts().default_zone,
-                         firewalld_state=info.state)
+                         firewalld_state=info.state, strict_forward_ports=self._strict_forward_ports())
+
+    def _strict_forward_ports(self) -> bool:
+        """firewalld.conf's StrictForwardPorts as firewalld runs it (2.3+; older ones lack it)."""
+        try:
+            return str(self._get(CONFIG_PATH, CONFIG, "StrictForwardPorts")).lower() == "yes"
+        except FirewalldError as exc:
+            if exc.kind in (SILENT, DENIED, NO_BUS):
+                raise
+            return False  # no such property: this firewalld has no such setting
 
     # -- reading -------------------------------------------------------------------------
 

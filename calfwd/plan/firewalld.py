@@ -89,6 +89,19 @@ def _inactive_warnings(desired: FirewalldDesired, actual: FirewalldActual, specs
     return out
 
 
+def _disabled(desired: FirewalldDesired, actual: FirewalldActual) -> List[str]:
+    """firewalld 2.4+ can disable a policy (its `disable` flag): loaded, listed, and applying
+    nothing. calfwd never turns it back on (someone chose that); it says what stays shut."""
+    return [f"policy '{spec.name}' is disabled in firewalld (firewall-cmd --policy={spec.name} "
+            f"--info shows it): {_PURPOSE.get(i, 'its traffic')} stays rejected until it is enabled again"
+            for i, spec in enumerate(desired.policies)
+            if (actual.policy(spec.name).runtime or {}).get("disable")]
+
+
+_PURPOSE = {0: "forwarding into pods (routed peers, NodePort backends)",
+            1: "Calico's host ports (BGP, IP-in-IP, VXLAN, Typha, WireGuard)"}
+
+
 def _zones_missing(pspec: PolicySpec, zone: str, zone_usable: bool, zones: AbstractSet[str],
                    where: str, why_unusable: str) -> str:
     """Why a policy cannot be planned in either mode because of the zones it names, or ""."""
@@ -333,7 +346,8 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
     rt_ops += c_rt
     reload += c_reload
     conflicts += c_conflicts
-    conflicts.extend(_inactive_warnings(desired, actual, usable_specs, covered))
+    inactive = _inactive_warnings(desired, actual, usable_specs, covered) + _disabled(desired, actual)
+    conflicts.extend(inactive)
     if zone_usable and len(usable_specs) == len(desired.policies):
         # Only once the configured objects can take over: never leave Calico with neither.
         ops, why, blocked = _orphan_ops(desired, actual, held)
@@ -346,8 +360,8 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
     if reload:
         # The reload loads the permanent config, which the ops above make complete:
         # runtime changes first would only be redone by it.
-        return FirewalldPlan(tuple(perm_ops) + (Reload(tuple(reload)),), tuple(conflicts))
-    return FirewalldPlan(tuple(perm_ops + rt_ops), tuple(conflicts))
+        return FirewalldPlan(tuple(perm_ops) + (Reload(tuple(reload)),), tuple(conflicts), tuple(inactive))
+    return FirewalldPlan(tuple(perm_ops + rt_ops), tuple(conflicts), tuple(inactive))
 
 
 def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> FirewalldPlan:
@@ -437,5 +451,6 @@ def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Firewal
     _perm, c_rt, _reload, c_conflicts, covered = _catch_all(desired, actual, permanent=False)
     ops += c_rt
     conflicts += c_conflicts
-    conflicts.extend(_inactive_warnings(desired, actual, usable_specs, covered))
-    return FirewalldPlan(tuple(ops), tuple(conflicts))
+    inactive = _inactive_warnings(desired, actual, usable_specs, covered) + _disabled(desired, actual)
+    conflicts.extend(inactive)
+    return FirewalldPlan(tuple(ops), tuple(conflicts), tuple(inactive))

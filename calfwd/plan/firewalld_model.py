@@ -243,10 +243,12 @@ def _describe(what: str, detail: str) -> str:
 
 @dataclass(frozen=True)
 class FirewalldPlan:
-    """ops run in order; conflicts are problems calfwd reports but will not (or cannot) fix."""
+    """ops run in order; conflicts are problems calfwd reports but will not (or cannot) fix;
+    blocking: those among them that keep a Calico path shut (never "in sync")."""
 
     ops: Tuple[Op, ...] = ()
     conflicts: Tuple[str, ...] = ()
+    blocking: Tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:

@@ -83,3 +83,28 @@ def test_incident_fixed_on_each_firewalld(lab_versions, firewalld_case):
     assert_felix_rules(lab, "on restart")
     assert_traffic(lab, "after a firewalld restart")
     assert status(calfwd)["in_sync"]
+
+
+def test_strict_forward_ports_is_reported_as_blocking_services(tmp_path):
+    """Issue 12 item 5: firewalld 2.3's StrictForwardPorts=yes rejects every connection someone
+    else NATed (ClusterIP, NodePort) before any zone or policy; `status` said "in sync"."""
+    from lab import Lab, unavailable
+    from lab.versions import fetch
+    import pytest
+
+    if unavailable():
+        pytest.skip(unavailable())
+    with Lab(tmp_path, firewalld=fetch("2.3")) as lab:
+        lab.firewalld.configure(StrictForwardPorts="yes")
+        lab.firewalld.start()
+        calfwd = Calfwd(lab)
+        applied = calfwd.cli("apply")
+        assert applied.returncode == 3 and "StrictForwardPorts=yes" in applied.stderr, applied
+        result = calfwd.cli("status", "--json")
+        report = json.loads(result.stdout)
+        assert result.returncode == 1 and not report["in_sync"], report
+        (firewalld,) = [layer for layer in report["layers"] if layer["layer"] == "firewalld"]
+        assert any("StrictForwardPorts=yes" in b for b in firewalld["blocking"])
+        lab.firewalld.configure(StrictForwardPorts="no")
+        lab.firewalld.restart()
+        assert calfwd.cli("status").returncode == 0

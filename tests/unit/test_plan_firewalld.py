@@ -683,3 +683,15 @@ def test_a_service_of_calfwds_name_it_did_not_make_is_never_used_nor_deleted():
     assert not any(getattr(op, "obj", "") == "service" for op in p.ops)
     c = fc.cleanup_plan(d, fw.read(d))
     assert not any(isinstance(op, RemoveService) for op in c.ops)
+
+
+def test_a_disabled_policy_or_an_unused_host_zone_keeps_the_plan_from_being_in_sync():
+    """Issue 12 item 5: "in sync" only when calfwd's objects exist and firewalld applies them."""
+    fw, d = FakeFirewalld(), want()
+    converge(fw, d)
+    assert fp.plan(d, fw.read(d)).blocking == ()
+    fw.rt_policies["calfwd-host"]["disable"] = True  # firewalld 2.4+: firewall-cmd --policy=... --set-disable
+    p = fp.plan(d, fw.read(d))
+    assert len(p.blocking) == 1 and "calfwd-host' is disabled" in p.blocking[0] and "BGP" in p.blocking[0]
+    d = want(host_zone="work")
+    assert any("has no effect" in b for b in fp.plan(d, FakeFirewalld().read(d)).blocking)

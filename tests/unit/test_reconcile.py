@@ -225,3 +225,14 @@ def test_the_reload_is_sent_even_when_the_nftables_layer_failed():
     assert outcome.pending_reload and fw.reload_done is not None
     fw.reload_done(None)
     assert finals[0].errors == ("nftables: no CAP_NET_ADMIN",) and not finals[0].verified
+
+
+def test_strict_forward_ports_is_never_in_sync():
+    class Strict(FakeFirewalld):
+        def facts(self) -> HostFacts:
+            return HostFacts(firewalld_running=True, firewalld_version="2.3.1", strict_forward_ports=True)
+
+        def apply(self, plan: Any) -> None:
+            pass
+    layers, _facts = Reconciler(FakeNft(), Strict()).plan(CONFIG)
+    assert not layers[1].in_sync and "StrictForwardPorts=yes" in layers[1].blocking[0]
