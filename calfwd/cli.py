@@ -65,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     _host_paths(doctor)
     guard = sub.add_parser("guard", help="firewalld's flush guard (firewalld <= 1.x, nftables backend): "
                            "enable, disable or status")
-    guard.add_argument("action", choices=("enable", "disable", "status"),
-                       help="enable: install the drop-in; disable: remove it; status: show it")
+    guard.add_argument("action", choices=("enable", "disable", "status", "auto"),
+                       help="enable: install the drop-in; disable: remove it; status: show it; auto: do what "
+                            "[firewalld] flush_guard says (what `apply` and the package do)")
     _host_paths(guard)
     return parser
 
@@ -162,8 +163,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=True)
     outcome = _reconciler(config).reconcile(config, trigger="cli")
     _print_layers(outcome.layers, "changed")
-    if outcome.errors:
-        return _fail(outcome.errors, EXIT_SYSTEM)
+    guard_error = _guard_auto(args.config, config) if config.firewalld.enabled else ""
+    if outcome.errors or guard_error:
+        return _fail(list(outcome.errors) + ([guard_error] if guard_error else []), EXIT_SYSTEM)
     if not outcome.verified:
         blocked = [c for layer in outcome.layers for c in layer.blocking]
         return _fail(blocked or ["applied, but reading back does not match the config yet"], EXIT_SYSTEM)
@@ -238,6 +240,37 @@ def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:
     return f"flush guard {path} (takes effect after: {guard.ACTIVATE})", ""
 
 
+def _guard_auto(config_path: str, config: Config, dropin: Optional[str] = None) -> str:
+    """[firewalld] flush_guard, carried out: the drop-in where it is wanted (guard.wanted),
+    calfwd's own removed where it is not any more. Prints what it did; returns an error line.
+    Never restarts firewalld: the drop-in takes effect at its next restart, which it says."""
+    path = guard.dropin_path(dropin)
+    snapshot = host.read_snapshot(config_path, dropin=path, full=False)
+    unreadable = snapshot.unknown.get(Read.GUARD_PATHS) or snapshot.unknown.get(Read.GUARD_DROPIN)
+    if unreadable:
+        return f"flush guard: {unreadable}"
+    want, why = guard.wanted(config.firewalld.flush_guard, verdicts.facts(snapshot), snapshot.guard_paths)
+    text = snapshot.dropin_text
+    try:
+        if want:
+            if text is not None and not guard.is_ours(text):
+                print(f"flush guard: {path} exists and was not written by calfwd; left alone")
+                return ""
+            wanted_text = guard.render_dropin(snapshot.guard_paths)
+            if text == wanted_text:
+                return ""
+            dropin_file.write_dropin(path, wanted_text)
+            print(f"flush guard: installed {path} ({why}); it takes effect when firewalld restarts, "
+                  f"which calfwd never does itself: {guard.ACTIVATE}")
+        elif text is not None and guard.is_ours(text) and (config.firewalld.flush_guard is False
+                                                            or guard.flushes(verdicts.facts(snapshot))[0] is False):
+            dropin_file.remove_dropin(path)
+            print(f"flush guard: removed {path} ({why}); takes effect after: {guard.ACTIVATE}")
+    except OSError as exc:
+        return f"flush guard: {path}: {exc.strerror or exc}"
+    return ""
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     snapshot = host.read_snapshot(args.config, fw_dir=args.firewalld_dir, dropin=args.dropin)
     report = doctor.diagnose(snapshot)
@@ -250,6 +283,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_guard(args: argparse.Namespace) -> int:
+    if args.action == "auto":
+        config = _load(args.config, strict_owner=True, check_program=False)
+        error = _guard_auto(args.config, config, args.dropin)
+        return _fail([error], EXIT_SYSTEM) if error else EXIT_OK
     path = guard.dropin_path(args.dropin)
     snapshot = host.read_snapshot(args.config, fw_dir=args.firewalld_dir, dropin=path, full=False)
     action = {"status": _guard_status, "disable": _guard_disable, "enable": _guard_enable}[args.action]
@@ -303,8 +340,9 @@ def _guard_enable(args: argparse.Namespace, snapshot: Any, path: str) -> int:
         print(f"installed {path}: firewalld cannot run {', '.join(snapshot.guard_paths)}")
     if verdicts.guard_active(snapshot) is not True:
         print(f"it takes effect when firewalld restarts: {guard.ACTIVATE}")
-    if snapshot.config is not None and not snapshot.config.firewalld.flush_guard:
-        print(f"set [firewalld] flush_guard = true in {args.config} so that calfwd reports it if it goes missing")
+    if snapshot.config is not None and snapshot.config.firewalld.flush_guard is False:
+        print(f"[firewalld] flush_guard = false in {args.config}: `calfwd apply` would remove it again; "
+              "set it to \"auto\" or true")
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ import os
 import stat
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, Union
 
 try:  # Python 3.11+
     import tomllib as _toml
@@ -42,9 +42,11 @@ class FirewalldSettings:
     forward_policy: str
     host_policy: str
     trust_pool_sources: bool
-    # Declares that firewalld.service must carry calfwd's flush guard drop-in (guard.py):
-    # the daemon and `calfwd doctor` report when it is missing; `calfwd guard enable` writes it.
-    flush_guard: bool = False
+    # calfwd's flush guard drop-in for firewalld.service (guard.py). "auto": `calfwd apply` and
+    # the package install it where the installed firewalld flushes iptables (and it can be);
+    # True: this host must have it (the daemon and doctor report when it is missing);
+    # False: never, and `calfwd apply` removes calfwd's own.
+    flush_guard: Union[bool, str] = "auto"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 DROPIN_PATH = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
 # Tests (and unusual layouts) point calfwd at another file; the CLI options override this too.
@@ -195,14 +195,32 @@ def _count(direct: Tuple[str, ...]) -> str:
     return f"{len(direct)} direct rule(s) or passthrough(s) ({'; '.join(direct[:3])})"
 
 
-def daemon_problem(flush_guard: bool, read_dropin: Callable[[str], Optional[str]],
+def daemon_problem(flush_guard: Any, read_dropin: Callable[[str], Optional[str]],
                    resolve_paths: Callable[[], Tuple[str, ...]]) -> Optional[str]:
     """For the daemon, which cannot write /etc (ProtectSystem=strict): what to report, or None.
     The same dropin_problem() doctor's flush-guard check and `calfwd guard status` rest on."""
-    if not flush_guard:
+    if flush_guard is not True:  # "auto" is judged where firewalld's facts are read (apply, doctor)
         return None
     path = dropin_path()
     try:
         return dropin_problem(read_dropin(path), resolve_paths(), path)
     except OSError as exc:
         return f"[firewalld] flush_guard = true, but {path} cannot be read: {exc.strerror or exc}"
+
+
+def wanted(flush_guard: Any, facts: FirewalldFacts, paths: Tuple[str, ...]) -> Tuple[bool, str]:
+    """(whether this host should have calfwd's drop-in, why) for [firewalld] flush_guard.
+
+    "auto": exactly where the installed firewalld flushes iptables and the guard can work
+    (refusal() says where it would be wrong). The fix is detected in firewalld's code
+    (FirewalldFacts.flush_fix), not by version alone: RHEL backported it to 0.9.11 and 1.2.5.
+    """
+    if flush_guard is False:
+        return False, "[firewalld] flush_guard = false"
+    flush, why = flushes(facts)
+    if flush_guard is True:
+        return True, "[firewalld] flush_guard = true"
+    if flush is not True:
+        return False, why
+    reason = refusal(facts, paths)
+    return (False, f"{why}, but the guard cannot be installed: {reason}") if reason else (True, why)

@@ -123,6 +123,13 @@ def _string(value: Any) -> Checked:
     return value, None
 
 
+def _guard_choice(value: Any) -> Checked:
+    """flush_guard: true, false or "auto" (where the installed firewalld flushes)."""
+    if value == "auto" or isinstance(value, bool):
+        return value, None
+    return None, f'must be true, false or "auto", not {value!r}'
+
+
 def _boolean(value: Any) -> Checked:
     if not isinstance(value, bool):
         return None, f"must be true or false, not {type_name(value)}"
@@ -353,7 +360,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
         "forward_policy": (_owned_name(17, "policy", RESERVED_POLICIES), "calfwd-forward"),
         "host_policy": (_owned_name(17, "policy", RESERVED_POLICIES), "calfwd-host"),
         "trust_pool_sources": (_boolean, False),
-        "flush_guard": (_boolean, False),
+        "flush_guard": (_guard_choice, "auto"),
     },
     "nftables": {
         "table": (_owned_name(32, "nftables table", RESERVED_TABLES), "calfwd"),

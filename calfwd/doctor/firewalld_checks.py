@@ -139,14 +139,20 @@ def check_guard(snap: HostSnapshot) -> List[Finding]:
     unknown = unknown_finding(snap, "flush-guard", Read.GUARD_DROPIN, Read.GUARD_PATHS)
     if unknown:
         return [unknown]
-    wanted = bool(snap.config and snap.config.firewalld.flush_guard)
     path = snap.dropin_path
     text = snap.dropin_text
     f = facts(snap)
+    setting = snap.config.firewalld.flush_guard if snap.config else False
+    wanted, _why = guard.wanted(setting, f, snap.guard_paths)
     reason = guard.refusal(f, snap.guard_paths)
     if text is None:
         if not wanted:
             return []
+        if setting == "auto":
+            return [Finding(WARNING, "flush-guard", f"[firewalld] flush_guard = \"auto\" and this firewalld "
+                            f"flushes Calico's and kube-proxy's rules, but {path} does not exist",
+                            "they go on each firewalld start, reload and stop",
+                            f"calfwd apply (or calfwd guard auto) && {guard.ACTIVATE}")]
         if reason:
             return [Finding(WARNING, "flush-guard", f"[firewalld] flush_guard = true but {path} does not "
                             f"exist, and it cannot be installed here: {reason}",

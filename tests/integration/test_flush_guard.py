@@ -55,7 +55,8 @@ def test_without_the_guard_firewalld_flushes(lab):
     lab.firewalld.start()
     assert not lab.calico.present()
     status = calfwd.cli("guard", "status")
-    assert "not installed" in status.stdout and "calfwd guard enable" in status.stdout
+    # flush_guard = "auto" (the default) and this firewalld flushes: a warning with the fix.
+    assert "does not exist" in status.stdout and "calfwd guard auto" in status.stdout, status.stdout
     lab.calico.restore()
     lab.firewalld.reload()
     assert not lab.calico.present()
@@ -116,3 +117,28 @@ def test_refused_for_a_file_calfwd_did_not_write_and_cleanup_removes_its_own(lab
     result = calfwd.cli("cleanup")
     assert result.returncode == 0 and "flush guard" in result.stdout
     assert not dropin.exists()
+
+
+def test_apply_installs_the_guard_by_default_where_firewalld_flushes_and_false_takes_it_out(lab):
+    """Issue 12 item 3: [firewalld] flush_guard = "auto" (the default). firewalld 1.3.3 with the
+    nftables backend and no direct rules flushes: `calfwd apply` writes the drop-in and says it
+    takes effect at firewalld's next restart (never forced). `guard auto` (the package's %post)
+    does the same; false removes calfwd's own."""
+    calfwd, dropin = prepare(lab)
+    lab.firewalld.start()
+    applied = calfwd.cli("apply")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    flushes = lab.firewalld.build.major < 2
+    assert dropin.exists() == flushes
+    if not flushes:
+        return
+    assert f"installed {dropin}" in applied.stdout and guard.ACTIVATE in applied.stdout
+    assert "/usr/sbin/xtables-nft-multi" in guard.parse_dropin(dropin.read_text())
+    again = calfwd.cli("apply")
+    assert again.returncode == 0 and "flush guard" not in again.stdout, "already current: nothing said"
+    calfwd.write_config(calfwd.config_path.read_text() + "[firewalld]\nflush_guard = false\n")
+    off = calfwd.cli("apply")
+    assert off.returncode == 0 and f"removed {dropin}" in off.stdout and not dropin.exists()
+    calfwd.write_config(calfwd.config_path.read_text().replace("flush_guard = false", 'flush_guard = "auto"'))
+    auto = calfwd.cli("guard", "auto")
+    assert auto.returncode == 0 and dropin.exists(), auto.stdout + auto.stderr

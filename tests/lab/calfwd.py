@@ -69,7 +69,11 @@ class Calfwd:
         # firewalld's --system-config directory, never the host's /etc/firewalld.
         self.env = {"PYTHONPATH": str(REPO), "CALFWD_LOG": "stderr",
                     "DBUS_SYSTEM_BUS_ADDRESS": lab.bus.address, "PYTHONUNBUFFERED": "1",
-                    "CALFWD_FIREWALLD_DIR": str(lab.firewalld.config_dir)}
+                    "CALFWD_FIREWALLD_DIR": str(lab.firewalld.config_dir),
+                    # `calfwd apply` installs the flush guard where firewalld flushes ([firewalld]
+                    # flush_guard = "auto"): into the lab's workdir, never the host's /etc.
+                    "CALFWD_FLUSH_GUARD_DROPIN": str(Path(lab.workdir) / f"{name}-firewalld.service.d"
+                                                     / "calfwd-flush-guard.conf")}
 
     def write_config(self, text: str) -> None:
         self.config_path.write_text(text)

@@ -21,6 +21,9 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Without DBUS_SYSTEM_BUS_ADDRESS, D-Bus clients would connect to the host's system bus
 # (/run/dbus/system_bus_socket is a path socket: network namespaces don't hide it).
 NO_BUS = "unix:abstract=/calfwd-test/no-bus"
+# Where a calfwd run without the lab's own setting would write the flush guard: a path that
+# cannot be created, so that it fails loudly instead of writing the host's /etc/systemd.
+NO_DROPIN = "/proc/calfwd-lab-has-no-dropin/calfwd-flush-guard.conf"
 PREFIX = "cfw"
 
 
@@ -42,7 +45,8 @@ class Netns:
 
     def __init__(self, name: str, env: Optional[Mapping[str, str]] = None):
         self.name = name
-        self.env: Dict[str, str] = {"PATH": SYSTEM_PATH, "DBUS_SYSTEM_BUS_ADDRESS": NO_BUS}
+        self.env: Dict[str, str] = {"PATH": SYSTEM_PATH, "DBUS_SYSTEM_BUS_ADDRESS": NO_BUS,
+                                    "CALFWD_FLUSH_GUARD_DROPIN": NO_DROPIN}
         self.env.update(env or {})
         self._procs: List[subprocess.Popen] = []
         self._created = False

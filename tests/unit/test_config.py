@@ -78,7 +78,7 @@ def test_flush_settings_round_trip():
     assert c.on_calico_flush == ("/usr/bin/systemctl", "start", "--no-block", "calico-refresh.service")
     assert c.on_calico_flush_interval == 300.0 and c.on_calico_flush_timeout == 20.0
     d = parse(MINIMAL)
-    assert d.firewalld.flush_guard is False and d.felix_refresh_interval == 180.0
+    assert d.firewalld.flush_guard == "auto" and d.felix_refresh_interval == 180.0
     assert d.on_calico_flush == () and d.on_calico_flush_interval == 600.0 and d.on_calico_flush_timeout == 60.0
 
 
@@ -148,7 +148,7 @@ BAD = [
     ("duplicate section", '[calico]\nip_pools = ["10.1.0.0/16"]\n[calico]\n', "line 3: calico:", "defined twice"),
     ("syntax error", '[calico]\nip_pools = ["10.1.0.0/16"\n', "line 2", "Unclosed array"),
     ("syntax error mid-file", '[calico\nip_pools = []\n', "line 1", "TOML syntax error"),
-    ("wrong type: flush_guard", _key("firewalld", 'flush_guard = "yes"'), "firewalld.flush_guard:", "true or false"),
+    ("wrong type: flush_guard", _key("firewalld", 'flush_guard = "yes"'), "firewalld.flush_guard:", 'true, false or "auto"'),
     ("out of range: felix refresh", _key("calico", "felix_refresh_interval = 0"), "calico.felix_refresh_interval:", "out of range"),
     ("wrong type: felix refresh", _key("calico", "felix_refresh_interval = true"), "calico.felix_refresh_interval:", "number of seconds"),
     ("command as a shell line", _key("daemon", 'on_calico_flush = "/usr/bin/crictl rm -f x"'), "daemon.on_calico_flush:", "array of strings"),
