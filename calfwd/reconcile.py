@@ -17,6 +17,7 @@ from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.plan import firewalld as fw_plan
+from calfwd.plan import firewalld_rendered as rendered
 from calfwd.plan import nftables as nft_plan
 from calfwd.schema import WIREGUARD_DEVICES
 
@@ -120,8 +121,17 @@ class Reconciler:
         blocking = tuple(p.blocking)
         if facts.strict_forward_ports:
             blocking += (STRICT_FORWARD_PORTS,)
+        blocking += tuple(self._rendering_problems(want, facts))
         return LayerPlan("firewalld", tuple(op.description for op in p.ops),
                          tuple(p.conflicts) + blocking[len(p.blocking):], plan=p, blocking=blocking)
+
+    def _rendering_problems(self, want: Desired, facts: HostFacts) -> List[str]:
+        """Read back (read-only) what firewalld rendered where a release is known to get it wrong."""
+        try:
+            chains = self.nft.read_chains(rendered.DISPATCH_CHAINS)
+        except Exception:
+            return []  # the iptables backend, or no firewalld table: nothing rendered there
+        return rendered.rendering_problems(chains, facts.firewalld_version, want.firewalld.policies[0].name)
 
     def plan(self, config: Config, orphans: bool = True) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
         """Both layers; a layer that cannot be read says why (LayerPlan.error) instead of

@@ -1,0 +1,59 @@
+"""What firewalld really rendered for calfwd's objects, read back from its nftables table.
+
+Pure. calfwd never writes firewalld's table; it reads the two chains that dispatch forwarded
+traffic to policies, because firewalld 1.0.0 to 1.2.0 wrote a zone's wildcard interface
+literally there (`oifname { "cali+", ... }`, which matches no interface; fixed upstream in
+1.1.3, 1.2.1 and 1.3.0): calfwd-forward then never applies, and routed traffic into pods
+(peers, NodePort backends) is rejected whatever firewalld says its zones and policies are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
+
+DISPATCH_CHAINS: Tuple[Tuple[str, str, str], ...] = (
+    ("inet", "firewalld", "filter_FORWARD_POLICIES_pre"),
+    ("inet", "firewalld", "filter_FORWARD_POLICIES_post"),
+)
+
+
+def _names(right: Any) -> Iterable[str]:
+    if isinstance(right, str):
+        yield right
+    elif isinstance(right, dict) and isinstance(right.get("set"), list):
+        for element in right["set"]:
+            if isinstance(element, str):
+                yield element
+
+
+def literal_wildcards(rules: Sequence[Dict[str, Any]]) -> List[str]:
+    """Interface names ending in '+' that a rule matches literally: nft spells a wildcard
+    'cali*', so 'cali+' in a rendered match is firewalld's rendering bug."""
+    found: List[str] = []
+    for rule in rules:
+        for expr in rule.get("expr", ()):
+            match = expr.get("match") if isinstance(expr, dict) else None
+            if not match:
+                continue
+            key = (match.get("left") or {}).get("meta", {}).get("key") if isinstance(match.get("left"), dict) else None
+            if key not in ("iifname", "oifname"):
+                continue
+            found += [n for n in _names(match.get("right")) if n.endswith("+") and n not in found]
+    return found
+
+
+def rendering_problems(chains: Dict[Tuple[str, str, str], List[Dict[str, Any]]], version: str,
+                       forward_policy: str) -> List[str]:
+    """One blocking line when firewalld's forward-policy dispatch carries a wildcard literally."""
+    names: List[str] = []
+    for ref in DISPATCH_CHAINS:
+        for name in literal_wildcards(chains.get(ref, ())):
+            if name not in names:
+                names.append(name)
+    if not names:
+        return []
+    who = f"firewalld {version}" if version else "firewalld"
+    return [f"{who} renders the wildcard interface(s) {', '.join(names)} literally in its forward-policy "
+            f"dispatch ({DISPATCH_CHAINS[0][2]}): that matches no interface, so policy '{forward_policy}' "
+            "never applies and routed traffic into pods (peers, NodePort backends) is rejected. Fixed in "
+            "firewalld 1.1.3, 1.2.1 and 1.3.0: upgrade firewalld"]

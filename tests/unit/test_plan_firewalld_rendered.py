@@ -1,0 +1,26 @@
+"""Reading back what firewalld rendered (issue 12 item 4): the literal-wildcard bug of firewalld
+1.0.0-1.2.0, on rules as libnftables lists them. The recorded rulesets themselves are loaded
+into a real kernel in tests/integration/test_firewalld_rendered.py."""
+
+from __future__ import annotations
+
+from calfwd.plan import firewalld_rendered as r
+
+
+def rule(right):
+    return {"expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": right}},
+                     {"jump": {"target": "filter_FWD_policy_calfwd-forward"}}]}
+
+
+def test_a_wildcard_rendered_literally_is_found_once():
+    bad = rule({"set": ["cali+", "tunl0", "vxlan.calico"]})
+    chains = {r.DISPATCH_CHAINS[0]: [bad], r.DISPATCH_CHAINS[1]: [rule("cali+")]}
+    (line,) = r.rendering_problems(chains, "1.2.0", "calfwd-forward")
+    assert "firewalld 1.2.0 renders the wildcard interface(s) cali+ literally" in line
+    assert "'calfwd-forward' never applies" in line and "1.2.1" in line
+
+
+def test_nfts_own_wildcard_spelling_is_fine():
+    chains = {r.DISPATCH_CHAINS[0]: [rule("cali*"), rule({"set": ["tunl0", "cali*"]})]}
+    assert r.rendering_problems(chains, "1.3.3", "calfwd-forward") == []
+    assert r.rendering_problems({}, "", "calfwd-forward") == []
