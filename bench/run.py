@@ -206,8 +206,11 @@ def base_config(lab: Lab, extra: str = "") -> str:
 
 
 def cli(lab: Lab, config_path: Path, *args: str) -> subprocess.CompletedProcess:
+    # The flush guard `apply` installs by default goes to the lab's workdir (never the host's
+    # /etc); the lab's firewalld does not run with it, so the numbers are those without it.
     return lab.node.run(PYTHON, "-m", "calfwd", "--config", str(config_path), *args,
-                        env={"PYTHONPATH": str(REPO), "DBUS_SYSTEM_BUS_ADDRESS": lab.bus.address},
+                        env={"PYTHONPATH": str(REPO), "DBUS_SYSTEM_BUS_ADDRESS": lab.bus.address,
+                             "CALFWD_FLUSH_GUARD_DROPIN": str(Path(lab.workdir) / "bench-flush-guard.conf")},
                         check=False, timeout=120)
 
 
