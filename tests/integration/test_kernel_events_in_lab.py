@@ -82,6 +82,7 @@ def test_no_loop_and_nothing_at_rest(lab):
     calfwd = Calfwd(lab)
     lab.firewalld.start()
     calfwd.start()
+    calfwd.wait_for("reconciled", count=2)  # and the one after the reload that created its zone
     settled(calfwd)
     for n, pool in enumerate(("198.19.0.0/16", lab.addr.pool_v4, "198.19.0.0/16", lab.addr.pool_v4)):
         calfwd.write_config(f'[calico]\nip_pools = ["{pool}", "{lab.addr.pool_v6}"]\nnat_outgoing = true\n')
