@@ -21,6 +21,9 @@ image builds do) or left to the default zone's catch-all ("unbound": no NetworkM
 
 Each node is a ClusterNode with what lab.calfwd's Calfwd and footprint() expect of a Lab
 (node, bus, firewalld, workdir, addr), so calfwd runs on each node exactly as in the Lab.
+With flush_guard=True, starting calfwd on a node first runs `calfwd guard auto`, as the
+package's %post does, so the drop-in (where this firewalld flushes) is in effect from
+firewalld's next start: a node as the package leaves it.
 IPv4 only: the pools' IPv6 half appears in calfwd's config, nowhere else.
 """
 
@@ -32,6 +35,8 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
+
+from calfwd import guard
 
 from . import probe
 from .calfwd import Calfwd
@@ -101,16 +106,30 @@ class ClusterNode:
         self.kube: Optional[KubeProxy] = None
         self.tunnel: Optional[Tunnel] = None
         self.calfwd: Optional[Calfwd] = None
+        self.flush_guard = cluster.flush_guard
 
     @property
     def pod_ip(self) -> str:
         return self.workload.ipv4
 
     def start_calfwd(self, config: Optional[str] = None) -> Calfwd:
-        """calfwd's daemon on this node (minimal config by default), after its first reconcile."""
+        """calfwd's daemon on this node (minimal config by default), after its first reconcile;
+        with the cluster's flush_guard, `calfwd guard auto` first."""
         self.calfwd = Calfwd(self, config)
+        if self.flush_guard:
+            self.install_guard()
         self.calfwd.start()
         return self.calfwd
+
+    def install_guard(self) -> None:
+        """`calfwd guard auto` (the package's %post); its drop-in's paths are hidden from
+        firewalld from its next start on, as systemd would after a daemon-reload."""
+        done = self.calfwd.cli("guard", "auto")
+        if done.returncode != 0:
+            raise RuntimeError("calfwd guard auto on %s: %s%s" % (self.name, done.stdout, done.stderr))
+        dropin = Path(self.calfwd.env[guard.DROPIN_ENV])
+        if dropin.exists():
+            self.firewalld.inaccessible_paths = guard.parse_dropin(dropin.read_text())
 
 
 class Cluster:
@@ -118,7 +137,7 @@ class Cluster:
 
     def __init__(self, workdir: Optional[Path] = None, encap: str = "vxlan", dataplane: str = "iptables",
                  uplink: str = "bound", zone: str = "public", calfwd: bool = True,
-                 addr: ClusterAddressing = ClusterAddressing()):
+                 addr: ClusterAddressing = ClusterAddressing(), flush_guard: bool = False):
         for value, allowed, what in ((encap, ENCAPSULATIONS, "encap"), (dataplane, DATAPLANES, "dataplane"),
                                      (uplink, UPLINKS, "uplink")):
             if value not in allowed:
@@ -128,6 +147,7 @@ class Cluster:
         self.id = unique_id()
         self.encap, self.dataplane, self.uplink, self.zone, self.addr = encap, dataplane, uplink, zone, addr
         self.with_calfwd = calfwd  # paths.step_start starts calfwd on both nodes before firewalld
+        self.flush_guard = flush_guard  # ClusterNode.start_calfwd runs `calfwd guard auto` first
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="calfwd-cluster-"))
         self.lan = Netns("%s%s-lan" % (PREFIX, self.id))

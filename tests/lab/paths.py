@@ -90,9 +90,9 @@ def _marks(c: Cluster) -> List[Tuple[object, int]]:
     return [(n.calfwd, n.calfwd.line_count()) for n in c.nodes if n.calfwd is not None]
 
 
-def _settle(marks, trigger: str, timeout: float = 60.0, quiet: float = 0.7) -> None:
+def settle(marks, trigger: str, timeout: float = 60.0, quiet: float = 0.7) -> None:
     """Each calfwd reconciled after `trigger`, then wrote nothing for `quiet` s (the reload it
-    may have asked for is handled too)."""
+    may have asked for is handled too). `marks`: (calfwd, its line_count() before the step)."""
     for calfwd, mark in marks:
         deadline = time.monotonic() + timeout
         while not any("after %s" % trigger in line for line in calfwd.events("reconciled", after=mark)):
@@ -122,14 +122,14 @@ def step_start(c: Cluster) -> None:
     marks = _marks(c)
     for node in c.nodes:
         node.firewalld.start()
-    _settle(marks, "firewalld-started")
+    settle(marks, "firewalld-started")
 
 
 def step_reload(c: Cluster) -> None:
     marks = _marks(c)
     for node in c.nodes:
         node.firewalld.reload()
-    _settle(marks, "firewalld-reloaded")
+    settle(marks, "firewalld-reloaded")
 
 
 def step_restart(c: Cluster) -> None:
@@ -137,7 +137,7 @@ def step_restart(c: Cluster) -> None:
     marks = _marks(c)
     for node in c.nodes:
         node.firewalld.restart()
-    _settle(marks, "firewalld-started")
+    settle(marks, "firewalld-started")
 
 
 def step_kill_start(c: Cluster) -> None:
@@ -145,7 +145,7 @@ def step_kill_start(c: Cluster) -> None:
     for node in c.nodes:
         node.firewalld.kill()
         node.firewalld.start()
-    _settle(marks, "firewalld-started")
+    settle(marks, "firewalld-started")
 
 
 def step_calfwd_restart(c: Cluster) -> None:
