@@ -30,7 +30,6 @@ IPv4 only: the pools' IPv6 half appears in calfwd's config, nowhere else.
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +44,7 @@ from .dbus import PrivateBus
 from .encap import ENCAPSULATIONS, TUNNELS, Endpoint, Tunnel, wireguard_keys
 from .felix import IptablesFelix, NftFelix
 from .firewalld import Firewalld
-from .netns import PREFIX, Netns, add_veth, unique_id
+from .netns import PREFIX, NamespaceGroup, Netns, add_veth, unique_id
 from .services import KubeProxy, Service
 from .topology import CALICO_GW4, CALICO_MAC
 
@@ -132,7 +131,7 @@ class ClusterNode:
             self.firewalld.inaccessible_paths = guard.parse_dropin(dropin.read_text())
 
 
-class Cluster:
+class Cluster(NamespaceGroup):
     """Build with start() or `with Cluster(...) as cluster:`; close() tears everything down."""
 
     def __init__(self, workdir: Optional[Path] = None, encap: str = "vxlan", dataplane: str = "iptables",
@@ -199,23 +198,6 @@ class Cluster:
             raise
         return self
 
-    def close(self) -> None:
-        errors = []
-        for ns in self.namespaces:
-            try:
-                ns.close()
-            except Exception as exc:  # keep tearing down the others
-                errors.append(exc)
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        if errors:
-            raise errors[0]
-
-    def __enter__(self) -> "Cluster":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- what happens in a cluster ---------------------------------------------------------
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 IP = "/usr/sbin/ip"
@@ -177,3 +179,33 @@ def add_veth(a: Netns, a_if: str, b: Netns, b_if: str, a_mac: Optional[str] = No
     if a_mac:
         args += ["address", a_mac]
     a.run(*args, "type", "veth", "peer", "name", b_if, "netns", b.name)
+
+
+class NamespaceGroup:
+    """A set of namespaces built together (a Lab, a Cluster): `with` builds it (start()),
+    close() always tears every one down, even after errors, and removes an own workdir."""
+
+    namespaces: List["Netns"]
+    workdir: Path
+    _own_workdir: bool
+
+    def start(self) -> "NamespaceGroup":
+        raise NotImplementedError
+
+    def close(self) -> None:
+        errors = []
+        for ns in self.namespaces:
+            try:
+                ns.close()
+            except Exception as exc:  # keep tearing down the others
+                errors.append(exc)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from . import probe
 from .calico import CalicoSim, Workload
 from .dbus import PrivateBus
 from .firewalld import Firewalld
-from .netns import PREFIX, Netns, add_veth, unique_id
+from .netns import PREFIX, NamespaceGroup, Netns, add_veth, unique_id
 from .versions import FirewalldBuild
 
 CALICO_MAC = "ee:ee:ee:ee:ee:ee"
@@ -56,7 +55,7 @@ class Addressing:
     pod_port: int = 8080
 
 
-class Lab:
+class Lab(NamespaceGroup):
     """Build with start() or `with Lab(workdir) as lab:`; close() always tears everything down."""
 
     def __init__(self, workdir: Optional[Path] = None, addr: Addressing = Addressing(),
@@ -99,25 +98,6 @@ class Lab:
             self.close()
             raise
         return self
-
-    def close(self) -> None:
-        """Kill every process in every namespace and delete them all, even after errors."""
-        errors = []
-        for ns in self.namespaces:
-            try:
-                ns.close()
-            except Exception as exc:  # keep tearing down the others
-                errors.append(exc)
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        if errors:
-            raise errors[0]
-
-    def __enter__(self) -> "Lab":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def connect(self, src: Netns, dst_ip: str, port: int, timeout: float = 1.0) -> bool:
         return probe.connect(src, dst_ip, port, timeout)
