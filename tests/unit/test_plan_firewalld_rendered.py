@@ -24,3 +24,8 @@ def test_nfts_own_wildcard_spelling_is_fine():
     chains = {r.DISPATCH_CHAINS[0]: [rule("cali*"), rule({"set": ["tunl0", "cali*"]})]}
     assert r.rendering_problems(chains, "1.3.3", "calfwd-forward") == []
     assert r.rendering_problems({}, "", "calfwd-forward") == []
+
+
+def test_firewalld_0_9_renders_it_too_but_its_zone_target_still_forwards():
+    chains = {r.DISPATCH_CHAINS[0]: [rule({"set": ["cali+"]})]}
+    assert r.rendering_problems(chains, "0.9.3", "calfwd-forward") == []
