@@ -2,9 +2,9 @@
 nodes, really does for every path between them.
 
 One case per behaviour, to keep CI short; `make cluster-matrix` runs the whole cross-product
-and tests/CLUSTER-MATRIX.md holds a measured copy. Known failures are written as the tests
-the fix must make pass, marked xfail(strict=True): CI stays green now and fails loudly (XPASS)
-once the fix lands, so the mark must then go.
+and tests/CLUSTER-MATRIX.md holds a measured copy. The failures users reported (uplink in no
+zone, WireGuard's port, Services after a reload) were first written here as strict xfails;
+each became a plain test when its fix landed (issue 12 items 2 and 3).
 
 "Right after a step" means before Felix's refresh and kube-proxy's canary check (minutes and
 30 s on a real node); cluster.resync() then does both at once.
