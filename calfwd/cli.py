@@ -249,7 +249,8 @@ def _guard_auto(config_path: str, config: Config, dropin: Optional[str] = None) 
     unreadable = snapshot.unknown.get(Read.GUARD_PATHS) or snapshot.unknown.get(Read.GUARD_DROPIN)
     if unreadable:
         return f"flush guard: {unreadable}"
-    want, why = guard.wanted(config.firewalld.flush_guard, verdicts.facts(snapshot), snapshot.guard_paths)
+    facts = verdicts.facts(snapshot)
+    want, why = guard.wanted(config.firewalld.flush_guard, facts, snapshot.guard_paths)
     text = snapshot.dropin_text
     try:
         if want:
@@ -263,7 +264,7 @@ def _guard_auto(config_path: str, config: Config, dropin: Optional[str] = None) 
             print(f"flush guard: installed {path} ({why}); it takes effect when firewalld restarts, "
                   f"which calfwd never does itself: {guard.ACTIVATE}")
         elif text is not None and guard.is_ours(text) and (config.firewalld.flush_guard is False
-                                                            or guard.flushes(verdicts.facts(snapshot))[0] is False):
+                                                            or guard.flushes(facts)[0] is False):
             dropin_file.remove_dropin(path)
             print(f"flush guard: removed {path} ({why}); takes effect after: {guard.ACTIVATE}")
     except OSError as exc:

@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 from calfwd.config import Config
 from calfwd.schema import IPNetwork
+from calfwd.guard import version_tuple
 from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES
 
 CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."
@@ -153,7 +154,7 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
     catch_all = ""
     if ports or protocols:
         service = ServiceSpec(fw.host_policy, ports, protocols)
-        version = _version(facts.firewalld_version)
+        version = version_tuple(facts.firewalld_version)
         if host_zone == facts.default_zone and version is not None and version < (2, 0):
             catch_all = host_zone
         policies.append(PolicySpec(
@@ -167,13 +168,6 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
     return FirewalldDesired(mode=fw.mode, zone=zone, policies=tuple(policies), host_service=service,
                             catch_all_zone=catch_all)
 
-
-def _version(text: str) -> Optional[Tuple[int, int]]:
-    parts = text.split(".")
-    try:
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-    except ValueError:
-        return None
 
 
 def forward_policy(config: Config, zone: ZoneSpec) -> PolicySpec:

@@ -127,6 +127,8 @@ class Reconciler:
 
     def _rendering_problems(self, want: Desired, facts: HostFacts) -> List[str]:
         """Read back (read-only) what firewalld rendered where a release is known to get it wrong."""
+        if not rendered.applies_to(facts.firewalld_version):
+            return []  # nothing to read on every reconcile where the answer cannot matter
         try:
             chains = self.nft.read_chains(rendered.DISPATCH_CHAINS)
         except Exception:

@@ -42,6 +42,11 @@ def literal_wildcards(rules: Sequence[Dict[str, Any]]) -> List[str]:
     return found
 
 
+def applies_to(version: str) -> bool:
+    """0.9.x renders the same literal wildcard, but its zone target still forwards (below)."""
+    return not version.startswith("0.")
+
+
 def rendering_problems(chains: Dict[Tuple[str, str, str], List[Dict[str, Any]]], version: str,
                        forward_policy: str) -> List[str]:
     """One blocking line when firewalld's forward-policy dispatch carries a wildcard literally.
@@ -49,7 +54,7 @@ def rendering_problems(chains: Dict[Tuple[str, str, str], List[Dict[str, Any]]],
     Not on 0.9.x: it renders the same literal wildcard, but there a zone's target still covers
     forwarded traffic, so calfwd's ACCEPT zone lets routed traffic into pods anyway (the lab
     measures both: traffic works on 0.9.3, is rejected on 1.2.0)."""
-    if version.split(".")[0] == "0":
+    if not applies_to(version):
         return []
     names: List[str] = []
     for ref in DISPATCH_CHAINS:
