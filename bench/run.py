@@ -76,6 +76,7 @@ class Daemon:
         self.lines: List[Tuple[float, str]] = []
         self.notifications: List[Tuple[float, str]] = []
         env = {"PYTHONPATH": str(REPO), "CALFWD_LOG": "stderr", "PYTHONUNBUFFERED": "1",
+               "CALFWD_RUN_DIR": str(Path(lab.workdir) / f"{name}-run"),
                "DBUS_SYSTEM_BUS_ADDRESS": lab.bus.address}
         self._notify_sock = None
         if notify:  # sd_notify: a datagram socket on the file system works across namespaces

@@ -173,14 +173,27 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from calfwd import health
+    from calfwd.drivers import statusfile
+
     config = _load(args.config, strict_owner=False)
     layers, facts = _reconciler(config).plan(config)
-    in_sync = all(layer.in_sync for layer in layers)
+    # What only the running daemon saw: a flush of Felix's or kube-proxy's rules not undone yet.
+    daemon = statusfile.read_running()
+    outages = health.daemon_outages(daemon) if daemon else ()
+    flushed = [health.outage_text(o) for o in outages]
+    in_sync = all(layer.in_sync for layer in layers) and not outages
     errors = [f"{layer.layer}: {layer.error}" for layer in layers if layer.error]
     if args.json:
         print(json.dumps({
             "config": args.config,
             "in_sync": in_sync,
+            "daemon": {"running": daemon is not None, "pid": daemon.get("pid") if daemon else None,
+                       "state": daemon.get("state") if daemon else None,
+                       "updated": daemon.get("updated") if daemon else None,
+                       "flushed": daemon.get("flushed", []) if daemon else [],
+                       "firewalld_table_missing": bool(daemon and daemon.get("firewalld_table_missing"))},
+            "blocking": flushed,
             "firewalld": {"running": facts.firewalld_running, "version": facts.firewalld_version,
                           "default_zone": facts.default_zone, "state": facts.firewalld_state},
             "errors": errors,
@@ -190,6 +203,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         }, indent=2))
     else:
         _print_layers(layers, "drift")
+        for line in flushed:
+            print(f"kernel: BLOCKED: {line}")
+        if daemon and daemon.get("firewalld_table_missing"):
+            print(f"kernel: WARNING: {health.TABLE_GONE}")
+        if daemon is None:
+            print(f"daemon: not running (no live status in {statusfile.run_dir()}): nothing follows "
+                  "firewalld's reloads, and flushes of Felix's or kube-proxy's rules go unseen")
     return EXIT_SYSTEM if errors else EXIT_OK if in_sync else EXIT_DRIFT
 
 

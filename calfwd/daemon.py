@@ -18,6 +18,11 @@ the resync repairs the table, as in 0.1. With [firewalld] flush_guard = true
 the daemon also reports, once, a missing or stale flush-guard drop-in; it never writes it
 (its file system is read-only): `calfwd guard enable` does.
 
+After every reconcile and every change in what it saw (a flush, its undoing), one verdict
+(health.py) goes to STATUS= and to /run/calfwd (status.json for `calfwd status`, a one-line
+health file for node-problem-detector), rewritten at least every HEARTBEAT seconds so that
+their age tells a hung daemon.
+
 Stopping (SIGTERM, SIGINT) leaves every rule in place: pod traffic must not depend on calfwd
 running. If the system bus itself goes away calfwd exits non-zero and systemd restarts it: a
 fresh connection is simpler and surer than re-subscribing every match rule by hand.
@@ -31,8 +36,8 @@ import time
 from typing import Any, Callable, List, Optional
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
-from calfwd import guard
-from calfwd.drivers import dropin
+from calfwd import guard, health
+from calfwd.drivers import dropin, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
 from calfwd.reconcile import Outcome, Reconciler
@@ -43,6 +48,7 @@ HOLDOFF = 0.5  # seconds: 100 Reloaded signals in a second cost about three reco
 STATE_POLL = 0.05  # seconds between state checks while a new firewalld starts up
 STATE_WAIT = 120.0  # give up waiting for RUNNING after this long; the resync catches up
 EXIT_BUS_LOST = 1
+HEARTBEAT = 60  # seconds: the status files are rewritten at least this often
 
 
 class Coalescer:
@@ -101,6 +107,7 @@ class Daemon:
         self._conflicts: frozenset = frozenset()
         self._failed_owner: Optional[str] = None
         self._guard_problem: Optional[str] = None
+        self._status_file_error: Optional[str] = None
         self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
                                   self._notify_status)
 
@@ -129,6 +136,7 @@ class Daemon:
                            config=self.config_path, firewalld_owner=self.owner or "none")
         self._arm_resync()
         self._arm_watchdog()
+        self.glib.timeout_add(HEARTBEAT * 1000, self._heartbeat)
         if self.config.kernel_events:
             self.kernel.start()
         self.kernel.observe()  # before the first reconcile, whose reload may flush them
@@ -258,6 +266,11 @@ class Daemon:
                            "place (run 'calfwd cleanup' to remove them)")
         self.notify("STOPPING=1")
         self.kernel.stop()
+        try:  # NPD's check says "stopped" rather than the last verdict until someone restarts it
+            statusfile.publish_health(f"{health.STOPPED} calfwd stopped (signal {signum}); its rules "
+                                      "stay in place, nothing follows firewalld's reloads")
+        except OSError:
+            pass
         self.loop.quit()
         return False
 
@@ -316,7 +329,7 @@ class Daemon:
         self._check_failed(outcome)
         self.kernel.reconciled(trigger, outcome.facts.firewalld_version)
         self._check_guard()
-        self.notify(self._status_line(outcome))
+        self._publish(outcome)
         hup_done = self._hup_ready and trigger == "config-reloaded"
         if not self.ready or hup_done:
             self.ready = True
@@ -343,23 +356,33 @@ class Daemon:
 
     def _notify_status(self) -> None:
         if self.last is not None:
-            self.notify(self._status_line(self.last))
+            self._publish(self.last)
 
-    def _status_line(self, outcome: Outcome) -> str:
-        facts = outcome.facts
-        fw = f"firewalld {facts.firewalld_version}" if facts.firewalld_running else \
-            f"firewalld {facts.firewalld_state}" if facts.firewalld_state else \
-            "firewalld unknown" if any(e.startswith("firewalld:") for e in outcome.errors) else "firewalld absent"
-        pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
-        blocked = [b for layer in outcome.layers for b in layer.blocking]
-        health = "in sync" if outcome.verified else \
-            (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else
-             f"BLOCKED: {blocked[0][:120]}" if blocked else "not verified")
-        if self.kernel.firewalld_table_missing:
-            health = "WARNING: firewalld's table is gone (systemctl restart firewalld); " + health
-        stamp = time.strftime("%H:%M:%S")
-        return (f"STATUS={health}; {fw}; zone {self.config.firewalld.zone}; pools {pools}; "
-                f"last reconcile {stamp} ({outcome.trigger}, {outcome.duration * 1000:.1f} ms)")
+    def _publish(self, outcome: Outcome) -> None:
+        """One verdict (health.py) for STATUS=, /run/calfwd and node-problem-detector."""
+        verdict = health.assess(outcome, self.kernel.flushes.outages(), self._guard_problem,
+                                self.kernel.firewalld_table_missing)
+        pools = [n.with_prefixlen for n in self.config.ip_pools]
+        zone = self.config.firewalld.zone
+        self.notify(health.status_line(verdict, outcome, zone, ",".join(pools), time.strftime("%H:%M:%S")))
+        doc = health.document(verdict, outcome, pid=os.getpid(), updated=time.time(),
+                              config_path=self.config_path, zone=zone, pools=pools,
+                              following_kernel=self.kernel.following_kernel)
+        try:
+            statusfile.publish(doc, health.health_line(verdict))
+            self._status_file_error = None
+        except OSError as exc:
+            problem = f"{statusfile.run_dir()}: {exc.strerror or exc}"
+            if problem != self._status_file_error:  # once, not at every reconcile
+                self.reporter.emit("status-file-failed", f"cannot write calfwd's status files: {problem}; "
+                                   "`calfwd status` and node-problem-detector's check do not see "
+                                   "the daemon's view until this is fixed")
+            self._status_file_error = problem
+
+    def _heartbeat(self) -> bool:
+        """The status files' age is how NPD's check knows the daemon still runs."""
+        self._notify_status()
+        return True
 
 
 def _problems(exc: Exception, path: str) -> List[str]:

@@ -47,6 +47,8 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     Kind("kernel-events-restored", "f75bf7a4b543482ab2bfcfda237efdfb", PRIORITY_INFO),
     Kind("firewalld-table-missing", "ea8db5d305d6411180872aefb10ed3ea", PRIORITY_ERR),
     Kind("firewalld-table-restored", "e382041b4cd54362a7894182fc8abdfd", PRIORITY_INFO),
+    # /run/calfwd/status.json and health (statusfile.py) could not be written.
+    Kind("status-file-failed", "60cfa92717a94027be363b50978b8a8e", PRIORITY_WARNING),
 )}
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"

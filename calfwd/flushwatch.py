@@ -79,11 +79,27 @@ class Flush:
     owners: Tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Outage:
+    """Jumps a firewalld flush took that have not come back yet: a path known to be broken now.
+
+    Only firewalld's flushes count: a loss with no firewalld activity may be Felix or
+    kube-proxy leaving iptables on purpose (a dataplane switch), and would never end."""
+
+    owner: str  # CALICO or KUBE_PROXY
+    missing: FrozenSet[str]
+    cause: str
+    since: float  # wall-clock time (time.time()) the episode was reported
+
+
 class FlushTracker:
     """Pure: observations and firewalld activity in, one Flush per episode out."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self._clock = clock
+        self._wall = wall
+        self._outages: Dict[str, Outage] = {}  # owner -> what of theirs is still gone
         self.seen: Optional[FrozenSet[str]] = None  # None: never read yet
         self._lost: FrozenSet[str] = frozenset()
         self._cause: Optional[str] = None  # of the open episode, fixed once known
@@ -99,6 +115,7 @@ class FlushTracker:
         now = self._clock()
         lost = (self.seen or frozenset()) - jumps
         self.seen = jumps
+        self._restored(jumps)
         if not lost:
             return
         if not self._lost:
@@ -164,7 +181,26 @@ class FlushTracker:
         self._lost, self._cause = frozenset(), None
         self.flushes += 1
         owners = tuple(o for o in (CALICO, KUBE_PROXY) if any(owner(j) == o for j in lost))
+        if cause:
+            for who in owners:
+                gone = frozenset(j for j in lost if owner(j) == who) - (self.seen or frozenset())
+                if gone:
+                    prior = self._outages.get(who)
+                    self._outages[who] = Outage(who, gone | (prior.missing if prior else frozenset()),
+                                                cause, prior.since if prior else self._wall())
         return Flush(lost, cause, owners)
+
+    def _restored(self, jumps: FrozenSet[str]) -> None:
+        for who, outage in list(self._outages.items()):
+            missing = outage.missing - jumps
+            if not missing:
+                del self._outages[who]
+            elif missing != outage.missing:
+                self._outages[who] = Outage(who, missing, outage.cause, outage.since)
+
+    def outages(self) -> Tuple[Outage, ...]:
+        """What firewalld flushed and nobody has put back yet, Calico first."""
+        return tuple(self._outages[o] for o in (CALICO, KUBE_PROXY) if o in self._outages)
 
 
 def flushed_message(flush: Flush, version: str, refresh: float, note: str = "") -> str:

@@ -256,8 +256,11 @@ class KernelWatch:
             return  # reconcile reports nftables errors; the next event or resync looks again
         for ref in refs:
             self._jumps[ref] = watched_jumps({ref: chains[ref]}) if ref in chains else frozenset()
+        before = self.flushes.outages()
         self.flushes.observe(frozenset().union(*self._jumps.values()),
                              late=late and not self.following_kernel)
+        if self.flushes.outages() != before:  # Felix or kube-proxy put their rules back
+            self._on_status()
         self.arm_flush_timer()
 
     def arm_flush_timer(self) -> None:
@@ -292,3 +295,4 @@ class KernelWatch:
                            cause=flush.cause or "not-firewalld", lost=sorted(flush.lost),
                            owners=list(flush.owners), felix_refresh_s=config.felix_refresh_interval,
                            firewalld_version=self.firewalld_version or None)
+        self._on_status()  # STATUS= and the status file say the path is blocked until it is back

@@ -2,6 +2,7 @@
 
     /usr/bin/python3 tests/cluster_matrix.py --encap vxlan --uplink unbound --zone public
     /usr/bin/python3 tests/cluster_matrix.py --all --markdown tests/CLUSTER-MATRIX.md
+    /usr/bin/python3 tests/cluster_matrix.py --all --firewalld 0.9.3,2.3   # Debian 11's, 13's
 
 Builds the lab's Cluster (tests/lab/cluster.py) for each combination asked for, measures
 every path with no firewalld (paths.baseline, on a cluster of its own), then runs
@@ -23,7 +24,7 @@ from typing import List, Optional
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
-from lab import unavailable  # noqa: E402
+from lab import unavailable, versions  # noqa: E402
 from lab.cluster import DATAPLANES, UPLINKS, Cluster  # noqa: E402
 from lab.encap import ENCAPSULATIONS  # noqa: E402
 from lab.paths import PATHS, StepResult, baseline, matrix  # noqa: E402
@@ -45,9 +46,11 @@ def table(results: List[StepResult]) -> str:
     return "\n".join(lines)
 
 
-def run_one(encap: str, dataplane: str, uplink: str, zone: str, calfwd: bool, within: float) -> dict:
+def run_one(encap: str, dataplane: str, uplink: str, zone: str, calfwd: bool, within: float,
+            firewalld: str = versions.OWN) -> dict:
     started = time.monotonic()
-    params = dict(encap=encap, dataplane=dataplane, uplink=uplink, zone=zone, calfwd=calfwd)
+    params = dict(encap=encap, dataplane=dataplane, uplink=uplink, zone=zone, calfwd=calfwd,
+                  firewalld=firewalld)
     with Cluster(**params) as cluster:
         results = [baseline(cluster, within)]
     with Cluster(**params) as cluster:
@@ -64,10 +67,10 @@ def run_one(encap: str, dataplane: str, uplink: str, zone: str, calfwd: bool, wi
 
 
 def title(run: dict) -> str:
-    return "%s, uplink %s, default zone %s%s" % (
+    return "%s, uplink %s, default zone %s, %s%s" % (
         run["described"].split(" dataplane=")[0].replace("encap=", "") + (
             "" if run["dataplane"] == "iptables" else " (Felix nftables dataplane)"),
-        run["uplink"], run["zone"], "" if run["calfwd"] else ", no calfwd")
+        run["uplink"], run["zone"], run["firewalld"].replace("\n", " "), "" if run["calfwd"] else ", no calfwd")
 
 
 def parse(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -80,10 +83,19 @@ def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--all", action="store_true",
                         help="every encap x uplink x zone (iptables dataplane), plus VXLAN on Felix's "
                              "nftables dataplane bound and unbound")
+    parser.add_argument("--firewalld", default=versions.OWN,
+                        help="comma-separated: own (the machine's), %s, or all (Debian's packages, "
+                             "fetched by tests/lab/versions.py)" % ", ".join(versions.RELEASES))
     parser.add_argument("--within", type=float, default=1.0, help="seconds each path gets (default 1)")
     parser.add_argument("--json", type=Path, default=Path("build/cluster-matrix.json"))
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
     args = parser.parse_args(argv)
+    names = [versions.OWN, *versions.RELEASES] if args.firewalld == "all" else args.firewalld.split(",")
+    unknown = [n for n in names if n != versions.OWN and n not in versions.RELEASES]
+    if unknown:
+        parser.error("--firewalld %s: unknown (use own, %s or all)" % (",".join(unknown), ", ".join(versions.RELEASES)))
+    own = versions.own().version
+    args.firewalld = list(dict.fromkeys(versions.OWN if versions.is_release(n, own) else n for n in names))
     if args.dataplane == "nftables" and args.encap != "vxlan":
         parser.error("--dataplane nftables: Felix's nftables dump is a VXLAN node's; use --encap vxlan")
     if not 0.2 <= args.within <= 30:
@@ -104,10 +116,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         combos = [(args.encap, args.dataplane, args.uplink, args.zone)]
     report = {"date": datetime.date.today().isoformat(), "within_seconds": args.within, "runs": []}
     sections = []
-    for encap, dataplane, uplink, zone in combos:
-        print("cluster: encap=%s dataplane=%s uplink=%s zone=%s" % (encap, dataplane, uplink, zone),
-              file=sys.stderr)
-        run = run_one(encap, dataplane, uplink, zone, not args.no_calfwd, args.within)
+    for firewalld, (encap, dataplane, uplink, zone) in itertools.product(args.firewalld, combos):
+        print("cluster: encap=%s dataplane=%s uplink=%s zone=%s firewalld=%s" % (
+            encap, dataplane, uplink, zone, firewalld), file=sys.stderr)
+        run = run_one(encap, dataplane, uplink, zone, not args.no_calfwd, args.within, firewalld)
         report["runs"].append(run)
         section = "### %s\n\n%s\n" % (title(run), run["markdown"])
         sections.append(section)

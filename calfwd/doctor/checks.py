@@ -30,7 +30,7 @@ from calfwd.doctor.snapshot import HostSnapshot, Read
 def diagnose(snap: HostSnapshot) -> Report:
     findings: List[Finding] = []
     for check in (_config, check_firewalld, check_flush, check_guard, check_direct, check_strict_forward_ports,
-                  check_table_owner, _exposure, _forwarding, _zones, _pools, _drift):
+                  check_table_owner, _exposure, _forwarding, _zones, _pools, _drift, _flushed_now):
         findings.extend(check(snap))
     shown = {f.read for f in findings if f.read is not None}
     for read in Read:  # a failed read no check needed this time is still said
@@ -224,3 +224,12 @@ def _drift(snap: HostSnapshot) -> List[Finding]:
     if not out:
         out.append(Finding(OK, "calfwd-state", "calfwd's nftables table and firewalld objects match the config"))
     return out
+
+
+def _flushed_now(snap: HostSnapshot) -> List[Finding]:
+    """A flush the running daemon saw and nobody undid yet: a path is down right now."""
+    return [Finding(ERROR, "flushed", line, "the daemon saw it happen; the rules are still gone",
+                    "wait for Felix's refresh and kube-proxy's canary, or restart calico-node and "
+                    "kube-proxy; then `calfwd guard enable` so that the next firewalld step keeps them")
+            for line in snap.daemon_flushed or ()]
+

@@ -18,10 +18,11 @@ import os
 import xml.etree.ElementTree as ElementTree
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from calfwd import guard
+from calfwd import guard, health
 from calfwd.doctor.kernel_reads import (read_ipsets, read_legacy, read_links, read_nftables, read_routes,
                                         read_sysctls)
 from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
+from calfwd.drivers import statusfile
 from calfwd.drivers.hostnet import read_host_network
 from calfwd.reconcile import Reconciler
 from calfwd.config import Config, ConfigError, load, ownership_problems
@@ -283,5 +284,8 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
         _try(unknown, Read.DRIFT, plan)
     elif config is not None:
         unknown[Read.DRIFT] = "nftables could not be read"
+    daemon = statusfile.read_running()
+    if daemon is not None:
+        snap["daemon_flushed"] = tuple(health.outage_text(o) for o in health.daemon_outages(daemon))
     snap["unknown"] = unknown
     return HostSnapshot(**snap)

@@ -112,4 +112,7 @@ class HostSnapshot:
     pool_sets: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)  # "ipset cali40all-ipam-pools" -> CIDRs
     drift: Tuple[str, ...] = ()
     conflicts: Tuple[str, ...] = ()
+    # The running daemon's status file (None: no daemon running): what it saw flushed and not
+    # yet undone, as health.outage_text() lines. Only the daemon sees a flush happen.
+    daemon_flushed: Optional[Tuple[str, ...]] = None
     unknown: Mapping[str, str] = field(default_factory=dict)

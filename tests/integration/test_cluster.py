@@ -190,3 +190,34 @@ def test_services_survive_a_reload_with_the_default_flush_guard(guarded):
         assert paths.pod_to_clusterip(guarded, FIX_WITHIN), "pod -> ClusterIP right after a reload"
         assert paths.external_to_nodeport(guarded, FIX_WITHIN), "external -> NodePort right after a reload"
         assert paths.pod_to_remote_pod(guarded, FIX_WITHIN)
+
+
+# -- the same on the other firewalld releases (issue 12 item 6) --------------------------------
+# The machine's own firewalld runs every case above; Debian 11's 0.9.3 and Debian 13's 2.3 (or
+# Debian 12's 1.3 on a Debian 13 machine) run the catch-all case, the one that differs between
+# releases: 0.9.x's zone target still covers forwarded traffic, 1.x applies no policy to the
+# catch-all, 2.x counts the default zone as active. `make cluster-matrix FIREWALLD=all` runs
+# every path x step x combination on each.
+
+def _other_releases() -> list:
+    from lab import versions
+
+    own = versions.own().version
+    return [name for name in versions.RELEASES if not versions.is_release(name, own)]
+
+
+@pytest.mark.parametrize("firewalld", _other_releases())
+def test_unbound_uplink_every_node_path_on_other_firewalld_releases(tmp_path, firewalld):
+    with running(tmp_path, encap="vxlan", uplink="unbound", zone="public", firewalld=firewalld) as cluster:
+        version = cluster.firewalld_build.version
+        for name, step in (("start", None), ("reload", paths.step_reload), ("restart", paths.step_restart)):
+            if step is not None:
+                step(cluster)
+            assert failing(paths.check(cluster, NODE_PATHS)) == [], "firewalld %s, after %s" % (version, name)
+        cluster.resync()
+        assert failing(paths.check(cluster)) == [], "firewalld %s: and the Services after the resync" % version
+        for node in cluster.nodes:
+            status = node.calfwd.cli("status")
+            flushes = any("flushed" in line for line in node.calfwd.lines())
+            assert status.returncode == 0, "firewalld %s: %s%s" % (version, status.stdout, status.stderr)
+            assert flushes == (cluster.firewalld_build.major < 2), "0.9 and 1.x flush Felix's rules; 2.x never"

@@ -297,6 +297,7 @@ def test_sd_notify_protocol(tmp_path, notify_socket):
     with Netns("cfwn-" + unique_id()) as ns:
         stderr = open(tmp_path / "daemon.stderr", "w")
         env = dict(_daemon_env(), CALFWD_LOG="stderr", NOTIFY_SOCKET=notify_socket.path,
+                   CALFWD_RUN_DIR=str(tmp_path / "run"),
                    WATCHDOG_USEC="400000")
         daemon = ns.popen(PYTHON, "-m", "calfwd", "--config", str(config), "run", env=env,
                           stderr=stderr)

@@ -73,7 +73,9 @@ class Calfwd:
                     # `calfwd apply` installs the flush guard where firewalld flushes ([firewalld]
                     # flush_guard = "auto"): into the lab's workdir, never the host's /etc.
                     "CALFWD_FLUSH_GUARD_DROPIN": str(Path(lab.workdir) / f"{name}-firewalld.service.d"
-                                                     / "calfwd-flush-guard.conf")}
+                                                     / "calfwd-flush-guard.conf"),
+                    # The daemon's status files (/run/calfwd on a host), read by `calfwd status`.
+                    "CALFWD_RUN_DIR": str(Path(lab.workdir) / f"{name}-run")}
 
     def write_config(self, text: str) -> None:
         self.config_path.write_text(text)

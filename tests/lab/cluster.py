@@ -46,6 +46,7 @@ from .felix import IptablesFelix, NftFelix
 from .firewalld import Firewalld
 from .netns import PREFIX, NamespaceGroup, Netns, add_veth, unique_id
 from .services import KubeProxy, Service
+from . import versions
 from .topology import CALICO_GW4, CALICO_MAC
 
 DATAPLANES = ("iptables", "nftables")
@@ -100,7 +101,7 @@ class ClusterNode:
         self.pod = Netns("%s%s-pod%d" % (PREFIX, cluster.id, index))
         self.workload = Workload("cali%s%02d" % (cluster.id, index) + "0" * 3, cluster.addr.pod_ip(index))
         self.bus = PrivateBus(self.node, self.workdir, bus_name)
-        self.firewalld = Firewalld(self.node, self.bus, self.workdir)
+        self.firewalld = Firewalld(self.node, self.bus, self.workdir, build=cluster.firewalld_build)
         self.felix: Union[IptablesFelix, NftFelix, None] = None
         self.kube: Optional[KubeProxy] = None
         self.tunnel: Optional[Tunnel] = None
@@ -136,13 +137,17 @@ class Cluster(NamespaceGroup):
 
     def __init__(self, workdir: Optional[Path] = None, encap: str = "vxlan", dataplane: str = "iptables",
                  uplink: str = "bound", zone: str = "public", calfwd: bool = True,
-                 addr: ClusterAddressing = ClusterAddressing(), flush_guard: bool = False):
+                 addr: ClusterAddressing = ClusterAddressing(), flush_guard: bool = False,
+                 firewalld: str = versions.OWN):
         for value, allowed, what in ((encap, ENCAPSULATIONS, "encap"), (dataplane, DATAPLANES, "dataplane"),
                                      (uplink, UPLINKS, "uplink")):
             if value not in allowed:
                 raise ValueError("%s %r: not one of %s" % (what, value, ", ".join(allowed)))
         if dataplane == "nftables" and encap != "vxlan":
             raise ValueError("dataplane 'nftables' comes from a VXLAN node's dump: encap must be vxlan")
+        # Which firewalld both nodes run: the machine's, or a Debian release's unpacked tree
+        # (versions.py; fetched once into its cache). Both nodes run the same one.
+        self.firewalld_build = versions.fetch(firewalld)
         self.id = unique_id()
         self.encap, self.dataplane, self.uplink, self.zone, self.addr = encap, dataplane, uplink, zone, addr
         self.with_calfwd = calfwd  # paths.step_start starts calfwd on both nodes before firewalld
@@ -173,8 +178,8 @@ class Cluster(NamespaceGroup):
     def describe(self) -> str:
         tunnels = [n.tunnel for n in self.nodes if n.tunnel is not None]
         standin = " (userspace stand-in)" if any(t.standin for t in tunnels) else ""
-        return "encap=%s%s dataplane=%s uplink=%s zone=%s" % (self.encap, standin, self.dataplane,
-                                                               self.uplink, self.zone)
+        return "encap=%s%s dataplane=%s uplink=%s zone=%s firewalld=%s" % (
+            self.encap, standin, self.dataplane, self.uplink, self.zone, self.firewalld_build.version)
 
     def start(self) -> "Cluster":
         try:

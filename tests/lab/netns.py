@@ -26,6 +26,8 @@ NO_BUS = "unix:abstract=/calfwd-test/no-bus"
 # Where a calfwd run without the lab's own setting would write the flush guard: a path that
 # cannot be created, so that it fails loudly instead of writing the host's /etc/systemd.
 NO_DROPIN = "/proc/calfwd-lab-has-no-dropin/calfwd-flush-guard.conf"
+# The same for the daemon's status files: never the host's /run/calfwd.
+NO_RUN_DIR = "/proc/calfwd-lab-has-no-run-dir"
 PREFIX = "cfw"
 
 
@@ -48,7 +50,7 @@ class Netns:
     def __init__(self, name: str, env: Optional[Mapping[str, str]] = None):
         self.name = name
         self.env: Dict[str, str] = {"PATH": SYSTEM_PATH, "DBUS_SYSTEM_BUS_ADDRESS": NO_BUS,
-                                    "CALFWD_FLUSH_GUARD_DROPIN": NO_DROPIN}
+                                    "CALFWD_FLUSH_GUARD_DROPIN": NO_DROPIN, "CALFWD_RUN_DIR": NO_RUN_DIR}
         self.env.update(env or {})
         self._procs: List[subprocess.Popen] = []
         self._created = False

@@ -330,3 +330,12 @@ def test_every_read_is_made_and_named_by_a_check():
     consumed = {read for read in Read if f"Read.{read.name}" in checks_src}
     # The rest are consumed through the catch-all: no check needs them as a precondition.
     assert {Read.NFTABLES, Read.SYSCTL, Read.GUARD_DROPIN, Read.DRIFT, Read.FIREWALLD} <= consumed
+
+
+def test_a_flush_the_running_daemon_saw_and_nobody_undid_is_an_error():
+    assert [f for f in doctor.diagnose(healthy(daemon_flushed=())).findings if f.check == "flushed"] == []
+    line = "firewalld's reload at 10:00:00 flushed kube-proxy's iptables rules: Services fail ..."
+    report = doctor.diagnose(healthy(daemon_flushed=(line,)))
+    flushed = [f for f in report.findings if f.check == "flushed"]
+    assert [(f.severity, f.saw) for f in flushed] == [(ERROR, line)]
+    assert report.exit_code == verdicts.EXIT_ERRORS

@@ -193,3 +193,47 @@ def test_a_drop_table_left_behind_is_not_a_reload_forever():
     assert not t.busy("reload")
     t.observe(NOTHING)  # an admin's iptables -F while panic mode is on
     assert settle(t, clock).cause is None
+
+
+def test_a_firewalld_flush_stays_an_outage_until_each_owner_puts_its_jumps_back():
+    clock = Clock()
+    t = FlushTracker(clock, wall=lambda: 1700000000.0)
+    t.observe(FELIX | KUBE)
+    t.begin("reload")
+    t.observe(NOTHING)
+    t.end("reload")
+    assert t.outages() == (), "not yet reported: the episode is still open"
+    assert settle(t, clock).cause == "reload"
+    calico, kube = t.outages()
+    assert (calico.owner, calico.missing, calico.cause, calico.since) == ("Calico", FELIX, "reload", 1700000000.0)
+    assert (kube.owner, kube.missing) == ("kube-proxy", KUBE)
+    t.observe(FELIX)  # Felix's refresh put its rules back; kube-proxy has not yet
+    assert [o.owner for o in t.outages()] == ["kube-proxy"]
+    some = frozenset(sorted(KUBE)[:1])
+    t.observe(FELIX | some)
+    assert t.outages()[0].missing == KUBE - some
+    t.observe(FELIX | KUBE)
+    assert t.outages() == ()
+
+
+def test_a_loss_firewalld_did_not_cause_is_reported_but_no_outage():
+    """Felix leaving iptables for its nftables dataplane never puts the jumps back."""
+    clock = Clock()
+    t = FlushTracker(clock)
+    t.observe(FELIX)
+    clock.advance(5)
+    t.observe(NOTHING)
+    assert settle(t, clock).cause is None
+    assert t.outages() == ()
+
+
+def test_jumps_back_before_the_episode_closes_are_no_outage():
+    clock = Clock()
+    t = FlushTracker(clock)
+    t.observe(FELIX)
+    t.begin("reload")
+    t.observe(NOTHING)
+    t.end("reload")
+    t.observe(FELIX)  # Felix was quick
+    assert settle(t, clock).cause == "reload"
+    assert t.outages() == ()

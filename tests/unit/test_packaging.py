@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import glob
+import json
 import os
 import re
 import shutil
@@ -135,8 +136,9 @@ def test_unit_hardening_keeps_what_calfwd_needs(unit):
     assert service.get("PrivateUsers", ["no"]) == ["no"]
     assert "User" not in service and "DynamicUser" not in service
     assert service["ProtectSystem"] == ["strict"]
-    # calfwd writes nothing on disk.
-    for key in ("ReadWritePaths", "StateDirectory", "RuntimeDirectory", "LogsDirectory"):
+    # calfwd writes only its status files, in a runtime directory systemd makes and removes.
+    assert service["RuntimeDirectory"] == ["calfwd"] and service["RuntimeDirectoryMode"] == ["0755"]
+    for key in ("StateDirectory", "LogsDirectory", "CacheDirectory"):
         assert key not in service, key
     # Bounded whatever a hostile bus client or a runaway command does (issue 11, item 2).
     assert service["MemoryMax"] == ["256M"] and service["TasksMax"] == ["32"]
@@ -551,7 +553,8 @@ def test_rpm_ships_the_program_unit_catalog_config_and_man_pages(rpm_package):
     sitelib = rpm_package.sitelib()
     assert re.fullmatch(r"/usr/lib/python3\.\d+/site-packages", sitelib), sitelib
     expected = ["/usr/bin/calfwd", "/usr/lib/systemd/system/calfwd.service",
-                "/usr/lib/systemd/catalog/calfwd.catalog", "/etc/calfwd", "/etc/calfwd/calfwd.toml"]
+                "/usr/lib/systemd/catalog/calfwd.catalog", "/etc/calfwd", "/etc/calfwd/calfwd.toml",
+                "/usr/share/calfwd/node-problem-detector/calfwd-plugin-monitor.json"]
     for path in expected:
         assert path in files, path
     for module in sorted((REPO / "calfwd").rglob("*.py")):
@@ -562,6 +565,7 @@ def test_rpm_ships_the_program_unit_catalog_config_and_man_pages(rpm_package):
     for page in ("/usr/share/man/man8/calfwd.8", "/usr/share/man/man5/calfwd.toml.5"):
         assert any(re.fullmatch(re.escape(page) + r"(\.gz|\.bz2|\.xz|\.zst)?", p) for p in files), page
     assert files["/usr/bin/calfwd"][0] == "-rwxr-xr-x"
+    assert any(p.endswith("/calfwd/calfwd-npd-check") and files[p][0] == "-rwxr-xr-x" for p in files)
     assert files["/etc/calfwd"][:3] == ("drwxr-xr-x", "root", "root")
     for path, (mode, _user, _group, _flags) in files.items():
         assert "w" not in mode[5] + mode[8], "%s is group/other-writable: %s" % (path, mode)
@@ -655,3 +659,24 @@ def test_rpmlintrc_filters_are_documented():
         if text.startswith("addFilter("):
             previous = [l for l in lines[:index] if l.strip()]
             assert previous and (previous[-1].startswith("#") or previous[-1].startswith("addFilter(")), text
+
+
+# -- node-problem-detector ----------------------------------------------------------------
+
+def test_npd_plugin_config_follows_the_custom_plugin_schema_and_names_the_shipped_check():
+    """The fields node-problem-detector's custom plugin monitor reads, and nothing else."""
+    config = json.loads((REPO / "packaging" / "npd" / "calfwd-plugin-monitor.json").read_text())
+    assert config["plugin"] == "custom" and config["source"]
+    assert set(config["pluginConfig"]) <= {"invoke_interval", "timeout", "max_output_length", "concurrency",
+                                          "enable_message_change_based_condition_update", "skip_initial_status"}
+    conditions = {c["type"] for c in config["conditions"]}
+    for rule in config["rules"]:
+        assert rule["type"] in ("permanent", "temporary") and rule["reason"]
+        assert rule["condition"] in conditions
+        spec = SPEC.read_text()
+        assert rule["path"] == "/usr/libexec/calfwd/calfwd-npd-check"
+        assert "%{_libexecdir}/calfwd/calfwd-npd-check" in spec
+    check = REPO / "packaging" / "npd" / "calfwd-npd-check"
+    assert check.stat().st_mode & 0o111 and check.read_text().startswith("#!/bin/sh\n")
+    if shutil.which("dash"):
+        assert subprocess.run(["dash", "-n", str(check)]).returncode == 0
