@@ -197,3 +197,14 @@ def test_firewalld_1x_catch_all_service_is_listed_with_its_ports_and_the_default
     missing = next(e for e in report(fw=LayerPlan("firewalld", (), read=gone), facts=facts).entries
                    if e.kind == "service")
     assert not missing.present and missing.summary == "NOT in effect in zone drop"
+
+
+def test_a_bad_config_is_exit_2_with_one_line_naming_file_and_key(tmp_path, capsys):
+    from calfwd import cli
+
+    path = tmp_path / "calfwd.toml"
+    path.write_text('[calico]\nip_pools = ["10.244.0.0/16"]\nhost_ports = ["telnet"]\n')
+    assert cli.main(["--config", str(path), "audit", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and str(path) in err and "host_ports" in err
+    assert "Traceback" not in err
