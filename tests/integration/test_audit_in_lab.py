@@ -68,3 +68,19 @@ def test_audit_lists_what_firewalld_accepts_on_a_stig_host_and_names_what_an_adm
     code, report = _audit(calfwd)
     assert code == 3 and report["check"] == "failed" and not report["differences"], report
     assert "INVALID_TARGET: NONSENSE" in report["check_output"], report["check_output"]
+
+
+def test_audit_on_each_firewalld(lab_versions, firewalld_case):
+    """0.9 to 2.x, both backends: the same page, firewalld's check asked over its bus on each."""
+    fw = lab_versions.firewalld
+    fw.configure(DefaultZone="drop")
+    fw.start()
+    calfwd = Calfwd(lab_versions)
+    assert calfwd.cli("apply").returncode == 0
+    code, report = _audit(calfwd)
+    assert code == 0 and report["check"] == "ok", report
+    assert report["firewalld"]["backend"] == firewalld_case[1]
+    host = _entry(report, "policy", "calfwd-host")
+    assert _opened(host) == _info(fw, "--policy=calfwd-host") == ["179/tcp", "4", "4789/udp", "5473/tcp"]
+    major = int(report["firewalld"]["version"].split(".")[0])
+    assert any(e["kind"] == "service" for e in report["entries"]) == (major < 2)
