@@ -108,8 +108,11 @@ def build(config: Config, want: Desired, facts: HostFacts, layers: Sequence[Any]
         entries += _firewalld_entries(config, want, facts, actual)
     if nft.read is not None or not nft.error:
         entries.append(_nft_entry(config, want, nft.read))
+    # A conflict (an interface someone bound elsewhere, a zone of that name not calfwd's) is
+    # something calfwd wants that is not in effect: a difference here, even where status,
+    # which only says whether calfwd has work left, calls it in sync.
     differences = tuple(f"{layer.layer}: {line}" for layer in layers
-                        for line in _unique(tuple(layer.actions) + tuple(layer.blocking)))
+                        for line in _unique(tuple(layer.actions) + tuple(layer.conflicts) + tuple(layer.blocking)))
     unreadable = tuple(f"{layer.layer}: {layer.error}" for layer in layers if layer.error) + seen.unreadable
     rules = tuple(line.rstrip().replace("\t", "    ") for line in seen.nft_text.splitlines() if line.strip())
     return Audit(

@@ -154,6 +154,9 @@ def test_unreadable_layers_failed_checks_and_nft_drift_are_never_ok():
     failed = report(seen=replace(SEEN, check="failed", check_output="INVALID_TARGET: NONSENSE"))
     assert not failed.ok and "  failed\n    INVALID_TARGET: NONSENSE\n" in audit_render.text(failed)
     assert not report(nft_actions=("table inet calfwd is missing",)).ok
+    held = "interface tunl0 is bound to zone 'trusted' (runtime) by someone else"
+    elsewhere = report(fw=LayerPlan("firewalld", (), conflicts=(held,), read=actual(interfaces=("cali+",))))
+    assert not elsewhere.ok and elsewhere.differences == ("firewalld: " + held,)
     assert not report(seen=replace(SEEN, unreadable=("nftables: denied",))).ok
 
 
