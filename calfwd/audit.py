@@ -78,7 +78,7 @@ class Audit:
     date: str
     version: str
     config_path: str
-    firewalld: Tuple[Tuple[str, str], ...]  # (fact, value): state, version, backend, default zone
+    firewalld: Tuple[Tuple[str, str], ...]  # (fact, value): state, version, backend, default_zone, ...
     firewalld_note: str  # why there are no firewalld entries, when there are none
     entries: Tuple[Entry, ...]
     nft_rules: Tuple[str, ...]
@@ -128,12 +128,12 @@ def _unique(lines: Tuple[str, ...]) -> Tuple[str, ...]:
 
 def _firewalld_facts(config: Config, facts: HostFacts, seen: Observed) -> Tuple[Tuple[str, str], ...]:
     if not config.firewalld.enabled:
-        return (("managed by calfwd", "no ([firewalld] enabled = false)"),)
+        return (("managed_by_calfwd", "no ([firewalld] enabled = false)"),)
     if not facts.firewalld_running:
         return (("state", facts.firewalld_state or "not running"),)
     return (("state", "running"), ("version", facts.firewalld_version), ("backend", seen.backend or "?"),
-            ("default zone", facts.default_zone),
-            ("default zone target", _target(seen.default_zone_target) if seen.default_zone_target else "?"))
+            ("default_zone", facts.default_zone),
+            ("default_zone_target", _target(seen.default_zone_target) if seen.default_zone_target else "?"))
 
 
 def _target(target: str) -> str:

@@ -39,7 +39,7 @@ def text(audit: Audit) -> str:
     for term in TERMS:
         out += _wrap(term, "    ", "  - ")
     out += ["", "firewalld"]
-    out += [f"  {fact + ':':<21}{value}" for fact, value in audit.firewalld]
+    out += [f"  {fact.replace('_', ' ') + ':':<21}{value}" for fact, value in audit.firewalld]
     if audit.firewalld_note:
         out += _wrap(audit.firewalld_note, "    ", "  ")
     out += ["", "What calfwd makes this host accept and forward"]

@@ -35,8 +35,8 @@ def test_audit_lists_what_firewalld_accepts_on_a_stig_host_and_names_what_an_adm
 
     code, report = _audit(calfwd)
     assert code == 0 and report["ok"], report["differences"] + report["unreadable"]
-    assert report["firewalld"]["default zone"] == "drop"
-    assert report["firewalld"]["default zone target"] == "DROP"
+    assert report["firewalld"]["default_zone"] == "drop"
+    assert report["firewalld"]["default_zone_target"] == "DROP"
     host = _entry(report, "policy", "calfwd-host")
     assert "from zone drop to this host" in host["summary"]
     assert _opened(host) == _info(fw, "--policy=calfwd-host") == ["179/tcp", "4", "4789/udp", "5473/tcp"]

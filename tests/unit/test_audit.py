@@ -175,7 +175,7 @@ def test_json_has_a_stable_schema():
                           "entries", "nft_rules", "untouched", "check", "check_output", "differences",
                           "unreadable"]
     assert data["schema"] == 1 and data["ok"] is True
-    assert data["firewalld"]["default zone target"] == "DROP"
+    assert data["firewalld"]["default_zone_target"] == "DROP"
     for entry in data["entries"]:
         assert set(entry) == {"kind", "name", "summary", "why", "items", "present"}
         assert all(set(item) == {"kind", "value", "why", "key"} for item in entry["items"])
