@@ -1,4 +1,4 @@
-"""calfwd's command line: check, plan, apply, status, cleanup, run, doctor, guard.
+"""calfwd's command line: check, plan, apply, status, audit, cleanup, run, doctor, guard.
 
 Every command works without firewalld (the nftables layer alone); firewalld is reached over
 the system bus when it is there. Failures print one line per problem and never a traceback.
@@ -29,11 +29,14 @@ EXIT_CONFIG = 2
 EXIT_SYSTEM = 3
 
 EXIT_CODES = f"""exit codes:
-  {EXIT_OK}  success; status, plan: in sync; doctor: healthy; guard status: nothing to do
+  {EXIT_OK}  success; status, plan: in sync; doctor: healthy; guard status: nothing to do; audit: all of
+     it in effect as configured
   {EXIT_DRIFT}  status, plan: drift or pending changes; doctor: warnings; guard: refused, or something to do
   {EXIT_CONFIG}  invalid configuration or command line, nothing was changed; doctor: errors found
   {EXIT_SYSTEM}  nftables, firewalld or the flush guard's drop-in could not be read or changed (not root;
-     firewalld hung, the system bus unreachable, access denied): never reported as in sync
+     firewalld hung, the system bus unreachable, access denied): never reported as in sync;
+     audit: what is in effect differs from the configuration, could not be read, or firewalld's
+     check of its permanent configuration failed
 """
 
 
@@ -53,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("apply", help="reconcile once (nftables, and firewalld if running), then exit")
     status = sub.add_parser("status", help="compare what exists with the config")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    audit = sub.add_parser("audit", help="what calfwd makes this host accept, forward and masquerade, and "
+                           "why; what it leaves untouched; firewalld's check of its permanent configuration; "
+                           "exit 0 when all of it is in effect as configured, else 3")
+    audit.add_argument("--json", action="store_true", help="machine-readable output")
+    audit.add_argument("--dropin", metavar="PATH", default=None,
+                       help=f"the flush guard's firewalld.service drop-in (default: {DROPIN_PATH})")
     cleanup = sub.add_parser("cleanup", help="remove everything calfwd made; leave the rest as it was; "
                              "exit 3 if anything of calfwd's remains")
     cleanup.add_argument("--firewalld-dir", metavar="DIR", default=None,
@@ -211,6 +220,26 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"daemon: not running (no live status in {statusfile.run_dir()}): nothing follows "
                   "firewalld's reloads, and flushes of Felix's or kube-proxy's rules go unseen")
     return EXIT_SYSTEM if errors else EXIT_OK if in_sync else EXIT_DRIFT
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Reads what `status` reads (one plan, no second read that could disagree), plus the
+    few host facts the page needs (audit_reads.py); exit 3 unless all of it is as configured."""
+    from calfwd import audit, audit_reads, audit_render
+    from calfwd.desired import desired
+
+    config = _load(args.config, strict_owner=False)
+    reconciler = _reconciler(config)
+    layers, facts = reconciler.plan(config)
+    nft_layer = next(layer for layer in layers if layer.layer == "nftables")
+    seen = audit_reads.observe(config, facts, reconciler.nft, reconciler.firewalld,
+                               table_present=nft_layer.read is not None, dropin=args.dropin)
+    report = audit.build(config, desired(config, facts), facts, layers, seen)
+    if args.json:
+        print(json.dumps(audit_render.as_dict(report), indent=2))
+    else:
+        print(audit_render.text(report), end="")
+    return EXIT_OK if report.ok else EXIT_SYSTEM
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -372,7 +401,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "plan": cmd_plan, "apply": cmd_apply, "status": cmd_status,
-            "cleanup": cmd_cleanup, "run": cmd_run, "doctor": cmd_doctor, "guard": cmd_guard}
+            "cleanup": cmd_cleanup, "run": cmd_run, "doctor": cmd_doctor, "guard": cmd_guard,
+            "audit": cmd_audit}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -35,6 +35,9 @@ class LayerPlan:
     # Conflicts that keep calfwd's own objects from being in place (its table is someone
     # else's): never "in sync" either. Other conflicts are reported and left to the admin.
     blocking: Tuple[str, ...] = ()
+    # What the plan was made from (nft's listing of calfwd's table, or FirewalldActual): the
+    # audit shows it without a second read that could disagree with the plan.
+    read: Any = field(default=None, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -104,8 +107,9 @@ class Reconciler:
         """orphans: also find tables calfwd made under an earlier name (by its mark), to remove."""
         d = want.nft
         found = nft_orphans(self.nft, d.family, d.table) if orphans else ()
-        p = nft_plan.plan(d, self.nft.read_table(d.family, d.table), found)
-        return LayerPlan("nftables", p.reasons, p.conflicts, plan=p, blocking=p.conflicts)
+        listing = self.nft.read_table(d.family, d.table)
+        p = nft_plan.plan(d, listing, found)
+        return LayerPlan("nftables", p.reasons, p.conflicts, plan=p, blocking=p.conflicts, read=listing)
 
     def plan_firewalld(self, want: Desired, facts: HostFacts) -> LayerPlan:
         if want.firewalld is None:
@@ -117,13 +121,15 @@ class Reconciler:
                           "resync" if facts.firewalld_state == "FAILED" else ""))
                 return LayerPlan("firewalld", (), note=why, blocking=(why,))
             return LayerPlan("firewalld", (), note="firewalld is not running; nothing to do until it starts")
-        p = fw_plan.plan(want.firewalld, self.firewalld.read(want.firewalld))
+        actual = self.firewalld.read(want.firewalld)
+        p = fw_plan.plan(want.firewalld, actual)
         blocking = tuple(p.blocking)
         if facts.strict_forward_ports:
             blocking += (STRICT_FORWARD_PORTS,)
         blocking += tuple(self._rendering_problems(want, facts))
         return LayerPlan("firewalld", tuple(op.description for op in p.ops),
-                         tuple(p.conflicts) + blocking[len(p.blocking):], plan=p, blocking=blocking)
+                         tuple(p.conflicts) + blocking[len(p.blocking):], plan=p, blocking=blocking,
+                         read=actual)
 
     def _rendering_problems(self, want: Desired, facts: HostFacts) -> List[str]:
         """Read back (read-only) what firewalld rendered where a release is known to get it wrong."""

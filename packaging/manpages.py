@@ -355,6 +355,17 @@ COMMAND_DETAILS = {
              "never stops the other.",
     "status": "Prints, per layer, what differs from the configuration. With --json, a "
               "machine-readable document including firewalld's version and default zone.",
+    "audit": "Prints the page a reviewer files (for the STIG: default zone drop, every open "
+             "port documented): host, date, calfwd version and configuration file; firewalld's "
+             "version, backend, default zone and its target; each firewalld zone, policy and "
+             "service calfwd made as firewalld has it in effect, with every interface, port and "
+             "protocol it accepts, from which zones, why (which Calico feature) and which "
+             "configuration key asks for it (anything else in them is marked as not calfwd's); "
+             "calfwd's nftables table as nft lists it and the pools it masquerades; what calfwd "
+             "leaves untouched; and firewalld's own check of its permanent configuration (what "
+             "firewall-cmd --check-config runs). With --json, the same as a document. Exits 3 "
+             "when what is in effect differs from the configuration (the differences are "
+             "listed), a part could not be read, or firewalld's check failed. Changes nothing.",
     "cleanup": "Removes calfwd's nftables table, its firewalld zone, policies and interface "
                "bindings (a stock zone such as trusted only loses calfwd's interfaces), and "
                "calfwd's flush-guard drop-in. With firewalld running, over D-Bus; with firewalld "
@@ -420,6 +431,7 @@ EXAMPLES = (
     "systemctl reload calfwd          # after editing /etc/calfwd/calfwd.toml",
     "systemctl status calfwd          # Status: \"in sync; firewalld ...; zone calfwd; ...\"",
     "calfwd status --json",
+    "calfwd audit > audit-$(hostname)-$(date +%F).txt",
     "firewall-cmd --list-all --zone=calfwd",
     "nft list table inet calfwd",
 )

@@ -277,6 +277,22 @@ class Firewalld:
                                other_zones=other_zones, other_policies=other_policies,
                                service=service, catch_all=catch_all)
 
+    def zone_runtime(self, name: str) -> Dict[str, Any]:
+        """One zone as traffic meets it now (the audit reads the default zone's target)."""
+        return self._call(f"read runtime zone '{name}'", PATH, ZONE, "getZoneSettings2", "s", name)
+
+    def check_permanent_config(self) -> str:
+        """firewalld's own check of its permanent configuration: what `firewall-cmd --check-config`
+        asks it over the bus (0.9 to 2.x). "" when clean, else firewalld's error; raises when
+        the question could not be asked (no bus, denied, no answer)."""
+        try:
+            self._call("check the permanent configuration", PATH, MAIN, "checkPermanentConfig")
+        except FirewalldError as exc:
+            if exc.kind:
+                raise
+            return exc.message or str(exc)
+        return ""
+
     def _zone_path(self, name: str) -> str:
         return str(self._call(f"find permanent zone '{name}'", CONFIG_PATH, CONFIG, "getZoneByName", "s", name))
 
@@ -445,7 +461,7 @@ class Unreachable:
     def _fail(self, *_args: Any, **_kwargs: Any) -> Any:
         raise self.error
 
-    state = info = facts = read = apply = _fail
+    state = info = facts = read = apply = zone_runtime = check_permanent_config = _fail
 
     def reachability(self) -> Tuple[str, str]:
         return UNREACHABLE, str(self.error)

@@ -68,6 +68,18 @@ class Nftables:
         objs = json.loads(out)["nftables"] if out else []
         return [o for o in objs if "metainfo" not in o]
 
+    def table_text(self, family: str, name: str) -> str:
+        """The table as `nft list table` prints it, for people (the audit); JSON elsewhere."""
+        self._allowed()
+        self._nft.set_json_output(False)
+        try:
+            rc, out, err = self._nft.cmd(f"list table {family} {name}")
+        finally:
+            self._nft.set_json_output(True)
+        if rc != 0:
+            raise NftError(_one_line(err) or f"cannot list table {family} {name}")
+        return out
+
     def has_set(self, family: str, table: str, name: str) -> bool:
         """One set's existence, without listing any elements (Felix's sets can be large)."""
         self._allowed()

@@ -59,3 +59,22 @@ def test_an_owner_that_exits_during_the_call_is_gone_not_hung():
     assert err.kind == fwd.ABSENT
     polkit = fwd.FirewalldError("x", "org.fedoraproject.FirewallD1.NotAuthorizedException", "Not Authorized(uid)")
     assert polkit.kind == fwd.DENIED
+
+
+def test_the_permanent_config_check_returns_firewallds_verdict_but_raises_when_it_cannot_ask():
+    """A config error is firewalld's answer (the audit prints it); a bus failure is no answer."""
+    class CheckBus(Bus):
+        def call_blocking(self, bus_name, path, interface, method, signature, args, timeout=None):
+            if method == "checkPermanentConfig" and self.error == "invalid":
+                raise dbus.exceptions.DBusException("INVALID_TARGET: NONSENSE",
+                                                    name="org.fedoraproject.FirewallD1.Exception")
+            return super().call_blocking(bus_name, path, interface, method, signature, args, timeout)
+
+    assert fwd.Firewalld(CheckBus(owner=True)).check_permanent_config() == ""
+    assert fwd.Firewalld(CheckBus(owner=True, error="invalid")).check_permanent_config() == \
+        "INVALID_TARGET: NONSENSE"
+    with pytest.raises(fwd.FirewalldError) as caught:
+        fwd.Firewalld(CheckBus(owner=True, error="org.freedesktop.DBus.Error.AccessDenied")).check_permanent_config()
+    assert caught.value.kind == fwd.DENIED
+    with pytest.raises(fwd.FirewalldError):
+        fwd.Unreachable("org.freedesktop.DBus.Error.NoServer", "no socket").check_permanent_config()
