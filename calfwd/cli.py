@@ -210,7 +210,7 @@ def _apply_offline(args: argparse.Namespace, config: Config) -> int:
         for action in result.changed:
             print(f"  - {action}")
     elif not result.remains:
-        print(f"{where}: in sync, nothing changed")
+        print(f"{where}: {'nothing changed' if result.conflicts else 'in sync, nothing changed'}")
     for conflict in result.conflicts:
         print(f"firewalld: conflict: {conflict}")
     guard_error = _guard_auto(args.config, config, fw_dir=directory, offline=True)
