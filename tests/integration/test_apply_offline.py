@@ -110,10 +110,13 @@ def test_offline_apply_leaves_a_running_firewalld_s_files_alone(lab):
     assert "calfwd" not in lab.firewalld.firewall_cmd("--permanent", "--get-zones").split()
 
 
-def test_offline_apply_refuses_runtime_mode_with_one_line(lab):
+def test_offline_apply_refuses_runtime_mode_and_a_directory_without_offline_with_one_line(lab):
     calfwd = Calfwd(lab, minimal_config(lab) + '[firewalld]\nmode = "runtime"\n')
-    result = calfwd.cli("apply", "--offline")
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.startswith("calfwd: ")]
-    assert len(lines) == 1 and "[firewalld] mode" in lines[0] and str(calfwd.config_path) in lines[0], lines
+    mode = f"calfwd: {calfwd.config_path}: [firewalld] mode: "
+    for args, expect in ((("--offline",), mode), (("--firewalld-dir", "/x"), "calfwd: apply: --firewalld-dir ")):
+        result = calfwd.cli("apply", *args)
+        assert result.returncode == 2, (result.stdout, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.startswith("calfwd: ")]
+        assert len(lines) == 1 and lines[0].startswith(expect), lines
+        assert "Traceback" not in result.stderr
     assert files(lab) == {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from calfwd.apply_offline import offline_facts
+from calfwd.apply_offline import apply_offline, offline_facts
 from calfwd.config import parse
 from calfwd.desired import CALFWD_DESCRIPTION, desired
 from calfwd.drivers.firewalld_offline import OfflineFirewalld
@@ -130,3 +130,48 @@ def test_the_driver_reads_the_files_over_the_shipped_ones(tmp_path):
     policy = disk.policies["calfwd-host"]
     assert policy["priority"] == -1 and policy["ports"] == (("179", "tcp"),) and policy["protocols"] == ("4",)
     assert policy["ingress_zones"] == ("public",) and policy["egress_zones"] == ("HOST",)
+
+
+class FakeTool:
+    """firewalld's files as a dict, changed by the runs it is given; fails on `fail_on`."""
+
+    def __init__(self, fail_on: str = "", version: str = "2.3.1") -> None:
+        self.directory = "/img/etc/firewalld"
+        self.disk = stock()
+        self.fail_on = fail_on
+        self._version = version
+        self.ran = []
+
+    def version(self) -> str:
+        if not self._version:
+            raise OSError("firewall-offline-cmd is not installed (it comes with firewalld)")
+        return self._version
+
+    def read_config(self) -> DiskConfig:
+        return self.disk
+
+    def run_args(self, args) -> None:
+        if self.fail_on and any(a.startswith(self.fail_on) for a in args):
+            raise RuntimeError("firewall-offline-cmd exited 112: INVALID_ZONE")
+        self.ran.append(args)
+        if args[0] == "--zone=calfwd" and args[1].startswith("--add-interface="):  # the zone's last run
+            self.disk = DiskConfig(self.disk.directory, ours(stock()).zones, self.disk.policies, self.disk.services)
+
+
+def test_a_failing_run_stops_the_rest_and_every_missing_object_is_named():
+    tool = FakeTool(fail_on="--new-policy=calfwd-forward")
+    result = apply_offline(parse(BASE, "calfwd.toml"), tool, {})
+    assert result.changed == ("create zone 'calfwd' (permanent): target ACCEPT, interfaces cali+, tunl0, "
+                              "vxlan.calico, vxlan-v6.calico, wireguard.cali, wg-v6.cali",)
+    assert result.remains[0].startswith("firewalld: create policy 'calfwd-forward' (permanent)")
+    assert result.remains[0].endswith(f"not done in {tool.directory}: firewall-offline-cmd exited 112: INVALID_ZONE")
+    assert len(result.remains) == 2, result.remains  # the failed one is named once
+    assert result.remains[1].startswith("firewalld: still to do in /img/etc/firewalld: create policy 'calfwd-host'")
+    assert not any(a[0].startswith("--new-policy=calfwd-host") for a in tool.ran), "ran on after a failure"
+
+
+def test_without_the_tool_nothing_is_written_and_that_is_said():
+    tool = FakeTool(version="")
+    result = apply_offline(parse(BASE, "calfwd.toml"), tool, {})
+    assert result.remains == ("firewalld: nothing written to /img/etc/firewalld: firewall-offline-cmd is not "
+                              "installed (it comes with firewalld)",) and tool.ran == []
