@@ -53,7 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
     sub.add_parser("check", help="validate the config file; change nothing")
     sub.add_parser("plan", help="show what apply would change; change nothing")
-    sub.add_parser("apply", help="reconcile once (nftables, and firewalld if running), then exit")
+    apply = sub.add_parser("apply", help="reconcile once (nftables, and firewalld if running), then exit")
+    apply.add_argument("--offline", action="store_true",
+                       help="firewalld not running (image builds): write calfwd's zone and policies into "
+                            "its configuration with firewall-offline-cmd and install the flush guard where "
+                            "flush_guard asks; nftables is left to the daemon")
+    apply.add_argument("--firewalld-dir", metavar="DIR", default=None,
+                       help="with --offline: firewalld's configuration directory (default: /etc/firewalld)")
     status = sub.add_parser("status", help="compare what exists with the config")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     audit = sub.add_parser("audit", help="what calfwd makes this host accept, forward and masquerade, and "
@@ -169,7 +175,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    if args.firewalld_dir is not None and not args.offline:
+        return _fail(["apply: --firewalld-dir is for --offline; a running firewalld is asked over D-Bus"],
+                     EXIT_CONFIG)
     config = _load(args.config, strict_owner=True)
+    if args.offline:
+        return _apply_offline(args, config)
     outcome = _reconciler(config).reconcile(config, trigger="cli")
     _print_layers(outcome.layers, "changed")
     guard_error = _guard_auto(args.config, config) if config.firewalld.enabled else ""
@@ -179,6 +190,41 @@ def cmd_apply(args: argparse.Namespace) -> int:
         blocked = [c for layer in outcome.layers for c in layer.blocking]
         return _fail(blocked or ["applied, but reading back does not match the config yet"], EXIT_SYSTEM)
     return EXIT_OK
+
+
+def _apply_offline(args: argparse.Namespace, config: Config) -> int:
+    from calfwd.apply_offline import apply_offline, live_firewalld
+    from calfwd.drivers.firewalld_offline import OfflineFirewalld
+
+    directory = host.firewalld_dir(args.firewalld_dir)
+    print("nftables: not touched offline (the daemon makes calfwd's table when it runs)")
+    if not config.firewalld.enabled:
+        print("firewalld: disabled in the config ([firewalld] enabled = false); nothing written")
+        return EXIT_OK
+    if config.firewalld.mode != "permanent":
+        return _fail([f"{args.config}: [firewalld] mode: \"{config.firewalld.mode}\" never writes firewalld's "
+                      "permanent configuration, which is all apply --offline writes: set mode = \"permanent\" "
+                      "or run `calfwd apply` once firewalld runs"], EXIT_CONFIG)
+    busy = live_firewalld(directory, host.firewalld_dir(None))
+    if busy:
+        return _fail([busy], EXIT_SYSTEM)
+    try:
+        conf = host.read_firewalld_conf(directory)
+    except OSError as exc:
+        return _fail([f"firewalld: nothing written: {directory}/firewalld.conf: {exc.strerror or exc}"], EXIT_SYSTEM)
+    result = apply_offline(config, OfflineFirewalld(directory), conf)
+    where = f"firewalld ({directory}, offline, firewalld {result.version or 'version unknown'})"
+    if result.changed:
+        print(f"{where}: changed:")
+        for action in result.changed:
+            print(f"  - {action}")
+    elif not result.remains:
+        print(f"{where}: {'nothing changed' if result.conflicts else 'in sync, nothing changed'}")
+    for conflict in result.conflicts:
+        print(f"firewalld: conflict: {conflict}")
+    guard_error = _guard_auto(args.config, config, fw_dir=directory, offline=True)
+    remains = list(result.remains) + ([guard_error] if guard_error else [])
+    return _fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -289,12 +335,14 @@ def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:
     return f"flush guard {path} (takes effect after: {guard.ACTIVATE})", ""
 
 
-def _guard_auto(config_path: str, config: Config, dropin: Optional[str] = None) -> str:
+def _guard_auto(config_path: str, config: Config, dropin: Optional[str] = None,
+                fw_dir: Optional[str] = None, offline: bool = False) -> str:
     """[firewalld] flush_guard, carried out: the drop-in where it is wanted (guard.wanted),
     calfwd's own removed where it is not any more. Prints what it did; returns an error line.
-    Never restarts firewalld: the drop-in takes effect at its next restart, which it says."""
+    Never restarts firewalld: the drop-in takes effect at its next restart, which it says.
+    offline: judged from the installed firewalld and fw_dir's files alone."""
     path = guard.dropin_path(dropin)
-    snapshot = host.read_snapshot(config_path, dropin=path, full=False)
+    snapshot = host.read_snapshot(config_path, fw_dir=fw_dir, dropin=path, full=False, offline=offline)
     unreadable = snapshot.unknown.get(Read.GUARD_PATHS) or snapshot.unknown.get(Read.GUARD_DROPIN)
     if unreadable:
         return f"flush guard: {unreadable}"
@@ -310,8 +358,9 @@ def _guard_auto(config_path: str, config: Config, dropin: Optional[str] = None) 
             if text == wanted_text:
                 return ""
             dropin_file.write_dropin(path, wanted_text)
-            print(f"flush guard: installed {path} ({why}); it takes effect when firewalld restarts, "
-                  f"which calfwd never does itself: {guard.ACTIVATE}")
+            print(f"flush guard: installed {path} ({why}); it takes effect when firewalld next starts"
+                  if offline else f"flush guard: installed {path} ({why}); it takes effect when firewalld "
+                  f"restarts, which calfwd never does itself: {guard.ACTIVATE}")
         elif text is not None and guard.is_ours(text) and (config.firewalld.flush_guard is False
                                                             or guard.flushes(facts)[0] is False):
             dropin_file.remove_dropin(path)

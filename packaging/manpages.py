@@ -352,7 +352,14 @@ COMMAND_DETAILS = {
     "plan": "Reads nftables and firewalld and prints, per layer, what apply would change; "
             "warns as check does.",
     "apply": "Applies both layers once, reads everything back and exits; an error in one layer "
-             "never stops the other.",
+             "never stops the other. With --offline (image builds, kickstart), firewalld is not "
+             "running: calfwd's zone and policies are written into its configuration directory "
+             "(/etc/firewalld, or --firewalld-dir) with firewall-offline-cmd, decided as online from "
+             "the installed firewalld's version and that directory's firewalld.conf, and the flush "
+             "guard is installed where flush_guard asks; nftables is left to the daemon. A firewalld "
+             "started on those files has calfwd's objects at once, and calfwd's first reconcile does "
+             "not reload it. Refused (exit 3) while firewalld runs on that directory; exit 2 with "
+             "mode = \"runtime\".",
     "status": "Prints, per layer, what differs from the configuration. With --json, a "
               "machine-readable document including firewalld's version and default zone.",
     "audit": "Prints the page a reviewer files (for the STIG: default zone drop, every open "
@@ -427,6 +434,7 @@ FILES = (
 
 EXAMPLES = (
     "calfwd check && calfwd plan",
+    "calfwd apply --offline          # in a kickstart %post or an image build, before firewalld runs",
     "systemctl enable --now calfwd",
     "systemctl reload calfwd          # after editing /etc/calfwd/calfwd.toml",
     "systemctl status calfwd          # Status: \"in sync; firewalld ...; zone calfwd; ...\"",

@@ -215,9 +215,10 @@ def connect_bus() -> Any:
 
 
 def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Optional[str] = None,
-                  full: bool = True) -> HostSnapshot:
+                  full: bool = True, offline: bool = False) -> HostSnapshot:
     """Read everything doctor looks at (full=False: only what the guard needs); never raises
-    for a failed read."""
+    for a failed read. offline (`apply --offline`): firewalld does not run, so its files and
+    installed package say everything and no bus is asked."""
     unknown: Dict[str, str] = {}
     snap: Dict[str, Any] = {"config_path": config_path}
     fw_dir = firewalld_dir(fw_dir)
@@ -242,7 +243,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     bus = None
     firewalld = None
     try:  # firewalld is looked at even when [firewalld] enabled = false: it still flushes
-        bus = connect_bus()
+        bus = None if offline else connect_bus()
     except Exception as exc:
         unknown[Read.FIREWALLD] = f"no system bus: {exc}"
     if bus is not None:

@@ -1,8 +1,9 @@
 """firewalld's configuration files while firewalld is stopped: read here, changed only by
 firewalld's own offline tool, firewall-offline-cmd (argument lists, no shell).
 
-Only `calfwd cleanup` uses this, and only when nobody owns firewalld's bus name: editing
-the files under a live firewalld would be overwritten by it, or half-loaded at its next reload.
+`calfwd cleanup` and `calfwd apply --offline` use this, and only when nobody owns firewalld's
+bus name (or for another directory, an image's): editing the files under a live firewalld would
+be overwritten by it, or half-loaded at its next reload.
 The tool is always given `--system-config DIR`, so a test's directory is the only one touched.
 """
 
@@ -12,13 +13,15 @@ import os
 import shutil
 import subprocess
 import xml.etree.ElementTree as ElementTree
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from calfwd.plan.firewalld_model import Op, RemoveFromZone, RemovePolicy, RemoveService, RemoveZone
+from calfwd.plan.firewalld_model import Op
+from calfwd.plan.firewalld_offline_apply import Args, DiskConfig, removal_args
 from calfwd.plan.firewalld_offline import DiskObject, OnDisk
 from calfwd.plan.firewalld_settings import OWNER_MARK
 
 TOOL = "firewall-offline-cmd"
+SHIPPED_DIR = "/usr/lib/firewalld"  # the tool's --default-config: stock zones and policies
 
 
 class OfflineError(Exception):
@@ -68,39 +71,52 @@ def _read_file(path: str, name: str) -> DiskObject:
 
 
 def offline_args(op: Op) -> List[str]:
-    """One operation as firewall-offline-cmd options; `--opt=value` so a value is never an option."""
-    if isinstance(op, RemovePolicy):
-        return [f"--delete-policy={op.name}"]
-    if isinstance(op, RemoveZone):
-        return [f"--delete-zone={op.name}"]
-    if isinstance(op, RemoveService):
-        return [f"--delete-service={op.name}"]
-    if isinstance(op, RemoveFromZone) and op.permanent and op.kind == "service":
-        # Not --remove-service: that is a lokkit option (the default zone), refused with --zone.
-        return [f"--zone={op.zone}", f"--remove-service-from-zone={op.item}"]
-    if isinstance(op, RemoveFromZone) and op.permanent:
-        return [f"--zone={op.zone}", f"--remove-{op.kind}={op.item}"]
-    raise ValueError(f"firewall-offline-cmd cannot: {op.description}")
+    """One removal as firewall-offline-cmd options (cleanup's; spelled by the pure planner)."""
+    return removal_args(op)
 
 
 class OfflineFirewalld:
     """firewalld's files under one directory (default /etc/firewalld)."""
 
-    def __init__(self, directory: str, tool: Optional[str] = None, timeout: float = 60.0) -> None:
+    def __init__(self, directory: str, tool: Optional[str] = None, timeout: float = 60.0,
+                 shipped: str = SHIPPED_DIR) -> None:
         self.directory = directory
         self.tool = tool
         self.timeout = timeout
+        self.shipped = shipped
 
     def read(self) -> OnDisk:
         return read_disk(self.directory)
 
+    def read_config(self) -> DiskConfig:
+        """Every zone, policy and service file, the directory's own over the shipped ones."""
+        found: Dict[str, Dict[str, Dict[str, Any]]] = {}
+        for sub in ("zones", "policies", "services"):
+            found[sub] = {}
+            for base in (self.shipped, self.directory):
+                for name, root in _xml_files(os.path.join(base, sub)):
+                    found[sub][name] = _settings(root)
+                    if sub == "policies" and root.find("rule") is not None:
+                        found[sub][name]["rich_rules"] = tuple(
+                            line for line in self._tool(f"--policy={name}", "--list-rich-rules").splitlines()
+                            if line.strip())
+        return DiskConfig(self.directory, found["zones"], found["policies"], found["services"])
+
+    def version(self) -> str:
+        return self._tool("--version").strip()
+
     def run(self, op: Op) -> None:
         """One operation, one run of the tool; raises OfflineError with the tool's own words."""
+        self._tool(*offline_args(op))
+
+    def run_args(self, args: Args) -> None:
+        self._tool(*args)
+
+    def _tool(self, *args: str) -> str:
         tool = self.tool or shutil.which(TOOL)
         if not tool:
-            raise OfflineError(f"{TOOL} is not installed (it comes with firewalld): start firewalld "
-                               "and run calfwd cleanup again")
-        argv = [tool, f"--system-config={self.directory}"] + offline_args(op)
+            raise OfflineError(f"{TOOL} is not installed (it comes with firewalld)")
+        argv = [tool, f"--system-config={self.directory}", *args]
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                   timeout=self.timeout, cwd="/", check=False)
@@ -111,3 +127,48 @@ class OfflineFirewalld:
         if proc.returncode != 0:
             lines = [line.strip() for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip()]
             raise OfflineError(f"{TOOL} exited {proc.returncode}: {lines[-1] if lines else 'no message'}")
+        return proc.stdout
+
+
+def _xml_files(path: str) -> List[Tuple[str, Any]]:
+    """(name, parsed root) per NAME.xml; a missing directory has none. A file firewalld could
+    not load either is an error: calfwd will not plan against a guess."""
+    try:
+        names = sorted(n for n in os.listdir(path) if n.endswith(".xml"))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        try:
+            out.append((name[:-len(".xml")], ElementTree.parse(os.path.join(path, name)).getroot()))
+        except ElementTree.ParseError as exc:
+            raise OSError(f"{os.path.join(path, name)} is not valid XML ({exc})") from None
+    return out
+
+
+def _settings(root: Any) -> Dict[str, Any]:
+    """A zone, policy or service file as firewalld's settings dict (the keys calfwd compares)."""
+    def names(tag: str, attr: str = "name") -> Tuple[str, ...]:
+        return tuple(e.get(attr, "") for e in root.findall(tag))
+
+    def pairs(tag: str) -> Tuple[Tuple[str, str], ...]:
+        return tuple((e.get("port", ""), e.get("protocol", "")) for e in root.findall(tag))
+
+    sources = tuple(("ipset:" + e.get("ipset", "")) if e.get("ipset") else (e.get("address") or e.get("mac") or "")
+                    for e in root.findall("source"))
+    default_target = "CONTINUE" if root.tag == "policy" else "default"
+    settings: Dict[str, Any] = {
+        "target": root.get("target", default_target),
+        "short": root.findtext("short") or "",
+        "description": " ".join((root.findtext("description") or "").split()),
+        "interfaces": names("interface"), "sources": sources, "services": names("service"),
+        "ports": pairs("port"), "protocols": names("protocol", "value"), "source_ports": pairs("source-port"),
+        "icmp_blocks": names("icmp-block"),
+        "forward_ports": tuple((e.get("port", ""), e.get("protocol", ""), e.get("to-port", ""), e.get("to-addr", ""))
+                               for e in root.findall("forward-port")),
+        "ingress_zones": names("ingress-zone"), "egress_zones": names("egress-zone"),
+        "masquerade": root.find("masquerade") is not None,
+    }
+    if root.tag == "policy":
+        settings["priority"] = int(root.get("priority", "-1"))
+    return settings

@@ -1,0 +1,92 @@
+"""`calfwd apply --offline`: calfwd's zone, policies (and service) in firewalld's files before
+firewalld ever runs, as image builds and kickstart files prepare firewalld.
+
+The facts the online path reads from the running firewalld come from what is installed and
+from the directory instead: the version from firewall-offline-cmd (the firewalld that will
+run), the default zone from its firewalld.conf (firewalld's own fallback, public, without one).
+No WireGuard device exists yet: the daemon opens its port when Calico makes one. nftables is
+left to the daemon; its table is runtime state and firewalld never removes it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Tuple
+
+from calfwd.config import Config
+from calfwd.desired import HostFacts, desired_firewalld
+from calfwd.drivers import STOPPED
+from calfwd.plan.firewalld_offline_apply import offline_apply_plan
+
+FALLBACK_ZONE = "public"  # firewalld's DefaultZone when firewalld.conf does not set one
+
+
+@dataclass(frozen=True)
+class OfflineResult:
+    changed: Tuple[str, ...] = ()
+    conflicts: Tuple[str, ...] = ()
+    remains: Tuple[str, ...] = ()  # what could not be written, with why: exit 3
+    version: str = ""
+
+
+def offline_facts(version: str, firewalld_conf: Mapping[str, str]) -> HostFacts:
+    return HostFacts(firewalld_version=version, default_zone=firewalld_conf.get("DefaultZone") or FALLBACK_ZONE)
+
+
+def apply_offline(config: Config, offline: Any, firewalld_conf: Mapping[str, str]) -> OfflineResult:
+    """Plan against the files, run the tool step by step (a failure stops the rest), then read
+    the files again: exit 0 only when they hold what the online planner wants."""
+    where = offline.directory
+    try:
+        version = offline.version()
+        want = desired_firewalld(config, offline_facts(version, firewalld_conf))
+        plan = offline_apply_plan(want, offline.read_config())
+    except Exception as exc:  # the tool missing or failing, a file that cannot be read
+        return OfflineResult(remains=(f"firewalld: nothing written to {where}: {_why(exc)}",))
+    changed: List[str] = []
+    remains: List[str] = []
+    failed = ""
+    for step in plan.steps:
+        try:
+            for args in step.runs:
+                offline.run_args(args)
+        except Exception as exc:
+            failed = step.description
+            remains.append(f"firewalld: {failed}: not done in {where}: {_why(exc)}")
+            break
+        changed.append(step.description)
+    try:
+        after = offline_apply_plan(want, offline.read_config())
+    except Exception as exc:
+        return OfflineResult(tuple(changed), plan.conflicts, tuple(remains) + (
+            f"firewalld: {where} cannot be read back: {_why(exc)}",), version)
+    remains += [f"firewalld: still to do in {where}: {s.description}" for s in after.steps
+                if s.description != failed]
+    return OfflineResult(tuple(changed), after.conflicts, tuple(remains), version)
+
+
+def live_firewalld(directory: str, default_directory: str) -> str:
+    """Why calfwd must not edit `directory` now, or "": the running firewalld's own files are
+    its own (it would overwrite them, or half-load them at its next reload). Another directory
+    (an image's) is never in use by this host's firewalld."""
+    if os.path.realpath(directory) != os.path.realpath(default_directory):
+        return ""
+    try:
+        import dbus
+
+        from calfwd.drivers.firewalld import Firewalld
+        bus = dbus.SystemBus()
+    except Exception:  # no system bus (a chroot, an image build): no firewalld runs on it
+        return ""
+    kind, why = Firewalld(bus).reachability()
+    if kind == STOPPED:
+        return ""
+    return (f"firewalld: nothing written to {directory}: firewalld is {kind} ({why or 'it owns its bus name'}) "
+            "and those are its files: run `calfwd apply` without --offline, or stop firewalld first")
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
