@@ -66,8 +66,11 @@ soak: deps
 # encapsulation x uplink bound/unbound x default zone public/drop (~20 min); tests/CLUSTER-MATRIX.md
 # holds a measured copy. CI runs tests/integration/test_cluster.py, one case per behaviour.
 .PHONY: cluster-matrix
+# FIREWALLD=all: also on Debian 11's 0.9.3 and Debian 13's 2.3 (or 12's 1.3), fetched once.
+FIREWALLD ?= own
 cluster-matrix: deps
-	$(PYTHON) tests/cluster_matrix.py --all --json build/cluster-matrix.json --markdown build/cluster-matrix.md
+	$(PYTHON) tests/cluster_matrix.py --all --firewalld $(FIREWALLD) --json build/cluster-matrix.json \
+	    --markdown build/cluster-matrix.md
 
 # All benchmarks side by side in one run (~11 min): bench/results/<date>.json + Markdown tables.
 bench: deps
