@@ -49,6 +49,8 @@ STATE_POLL = 0.05  # seconds between state checks while a new firewalld starts u
 STATE_WAIT = 120.0  # give up waiting for RUNNING after this long; the resync catches up
 EXIT_BUS_LOST = 1
 HEARTBEAT = 60  # seconds: the status files are rewritten at least this often
+GUARD_EVERY = 300.0  # seconds between judgements of flush_guard = "auto" (and on these triggers)
+GUARD_TRIGGERS = frozenset({"start", "config-reloaded", "firewalld-started"})
 
 
 class Coalescer:
@@ -108,6 +110,7 @@ class Daemon:
         self._failed_owner: Optional[str] = None
         self._guard_problem: Optional[str] = None
         self._status_file_error: Optional[str] = None
+        self._guard_checked = float("-inf")
         self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
                                   self._notify_status)
 
@@ -328,7 +331,7 @@ class Daemon:
                                verified=outcome.verified, **common)
         self._check_failed(outcome)
         self.kernel.reconciled(trigger, outcome.facts.firewalld_version)
-        self._check_guard()
+        self._check_guard(trigger)
         self._publish(outcome)
         hup_done = self._hup_ready and trigger == "config-reloaded"
         if not self.ready or hup_done:
@@ -346,10 +349,23 @@ class Daemon:
                                "did not load; calfwd keeps its nftables table and retries at every "
                                "resync", firewalld_state="FAILED")
 
-    def _check_guard(self) -> None:
-        """flush_guard = true: say once when the drop-in goes missing or stale."""
-        problem = guard.daemon_problem(self.config.firewalld.flush_guard, dropin.read_dropin,
-                                       dropin.resolve_guard_paths)
+    def _check_guard(self, trigger: str) -> None:
+        """The flush guard: say once when it is wanted and missing, stale or not in effect.
+
+        true: the drop-in file alone, at every reconcile. "auto": doctor's judgement (which
+        needs firewalld's facts: its code, backend, direct rules, its mounts), at start,
+        SIGHUP, a new firewalld and every GUARD_EVERY seconds."""
+        setting = self.config.firewalld.flush_guard
+        if setting is True:
+            problem = guard.daemon_problem(setting, dropin.read_dropin, dropin.resolve_guard_paths)
+        elif setting == "auto" and self.config.firewalld.enabled and self.owner:
+            now = time.monotonic()
+            if trigger not in GUARD_TRIGGERS and now - self._guard_checked < GUARD_EVERY:
+                return
+            self._guard_checked = now
+            problem = guard_auto_problem(self.config_path)
+        else:
+            problem = None
         if problem and problem != self._guard_problem:
             self.reporter.emit("conflict", problem)
         self._guard_problem = problem
@@ -383,6 +399,21 @@ class Daemon:
         """The status files' age is how NPD's check knows the daemon still runs."""
         self._notify_status()
         return True
+
+
+def guard_auto_problem(config_path: str) -> Optional[str]:
+    """doctor's flush-guard warning or error for this host, as one line; None when fine or
+    when it cannot tell (doctor says why)."""
+    from calfwd.doctor.firewalld_checks import check_guard
+    from calfwd.doctor.findings import ERROR, WARNING
+    from calfwd.doctor.reads import read_snapshot
+
+    try:
+        findings = check_guard(read_snapshot(config_path, full=False))
+    except Exception:  # a read doctor would report: the daemon keeps reconciling
+        return None
+    bad = [f for f in findings if f.severity in (WARNING, ERROR)]
+    return f"flush guard: {bad[0].saw}; fix: {bad[0].fix}" if bad else None
 
 
 def _problems(exc: Exception, path: str) -> List[str]:

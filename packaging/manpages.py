@@ -360,8 +360,11 @@ COMMAND_DETAILS = {
              "started on those files has calfwd's objects at once, and calfwd's first reconcile does "
              "not reload it. Refused (exit 3) while firewalld runs on that directory; exit 2 with "
              "mode = \"runtime\".",
-    "status": "Prints, per layer, what differs from the configuration. With --json, a "
-              "machine-readable document including firewalld's version and default zone.",
+    "status": "Prints, per layer, what differs from the configuration, and what the running "
+              "daemon saw and is not undone yet: a firewalld start, reload or stop that flushed "
+              "Felix's or kube-proxy's iptables rules (kernel: BLOCKED, exit 1, until they are back). "
+              "With --json, a machine-readable document including firewalld's version and default "
+              "zone and the daemon's view (daemon.flushed).",
     "audit": "Prints the page a reviewer files (for the STIG: default zone drop, every open "
              "port documented): host, date, calfwd version and configuration file; firewalld's "
              "version, backend, default zone and its target; each firewalld zone, policy and "
@@ -430,6 +433,17 @@ FILES = (
     ("/usr/lib/systemd/system/calfwd.service", "The systemd unit."),
     ("/usr/lib/systemd/catalog/calfwd.catalog", "Journal catalog: what each event means and "
                                                  "what to do."),
+    ("/run/calfwd/status.json", "The daemon's view, rewritten at every reconcile and at least once a "
+                                "minute: what status --json says, plus the state (ok, warning, "
+                                "not-verified, blocked, error) and the flushes not undone yet."),
+    ("/run/calfwd/health", "The same verdict as one line, \"<state> <why>\", for "
+                           "node-problem-detector; \"stopped ...\" after the daemon stopped."),
+    ("/usr/libexec/calfwd/calfwd-npd-check", "node-problem-detector's custom-plugin check: exit 0 "
+                                             "ok, 1 problem (a blocked path, a missing guard, a "
+                                             "daemon stopped or silent for 5 minutes), 2 unknown."),
+    ("/usr/share/calfwd/node-problem-detector/calfwd-plugin-monitor.json",
+     "A custom-plugin monitor config for node-problem-detector that runs the check every minute "
+     "and sets the node condition CalfwdProblem."),
 )
 
 EXAMPLES = (

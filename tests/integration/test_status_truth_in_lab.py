@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
-from lab.calfwd import Calfwd
+from lab.calfwd import Calfwd, minimal_config
 from lab.kubeproxy import KubeProxySim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,8 @@ def test_a_flush_not_yet_undone_is_blocked_everywhere_until_felix_and_kube_proxy
     kube = KubeProxySim(lab.node)
     kube.install()
     lab.firewalld.start()
-    calfwd = Calfwd(lab)
+    # Opted out of the guard: what is said here is the flush itself, not the missing guard.
+    calfwd = Calfwd(lab, minimal_config(lab) + "[firewalld]\nflush_guard = false\n")
     calfwd.start()  # on firewalld 1.x its first reload (the new zone) flushed them too
     lab.calico.restore()
     kube.restore()
@@ -113,3 +115,30 @@ def test_npd_check_without_a_daemon_and_with_a_stale_file(lab):
     health.write_text("what is this\n")
     garbage = npd_check(calfwd)
     assert garbage.returncode not in (0, 1), "an unknown state is NPD's 'unknown', not a problem"
+
+
+def test_a_missing_flush_guard_where_firewalld_flushes_is_a_warning_for_npd(lab):
+    """flush_guard = "auto" (the default): on a firewalld that flushes, no drop-in is a node
+    problem before anything broke; where firewalld does not flush (2.x), nothing to say."""
+    lab.firewalld.start()
+    calfwd = Calfwd(lab)
+    calfwd.start()
+    lab.calico.restore()
+    flushes = lab.firewalld.build.major < 2
+    if not flushes:
+        wait_until(lambda: npd_check(calfwd).returncode == 0, 10, "ok on a firewalld that does not flush")
+        assert calfwd.events("conflict") == []
+        return
+    wait_until(lambda: status_file(calfwd)["state"] == "warning", 10, "the missing guard to be said")
+    check = npd_check(calfwd)
+    assert check.returncode == 1 and check.stdout.startswith("warning WARNING: flush guard: "), check
+    assert "does not exist" in status_file(calfwd)["flush_guard_problem"]
+    assert len([e for e in calfwd.events("conflict") if "flush guard" in e]) == 1
+    assert calfwd.cli("status").returncode == 0, "calfwd's objects are in sync: a warning, not drift"
+    applied = calfwd.cli("apply")  # installs the guard; in effect from firewalld's next restart
+    assert "takes effect when firewalld restarts" in applied.stdout, applied.stdout
+    mark = calfwd.line_count()
+    calfwd.signal(signal.SIGHUP)
+    calfwd.wait_for("reconciled", after=mark)
+    time.sleep(0.5)
+    assert "started without it" in status_file(calfwd)["flush_guard_problem"]
