@@ -35,6 +35,7 @@ from calfwd import guard
 from calfwd.drivers import dropin
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
+from calfwd.metricsfile import MetricsFile
 from calfwd.reconcile import Outcome, Reconciler
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
@@ -43,6 +44,7 @@ HOLDOFF = 0.5  # seconds: 100 Reloaded signals in a second cost about three reco
 STATE_POLL = 0.05  # seconds between state checks while a new firewalld starts up
 STATE_WAIT = 120.0  # give up waiting for RUNNING after this long; the resync catches up
 EXIT_BUS_LOST = 1
+METRICS_HOLDOFF = 0.25  # seconds: the metrics file is written at most about 4 times a second
 
 
 class Coalescer:
@@ -103,6 +105,9 @@ class Daemon:
         self._guard_problem: Optional[str] = None
         self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
                                   self._notify_status)
+        self._metrics_due = Coalescer(lambda _why: self.metrics.write(), METRICS_HOLDOFF, glib)
+        self.metrics = MetricsFile(reporter, lambda: self.config.metrics_textfile,
+                                   lambda: self._metrics_due.request("metrics"))
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -188,6 +193,7 @@ class Daemon:
             self.kernel.end("stop", observe=True)  # its exit cleanup has flushed by now
             return
         self._cancel_state_wait()
+        self.metrics.firewalld_restarted()
         self.kernel.begin("start")
         started = time.monotonic()
         self._state_wait = self.glib.timeout_add(0, self._poll_state, str(new), started)
@@ -297,6 +303,7 @@ class Daemon:
     def _report(self, outcome: Outcome) -> None:
         trigger = outcome.trigger
         self.last = outcome
+        self.metrics.reconciled(outcome)
         ms = round(outcome.duration * 1000, 2)
         common = dict(trigger=trigger, duration_ms=ms, nft_duration_ms=round(outcome.nft_duration * 1000, 2),
                       changes=outcome.changes, firewalld_version=outcome.facts.firewalld_version or None)
