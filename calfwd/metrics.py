@@ -163,8 +163,9 @@ def _series(name: str, labels: Labels, value: float) -> str:
 
 
 def family(name: str, kind: str, help_text: str, samples: Iterable[Tuple[Labels, float]]) -> List[str]:
-    return [f"# HELP {name} {escape_help(help_text)}", f"# TYPE {name} {kind}"] + [
-        _series(name, labels, value) for labels, value in samples]
+    """Nothing at all without samples: a family with no series only confuses readers."""
+    series = [_series(name, labels, value) for labels, value in samples]
+    return [f"# HELP {name} {escape_help(help_text)}", f"# TYPE {name} {kind}"] + series if series else []
 
 
 def histogram(name: str, help_text: str, h: Histogram) -> List[str]:
@@ -196,7 +197,7 @@ def render(s: Snapshot) -> str:
     lines += family("calfwd_last_success_timestamp_seconds", "gauge", "Unix time of the last "
                     "verified reconcile.", [((), s.last_success)] if s.last_success is not None else [])
     lines += family("calfwd_firewalld_reloads_total", "counter", "firewalld reloads seen (its "
-                    "Reloaded signal).", [((), s.firewalld_reloads)])
+                    "Reloaded signal; calfwd's own reloads included).", [((), s.firewalld_reloads)])
     lines += family("calfwd_firewalld_restarts_total", "counter", "firewalld starts seen while calfwd "
                     "ran (a new owner of its D-Bus name).", [((), s.firewalld_restarts)])
     lines += family("calfwd_flushes_total", "counter", "Flushes of Calico's or kube-proxy's top-level "
