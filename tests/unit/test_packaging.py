@@ -135,8 +135,10 @@ def test_unit_hardening_keeps_what_calfwd_needs(unit):
     assert service.get("PrivateUsers", ["no"]) == ["no"]
     assert "User" not in service and "DynamicUser" not in service
     assert service["ProtectSystem"] == ["strict"]
-    # calfwd writes nothing on disk.
-    for key in ("ReadWritePaths", "StateDirectory", "RuntimeDirectory", "LogsDirectory"):
+    # calfwd writes nothing on disk but the metrics file, in node_exporter's usual directories.
+    assert _words(unit, "Service", "ReadWritePaths") == [
+        "-/var/lib/node_exporter/textfile_collector", "-/var/lib/prometheus/node-exporter"]
+    for key in ("StateDirectory", "RuntimeDirectory", "LogsDirectory"):
         assert key not in service, key
     # Bounded whatever a hostile bus client or a runaway command does (issue 11, item 2).
     assert service["MemoryMax"] == ["256M"] and service["TasksMax"] == ["32"]
