@@ -23,15 +23,18 @@ class MetricsFile:
     def __init__(self, reporter: Any, path: Callable[[], str], request_write: Callable[[], None],
                  clock: Callable[[], float] = time.time,
                  write: Callable[[str, str], None] = textfile.write_atomic,
+                 remove: Callable[[str], None] = textfile.remove,
                  guard_installed: Optional[Callable[[], bool]] = None) -> None:
         self.reporter = reporter
         self._path = path
         self._request = request_write
         self._clock = clock
         self._write = write
+        self._remove = remove
         self._guard_installed = guard_installed or flush_guard_installed
         self.tally = Tally(__version__)
         self._failed: Optional[str] = None  # the path whose failure was reported
+        self._written: Optional[str] = None  # node_exporter would serve it, stale, for ever
         reporter.listeners.append(self.event)
 
     def reconciled(self, outcome: Any) -> None:
@@ -51,11 +54,18 @@ class MetricsFile:
             self._changed()
 
     def _changed(self) -> None:
-        if self._path():
+        if self._path() or self._written:
             self._request()
 
     def write(self) -> None:
+        """Also removes the file calfwd wrote under a path the configuration no longer names."""
         path = self._path()
+        if self._written and self._written != path:
+            try:
+                self._remove(self._written)
+            except OSError:
+                pass  # gone already, or not ours to remove any more: the new path matters
+            self._written = None
         if not path:
             return
         try:
@@ -68,7 +78,7 @@ class MetricsFile:
                                    "drop-in)", path=path)
             self._failed = path
             return
-        self._failed = None
+        self._failed, self._written = None, path
 
 
 def flush_guard_installed() -> bool:

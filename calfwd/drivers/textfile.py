@@ -25,3 +25,7 @@ def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+
+
+def remove(path: str) -> None:
+    os.unlink(path)

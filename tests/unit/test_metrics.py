@@ -248,3 +248,25 @@ def test_atomic_write_to_a_missing_directory_raises_and_leaves_nothing(tmp_path)
     with pytest.raises(OSError):
         textfile.write_atomic(str(tmp_path / "missing" / "calfwd.prom"), "x\n")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_path_no_longer_configured_is_removed_not_left_stale(tmp_path):
+    first, second = tmp_path / "a.prom", tmp_path / "b.prom"
+    box = {"path": str(first)}
+    reporter = Reporter(stream=io.StringIO(), journal=None)
+    requests = []
+    kept = MetricsFile(reporter, lambda: box["path"], lambda: requests.append(1), guard_installed=lambda: False)
+    kept.reconciled(outcome())
+    kept.write()
+    assert first.exists()
+    box["path"] = str(second)  # SIGHUP with another path
+    kept.write()
+    assert not first.exists() and second.exists()
+    box["path"] = ""  # metrics turned off
+    before = len(requests)
+    kept.reconciled(outcome())
+    assert len(requests) == before + 1  # one more write, to remove it
+    kept.write()
+    assert os.listdir(tmp_path) == []
+    kept.reconciled(outcome())
+    assert len(requests) == before + 1  # off: nothing more
