@@ -70,6 +70,8 @@ class Config:
     # Follow the kernel's nftables changes (`nft --json monitor`): repair calfwd's table and
     # see every flush of Felix's and kube-proxy's rules as it happens; false: resync only.
     kernel_events: bool
+    # Prometheus metrics for node_exporter's textfile collector (metricsfile.py); "": none.
+    metrics_textfile: str
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,6 +221,7 @@ def parse(text: str, path: str) -> Config:
         on_calico_flush_interval=values["daemon"]["on_calico_flush_interval"],
         on_calico_flush_timeout=values["daemon"]["on_calico_flush_timeout"],
         kernel_events=values["daemon"]["kernel_events"],
+        metrics_textfile=values["metrics"]["textfile"],
     )
 
 

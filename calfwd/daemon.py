@@ -40,6 +40,7 @@ from calfwd import guard, health
 from calfwd.drivers import dropin, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
+from calfwd.metricsfile import MetricsFile
 from calfwd.reconcile import Outcome, Reconciler
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
@@ -51,6 +52,7 @@ EXIT_BUS_LOST = 1
 HEARTBEAT = 60  # seconds: the status files are rewritten at least this often
 GUARD_EVERY = 300.0  # seconds between judgements of flush_guard = "auto" (and on these triggers)
 GUARD_TRIGGERS = frozenset({"start", "config-reloaded", "firewalld-started"})
+METRICS_HOLDOFF = 0.25  # seconds: the metrics file is written at most about 4 times a second
 
 
 class Coalescer:
@@ -113,6 +115,9 @@ class Daemon:
         self._guard_checked = float("-inf")
         self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
                                   self._notify_status)
+        self._metrics_due = Coalescer(lambda _why: self.metrics.write(), METRICS_HOLDOFF, glib)
+        self.metrics = MetricsFile(reporter, lambda: self.config.metrics_textfile,
+                                   lambda: self._metrics_due.request("metrics"))
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -199,6 +204,7 @@ class Daemon:
             self.kernel.end("stop", observe=True)  # its exit cleanup has flushed by now
             return
         self._cancel_state_wait()
+        self.metrics.firewalld_restarted()
         self.kernel.begin("start")
         started = time.monotonic()
         self._state_wait = self.glib.timeout_add(0, self._poll_state, str(new), started)
@@ -313,6 +319,7 @@ class Daemon:
     def _report(self, outcome: Outcome) -> None:
         trigger = outcome.trigger
         self.last = outcome
+        self.metrics.reconciled(outcome)
         ms = round(outcome.duration * 1000, 2)
         common = dict(trigger=trigger, duration_ms=ms, nft_duration_ms=round(outcome.nft_duration * 1000, 2),
                       changes=outcome.changes, firewalld_version=outcome.facts.firewalld_version or None)

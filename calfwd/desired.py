@@ -27,6 +27,7 @@ class HostFacts:
     firewalld_state: str = ""  # "RUNNING", "INIT", "FAILED"; "" when nobody owns its name
     wireguard_devices: Tuple[str, ...] = ()  # Calico's WireGuard devices present on the host
     strict_forward_ports: bool = False  # firewalld >= 2.3 with StrictForwardPorts=yes
+    firewalld_backend: str = ""  # FirewallBackend, for the metrics' info line
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, TextIO
+from typing import Any, Callable, Dict, List, Optional, TextIO
 
 PRIORITY_ERR, PRIORITY_WARNING, PRIORITY_NOTICE, PRIORITY_INFO, PRIORITY_DEBUG = 3, 4, 5, 6, 7
 
@@ -49,6 +49,8 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     Kind("firewalld-table-restored", "e382041b4cd54362a7894182fc8abdfd", PRIORITY_INFO),
     # /run/calfwd/status.json and health (statusfile.py) could not be written.
     Kind("status-file-failed", "60cfa92717a94027be363b50978b8a8e", PRIORITY_WARNING),
+    # [metrics] textfile could not be written (said once until a write succeeds again).
+    Kind("metrics-write-failed", "67ee3504c5af4558bb437f7dc6a30a02", PRIORITY_WARNING),
 )}
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -73,6 +75,9 @@ class Reporter:
         self._send = _journal_sender() if journal == "auto" else journal
         self._stream = stream or sys.stderr
         self.min_priority = min_priority
+        # Called with (kind, fields) for every event, hidden ones included: the metrics count
+        # them. A listener's failure never costs the event.
+        self.listeners: List[Callable[[str, Dict[str, Any]], None]] = []
 
     @property
     def to_journal(self) -> bool:
@@ -80,6 +85,11 @@ class Reporter:
 
     def emit(self, event: str, message: str, **fields: Any) -> None:
         kind = KINDS[event]
+        for listener in self.listeners:
+            try:
+                listener(event, fields)
+            except Exception:
+                pass
         if kind.priority > self.min_priority:
             return
         extra = {f"CALFWD_{k.upper()}": _text(v) for k, v in fields.items() if v is not None}

@@ -9,6 +9,7 @@ and the man page (packaging/manpages.py) all take them from SCHEMA.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
@@ -341,6 +342,22 @@ def _nat_outgoing(value: Any) -> Checked:
 
 _nat_outgoing.item = _pool  # type: ignore[attr-defined]
 
+def _textfile(value: Any) -> Checked:
+    """[metrics] textfile: node_exporter's textfile collector reads only *.prom files, and the
+    atomic rename needs the directory to exist already (calfwd creates none)."""
+    value, why = _string(value)
+    if why or value == "":
+        return value, why
+    if not value.startswith("/"):
+        return None, f"{value!r} must be an absolute path"
+    if not value.endswith(".prom") or value.endswith("/.prom"):
+        return None, f"{value!r} must end in .prom (node_exporter's textfile collector reads only those)"
+    directory = os.path.dirname(value)
+    if not os.path.isdir(directory):
+        return None, f"{value!r}: the directory {directory} does not exist"
+    return value, None
+
+
 REQUIRED = object()
 
 # section -> key -> (checker, default)
@@ -371,5 +388,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
         "on_calico_flush_interval": (_interval, 600),
         "on_calico_flush_timeout": (_interval, 60),
         "kernel_events": (_boolean, True),
+    },
+    "metrics": {
+        "textfile": (_textfile, ""),
     },
 }

@@ -13,7 +13,8 @@ if command -v apt-get >/dev/null 2>&1; then
   pkgs=(firewalld nftables iptables ipset iproute2 dbus procps
         python3 python3-nftables python3-dbus python3-gi python3-systemd python3-tomli
         python3-pytest python3-hypothesis systemd rpm rpmlint debootstrap
-        man-db groff-base cpio apt dpkg debian-archive-keyring wireguard-tools wireguard-go)
+        man-db groff-base cpio apt dpkg debian-archive-keyring wireguard-tools wireguard-go
+        prometheus-node-exporter prometheus)  # node_exporter and promtool (the metrics lab test)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -47,6 +48,9 @@ elif command -v dnf >/dev/null 2>&1; then
   # The lab fetches Debian's firewalld 0.9.3/1.3/2.3 packages with apt-get and dpkg-deb.
   dnf install -y apt dpkg debian-keyring 2>/dev/null ||
     echo "install-deps: no apt/dpkg/debian-keyring packages: tests/integration/test_firewalld_versions.py needs them" >&2
+  # node_exporter and promtool (Fedora's golang-github-prometheus; on RHEL node_exporter is in EPEL).
+  dnf install -y golang-github-prometheus-node-exporter golang-github-prometheus 2>/dev/null ||
+    echo "install-deps: no node_exporter/promtool packages: tests/integration/test_metrics_in_lab.py needs them" >&2
 else
   echo "install-deps: neither apt-get nor dnf found; install the packages listed in README.md" >&2
   exit 1

@@ -206,7 +206,8 @@ class Firewalld:
             return HostFacts(firewalld_state=info.state)
         return HostFacts(firewalld_running=True, firewalld_version=info.version,
                          default_zone=info.default_zone or HostFacts().default_zone,
-                         firewalld_state=info.state, strict_forward_ports=self._strict_forward_ports())
+                         firewalld_state=info.state, strict_forward_ports=self._strict_forward_ports(),
+                         firewalld_backend=info.backend)
 
     def _strict_forward_ports(self) -> bool:
         """firewalld.conf's StrictForwardPorts as firewalld runs it (2.3+; older ones lack it)."""

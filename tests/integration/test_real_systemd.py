@@ -377,6 +377,40 @@ def test_watchdog_pings_and_restarts_a_hung_daemon(box):
     assert _active(box, "calfwd") == "active"
 
 
+def test_metrics_textfile_inside_the_unit_sandbox(box):
+    """ReadWritePaths= lets the hardened unit write Debian's textfile directory, mode 0644
+    despite UMask=0077; a directory outside it is one metrics-write-failed event, and calfwd
+    keeps reconciling."""
+    config = "/etc/calfwd/calfwd.toml"
+    shipped = box.run("cat", config).stdout
+    allowed, other = "/var/lib/prometheus/node-exporter/calfwd.prom", "/var/lib/elsewhere/calfwd.prom"
+    assert '# textfile = ""' in shipped, "the shipped config's metrics line changed; update this test"
+    box.run("mkdir", "-p", os.path.dirname(allowed), os.path.dirname(other))
+    try:
+        box.write(config, shipped.replace('# textfile = ""', 'textfile = "%s"' % allowed))
+        mark = box.cursor()
+        # A restart: the unit's mount namespace is made at start, with the directories there then.
+        box.run("systemctl", "restart", "calfwd")
+        _wait_event(box, mark, "reconciled", trigger="start")
+        text = wait_until(lambda: box.run("cat", allowed, check=False).stdout, 10, "the metrics file")
+        assert 'calfwd_in_sync{layer="firewalld"} 1' in text and "calfwd_info{" in text, text
+        assert box.run("stat", "-c", "%a %U", allowed).stdout.split() == ["644", "root"]
+        assert box.run("ls", "-A", os.path.dirname(allowed)).stdout.split() == ["calfwd.prom"]
+
+        box.write(config, shipped.replace('# textfile = ""', 'textfile = "%s"' % other))
+        mark = box.cursor()
+        box.run("systemctl", "reload", "calfwd")
+        failed = _wait_event(box, mark, "metrics-write-failed")
+        assert "Read-only file system" in str(failed["MESSAGE"]) and failed["CALFWD_PATH"] == other, failed
+        _wait_event(box, mark, "reconciled", trigger="config-reloaded")
+        assert _active(box, "calfwd") == "active"
+        _in_sync(box)
+    finally:
+        box.write(config, shipped)
+        box.run("systemctl", "restart", "calfwd")
+        box.run("rm", "-rf", os.path.dirname(allowed), os.path.dirname(other))
+
+
 def test_stop_leaves_the_rules_in_place(box):
     mark = box.cursor()
     box.run("systemctl", "stop", "calfwd")

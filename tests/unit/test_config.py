@@ -402,3 +402,23 @@ def test_cleanup_is_never_stopped_by_a_hook_program_that_is_gone(tmp_path):
     assert cfg.load_trusted(str(path), check_program=False).on_calico_flush == ("/nonexistent/calfwd-hook",)
     with pytest.raises(cfg.ConfigError):
         cfg.load_trusted(str(path))
+
+
+def test_metrics_textfile_defaults_to_off_and_takes_a_prom_file(tmp_path):
+    assert parse(MINIMAL).metrics_textfile == ""
+    path = tmp_path / "calfwd.prom"
+    assert parse(MINIMAL + f'[metrics]\ntextfile = "{path}"\n').metrics_textfile == str(path)
+
+
+def test_metrics_textfile_refusals_through_cli_exit_2_one_line_each(tmp_path):
+    for textfile, why in (("calfwd.prom", "must be an absolute path"),
+                          (str(tmp_path / "calfwd.txt"), "must end in .prom"),
+                          (str(tmp_path / "missing" / "calfwd.prom"), "does not exist"),
+                          (7, "must be a string")):
+        path = tmp_path / "c.toml"
+        shown = f'"{textfile}"' if isinstance(textfile, str) else textfile
+        path.write_text(MINIMAL + f"[metrics]\ntextfile = {shown}\n")
+        result = run_check(str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"calfwd: {path}: metrics.textfile: ") and why in lines[0], lines

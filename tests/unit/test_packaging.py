@@ -136,8 +136,11 @@ def test_unit_hardening_keeps_what_calfwd_needs(unit):
     assert service.get("PrivateUsers", ["no"]) == ["no"]
     assert "User" not in service and "DynamicUser" not in service
     assert service["ProtectSystem"] == ["strict"]
-    # calfwd writes only its status files, in a runtime directory systemd makes and removes.
+    # calfwd writes only its status files, in a runtime directory systemd makes and removes,
+    # and the metrics file, in node_exporter's usual directories.
     assert service["RuntimeDirectory"] == ["calfwd"] and service["RuntimeDirectoryMode"] == ["0755"]
+    assert _words(unit, "Service", "ReadWritePaths") == [
+        "-/var/lib/node_exporter/textfile_collector", "-/var/lib/prometheus/node-exporter"]
     for key in ("StateDirectory", "LogsDirectory", "CacheDirectory"):
         assert key not in service, key
     # Bounded whatever a hostile bus client or a runaway command does (issue 11, item 2).

@@ -1,0 +1,87 @@
+"""The daemon's side of [metrics] textfile: counts what it sees, keeps the file current.
+
+metrics.py is the pure part (counting, the text format); drivers/textfile.py writes. The
+daemon calls reconciled() after every reconcile and firewalld_restarted() on a new firewalld;
+every event the Reporter emits reaches event(). Each asks for a write, which the daemon
+coalesces (a burst of events costs a few writes). A write that fails is reported once and
+never stops anything else: metrics are not worth a lost reconcile.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, Optional
+
+from calfwd import __version__, guard
+from calfwd.drivers import dropin, textfile
+from calfwd.metrics import Tally, render
+
+WRITE_EVENT = "metrics-write-failed"
+
+
+class MetricsFile:
+    def __init__(self, reporter: Any, path: Callable[[], str], request_write: Callable[[], None],
+                 clock: Callable[[], float] = time.time,
+                 write: Callable[[str, str], None] = textfile.write_atomic,
+                 remove: Callable[[str], None] = textfile.remove,
+                 guard_installed: Optional[Callable[[], bool]] = None) -> None:
+        self.reporter = reporter
+        self._path = path
+        self._request = request_write
+        self._clock = clock
+        self._write = write
+        self._remove = remove
+        self._guard_installed = guard_installed or flush_guard_installed
+        self.tally = Tally(__version__)
+        self._failed: Optional[str] = None  # the path whose failure was reported
+        self._written: Optional[str] = None  # node_exporter would serve it, stale, for ever
+        reporter.listeners.append(self.event)
+
+    def reconciled(self, outcome: Any) -> None:
+        self.tally.reconciled(outcome, self._clock())
+        try:
+            self.tally.flush_guard_installed = self._guard_installed()
+        except OSError:
+            self.tally.flush_guard_installed = False
+        self._changed()
+
+    def firewalld_restarted(self) -> None:
+        self.tally.firewalld_restarts += 1
+        self._changed()
+
+    def event(self, kind: str, fields: Dict[str, Any]) -> None:
+        if kind != WRITE_EVENT and self.tally.event(kind, fields):
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._path() or self._written:
+            self._request()
+
+    def write(self) -> None:
+        """Also removes the file calfwd wrote under a path the configuration no longer names."""
+        path = self._path()
+        if self._written and self._written != path:
+            try:
+                self._remove(self._written)
+            except OSError:
+                pass  # gone already, or not ours to remove any more: the new path matters
+            self._written = None
+        if not path:
+            return
+        try:
+            self._write(path, render(self.tally.snapshot()))
+        except OSError as exc:
+            if self._failed != path:
+                self.reporter.emit(WRITE_EVENT, f"cannot write the metrics file {path}: "
+                                   f"{exc.strerror or exc} (reconciling goes on; with the packaged "
+                                   "unit, a directory other than the usual ones needs a ReadWritePaths= "
+                                   "drop-in)", path=path)
+            self._failed = path
+            return
+        self._failed, self._written = None, path
+
+
+def flush_guard_installed() -> bool:
+    """calfwd's drop-in is there and names this host's iptables binaries."""
+    path = guard.dropin_path()
+    return guard.dropin_problem(dropin.read_dropin(path), dropin.resolve_guard_paths(), path) is None

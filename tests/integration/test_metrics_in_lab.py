@@ -1,0 +1,126 @@
+"""[metrics] textfile with the real node_exporter: the lab daemon writes the file, Debian's
+prometheus-node-exporter serves it on the node namespace's loopback, and promtool checks what
+it serves. firewalld 1.x in the lab flushes Felix's rules on start and reload, so flushes,
+a start and a reload are all seen."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import time
+from typing import Dict, FrozenSet, Tuple
+
+import pytest
+
+from calfwd import __version__, guard
+from lab.calfwd import PYTHON, Calfwd, minimal_config
+
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+PORT = 9100  # on the node namespace's own loopback: nothing outside the lab can reach it
+FETCH = r"""
+import sys, time, urllib.request
+deadline = time.monotonic() + 15
+while True:
+    try:
+        print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()); break
+    except OSError:
+        if time.monotonic() > deadline: raise
+        time.sleep(0.1)
+"""
+
+Sample = Tuple[str, FrozenSet[Tuple[str, str]]]
+LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def samples(text: str) -> Dict[Sample, float]:
+    found = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = LINE.match(line)
+        assert match, line
+        labels = frozenset(LABEL.findall(match.group(2) or ""))
+        found[(match.group(1), labels)] = float(match.group(3))
+    return found
+
+
+def value(found: Dict[Sample, float], name: str, **labels: str) -> float:
+    key = (name, frozenset((k, v) for k, v in labels.items()))
+    assert key in found, f"{name}{labels} not served: " + ", ".join(
+        sorted(n for n, _ in found if n.startswith("calfwd_")))
+    return found[key]
+
+
+def test_node_exporter_serves_calfwd_metrics_and_promtool_accepts_them(lab):
+    for tool in (NODE_EXPORTER, "promtool"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (tests/install-deps.sh)")
+    textdir = lab.workdir / "textfile_collector"
+    textdir.mkdir()
+    prom = textdir / "calfwd.prom"
+    calfwd = Calfwd(lab, minimal_config(lab) + f'[metrics]\ntextfile = "{prom}"\n')
+    calfwd.env[guard.DROPIN_ENV] = str(lab.workdir / "guard.conf")  # none: the guard is not installed
+    calfwd.start()
+
+    # firewalld starts after calfwd (a start seen, and its flush), then reloads (and flushes again).
+    lab.firewalld.start()
+    calfwd.wait_for("calico-flushed")
+    calfwd.wait_for("firewalld-appeared")
+    # calfwd's own reload (it created its zone) and the reconcile after it are over first.
+    deadline = time.monotonic() + 30
+    while not any("after firewalld-started" in line for line in calfwd.events("reconciled")):
+        assert time.monotonic() < deadline, "\n".join(calfwd.lines()[-20:])
+        time.sleep(0.05)
+    time.sleep(1.0)
+    lab.calico.restore()
+    mark = calfwd.line_count()
+    calfwd.signal(signal.SIGHUP)  # calfwd looks at Felix's restored rules again
+    calfwd.wait_for("reconciled", after=mark)
+    mark = calfwd.line_count()
+    lab.firewalld.reload()
+    calfwd.wait_for("calico-flushed", after=mark)
+    calfwd.wait_for("reconciled", after=mark)
+    flushes = calfwd.events("calico-flushed")
+    assert len(flushes) >= 2 and " on start " in flushes[0] and " on reload " in flushes[-1]
+    time.sleep(1.0)  # the file is written at most every 0.25 s
+    assert oct(prom.stat().st_mode & 0o777) == "0o644"  # node_exporter need not run as root
+    assert not [p.name for p in textdir.iterdir() if p.name != "calfwd.prom"]  # no temporary left
+
+    exporter = lab.node.popen(NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{PORT}",
+                              "--collector.disable-defaults", "--collector.textfile",
+                              f"--collector.textfile.directory={textdir}", "--web.disable-exporter-metrics")
+    try:
+        served = lab.node.run(PYTHON, "-c", FETCH, f"http://127.0.0.1:{PORT}/metrics", timeout=30).stdout
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=10)
+    found = samples(served)
+
+    assert value(found, "node_textfile_scrape_error") == 0  # node_exporter parsed calfwd's file
+    version = lab.firewalld.firewall_cmd("--version").strip()
+    assert value(found, "calfwd_info", version=__version__,
+                 firewalld_version=version, firewalld_backend="nftables") == 1
+    assert value(found, "calfwd_in_sync", layer="nftables") == 1
+    assert value(found, "calfwd_in_sync", layer="firewalld") == 1
+    assert value(found, "calfwd_firewalld_running") == 1
+    # Every Reloaded signal: the test's reload and calfwd's own (it created its zone at the start).
+    reloads = len(calfwd.events("firewalld-reloaded"))
+    assert reloads >= 2 and value(found, "calfwd_firewalld_reloads_total") == reloads
+    assert value(found, "calfwd_firewalld_restarts_total") == 1
+    assert value(found, "calfwd_flushes_total", owner="calico", cause="start") == 1
+    assert value(found, "calfwd_flushes_total", owner="calico", cause="reload") == len(flushes) - 1
+    assert value(found, "calfwd_reconciles_total", trigger="start", result="verified") == 1
+    assert value(found, "calfwd_reconciles_total", trigger="firewalld-reloaded", result="verified") >= 1
+    assert value(found, "calfwd_reconciles_total", trigger="firewalld-started", result="verified") >= 1
+    count = value(found, "calfwd_reconcile_duration_seconds_count")
+    assert count >= 4 and value(found, "calfwd_reconcile_duration_seconds_bucket", le="+Inf") == count
+    assert value(found, "calfwd_reconcile_duration_seconds_sum") > 0
+    assert 0 < time.time() - value(found, "calfwd_last_success_timestamp_seconds") < 60
+    assert value(found, "calfwd_flush_guard_installed") == 0
+    assert value(found, "calfwd_conflicts") == 0
+    assert value(found, "calfwd_table_repairs_total") == 0
+
+    check = lab.node.run("promtool", "check", "metrics", input=served, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
