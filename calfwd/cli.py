@@ -222,7 +222,12 @@ def _apply_offline(args: argparse.Namespace, config: Config) -> int:
         print(f"{where}: {'nothing changed' if result.conflicts else 'in sync, nothing changed'}")
     for conflict in result.conflicts:
         print(f"firewalld: conflict: {conflict}")
-    guard_error = _guard_auto(args.config, config, fw_dir=directory, offline=True)
+    if directory == host.firewalld_dir(None):
+        guard_error = _guard_auto(args.config, config, fw_dir=directory, offline=True)
+    else:  # an image's tree: its firewalld and its /etc/systemd are not this host's
+        guard_error = ""
+        print(f"flush guard: not judged: {directory} is not this host's firewalld configuration; the "
+              "image's own `calfwd guard auto` (the package's %post) installs it where needed")
     remains = list(result.remains) + ([guard_error] if guard_error else [])
     return _fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
 
@@ -248,7 +253,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                        "updated": daemon.get("updated") if daemon else None,
                        "flushed": daemon.get("flushed", []) if daemon else [],
                        "firewalld_table_missing": bool(daemon and daemon.get("firewalld_table_missing"))},
-            "blocking": flushed,
+            "blocking": [b for l in layers for b in l.blocking] + flushed,
             "firewalld": {"running": facts.firewalld_running, "version": facts.firewalld_version,
                           "default_zone": facts.default_zone, "state": facts.firewalld_state},
             "errors": errors,
@@ -289,6 +294,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    from calfwd.drivers import statusfile
     from calfwd.drivers.firewalld_offline import OfflineFirewalld
     from calfwd.drivers.nftables import Nftables
 
@@ -307,6 +313,12 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     guard_action, guard_error = _remove_guard(None)
     if guard_action:
         removed += (guard_action,)
+    try:
+        status_files = statusfile.remove()
+    except OSError as exc:
+        status_files, remains = None, remains + (f"{statusfile.run_dir()}: {exc.strerror or exc}",)
+    if status_files:
+        removed += (status_files,)
     if guard_error:
         remains += (guard_error,)
     for action in removed:

@@ -113,6 +113,7 @@ class Daemon:
         self._guard_problem: Optional[str] = None
         self._status_file_error: Optional[str] = None
         self._guard_checked = float("-inf")
+        self._pid_start = statusfile.process_start(os.getpid())
         self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
                                   self._notify_status)
         self._metrics_due = Coalescer(lambda _why: self.metrics.write(), METRICS_HOLDOFF, glib)
@@ -147,6 +148,9 @@ class Daemon:
         self.glib.timeout_add(HEARTBEAT * 1000, self._heartbeat)
         if self.config.kernel_events:
             self.kernel.start()
+        previous = statusfile.read_previous()  # a flush the last run saw is not undone by a restart
+        if previous is not None:
+            self.kernel.flushes.carry(health.daemon_outages(previous))
         self.kernel.observe()  # before the first reconcile, whose reload may flush them
         self._reconcile("start")
 
@@ -388,14 +392,15 @@ class Daemon:
         pools = [n.with_prefixlen for n in self.config.ip_pools]
         zone = self.config.firewalld.zone
         self.notify(health.status_line(verdict, outcome, zone, ",".join(pools), time.strftime("%H:%M:%S")))
-        doc = health.document(verdict, outcome, pid=os.getpid(), updated=time.time(),
-                              config_path=self.config_path, zone=zone, pools=pools,
-                              following_kernel=self.kernel.following_kernel)
         try:
+            doc = health.document(verdict, outcome, pid=os.getpid(), updated=time.time(),
+                                  config_path=self.config_path, zone=zone, pools=pools,
+                                  following_kernel=self.kernel.following_kernel,
+                                  pid_start=self._pid_start)
             statusfile.publish(doc, health.health_line(verdict))
             self._status_file_error = None
-        except OSError as exc:
-            problem = f"{statusfile.run_dir()}: {exc.strerror or exc}"
+        except Exception as exc:  # never the heartbeat's end: a GLib source that raises is gone
+            problem = f"{statusfile.run_dir()}: {getattr(exc, 'strerror', None) or exc}"
             if problem != self._status_file_error:  # once, not at every reconcile
                 self.reporter.emit("status-file-failed", f"cannot write calfwd's status files: {problem}; "
                                    "`calfwd status` and node-problem-detector's check do not see "
@@ -404,7 +409,11 @@ class Daemon:
 
     def _heartbeat(self) -> bool:
         """The status files' age is how NPD's check knows the daemon still runs."""
-        self._notify_status()
+        try:
+            self._notify_status()
+        except Exception as exc:  # keep beating: a GLib source that raises is removed
+            self.reporter.emit("status-file-failed", f"updating calfwd's status failed: "
+                               f"{type(exc).__name__}: {exc}")
         return True
 
 

@@ -198,6 +198,11 @@ class FlushTracker:
             elif missing != outage.missing:
                 self._outages[who] = Outage(who, missing, outage.cause, outage.since)
 
+    def carry(self, outages: Tuple[Outage, ...]) -> None:
+        """What a previous run saw flushed and not undone: still gone until observe() sees it."""
+        for outage in outages:
+            self._outages.setdefault(outage.owner, outage)
+
     def outages(self) -> Tuple[Outage, ...]:
         """What firewalld flushed and nobody has put back yet, Calico first."""
         return tuple(self._outages[o] for o in (CALICO, KUBE_PROXY) if o in self._outages)

@@ -92,12 +92,14 @@ def health_line(health: Health, limit: int = 200) -> str:
 
 
 def document(health: Health, outcome: Any, *, pid: int, updated: float, config_path: str,
-             zone: str, pools: Sequence[str], following_kernel: bool) -> Dict[str, Any]:
+             zone: str, pools: Sequence[str], following_kernel: bool,
+             pid_start: Optional[str] = None) -> Dict[str, Any]:
     """The status file: what `status --json` says, plus what only the daemon knows."""
     facts = outcome.facts
     return {
         "schema": SCHEMA,
         "pid": pid,
+        "pid_start": pid_start,
         "updated": round(updated, 3),
         "config": config_path,
         "state": health.state,
@@ -124,9 +126,11 @@ def document(health: Health, outcome: Any, *, pid: int, updated: float, config_p
 def daemon_outages(doc: Dict[str, Any]) -> Tuple[Outage, ...]:
     """The flushes a status file reports, for `calfwd status`."""
     out = []
-    for item in doc.get("flushed") or ():
-        owner = item.get("owner")
-        if owner in (CALICO, KUBE_PROXY):
-            out.append(Outage(owner, frozenset(item.get("missing") or ()), str(item.get("cause", "")),
-                              float(item.get("since", 0.0))))
+    flushed = doc.get("flushed")
+    for item in flushed if isinstance(flushed, list) else ():
+        if not isinstance(item, dict) or item.get("owner") not in (CALICO, KUBE_PROXY):
+            continue
+        missing, since = item.get("missing"), item.get("since")
+        out.append(Outage(item["owner"], frozenset(str(j) for j in missing) if isinstance(missing, list) else frozenset(),
+                          str(item.get("cause", "")), float(since) if type(since) in (int, float) else 0.0))
     return tuple(out)

@@ -38,7 +38,8 @@ FLUSH_FIX_MARKER = "may_skip_flush_direct_backends"
 
 
 def firewalld_dir(override: Optional[str] = None) -> str:
-    return override or os.environ.get(FIREWALLD_DIR_ENV) or FIREWALLD_DIR
+    """Absolute: firewall-offline-cmd runs from / (a relative image path would name the host's)."""
+    return os.path.abspath(override or os.environ.get(FIREWALLD_DIR_ENV) or FIREWALLD_DIR)
 
 
 # ---------------------------------------------------------------------------------------

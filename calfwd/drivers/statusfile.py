@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional
+import time
+from typing import Any, Callable, Dict, Optional
 
 RUN_DIR = "/run/calfwd"
 STATUS, HEALTH = "status.json", "health"
 MODE = 0o644
+# The daemon rewrites status.json at least every minute (daemon.HEARTBEAT): a file much older
+# than that is a hung daemon's, and says nothing of now.
+STALE_AFTER = 180.0
 
 
 def run_dir() -> str:
@@ -50,27 +54,64 @@ def publish_health(line: str, directory: Optional[str] = None) -> None:
         _replace(directory, HEALTH, line.replace("\n", " ") + "\n")
 
 
-def read_running(directory: Optional[str] = None) -> Optional[Dict[str, Any]]:
-    """The running daemon's status.json; None when there is none or its writer has exited
-    (a file a killed daemon left behind says nothing about now)."""
+def read_previous(directory: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The last status.json, whoever wrote it and whenever (the daemon before a restart:
+    RuntimeDirectoryPreserve keeps it; /run itself is gone after a reboot)."""
+    try:
+        with open(os.path.join(directory or run_dir(), STATUS), encoding="utf-8") as handle:
+            doc = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == 1 else None
+
+
+def read_running(directory: Optional[str] = None, now: Callable[[], float] = time.time) -> Optional[Dict[str, Any]]:
+    """The running daemon's status.json; None when there is none, it is not calfwd's current
+    format, its writer has exited (a killed daemon's file, or its pid reused by another
+    process: the start time differs), or it is stale (a hung daemon)."""
     path = os.path.join(directory or run_dir(), STATUS)
     try:
         with open(path, encoding="utf-8") as handle:
             doc = json.load(handle)
     except (OSError, ValueError):
         return None
-    if not isinstance(doc, dict) or not _alive(doc.get("pid")):
+    if not isinstance(doc, dict) or doc.get("schema") != 1:
+        return None
+    pid, updated = doc.get("pid"), doc.get("updated")
+    if type(pid) is not int or pid <= 0 or type(updated) not in (int, float):
+        return None
+    start = process_start(pid)  # None: no such process
+    if now() - updated > STALE_AFTER or start is None or start != doc.get("pid_start"):
         return None
     return doc
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+def process_start(pid: int) -> Optional[str]:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22): with the
+    pid, it names one process for as long as the machine runs."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def remove(directory: Optional[str] = None) -> Optional[str]:
+    """cleanup: the status files and their directory (kept across restarts by the unit).
+    Returns what went, or None when nothing was there."""
+    directory = directory or run_dir()
+    gone = []
+    for name in (STATUS, HEALTH, STATUS + ".tmp", HEALTH + ".tmp"):
+        try:
+            os.unlink(os.path.join(directory, name))
+            gone.append(name)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # not there, or someone else's files in it: left alone
+    return f"status files {', '.join(gone)} in {directory}" if gone else None
+

@@ -85,6 +85,10 @@ def test_a_flush_not_yet_undone_is_blocked_everywhere_until_felix_and_kube_proxy
     assert check.returncode == 1 and check.stdout.startswith("blocked BLOCKED: firewalld's reload"), check
     assert check.stdout.count("\n") == 1
 
+    assert calfwd.stop() == 0  # a restart (an upgrade) does not forget what is still gone
+    calfwd.start()
+    assert status_file(calfwd)["state"] == "blocked" and calfwd.cli("status").returncode == 1
+
     lab.calico.restore()  # Felix's refresh
     wait_until(lambda: [f["owner"] for f in status_file(calfwd)["flushed"]] == ["kube-proxy"], 10,
                "Calico's part to clear once Felix's jumps are back")

@@ -339,3 +339,14 @@ def test_a_flush_the_running_daemon_saw_and_nobody_undid_is_an_error():
     flushed = [f for f in report.findings if f.check == "flushed"]
     assert [(f.severity, f.saw) for f in flushed] == [(ERROR, line)]
     assert report.exit_code == verdicts.EXIT_ERRORS
+
+
+def test_the_firewalld_directory_is_absolute_whatever_the_working_directory(tmp_path, monkeypatch):
+    """firewall-offline-cmd runs from /: `--firewalld-dir etc/firewalld` in an image's root must
+    not become the host's /etc/firewalld."""
+    from calfwd.doctor.reads import firewalld_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CALFWD_FIREWALLD_DIR", raising=False)
+    assert firewalld_dir("etc/firewalld") == str(tmp_path / "etc" / "firewalld")
+    assert firewalld_dir(None) == "/etc/firewalld"

@@ -139,6 +139,7 @@ def test_unit_hardening_keeps_what_calfwd_needs(unit):
     # calfwd writes only its status files, in a runtime directory systemd makes and removes,
     # and the metrics file, in node_exporter's usual directories.
     assert service["RuntimeDirectory"] == ["calfwd"] and service["RuntimeDirectoryMode"] == ["0755"]
+    assert service["RuntimeDirectoryPreserve"] == ["yes"]  # NPD's hostPath mount survives restarts
     assert _words(unit, "Service", "ReadWritePaths") == [
         "-/var/lib/node_exporter/textfile_collector", "-/var/lib/prometheus/node-exporter"]
     for key in ("StateDirectory", "LogsDirectory", "CacheDirectory"):
