@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable, List, Optional
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
-from calfwd import guard
+from calfwd import guard, pools
 from calfwd.drivers import dropin
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
@@ -101,6 +101,7 @@ class Daemon:
         self._conflicts: frozenset = frozenset()
         self._failed_owner: Optional[str] = None
         self._guard_problem: Optional[str] = None
+        self._pools_key: Optional[tuple] = None  # ip_pools = "auto": what was last said
         self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
                                   self._notify_status)
 
@@ -313,6 +314,7 @@ class Daemon:
             self.reporter.emit("reconciled", f"reconciled after {trigger} in {ms} ms, "
                                f"{outcome.changes} change(s), {state}" + (f": {actions}" if actions else ""),
                                verified=outcome.verified, **common)
+        self._check_pools(outcome)
         self._check_failed(outcome)
         self.kernel.reconciled(trigger, outcome.facts.firewalld_version)
         self._check_guard()
@@ -322,6 +324,21 @@ class Daemon:
             self.ready = True
             self._hup_ready = self._hup_ready and not hup_done
             self.notify("READY=1")
+
+    def _check_pools(self, outcome: Outcome) -> None:
+        """ip_pools = "auto": say once when the pools change, and once when none can be known."""
+        state = outcome.pools
+        event = pools.event_for(state, self._pools_key) if state is not None else None
+        if state is None or event is None:
+            return
+        self._pools_key = state.key()
+        if event == "pools-unknown":
+            self.reporter.emit("pools-unknown", f"pools: {state.describe()}", problem=state.problem,
+                               pools=[n.with_prefixlen for n in state.pools] or None)
+        else:
+            self.reporter.emit("pools-changed", f"pools: {state.describe()}",
+                               pools=[n.with_prefixlen for n in state.pools],
+                               nat_outgoing=[n.with_prefixlen for n in state.masq], source=state.source)
 
     def _check_failed(self, outcome: Outcome) -> None:
         """firewalld owns its name but is not RUNNING: say so once, whoever started first."""
@@ -350,7 +367,9 @@ class Daemon:
         fw = f"firewalld {facts.firewalld_version}" if facts.firewalld_running else \
             f"firewalld {facts.firewalld_state}" if facts.firewalld_state else \
             "firewalld unknown" if any(e.startswith("firewalld:") for e in outcome.errors) else "firewalld absent"
-        pools = ",".join(n.with_prefixlen for n in self.config.ip_pools)
+        shown = ",".join(n.with_prefixlen for n in self.config.ip_pools)
+        if self.config.auto_pools:
+            shown = outcome.pools.describe() if outcome.pools is not None else "auto"
         blocked = [b for layer in outcome.layers for b in layer.blocking]
         health = "in sync" if outcome.verified else \
             (f"ERROR: {outcome.errors[0][:120]}" if outcome.errors else
@@ -358,7 +377,7 @@ class Daemon:
         if self.kernel.firewalld_table_missing:
             health = "WARNING: firewalld's table is gone (systemctl restart firewalld); " + health
         stamp = time.strftime("%H:%M:%S")
-        return (f"STATUS={health}; {fw}; zone {self.config.firewalld.zone}; pools {pools}; "
+        return (f"STATUS={health}; {fw}; zone {self.config.firewalld.zone}; pools {shown}; "
                 f"last reconcile {stamp} ({outcome.trigger}, {outcome.duration * 1000:.1f} ms)")
 
 

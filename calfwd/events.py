@@ -47,6 +47,9 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     Kind("kernel-events-restored", "f75bf7a4b543482ab2bfcfda237efdfb", PRIORITY_INFO),
     Kind("firewalld-table-missing", "ea8db5d305d6411180872aefb10ed3ea", PRIORITY_ERR),
     Kind("firewalld-table-restored", "e382041b4cd54362a7894182fc8abdfd", PRIORITY_INFO),
+    # ip_pools = "auto": the pools read from Felix's sets changed; or none can be known.
+    Kind("pools-changed", "a857d80e024d439da2af1f54254bb44a", PRIORITY_NOTICE),
+    Kind("pools-unknown", "dfbd1112eaa64e369aecd376c6ec3a6e", PRIORITY_WARNING),
 )}
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
