@@ -330,3 +330,12 @@ def test_every_read_is_made_and_named_by_a_check():
     consumed = {read for read in Read if f"Read.{read.name}" in checks_src}
     # The rest are consumed through the catch-all: no check needs them as a precondition.
     assert {Read.NFTABLES, Read.SYSCTL, Read.GUARD_DROPIN, Read.DRIFT, Read.FIREWALLD} <= consumed
+
+
+def test_auto_pools_says_what_calfwd_follows_or_that_felix_has_not_run():
+    auto = cfg.parse('[calico]\nip_pools = "auto"\n', PATH)
+    f = only(healthy(config=auto), "pools")
+    assert f.severity == OK and f.saw == ('ip_pools = "auto" follows Felix\'s sets: 10.244.0.0/16 (natOutgoing), '
+                                         'fd00:10:244::/56 (natOutgoing)')
+    f = only(healthy(config=auto, pool_sets={"ipset cali40all-ipam-pools": ()}), "pools")
+    assert f.severity == WARNING and "absent or empty" in f.saw
