@@ -103,7 +103,8 @@ class Daemon:
         self._guard_problem: Optional[str] = None
         self._pools_key: Optional[tuple] = None  # ip_pools = "auto": what was last said
         self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
-                                  self._notify_status)
+                                  self._notify_status,
+                                  on_pools=lambda: self.coalescer.request("felix-pools-changed"))
 
     # -- wiring --------------------------------------------------------------------------
 

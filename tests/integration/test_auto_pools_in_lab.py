@@ -140,3 +140,21 @@ def test_before_felix_has_run(bare_lab):
     lab.firewalld.reload()
     assert lab.pod_reaches_proxy() and lab.peer_reaches_pod()
     assert calfwd.stop() == 0
+
+
+def test_daemon_follows_felix_nft_sets_on_kernel_events(bare_lab):
+    """Felix's nftables dataplane: a pool added to its set is on the nft monitor, so the daemon
+    follows it at once, long before its (hour-long, here) resync."""
+    lab = bare_lab
+    load_nft_dataplane(lab.node)
+    calfwd = Calfwd(lab, AUTO + "[firewalld]\nenabled = false\n[daemon]\nresync_interval = 3600\n")
+    calfwd.start()
+    calfwd.wait_for("pools-changed")
+    time.sleep(0.5)  # the monitor has subscribed
+    mark = calfwd.line_count()
+    cmds = set_commands("cali40all-ipam-pools", ("192.168.0.0/16", lab.addr.pool_v4))
+    lab.node.run("nft", "-j", "-f", "-", input=json.dumps({"nftables": cmds}))
+    changed = calfwd.wait_for("pools-changed", after=mark, timeout=5)
+    assert f"192.168.0.0/16 (natOutgoing), {lab.addr.pool_v4} (Felix's nftables sets)" in changed[0]
+    assert calfwd_sets(lab)["pools4"] == sorted(["192.168.0.0/16", lab.addr.pool_v4])
+    assert calfwd.stop() == 0
