@@ -15,7 +15,11 @@ from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from calfwd.schema import IPNetwork, pool_problem
 
-ALL, MASQ = "all-ipam-pools", "masq-ipam-pools"
+# Every pool: "all-ipam-pools", renamed "network-ip-pools" by newer Felix releases (read both).
+# The natOutgoing pools: "masq-ipam-pools"; there Felix also puts natOutgoing pools that hold
+# no pods (LoadBalancer-only), so that set is not always inside the first.
+ALL_KINDS = ("all-ipam-pools", "network-ip-pools")
+MASQ = "masq-ipam-pools"
 VERSIONS = (4, 6)
 IPSET, NFTABLES = "ip sets", "nftables sets"
 EMPTY_LAYER = "calfwd masquerades no pod traffic and opens no pool until Felix has run"
@@ -26,7 +30,8 @@ def set_name(version: int, kind: str) -> str:
     return f"cali{version}0{kind}"
 
 
-SET_NAMES = tuple(set_name(v, k) for v in VERSIONS for k in (ALL, MASQ))
+SET_NAMES = tuple(set_name(v, k) for v in VERSIONS for k in ALL_KINDS + (MASQ,))
+ALL_SET_NAMES = tuple(set_name(v, k) for v in VERSIONS for k in ALL_KINDS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class PoolState:
             return f"auto: {self.problem or 'no pools'}: {EMPTY_LAYER}"
         masq = set(self.masq)
         shown = ", ".join(n.with_prefixlen + (" (natOutgoing)" if n in masq else "") for n in self.pools)
+        extra = [n.with_prefixlen for n in self.masq if not _inside(n, self.pools)]
+        if extra:  # Felix masquerades these sources too, though no pod lives there
+            shown += ", " + ", ".join(f"{n} (natOutgoing only)" for n in extra)
         tail = f" (Felix's {self.source})" if self.source else ""
         if self.problem:
             tail += f"; {self.problem}"
@@ -80,7 +88,7 @@ def resolve(found: FelixSets) -> PoolState:
     pools: List[IPNetwork] = []
     masq: List[IPNetwork] = []
     for version in VERSIONS:
-        for kind, out in ((ALL, pools), (MASQ, masq)):
+        for kind, out in tuple((k, pools) for k in ALL_KINDS) + ((MASQ, masq),):
             name = set_name(version, kind)
             for member in found.sets.get(name, ()):
                 nets = _networks(member, version)
@@ -95,10 +103,10 @@ def resolve(found: FelixSets) -> PoolState:
                         out.append(net)
     pools_c, masq_c = _collapse(pools), _collapse(masq)
     if not pools_c:
-        names = ", ".join(sorted(n for n in found.sets if ALL in n))
+        names = ", ".join(sorted(n for n in found.sets if n in ALL_SET_NAMES))
         return PoolState(source=found.source, refused=tuple(refused),
-                         problem=f"Felix's {found.source} are empty ({names or 'no ' + ALL + ' set'})")
-    return PoolState(pools=pools_c, masq=tuple(n for n in masq_c if _inside(n, pools_c)),
+                         problem=f"Felix's {found.source} are empty ({names or 'none of ' + '/'.join(ALL_KINDS)})")
+    return PoolState(pools=pools_c, masq=masq_c,
                      source=found.source, refused=tuple(refused))
 
 

@@ -211,7 +211,7 @@ def _pools(snap: HostSnapshot) -> List[Finding]:
 def _auto_pools(snap: HostSnapshot) -> List[Finding]:
     """ip_pools = "auto": nothing to compare; say what calfwd follows, or that it follows nothing."""
     pools = sorted(set(as_networks(m for name, members in snap.pool_sets.items()
-                                   if "all-ipam-pools" in name for m in members)), key=str)
+                                   if "masq-ipam-pools" not in name for m in members)), key=str)
     masq = set(as_networks(m for name, members in snap.pool_sets.items() if "masq-ipam-pools" in name
                            for m in members))
     if pools:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 from calfwd.drivers.tools import run, which
-from calfwd.pools import ALL, IPSET, MASQ, NFTABLES, SET_NAMES, VERSIONS, FelixSets, ipset_members, \
-    nft_member, set_name
+from calfwd.pools import ALL_KINDS, IPSET, NFTABLES, SET_NAMES, FelixSets, ipset_members, nft_member
 
 NFT_FAMILIES = {4: "ip", 6: "ip6"}
 FELIX_TABLE = "calico"
@@ -21,15 +20,14 @@ FELIX_TABLE = "calico"
 
 def read(nft: Any) -> FelixSets:
     sets: Dict[str, Tuple[str, ...]] = {}
-    for version in VERSIONS:
-        for kind in (ALL, MASQ):
-            name = set_name(version, kind)
-            elems = nft.read_set(NFT_FAMILIES[version], FELIX_TABLE, name)
-            if elems is not None:
-                sets[name] = tuple(nft_member(e) for e in elems)
+    for name in SET_NAMES:
+        elems = nft.read_set(NFT_FAMILIES[int(name[4])], FELIX_TABLE, name)  # cali40...: IPv4
+        if elems is not None:
+            sets[name] = tuple(nft_member(e) for e in elems)
     if sets:
         return FelixSets(NFTABLES, sets)
-    looked = f"no {ALL} set in nftables tables ip/ip6 {FELIX_TABLE}"
+    kinds = "/".join(ALL_KINDS)
+    looked = f"no cali40/cali60 {kinds} set in nftables tables ip/ip6 {FELIX_TABLE}"
     tool = which("ipset")
     if tool is None:
         return FelixSets("", {}, why=f"{looked}, and ipset is not installed to read ip sets")
@@ -39,4 +37,4 @@ def read(nft: Any) -> FelixSets:
             sets[name] = ipset_members(run([tool, "save", name]), name)
     if sets:
         return FelixSets(IPSET, sets)
-    return FelixSets("", {}, why=f"{looked}, no ip set {set_name(4, ALL)} or {set_name(6, ALL)}")
+    return FelixSets("", {}, why=f"{looked}, nor as ip sets")

@@ -80,6 +80,9 @@ def test_nftables_dataplane_pools_from_felix_table(bare_lab):
     lab = bare_lab
     load_nft_dataplane(lab.node)  # cali40all-ipam-pools and cali40masq-ipam-pools = 192.168.0.0/16
     calfwd = Calfwd(lab, AUTO + "[firewalld]\nenabled = false\n")
+    check = calfwd.cli("check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "pools: auto -> 192.168.0.0/16 (natOutgoing) (Felix's nftables sets)" in check.stdout
     applied = calfwd.cli("apply")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "pools: auto -> 192.168.0.0/16 (natOutgoing) (Felix's nftables sets)" in applied.stdout

@@ -51,6 +51,20 @@ def test_both_families_and_which_masquerade():
                                 "fd00:10:244::/48 (natOutgoing) (Felix's ip sets)")
 
 
+def test_newer_felix_names_and_natoutgoing_pools_without_pods():
+    """Newer Felix releases call the set of every pool network-ip-pools, and keep natOutgoing
+    pools that hold no pods (LoadBalancer-only) in the masq set alone."""
+    state = pools.resolve(FelixSets(pools.NFTABLES, {
+        "cali40network-ip-pools": ("10.0.0.0/16",),
+        "cali40masq-ipam-pools": ("10.0.0.0/16", "10.20.40.64/27"),
+    }))
+    assert state.pools == (net("10.0.0.0/16"),)
+    assert state.masq == (net("10.0.0.0/16"), net("10.20.40.64/27"))
+    assert state.describe() == ("auto -> 10.0.0.0/16 (natOutgoing), 10.20.40.64/27 (natOutgoing only) "
+                                "(Felix's nftables sets)")
+    assert "cali40network-ip-pools" in pools.SET_NAMES and "cali60network-ip-pools" in pools.SET_NAMES
+
+
 def test_single_addresses_ranges_and_overlaps_become_pools_nft_accepts():
     state = pools.resolve(FelixSets(pools.NFTABLES, {
         "cali40all-ipam-pools": ("10.0.0.0/8", "10.1.0.0/16", "192.168.5.9", "172.16.0.0-172.16.1.255"),
