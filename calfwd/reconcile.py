@@ -112,10 +112,10 @@ class Reconciler:
         """ip_pools = "auto": Felix's pools put into the config, so desired() stays pure."""
         if not config.auto_pools:
             return config
-        return self._with_pools(config, self.resolve_pools())
+        return self.resolve_config(config, self.resolve_pools())
 
     @staticmethod
-    def _with_pools(config: Config, state: PoolState) -> Config:
+    def resolve_config(config: Config, state: PoolState) -> Config:
         return replace(config, ip_pools=state.pools, nat_outgoing=state.masq)
 
     # -- reading -----------------------------------------------------------------------
@@ -262,7 +262,7 @@ class Reconciler:
         the monitor) plan nothing and cause no second write."""
         start = self._clock()
         if config.auto_pools and self.pools is not None:
-            config = self._with_pools(config, self.pools)  # the last read: this path must be fast
+            config = self.resolve_config(config, self.pools)  # the last read: this path must be fast
         else:
             config = self.resolve(config)
         try:

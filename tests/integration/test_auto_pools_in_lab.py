@@ -72,7 +72,14 @@ def test_iptables_dataplane_pools_from_ip_sets_survive_reloads(lab):
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert f"pools: auto -> {lab.addr.pool_v4} (natOutgoing), {lab.addr.pool_v6} (natOutgoing) " \
            "(Felix's ip sets)" in plan.stdout
+    doctor = calfwd.cli("doctor")
+    assert f'ip_pools = "auto" follows Felix\'s sets: {lab.addr.pool_v4} (natOutgoing)' in doctor.stdout, doctor.stdout
     assert calfwd.stop() == 0
+    # doctor's other checks judge the pools calfwd uses: here Felix's IPv6 pool needs forwarding.
+    lab.node.sysctl("net.ipv6.conf.all.forwarding", 0)
+    doctor = calfwd.cli("doctor")
+    assert "net.ipv6.conf.all.forwarding = 0" in doctor.stdout and "IPv6 pods cannot reach anything" in doctor.stdout, \
+        doctor.stdout
 
 
 def test_nftables_dataplane_pools_from_felix_table(bare_lab):
