@@ -148,7 +148,7 @@ def _pools_line(config: Config, state: Any = None) -> Optional[str]:
     if state is None:
         from calfwd.drivers.nftables import Nftables
 
-        state = Reconciler(Nftables()).resolve_pools()
+        state = Reconciler(Nftables()).resolve_pools(config)
     return f"pools: {state.describe()}"
 
 

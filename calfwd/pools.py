@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from calfwd.schema import IPNetwork, pool_problem
 
@@ -23,6 +23,8 @@ MASQ = "masq-ipam-pools"
 VERSIONS = (4, 6)
 IPSET, NFTABLES = "ip sets", "nftables sets"
 EMPTY_LAYER = "calfwd masquerades no pod traffic and opens no pool until Felix has run"
+UNREADABLE = "cannot read Felix's sets"
+UNREADABLE_LAYER = "calfwd masquerades no pod traffic and opens no pool until they can be read"
 
 
 def set_name(version: int, kind: str) -> str:
@@ -65,7 +67,8 @@ class PoolState:
 
     def describe(self) -> str:
         if not self.pools:
-            return f"auto: {self.problem or 'no pools'}: {EMPTY_LAYER}"
+            unreadable = self.problem.startswith(UNREADABLE)
+            return f"auto: {self.problem or 'no pools'}: " + (UNREADABLE_LAYER if unreadable else EMPTY_LAYER)
         masq = set(self.masq)
         shown = ", ".join(n.with_prefixlen + (" (natOutgoing)" if n in masq else "") for n in self.pools)
         extra = [n.with_prefixlen for n in self.masq if not _inside(n, self.pools)]
@@ -119,12 +122,31 @@ def event_for(state: PoolState, said: Optional[Tuple[object, ...]]) -> Optional[
 
 
 def unreadable(error: str, last: Optional[PoolState]) -> PoolState:
-    """A read that failed: keep the last pools read (not a guess: Felix's last word), or none."""
-    problem = f"cannot read Felix's sets: {error}"
+    """A read that failed: keep the last pools known (not a guess: Felix's last word, or what
+    calfwd applied from it, see applied()), or none."""
+    problem = f"{UNREADABLE}: {error}"
     if last is not None and last.known:
         return PoolState(last.pools, last.masq, last.source,
-                         problem=f"{problem} (keeping the pools read before)")
+                         problem=f"{problem} (keeping the pools {last.source or 'read before'})")
     return PoolState(problem=problem)
+
+
+# The sets of calfwd's own table (plan/nftables.py render()) and the IP version of each.
+CALFWD_SETS = (("pools4", 4, False), ("pools6", 6, False), ("masq4", 4, True), ("masq6", 6, True))
+
+
+def applied(objs: Optional[List[Any]]) -> Optional[PoolState]:
+    """The pools in calfwd's own table (nft's JSON objects), for a process that has not read
+    Felix's sets yet (`calfwd apply`, a restarted daemon) when they cannot be read: a failed
+    read must not take natOutgoing away."""
+    found: Dict[bool, List[IPNetwork]] = {False: [], True: []}
+    bodies = {o["set"]["name"]: o["set"] for o in objs or () if "set" in o}
+    for name, version, is_masq in CALFWD_SETS:
+        for elem in bodies.get(name, {}).get("elem", ()):
+            found[is_masq].extend(_networks(nft_member(elem), version) or ())
+    if not found[False]:
+        return None
+    return PoolState(_collapse(found[False]), _collapse(found[True]), "applied before (calfwd's table)")
 
 
 def ipset_members(text: str, name: str) -> Tuple[str, ...]:

@@ -99,20 +99,30 @@ class Reconciler:
         from calfwd.drivers import felixsets
         return felixsets.read(self.nft)
 
-    def resolve_pools(self) -> PoolState:
-        """Felix's pools read now; a failed read keeps the pools read before (pools.unreadable)."""
+    def resolve_pools(self, config: Config) -> PoolState:
+        """Felix's pools read now. A failed read keeps the pools known before: read by this
+        process, else those in calfwd's own table (pools.unreadable, pools.applied)."""
         try:
             state = felix_pools.resolve(self._felix_sets())
         except Exception as exc:  # driver errors carry a one-line message
-            state = felix_pools.unreadable(str(exc), self.pools)
+            last = self.pools if self.pools is not None and self.pools.known else self._applied(config)
+            state = felix_pools.unreadable(str(exc), last)
         self.pools = state
         return state
+
+    def _applied(self, config: Config) -> Optional[PoolState]:
+        d = desired(config, HostFacts()).nft
+        try:
+            objs = self.nft.read_table(d.family, d.table)
+        except Exception:
+            return None
+        return felix_pools.applied(objs) if objs and nft_plan.owned(objs) else None
 
     def resolve(self, config: Config) -> Config:
         """ip_pools = "auto": Felix's pools put into the config, so desired() stays pure."""
         if not config.auto_pools:
             return config
-        return self.resolve_config(config, self.resolve_pools())
+        return self.resolve_config(config, self.resolve_pools(config))
 
     @staticmethod
     def resolve_config(config: Config, state: PoolState) -> Config:

@@ -103,6 +103,7 @@ def test_unreadable_keeps_the_pools_read_before_and_says_so():
     assert kept.pools == before.pools and kept.masq == before.masq
     assert "cannot read Felix's sets: ipset list -n: timed out" in kept.problem
     assert not pools.unreadable("boom", None).known
+    assert pools.unreadable("boom", None).describe().endswith(pools.UNREADABLE_LAYER)
     assert not pools.unreadable("boom", PoolState(problem="Felix's sets not found")).known
 
 
@@ -196,3 +197,23 @@ def test_stock_zone_opens_nothing_while_no_pool_is_known():
     resolved = Reconciler(FakeNft(), felix_sets=lambda: found).resolve(config)
     assert desired_firewalld(resolved, HostFacts()).policies[0].rich_rules == (
         'rule family="ipv4" destination address="10.244.0.0/16" accept',)
+
+
+def test_a_new_process_that_cannot_read_felix_keeps_what_calfwd_applied():
+    """`calfwd apply`, or a restarted daemon: no pools read yet, Felix's sets unreadable. The
+    pools in calfwd's own table stay; a failed read never takes natOutgoing away."""
+    nft = FakeNft()
+    config = cfg.parse(AUTO + "[firewalld]\nenabled = false\n", PATH)
+    found = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16", "10.250.0.0/16"),
+                                    "cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    assert Reconciler(nft, felix_sets=lambda: found).reconcile(config, "cli").verified
+
+    def broken():
+        raise RuntimeError("ipset save cali40all-ipam-pools: timed out")
+    batches = nft.batches
+    outcome = Reconciler(nft, felix_sets=broken).reconcile(config, "cli")
+    assert nft.batches == batches and outcome.verified
+    assert outcome.pools.pools == (net("10.244.0.0/16"), net("10.250.0.0/16"))
+    assert outcome.pools.masq == (net("10.244.0.0/16"),)
+    assert "timed out (keeping the pools applied before (calfwd's table))" in outcome.pools.problem
+    assert not Reconciler(FakeNft(), felix_sets=broken).reconcile(config, "cli").pools.known
