@@ -156,10 +156,25 @@ def _warn_exposures(config: Config) -> None:
         print(f"calfwd: warning: {exposure.line()}", file=sys.stderr)
 
 
+def _pools_line(config: Config, state: Any = None) -> Optional[str]:
+    """ip_pools = "auto": what calfwd uses now (read here when no reconciler has read it)."""
+    if not config.auto_pools:
+        return None
+    if state is None:
+        from calfwd.drivers.nftables import Nftables
+
+        state = Reconciler(Nftables()).resolve_pools(config)
+    return f"pools: {state.describe()}"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=True)
-    pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
-    print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
+    if config.auto_pools:
+        print(f'{args.config}: OK (ip_pools = "auto": the pools and their natOutgoing follow Felix\'s sets)')
+        print(_pools_line(config))
+    else:
+        pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
+        print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
     _warn_exposures(config)
     return EXIT_OK
 
@@ -167,7 +182,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=False)
     _warn_exposures(config)
-    layers, _facts = _reconciler(config).plan(config)
+    reconciler = _reconciler(config)
+    layers, _facts = reconciler.plan(config)
+    if config.auto_pools:
+        print(_pools_line(config, reconciler.pools))
     _print_layers(layers, "would change")
     if any(layer.error for layer in layers):
         return EXIT_SYSTEM
@@ -182,6 +200,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.offline:
         return _apply_offline(args, config)
     outcome = _reconciler(config).reconcile(config, trigger="cli")
+    if outcome.pools is not None:
+        print(_pools_line(config, outcome.pools))
     _print_layers(outcome.layers, "changed")
     guard_error = _guard_auto(args.config, config) if config.firewalld.enabled else ""
     if outcome.errors or guard_error:
@@ -237,7 +257,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from calfwd.drivers import statusfile
 
     config = _load(args.config, strict_owner=False)
-    layers, facts = _reconciler(config).plan(config)
+    reconciler = _reconciler(config)
+    layers, facts = reconciler.plan(config)
+    pools = reconciler.pools if config.auto_pools else None
     # What only the running daemon saw: a flush of Felix's or kube-proxy's rules not undone yet.
     daemon = statusfile.read_running()
     outages = health.daemon_outages(daemon) if daemon else ()
@@ -257,11 +279,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             "firewalld": {"running": facts.firewalld_running, "version": facts.firewalld_version,
                           "default_zone": facts.default_zone, "state": facts.firewalld_state},
             "errors": errors,
+            "pools": None if pools is None else {
+                "auto": True, "pools": [n.with_prefixlen for n in pools.pools],
+                "nat_outgoing": [n.with_prefixlen for n in pools.masq], "source": pools.source,
+                "problem": pools.problem, "described": pools.describe()},
             "layers": [{"layer": l.layer, "in_sync": l.in_sync, "drift": list(l.actions),
                         "conflicts": list(l.conflicts), "blocking": list(l.blocking), "note": l.note,
                         "error": l.error} for l in layers],
         }, indent=2))
     else:
+        if pools is not None:
+            print(_pools_line(config, pools))
         _print_layers(layers, "drift")
         for line in flushed:
             print(f"kernel: BLOCKED: {line}")

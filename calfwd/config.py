@@ -21,7 +21,7 @@ except ImportError:  # RHEL 9 (Python 3.9) ships python3-tomli
     import tomli as _toml  # type: ignore[no-redef]
 
 from calfwd import trust
-from calfwd.schema import CONTROL, REQUIRED, SCHEMA, IPNetwork, type_name
+from calfwd.schema import AUTO_POOLS, CONTROL, REQUIRED, SCHEMA, IPNetwork, type_name
 
 DEFAULT_PATH = "/etc/calfwd/calfwd.toml"
 
@@ -54,6 +54,8 @@ class Config:
     """What parse() returns; every default comes from schema.SCHEMA, none is stated here."""
 
     path: str
+    # With ip_pools = "auto" both are empty here: the Reconciler fills them in from Felix's sets
+    # (pools.py) before computing the desired state, so that stays pure.
     ip_pools: Tuple[IPNetwork, ...]
     nat_outgoing: Tuple[IPNetwork, ...]  # the pools that masquerade
     interfaces: Tuple[str, ...]
@@ -72,6 +74,7 @@ class Config:
     kernel_events: bool
     # Prometheus metrics for node_exporter's textfile collector (metricsfile.py); "": none.
     metrics_textfile: str
+    auto_pools: bool = False  # ip_pools = "auto": the pools and natOutgoing follow Felix's sets
 
 
 # ---------------------------------------------------------------------------------------
@@ -200,11 +203,16 @@ def parse(text: str, path: str) -> Config:
             values[section][key] = value
 
     problems.extend(_cross_checks(values, path))
+    calico_given = doc.get("calico") if isinstance(doc.get("calico"), dict) else {}
+    if values["calico"].get("ip_pools") == AUTO_POOLS and "nat_outgoing" in calico_given:
+        problems.append(f'{path}: calico.nat_outgoing: must be left out with ip_pools = "auto" '
+                        "(natOutgoing then follows Felix's masq set, pool by pool)")
     if problems:
         raise ConfigError(problems)
 
     calico, fw = values["calico"], values["firewalld"]
-    pools = tuple(calico["ip_pools"])
+    auto = calico["ip_pools"] == AUTO_POOLS
+    pools = () if auto else tuple(calico["ip_pools"])
     nat = calico["nat_outgoing"]
     nat_pools = pools if nat is True else () if nat is False else tuple(nat)
     return Config(
@@ -222,6 +230,7 @@ def parse(text: str, path: str) -> Config:
         on_calico_flush_timeout=values["daemon"]["on_calico_flush_timeout"],
         kernel_events=values["daemon"]["kernel_events"],
         metrics_textfile=values["metrics"]["textfile"],
+        auto_pools=auto,
     )
 
 
@@ -229,6 +238,8 @@ def _cross_checks(values: Dict[str, Dict[str, Any]], path: str) -> List[str]:
     """Problems between keys: overlapping pools, NAT for a pool that is not configured."""
     problems = []
     pools = values["calico"].get("ip_pools")
+    if pools == AUTO_POOLS:
+        pools = None
     if pools:
         problems.extend(f"{path}: calico.ip_pools[{i}]: {pools[i].with_prefixlen} overlaps "
                         f"calico.ip_pools[{j}] ({pools[j].with_prefixlen})" for i, j in _overlaps(pools))

@@ -36,7 +36,7 @@ import time
 from typing import Any, Callable, List, Optional
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
-from calfwd import guard, health
+from calfwd import guard, health, pools
 from calfwd.drivers import dropin, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
@@ -114,8 +114,10 @@ class Daemon:
         self._status_file_error: Optional[str] = None
         self._guard_checked = float("-inf")
         self._pid_start = statusfile.process_start(os.getpid())
+        self._pools_key: Optional[tuple] = None  # ip_pools = "auto": what was last said
         self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
-                                  self._notify_status)
+                                  self._notify_status,
+                                  on_pools=lambda: self.coalescer.request("felix-pools-changed"))
         self._metrics_due = Coalescer(lambda _why: self.metrics.write(), METRICS_HOLDOFF, glib)
         self.metrics = MetricsFile(reporter, lambda: self.config.metrics_textfile,
                                    lambda: self._metrics_due.request("metrics"))
@@ -340,6 +342,7 @@ class Daemon:
             self.reporter.emit("reconciled", f"reconciled after {trigger} in {ms} ms, "
                                f"{outcome.changes} change(s), {state}" + (f": {actions}" if actions else ""),
                                verified=outcome.verified, **common)
+        self._check_pools(outcome)
         self._check_failed(outcome)
         self.kernel.reconciled(trigger, outcome.facts.firewalld_version)
         self._check_guard(trigger)
@@ -349,6 +352,21 @@ class Daemon:
             self.ready = True
             self._hup_ready = self._hup_ready and not hup_done
             self.notify("READY=1")
+
+    def _check_pools(self, outcome: Outcome) -> None:
+        """ip_pools = "auto": say once when the pools change, and once when none can be known."""
+        state = outcome.pools
+        event = pools.event_for(state, self._pools_key) if state is not None else None
+        if state is None or event is None:
+            return
+        self._pools_key = state.key()
+        if event == "pools-unknown":
+            self.reporter.emit("pools-unknown", f"pools: {state.describe()}", problem=state.problem,
+                               pools=[n.with_prefixlen for n in state.pools] or None)
+        else:
+            self.reporter.emit("pools-changed", f"pools: {state.describe()}",
+                               pools=[n.with_prefixlen for n in state.pools],
+                               nat_outgoing=[n.with_prefixlen for n in state.masq], source=state.source)
 
     def _check_failed(self, outcome: Outcome) -> None:
         """firewalld owns its name but is not RUNNING: say so once, whoever started first."""
@@ -389,12 +407,17 @@ class Daemon:
         """One verdict (health.py) for STATUS=, /run/calfwd and node-problem-detector."""
         verdict = health.assess(outcome, self.kernel.flushes.outages(), self._guard_problem,
                                 self.kernel.firewalld_table_missing)
-        pools = [n.with_prefixlen for n in self.config.ip_pools]
+        nets = self.config.ip_pools
+        shown = ",".join(n.with_prefixlen for n in nets)
+        if self.config.auto_pools:  # what this reconcile used, read from Felix's sets
+            nets = outcome.pools.pools if outcome.pools is not None else ()
+            shown = outcome.pools.describe() if outcome.pools is not None else "auto"
         zone = self.config.firewalld.zone
-        self.notify(health.status_line(verdict, outcome, zone, ",".join(pools), time.strftime("%H:%M:%S")))
+        self.notify(health.status_line(verdict, outcome, zone, shown, time.strftime("%H:%M:%S")))
         try:
             doc = health.document(verdict, outcome, pid=os.getpid(), updated=time.time(),
-                                  config_path=self.config_path, zone=zone, pools=pools,
+                                  config_path=self.config_path, zone=zone,
+                                  pools=[n.with_prefixlen for n in nets],
                                   following_kernel=self.kernel.following_kernel,
                                   pid_start=self._pid_start)
             statusfile.publish(doc, health.health_line(verdict))

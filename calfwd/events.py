@@ -51,6 +51,9 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     Kind("status-file-failed", "60cfa92717a94027be363b50978b8a8e", PRIORITY_WARNING),
     # [metrics] textfile could not be written (said once until a write succeeds again).
     Kind("metrics-write-failed", "67ee3504c5af4558bb437f7dc6a30a02", PRIORITY_WARNING),
+    # ip_pools = "auto": the pools read from Felix's sets changed; or none can be known.
+    Kind("pools-changed", "a857d80e024d439da2af1f54254bb44a", PRIORITY_NOTICE),
+    Kind("pools-unknown", "dfbd1112eaa64e369aecd376c6ec3a6e", PRIORITY_WARNING),
 )}
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"

@@ -7,7 +7,9 @@ things matter to calfwd (FIELD-NOTES 2, 3, 7):
 - OWN: anything in calfwd's own table (someone deleted, flushed or edited it);
 - JUMPS: the base chains that hold Felix's and kube-proxy's top-level jumps, the tables
   around them, and kube-proxy's canary chain (a flush takes these first);
-- FIREWALLD: firewalld's table and its reload-time drop table, as whole tables only.
+- FIREWALLD: firewalld's table and its reload-time drop table, as whole tables only;
+- POOLS: Felix's pool sets in its nftables tables `ip calico` / `ip6 calico`, and those
+  tables (ip_pools = "auto" reads them again; kernel ip sets are not on this monitor).
 
 So a line costs an anchored regex and a short scan of its head (a few microseconds); a rule
 in a `cali-*` or `KUBE-SVC-*` chain is rejected there, and no JSON is ever parsed. nft prints the identifying keys first and in a
@@ -20,7 +22,9 @@ import re
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, Optional, Tuple
 
-OWN, JUMPS, FIREWALLD, LOST = "own", "jumps", "firewalld", "lost"
+from calfwd.pools import SET_NAMES
+
+OWN, JUMPS, FIREWALLD, LOST, POOLS = "own", "jumps", "firewalld", "lost", "pools"
 
 # iptables' built-in chains that carry Felix's and kube-proxy's top-level jumps.
 BASE_CHAINS: Dict[str, Tuple[str, ...]] = {
@@ -31,6 +35,8 @@ CANARY = "KUBE-PROXY-CANARY"
 CANARY_TABLES = ("mangle", "nat", "filter")
 IPTABLES_FAMILIES = ("ip", "ip6")
 FIREWALLD_TABLES = frozenset({"firewalld", "firewalld_policy_drop"})
+FELIX_TABLE = "calico"
+POOL_SETS = frozenset(SET_NAMES)
 
 # {"add": {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 4, ...
 _HEAD = re.compile(r'^\{"(\w+)": \{"(\w+)": \{"family": "(\w+)", ')
@@ -40,7 +46,7 @@ HEAD_CHARS = 240  # table and chain names are at most 256 bytes; ours are far sh
 
 @dataclass(frozen=True)
 class KernelEvent:
-    concern: str  # OWN, JUMPS, FIREWALLD, or LOST (nft said it missed events)
+    concern: str  # OWN, JUMPS, FIREWALLD, POOLS, or LOST (nft said it missed events)
     verb: str = ""  # add, insert, create, replace, delete
     kind: str = ""  # table, chain, rule, set, element, ...
     family: str = ""
@@ -86,6 +92,10 @@ def classify(line: str, own_family: str, own_table: str) -> Optional[KernelEvent
     table = names.get("name", "") if kind == "table" else names.get("table", "")
     if family == own_family and table == own_table:
         return KernelEvent(OWN, verb, kind, family, table)
+    if family in IPTABLES_FAMILIES and table == FELIX_TABLE:
+        if kind == "table" or (kind in ("set", "element") and names.get("name") in POOL_SETS):
+            return KernelEvent(POOLS, verb, kind, family, table)
+        return None
     if family in IPTABLES_FAMILIES and table in WATCHED_TABLES:
         if kind == "table":
             return KernelEvent(JUMPS, verb, kind, family, table)

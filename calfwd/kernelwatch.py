@@ -8,7 +8,8 @@ concern calfwd; this module acts on them, on the daemon's GLib loop:
 - a change to the chains holding Felix's and kube-proxy's top-level jumps: those chains are
   read again and flushwatch.FlushTracker turns a loss into one report per flush;
 - firewalld's drop table brackets its reloads (the cause of a flush); its main table vanishing
-  while firewalld runs is reported, never touched.
+  while firewalld runs is reported, never touched;
+- Felix's pool sets in its nftables tables changed (ip_pools = "auto"): the daemon reconciles.
 
 The daemon tells it what firewalld does on the bus (begin/end) and when it reconciled; the
 daemon still decides when to reconcile.
@@ -36,13 +37,15 @@ REPAIR_BURST, REPAIR_WINDOW = 20, 10.0
 class KernelWatch:
     def __init__(self, glib: Any, reporter: Any, reconciler: Any, config: Callable[[], Config],
                  owner: Callable[[], Optional[str]], on_status: Callable[[], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_pools: Callable[[], None] = lambda: None) -> None:
         self.glib = glib
         self.reporter = reporter
         self.reconciler = reconciler
         self._config = config
         self._owner = owner
         self._on_status = on_status
+        self._on_pools = on_pools  # Felix's nft pool sets changed: the daemon reconciles
         self._clock = clock
         self.flushes = FlushTracker(clock)
         self.runner = CommandRunner(glib, reporter)
@@ -125,6 +128,10 @@ class KernelWatch:
         family, table = "inet", self._config().nft_table
         event = kernel_events.classify(line, family, table)
         if event is None:
+            return
+        if event.concern == kernel_events.POOLS:
+            if self._config().auto_pools:
+                self._on_pools()
             return
         if event.concern == kernel_events.FIREWALLD:
             if self._kernel_pending:  # what came before firewalld's step is judged before it

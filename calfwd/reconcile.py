@@ -19,6 +19,8 @@ from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.plan import firewalld as fw_plan
 from calfwd.plan import firewalld_rendered as rendered
 from calfwd.plan import nftables as nft_plan
+from calfwd import pools as felix_pools
+from calfwd.pools import FelixSets, PoolState
 from calfwd.schema import WIREGUARD_DEVICES
 
 
@@ -61,6 +63,7 @@ class Outcome:
     # firewalld reloads in the background (the daemon's loop stays free); the outcome is
     # final, and verified, once it has (Reconciler.reload_later).
     pending_reload: bool = False
+    pools: Optional[PoolState] = None  # ip_pools = "auto": what this reconcile used
 
     @property
     def changes(self) -> int:
@@ -86,11 +89,47 @@ class Reconciler:
 
     def __init__(self, nft: NftDriver, firewalld: Optional[FirewalldDriver] = None,
                  clock: Callable[[], float] = time.monotonic,
-                 links: Callable[[], Sequence[str]] = lambda: [name for _i, name in socket.if_nameindex()]) -> None:
+                 links: Callable[[], Sequence[str]] = lambda: [name for _i, name in socket.if_nameindex()],
+                 felix_sets: Optional[Callable[[], FelixSets]] = None) -> None:
         self.nft = nft
         self.firewalld = firewalld
         self._clock = clock
         self._links = links  # the host's interface names (one netlink dump, no subprocess)
+        self._felix_sets = felix_sets or self._read_felix_sets
+        self.pools: Optional[PoolState] = None  # ip_pools = "auto": the last pools resolved
+
+    def _read_felix_sets(self) -> FelixSets:
+        from calfwd.drivers import felixsets
+        return felixsets.read(self.nft)
+
+    def resolve_pools(self, config: Config) -> PoolState:
+        """Felix's pools read now. A failed read keeps the pools known before: read by this
+        process, else those in calfwd's own table (pools.unreadable, pools.applied)."""
+        try:
+            state = felix_pools.resolve(self._felix_sets())
+        except Exception as exc:  # driver errors carry a one-line message
+            last = self.pools if self.pools is not None and self.pools.known else self._applied(config)
+            state = felix_pools.unreadable(str(exc), last)
+        self.pools = state
+        return state
+
+    def _applied(self, config: Config) -> Optional[PoolState]:
+        d = desired(config, HostFacts()).nft
+        try:
+            objs = self.nft.read_table(d.family, d.table)
+        except Exception:
+            return None
+        return felix_pools.applied(objs) if objs and nft_plan.owned(objs) else None
+
+    def resolve(self, config: Config) -> Config:
+        """ip_pools = "auto": Felix's pools put into the config, so desired() stays pure."""
+        if not config.auto_pools:
+            return config
+        return self.resolve_config(config, self.resolve_pools(config))
+
+    @staticmethod
+    def resolve_config(config: Config, state: PoolState) -> Config:
+        return replace(config, ip_pools=state.pools, nat_outgoing=state.masq)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -100,6 +139,7 @@ class Reconciler:
         return replace(facts, wireguard_devices=tuple(d for d in WIREGUARD_DEVICES if d in present))
 
     def desired(self, config: Config) -> Tuple[Desired, HostFacts]:
+        """config: resolved already (resolve()), so a firewalld failure here cannot lose the pools."""
         facts = self.facts()
         return desired(config, facts), facts
 
@@ -144,6 +184,7 @@ class Reconciler:
     def plan(self, config: Config, orphans: bool = True) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
         """Both layers; a layer that cannot be read says why (LayerPlan.error) instead of
         hiding the other one. nftables errors propagate: without its table calfwd knows nothing."""
+        config = self.resolve(config)
         try:
             want, facts = self.desired(config)
         except Exception as exc:
@@ -169,6 +210,8 @@ class Reconciler:
         start = self._clock()
         errors: List[str] = []
         layers: List[LayerPlan] = []
+        config = self.resolve(config)
+        used = self.pools if config.auto_pools else None
         want, facts = self._desired_or_error(config, errors)
 
         nft_start = self._clock()
@@ -204,7 +247,7 @@ class Reconciler:
 
         if pending:
             outcome = Outcome(trigger, tuple(layers), tuple(errors), False, self._clock() - start,
-                              nft_duration, facts, pending_reload=True)
+                              nft_duration, facts, pending_reload=True, pools=used)
             try:
                 self._reload_then_verify(config, outcome, start, reload_later)  # type: ignore[arg-type]
                 return outcome
@@ -216,7 +259,7 @@ class Reconciler:
         blocked = any(layer.blocking for layer in layers)
         verified = not errors and not blocked and (not changed or self._verified(config))
         return Outcome(trigger, tuple(layers), tuple(errors), verified, self._clock() - start,
-                       nft_duration, facts)
+                       nft_duration, facts, pools=used)
 
     def _reload_then_verify(self, config: Config, outcome: Outcome, start: float,
                             done: Callable[[Outcome], None]) -> None:
@@ -234,6 +277,10 @@ class Reconciler:
         never wait on firewalld. Reads and plans first, so calfwd's own writes (seen again on
         the monitor) plan nothing and cause no second write."""
         start = self._clock()
+        if config.auto_pools and self.pools is not None:
+            config = self.resolve_config(config, self.pools)  # the last read: this path must be fast
+        else:
+            config = self.resolve(config)
         try:
             layer = self.plan_nft(desired(config, HostFacts()), orphans=False)
             if not layer.empty:

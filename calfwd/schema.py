@@ -311,6 +311,11 @@ def _pool(value: Any) -> Checked:
     return net, None
 
 
+def pool_problem(net: IPNetwork) -> Optional[str]:
+    """Why a network read from elsewhere (Felix's sets) cannot be a pool, as ip_pools says."""
+    return _pool(net.with_prefixlen)[1]
+
+
 def _list_of(item: Callable[[Any], Checked], allow_empty: bool = True):
     """Checks a list item by item; problems carry the index in the key path."""
     def check(value: Any) -> Checked:
@@ -321,6 +326,22 @@ def _list_of(item: Callable[[Any], Checked], allow_empty: bool = True):
         return value, None
     check.item = item  # type: ignore[attr-defined]
     return check
+
+
+AUTO_POOLS = "auto"
+
+
+def _pools(value: Any) -> Checked:
+    """The pool list, or "auto": the pools Felix has on this node (pools.py), followed live."""
+    if value == AUTO_POOLS:
+        return value, None
+    if isinstance(value, str):
+        return None, f'must be an array of pool CIDRs or "auto", not {value!r}'
+    return _pool_list(value)
+
+
+_pool_list = _list_of(_pool, allow_empty=False)
+_pools.item = _pool  # type: ignore[attr-defined]
 
 
 def _host_port_name(value: Any) -> Checked:
@@ -363,7 +384,7 @@ REQUIRED = object()
 # section -> key -> (checker, default)
 SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
     "calico": {
-        "ip_pools": (_list_of(_pool, allow_empty=False), REQUIRED),
+        "ip_pools": (_pools, REQUIRED),
         "nat_outgoing": (_nat_outgoing, False),
         "interfaces": (_list_of(_interface, allow_empty=False), list(DEFAULT_INTERFACES)),
         "host_ports": (_list_of(_host_port_name), list(DEFAULT_HOST_PORTS)),

@@ -51,7 +51,7 @@ def _config(snap: HostSnapshot) -> List[Finding]:
                            "the file controls the host firewall; calfwd (as root) refuses it",
                            f"chown root:root {path} && chmod go-w {path}"))
     if not out and snap.config is not None:
-        pools = ", ".join(n.with_prefixlen for n in snap.config.ip_pools)
+        pools = "auto" if snap.config.auto_pools else ", ".join(n.with_prefixlen for n in snap.config.ip_pools)
         out.append(Finding(OK, "config", f"{path} is valid (pools {pools})"))
     return out
 
@@ -142,6 +142,8 @@ def _pools(snap: HostSnapshot) -> List[Finding]:
         if found:
             out.append(found)
     config = snap.config
+    if config.auto_pools:
+        return out + _auto_pools(snap)
     pools = list(config.ip_pools)
     path = snap.config_path
     all_sets = {k: v for k, v in snap.pool_sets.items() if "masq" not in k}
@@ -204,6 +206,22 @@ def _pools(snap: HostSnapshot) -> List[Finding]:
             out.append(Finding(INFO, "pools", "Calico's pools are not visible on this node (no pool ip sets "
                                "or block routes) to compare with calico.ip_pools"))
     return out
+
+
+def _auto_pools(snap: HostSnapshot) -> List[Finding]:
+    """ip_pools = "auto": nothing to compare; say what calfwd follows, or that it follows nothing."""
+    pools = sorted(set(as_networks(m for name, members in snap.pool_sets.items()
+                                   if "masq-ipam-pools" not in name for m in members)), key=str)
+    masq = set(as_networks(m for name, members in snap.pool_sets.items() if "masq-ipam-pools" in name
+                           for m in members))
+    if pools:
+        shown = ", ".join(f"{n}" + (" (natOutgoing)" if n in masq else "") for n in pools)
+        return [Finding(OK, "pools", f'ip_pools = "auto" follows Felix\'s sets: {shown}')]
+    if Read.IPSET in snap.unknown:
+        return []  # the unknown finding above says why
+    return [Finding(WARNING, "pools", 'ip_pools = "auto", but Felix\'s pool sets are absent or empty on this node',
+                    "calfwd masquerades no pod traffic until Felix has run (expected on a new node only)",
+                    "check that calico-node runs on this node, or list the pools in [calico] ip_pools")]
 
 
 def _drift(snap: HostSnapshot) -> List[Finding]:

@@ -280,7 +280,11 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
 
     if config is not None and nft is not None:
         def plan() -> None:
-            layers, _facts = Reconciler(nft, firewalld if config.firewalld.enabled else None).plan(config)
+            reconciler = Reconciler(nft, firewalld if config.firewalld.enabled else None)
+            layers, _facts = reconciler.plan(config)
+            if config.auto_pools and reconciler.pools is not None:
+                # The other checks (forwarding, zones, exposure) judge the pools calfwd uses.
+                snap["config"] = reconciler.resolve_config(config, reconciler.pools)
             snap["drift"] = tuple(f"{l.layer}: {a}" for l in layers for a in l.actions)
             snap["conflicts"] = tuple(c for l in layers for c in l.conflicts)
         _try(unknown, Read.DRIFT, plan)

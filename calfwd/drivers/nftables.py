@@ -90,6 +90,19 @@ class Nftables:
             return False
         raise NftError(_one_line(err) or f"cannot list set {family} {table} {name}")
 
+    def read_set(self, family: str, table: str, name: str) -> Optional[List[Any]]:
+        """One set's elements (nft's JSON), or None when the set or its table does not exist."""
+        self._allowed()
+        rc, out, err = self._nft.cmd(f"list set {family} {table} {name}")
+        if rc != 0:
+            if "No such file or directory" in (err or ""):
+                return None
+            raise NftError(_one_line(err) or f"cannot list set {family} {table} {name}")
+        for obj in (json.loads(out)["nftables"] if out else []):
+            if "set" in obj:
+                return list(obj["set"].get("elem", ()))
+        return []
+
     def read_chains(self, wanted: Sequence[ChainRef]) -> Dict[ChainRef, List[Dict[str, Any]]]:
         """The rules of each (family, table, chain) that exists; absent ones are left out.
 

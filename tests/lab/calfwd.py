@@ -6,6 +6,7 @@ events go to a log file (stderr), read back line by line for assertions.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -52,8 +53,14 @@ def traffic_ok(lab) -> bool:
     return lab.pod_reaches_proxy() and lab.peer_reaches_pod()
 
 
+AUTO_CONFIG = '[calico]\nip_pools = "auto"\n'
+
+
 def minimal_config(lab) -> str:
-    """The issue's two-line config, with the lab's pools."""
+    """The issue's two-line config, with the lab's pools. CALFWD_LAB_POOLS=auto: the one line
+    `ip_pools = "auto"` instead, the same on every node of every cluster (pools from Felix)."""
+    if os.environ.get("CALFWD_LAB_POOLS") == "auto":
+        return AUTO_CONFIG
     return (f'[calico]\nip_pools = ["{lab.addr.pool_v4}", "{lab.addr.pool_v6}"]\n'
             "nat_outgoing = true\n")
 

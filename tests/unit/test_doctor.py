@@ -350,3 +350,12 @@ def test_the_firewalld_directory_is_absolute_whatever_the_working_directory(tmp_
     monkeypatch.delenv("CALFWD_FIREWALLD_DIR", raising=False)
     assert firewalld_dir("etc/firewalld") == str(tmp_path / "etc" / "firewalld")
     assert firewalld_dir(None) == "/etc/firewalld"
+
+
+def test_auto_pools_says_what_calfwd_follows_or_that_felix_has_not_run():
+    auto = cfg.parse('[calico]\nip_pools = "auto"\n', PATH)
+    f = only(healthy(config=auto), "pools")
+    assert f.severity == OK and f.saw == ('ip_pools = "auto" follows Felix\'s sets: 10.244.0.0/16 (natOutgoing), '
+                                         'fd00:10:244::/56 (natOutgoing)')
+    f = only(healthy(config=auto, pool_sets={"ipset cali40all-ipam-pools": ()}), "pools")
+    assert f.severity == WARNING and "absent or empty" in f.saw

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from calfwd.kernel_events import FIREWALLD, JUMPS, LOST, OWN, classify, watched_chain_refs
+from calfwd.kernel_events import FIREWALLD, JUMPS, LOST, OWN, POOLS, classify, watched_chain_refs
 
 LINES = {
     # calfwd's own table, every kind of object
@@ -34,6 +34,14 @@ LINES = {
     # firewalld's tables, as whole tables
     '{"add": {"table": {"family": "inet", "name": "firewalld_policy_drop", "handle": 11}}}': FIREWALLD,
     '{"delete": {"table": {"family": "inet", "name": "firewalld", "handle": 10}}}': FIREWALLD,
+    # Felix's pool sets and its tables (nftables dataplane; recorded from the real dump)
+    '{"add": {"table": {"family": "ip", "name": "calico", "handle": 1}}}': POOLS,
+    '{"add": {"set": {"family": "ip", "name": "cali40all-ipam-pools", "table": "calico", "type": "ipv4_addr", '
+    '"handle": 42, "flags": ["interval"]}}}': POOLS,
+    '{"add": {"element": {"family": "ip", "table": "calico", "name": "cali40all-ipam-pools", "elem": {"set": '
+    '[{"prefix": {"addr": "10.9.0.0", "len": 16}}]}}}}': POOLS,
+    '{"delete": {"element": {"family": "ip6", "table": "calico", "name": "cali60masq-ipam-pools", "elem": '
+    '{"set": [{"prefix": {"addr": "fd00::", "len": 64}}]}}}}': POOLS,
     # nft telling us it missed events
     "# ERROR: We lost some netlink events!": LOST,
     # the churn that must cost nothing
@@ -45,9 +53,11 @@ LINES = {
     '{"add": {"rule": {"family": "inet", "table": "firewalld", "chain": "filter_INPUT", "handle": 30, '
     '"expr": [{"accept": null}]}}}': None,
     '{"add": {"chain": {"family": "inet", "table": "firewalld", "name": "filter_IN_public", "handle": 31}}}': None,
-    '{"add": {"element": {"family": "ip", "table": "calico", "name": "cali40all-ipam-pools", "elem": '
-    '{"set": ["10.1.0.0/16"]}}}}': None,
-    '{"add": {"table": {"family": "ip", "name": "calico", "handle": 40}}}': None,
+    '{"add": {"rule": {"family": "ip", "table": "calico", "chain": "nat-cali-nat-outgoing", "handle": 63, '
+    '"expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, '
+    '"right": "@cali40masq-ipam-pools"}}]}}}': None,
+    '{"add": {"element": {"family": "ip", "table": "calico", "name": "cali40all-vxlan-net", "elem": '
+    '{"set": ["10.128.0.208"]}}}}': None,
     '{"add": {"table": {"family": "ip", "name": "calfwd", "handle": 41}}}': None,  # wrong family
     '{"add": {"rule": {"family": "ip", "table": "raw", "chain": "PREROUTING", "handle": 3, "expr": []}}}': None,
     "": None,

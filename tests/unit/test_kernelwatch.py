@@ -153,3 +153,14 @@ def test_lost_events_read_everything_and_end_a_reload_whose_end_was_lost():
     kw._on_kernel_line("# ERROR: We lost some netlink events!")
     loop.run(0.1)
     assert not kw.flushes.busy("reload"), "its drop table is gone: the reload is over"
+
+
+def test_felix_pool_sets_changing_ask_for_a_reconcile_only_with_auto_pools():
+    asked = []
+    for config, expected in ((CONFIG, []), (cfg.parse('[calico]\nip_pools = "auto"\n', "/c.toml"), ["pools"])):
+        asked.clear()
+        kw = KernelWatch(Loop(), Reporter(), SimpleNamespace(), lambda: config, lambda: ":1.1", lambda: None,
+                         on_pools=lambda: asked.append("pools"))
+        kw._on_kernel_line('{"add": {"element": {"family": "ip", "table": "calico", "name": '
+                           '"cali40all-ipam-pools", "elem": {"set": ["10.9.0.0/16"]}}}}')
+        assert asked == expected

@@ -1,0 +1,193 @@
+"""ip_pools = "auto": Calico's pools, and which of them have natOutgoing, from Felix's own sets.
+
+Pure. Without the Kubernetes API the node still shows its pools: Felix keeps every pool in
+`cali40all-ipam-pools` and the natOutgoing ones in `cali40masq-ipam-pools` (`cali60...` for
+IPv6), as kernel ip sets (iptables dataplane) or as sets of its `ip calico` / `ip6 calico`
+tables (nftables dataplane). drivers/felixsets.py reads them; this turns the members into
+pools and says, in one line, what calfwd uses or why it uses nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from calfwd.schema import IPNetwork, pool_problem
+
+# Every pool: "all-ipam-pools", renamed "network-ip-pools" by newer Felix releases (read both).
+# The natOutgoing pools: "masq-ipam-pools"; there Felix also puts natOutgoing pools that hold
+# no pods (LoadBalancer-only), so that set is not always inside the first.
+ALL_KINDS = ("all-ipam-pools", "network-ip-pools")
+MASQ = "masq-ipam-pools"
+VERSIONS = (4, 6)
+IPSET, NFTABLES = "ip sets", "nftables sets"
+EMPTY_LAYER = "calfwd masquerades no pod traffic and opens no pool until Felix has run"
+UNREADABLE = "cannot read Felix's sets"
+UNREADABLE_LAYER = "calfwd masquerades no pod traffic and opens no pool until they can be read"
+
+
+def set_name(version: int, kind: str) -> str:
+    """Felix's name: 'cali' + '40' or '60' + the set's id."""
+    return f"cali{version}0{kind}"
+
+
+SET_NAMES = tuple(set_name(v, k) for v in VERSIONS for k in ALL_KINDS + (MASQ,))
+ALL_SET_NAMES = tuple(set_name(v, k) for v in VERSIONS for k in ALL_KINDS)
+
+
+@dataclass(frozen=True)
+class FelixSets:
+    """What a driver found: Felix's pool sets that exist, with their members as printed
+    ("10.0.0.0/16", "10.0.0.1", "10.0.0.0-10.0.0.255"). Empty: none exists; `why` says
+    where calfwd looked."""
+
+    source: str  # IPSET or NFTABLES; "" when none was found
+    sets: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """The pools calfwd uses with ip_pools = "auto", or why it uses none."""
+
+    pools: Tuple[IPNetwork, ...] = ()
+    masq: Tuple[IPNetwork, ...] = ()  # the natOutgoing pools
+    source: str = ""
+    problem: str = ""  # set when Felix's sets are absent, empty or unreadable
+    refused: Tuple[str, ...] = ()  # members no pod network can be (schema._pool), left out
+
+    @property
+    def known(self) -> bool:
+        return bool(self.pools)
+
+    def key(self) -> Tuple[object, ...]:
+        """What an operator is told about once: the pools, their natOutgoing, or the problem."""
+        return (self.pools, self.masq, self.problem, self.refused)
+
+    def describe(self) -> str:
+        if not self.pools:
+            unreadable = self.problem.startswith(UNREADABLE)
+            return f"auto: {self.problem or 'no pools'}: " + (UNREADABLE_LAYER if unreadable else EMPTY_LAYER)
+        masq = set(self.masq)
+        shown = ", ".join(n.with_prefixlen + (" (natOutgoing)" if n in masq else "") for n in self.pools)
+        extra = [n.with_prefixlen for n in self.masq if not _inside(n, self.pools)]
+        if extra:  # Felix masquerades these sources too, though no pod lives there
+            shown += ", " + ", ".join(f"{n} (natOutgoing only)" for n in extra)
+        tail = f" (Felix's {self.source})" if self.source else ""
+        if self.problem:
+            tail += f"; {self.problem}"
+        if self.refused:
+            tail += f"; left out: {', '.join(self.refused)}"
+        return f"auto -> {shown}{tail}"
+
+
+def resolve(found: FelixSets) -> PoolState:
+    """Felix's sets to pools. Overlapping members are merged (nft interval sets refuse
+    overlaps); members calfwd would refuse in ip_pools are left out and named."""
+    if not found.sets:
+        return PoolState(problem="Felix's sets not found" + (f" ({found.why})" if found.why else ""))
+    refused: List[str] = []
+    pools: List[IPNetwork] = []
+    masq: List[IPNetwork] = []
+    for version in VERSIONS:
+        for kind, out in tuple((k, pools) for k in ALL_KINDS) + ((MASQ, masq),):
+            name = set_name(version, kind)
+            for member in found.sets.get(name, ()):
+                nets = _networks(member, version)
+                if nets is None:
+                    return PoolState(problem=f"cannot read Felix's {found.source}: {name} holds "
+                                     f"{member!r}, which is not an IPv{version} network")
+                for net in nets:
+                    if pool_problem(net):
+                        if member not in refused:
+                            refused.append(member)
+                    else:
+                        out.append(net)
+    pools_c, masq_c = _collapse(pools), _collapse(masq)
+    if not pools_c:
+        names = ", ".join(sorted(n for n in found.sets if n in ALL_SET_NAMES))
+        return PoolState(source=found.source, refused=tuple(refused),
+                         problem=f"Felix's {found.source} are empty ({names or 'none of ' + '/'.join(ALL_KINDS)})")
+    return PoolState(pools=pools_c, masq=masq_c,
+                     source=found.source, refused=tuple(refused))
+
+
+def event_for(state: PoolState, said: Optional[Tuple[object, ...]]) -> Optional[str]:
+    """The event this state calls for, or None when it was said already (said: the key of the
+    last state reported): once per change, not at every resync."""
+    if state.key() == said:
+        return None
+    return "pools-unknown" if state.problem else "pools-changed"
+
+
+def unreadable(error: str, last: Optional[PoolState]) -> PoolState:
+    """A read that failed: keep the last pools known (not a guess: Felix's last word, or what
+    calfwd applied from it, see applied()), or none."""
+    problem = f"{UNREADABLE}: {error}"
+    if last is not None and last.known:
+        return PoolState(last.pools, last.masq, last.source,
+                         problem=f"{problem} (keeping the pools {last.source or 'read before'})")
+    return PoolState(problem=problem)
+
+
+# The sets of calfwd's own table (plan/nftables.py render()) and the IP version of each.
+CALFWD_SETS = (("pools4", 4, False), ("pools6", 6, False), ("masq4", 4, True), ("masq6", 6, True))
+
+
+def applied(objs: Optional[List[Any]]) -> Optional[PoolState]:
+    """The pools in calfwd's own table (nft's JSON objects), for a process that has not read
+    Felix's sets yet (`calfwd apply`, a restarted daemon) when they cannot be read: a failed
+    read must not take natOutgoing away."""
+    found: Dict[bool, List[IPNetwork]] = {False: [], True: []}
+    bodies = {o["set"]["name"]: o["set"] for o in objs or () if "set" in o}
+    for name, version, is_masq in CALFWD_SETS:
+        for elem in bodies.get(name, {}).get("elem", ()):
+            found[is_masq].extend(_networks(nft_member(elem), version) or ())
+    if not found[False]:
+        return None
+    return PoolState(_collapse(found[False]), _collapse(found[True]), "applied before (calfwd's table)")
+
+
+def ipset_members(text: str, name: str) -> Tuple[str, ...]:
+    """`ipset save NAME` to its members: the second word of each 'add NAME MEMBER ...' line."""
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "add" and words[1] == name:
+            out.append(words[2])
+    return tuple(out)
+
+
+def nft_member(elem: Any) -> str:
+    """One element of an nft JSON set as text: an address, a prefix or a range."""
+    if isinstance(elem, dict) and "elem" in elem:  # with counters, timeouts or comments
+        elem = elem["elem"].get("val")
+    if isinstance(elem, dict) and "prefix" in elem:
+        return f"{elem['prefix']['addr']}/{elem['prefix']['len']}"
+    if isinstance(elem, dict) and "range" in elem:
+        return "-".join(str(x) for x in elem["range"])
+    return str(elem)
+
+
+def _networks(member: str, version: int) -> Optional[List[IPNetwork]]:
+    try:
+        if "-" in member:
+            first, last = (ipaddress.ip_address(a.strip()) for a in member.split("-", 1))
+            nets: List[IPNetwork] = list(ipaddress.summarize_address_range(first, last))  # type: ignore[arg-type]
+        else:
+            nets = [ipaddress.ip_network(member.strip(), strict=False)]
+    except (ValueError, TypeError):
+        return None
+    return nets if all(n.version == version for n in nets) else None
+
+
+def _collapse(nets: Iterable[IPNetwork]) -> Tuple[IPNetwork, ...]:
+    """Sorted, without duplicates and without networks inside another one. Adjacent pools stay
+    apart: they are two pools, and nft's interval sets accept them side by side."""
+    unique = sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen))
+    return tuple(n for n in unique if not any(o != n and _inside(n, (o,)) for o in unique))
+
+
+def _inside(net: IPNetwork, pools: Tuple[IPNetwork, ...]) -> bool:
+    return any(net.version == p.version and net.subnet_of(p) for p in pools)  # type: ignore[arg-type]
