@@ -168,3 +168,20 @@ def test_daemon_follows_felix_nft_sets_on_kernel_events(bare_lab):
     assert f"192.168.0.0/16 (natOutgoing), {lab.addr.pool_v4} (Felix's nftables sets)" in changed[0]
     assert calfwd_sets(lab)["pools4"] == sorted(["192.168.0.0/16", lab.addr.pool_v4])
     assert calfwd.stop() == 0
+
+
+# -- the incident with the one-line config (issue 13 item 1's acceptance) ----------------------
+
+def _incident_cases():
+    import test_incident
+
+    return [test_incident.test_firewalld_starting_after_calfwd, test_incident.test_reloads_restarts_and_kills,
+            test_incident.test_calfwd_restarted, test_incident.test_felix_rules_flushed_then_restored]
+
+
+@pytest.mark.parametrize("incident", _incident_cases(), ids=lambda case: case.__name__[5:])
+def test_the_incident_with_the_same_one_line_config_as_every_node(lab, monkeypatch, incident):
+    """test_incident.py's scenarios, unchanged, with `ip_pools = "auto"` as the whole config."""
+    monkeypatch.setenv("CALFWD_LAB_POOLS", "auto")
+    incident(lab)
+    assert (lab.workdir / "calfwd.toml").read_text() == AUTO, "the scenario ran on the one-line config"
