@@ -10,6 +10,7 @@ import os
 from typing import Any, Dict, List, Tuple
 
 from calfwd.doctor.snapshot import Read, Route
+from calfwd.pools import nft_member
 from calfwd.drivers.tools import run, which
 
 # Felix's tables in iptables-nft mode, and its native nftables dataplane's.
@@ -38,18 +39,8 @@ def read_nftables(nft: Any, snapshot: Dict[str, Any]) -> None:
                 body = obj.get("set")
                 if body and any(word in body["name"] for word in POOL_SET_WORDS):
                     sets[f"nft {family} calico {body['name']}"] = tuple(
-                        _nft_elem(e) for e in body.get("elem", ()))
+                        nft_member(e) for e in body.get("elem", ()))
     snapshot["nft_pool_sets"] = sets
-
-
-def _nft_elem(elem: Any) -> str:
-    if isinstance(elem, dict) and "elem" in elem:
-        elem = elem["elem"].get("val")
-    if isinstance(elem, dict) and "prefix" in elem:
-        return f"{elem['prefix']['addr']}/{elem['prefix']['len']}"
-    if isinstance(elem, dict) and "range" in elem:
-        return "-".join(str(x) for x in elem["range"])
-    return str(elem)
 
 
 def read_legacy(snapshot: Dict[str, Any], unknown: Dict[str, str]) -> None:

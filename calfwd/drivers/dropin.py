@@ -8,10 +8,10 @@ doctor read it. What it should say, and whether it is right, is guard.py's (pure
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional, Tuple
 
 from calfwd import guard
+from calfwd.drivers import textfile
 
 
 def resolve_guard_paths() -> Tuple[str, ...]:
@@ -33,20 +33,8 @@ def read_dropin(path: str) -> Optional[str]:
 
 def write_dropin(path: str, text: str) -> None:
     """Atomically: systemd must never read half a drop-in."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".calfwd-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    textfile.write_atomic(path, text)
 
 
 def remove_dropin(path: str) -> None:

@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any, Callable, Dict, Optional
 
+from calfwd.drivers import textfile
+
 RUN_DIR = "/run/calfwd"
 STATUS, HEALTH = "status.json", "health"
 MODE = 0o644
@@ -28,30 +30,17 @@ def run_dir() -> str:
     return os.environ.get("CALFWD_RUN_DIR") or RUN_DIR
 
 
-def _replace(directory: str, name: str, text: str) -> None:
-    path = os.path.join(directory, name)
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, MODE)
-    try:
-        os.fchmod(fd, MODE)  # the unit's UMask=0077 would make it root-only
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def publish(doc: Dict[str, Any], line: str, directory: Optional[str] = None) -> None:
     directory = directory or run_dir()
     os.makedirs(directory, mode=0o755, exist_ok=True)
-    _replace(directory, STATUS, json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    _replace(directory, HEALTH, line.replace("\n", " ") + "\n")
+    textfile.write_atomic(os.path.join(directory, STATUS), json.dumps(doc, indent=2, sort_keys=True) + "\n", MODE)
+    textfile.write_atomic(os.path.join(directory, HEALTH), line.replace("\n", " ") + "\n", MODE)
 
 
 def publish_health(line: str, directory: Optional[str] = None) -> None:
     directory = directory or run_dir()
     if os.path.isdir(directory):
-        _replace(directory, HEALTH, line.replace("\n", " ") + "\n")
+        textfile.write_atomic(os.path.join(directory, HEALTH), line.replace("\n", " ") + "\n", MODE)
 
 
 def read_previous(directory: Optional[str] = None) -> Optional[Dict[str, Any]]:
@@ -103,7 +92,7 @@ def remove(directory: Optional[str] = None) -> Optional[str]:
     Returns what went, or None when nothing was there."""
     directory = directory or run_dir()
     gone = []
-    for name in (STATUS, HEALTH, STATUS + ".tmp", HEALTH + ".tmp"):
+    for name in (STATUS, HEALTH):
         try:
             os.unlink(os.path.join(directory, name))
             gone.append(name)

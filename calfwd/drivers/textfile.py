@@ -1,5 +1,6 @@
-"""Writes a whole file atomically: a reader (node_exporter) sees the old file or the new one,
-never half of one."""
+"""Writes a whole file atomically: a reader (node_exporter, systemd, NPD's check, `calfwd
+status`) sees the old file or the new one, never half of one. Every file calfwd writes goes
+through here: the metrics, the status files and the flush guard's drop-in."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import tempfile
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
     """A temporary file in the same directory (rename is atomic only within one file system),
-    synced, given `mode` (the unit's UMask=0077 would leave it unreadable to node_exporter),
-    then renamed over `path`. Its name does not end in .prom: the collector skips it."""
+    created exclusively (a planted symlink is never followed), synced, given `mode` (the unit's
+    UMask=0077 would leave it unreadable to node_exporter and NPD), then renamed over `path`.
+    Its name ends in .tmp, not .prom: node_exporter's collector skips it."""
     fd, tmp = tempfile.mkstemp(prefix=".calfwd-", suffix=".tmp", dir=os.path.dirname(path) or ".")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
