@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -347,6 +348,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         status_files, remains = None, remains + (f"{statusfile.run_dir()}: {exc.strerror or exc}",)
     if status_files:
         removed += (status_files,)
+    metrics_file, metrics_error = _remove_metrics(config.metrics_textfile)
+    removed += (metrics_file,) if metrics_file else ()
+    remains += (metrics_error,) if metrics_error else ()
     if guard_error:
         remains += (guard_error,)
     for action in removed:
@@ -360,6 +364,23 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
                         + ("; NOT removed: " + "; ".join(remains) if remains else ""),
                         removed=len(removed), remains=len(remains))
     return _fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
+
+
+def _remove_metrics(path: str) -> Tuple[str, str]:
+    """cleanup: the metrics file, or node_exporter serves its last values for ever (a file of
+    that name calfwd did not write stays)."""
+    if not path:
+        return "", ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            if not handle.read(64).startswith("# HELP calfwd_"):
+                return "", ""
+        os.unlink(path)
+    except FileNotFoundError:
+        return "", ""
+    except OSError as exc:
+        return "", f"{path}: {exc.strerror or exc}"
+    return f"metrics file {path}", ""
 
 
 def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:

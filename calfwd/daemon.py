@@ -407,6 +407,7 @@ class Daemon:
         """One verdict (health.py) for STATUS=, /run/calfwd and node-problem-detector."""
         verdict = health.assess(outcome, self.kernel.flushes.outages(), self._guard_problem,
                                 self.kernel.firewalld_table_missing)
+        self.metrics.verdict(verdict.state, [o.owner for o in verdict.outages])
         nets = self.config.ip_pools
         shown = ",".join(n.with_prefixlen for n in nets)
         if self.config.auto_pools:  # what this reconcile used, read from Felix's sets

@@ -16,7 +16,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAYERS = ("nftables", "firewalld")
 # Known from the start, so that increase() sees the first one (a series born at 1 shows none).
-TRIGGERS = ("start", "firewalld-reloaded", "firewalld-started", "resync", "config-reloaded")
+TRIGGERS = ("start", "firewalld-reloaded", "firewalld-started", "resync", "config-reloaded",
+            "felix-pools-changed")
+# health.py's verdicts, worst last: one series each, 1 for the current one (a state set).
+HEALTH_STATES = ("ok", "warning", "not-verified", "blocked", "error")
 RESULTS = ("verified", "not-verified", "failed")
 FLUSH_OWNERS = ("calico", "kube-proxy")
 FLUSH_CAUSES = ("start", "reload", "stop", "not-firewalld")
@@ -51,6 +54,8 @@ class Snapshot:
     table_repairs: int
     last_success: Optional[float]  # Unix time of the last verified reconcile
     flush_guard_installed: bool
+    health: str = ""  # health.py's state; "" before the first verdict
+    flushed_now: Tuple[str, ...] = ()  # owners whose flushed rules are not back yet
 
 
 def result(outcome: Any) -> str:
@@ -89,6 +94,15 @@ class Tally:
         self._conflicts = 0
         self._last_success: Optional[float] = None
         self.flush_guard_installed = False
+        self.health = ""
+        self.flushed_now: Tuple[str, ...] = ()
+
+    def verdict(self, state: str, flushed_owners: Sequence[str]) -> bool:
+        """health.py's verdict; True when it changed a metric."""
+        flushed = tuple(sorted(o.lower() for o in flushed_owners))
+        changed = (state, flushed) != (self.health, self.flushed_now)
+        self.health, self.flushed_now = state, flushed
+        return changed
 
     def reconciled(self, outcome: Any, now: float) -> None:
         key = (outcome.trigger, result(outcome))
@@ -128,7 +142,8 @@ class Tally:
             firewalld_reloads=self.firewalld_reloads, firewalld_restarts=self.firewalld_restarts,
             flushes=tuple(sorted(self._flushes.items())), conflicts=self._conflicts,
             table_repairs=self.table_repairs, last_success=self._last_success,
-            flush_guard_installed=self.flush_guard_installed)
+            flush_guard_installed=self.flush_guard_installed, health=self.health,
+            flushed_now=self.flushed_now)
 
 
 # ---------------------------------------------------------------------------------------
@@ -189,6 +204,13 @@ def render(s: Snapshot) -> str:
     lines += family("calfwd_in_sync", "gauge", "1 when the layer was as configured after the last "
                     "reconcile (read, nothing blocking, changes verified).",
                     [((("layer", layer),), ok) for layer, ok in s.in_sync])
+    lines += family("calfwd_health", "gauge", "1 for calfwd's current verdict (as STATUS= and "
+                    "/run/calfwd/health): ok; warning (breaks at firewalld's next step); not-verified; "
+                    "blocked (a Calico or Service path fails now); error.",
+                    [((("state", state),), state == s.health) for state in HEALTH_STATES] if s.health else [])
+    lines += family("calfwd_flushed", "gauge", "1 while the rules firewalld flushed of this owner "
+                    "(Calico's, kube-proxy's) are not back: its paths are down now.",
+                    [((("owner", owner),), owner in s.flushed_now) for owner in FLUSH_OWNERS] if s.health else [])
     lines += family("calfwd_reconciles_total", "counter", "Reconciles by trigger and result "
                     "(verified, not-verified, failed).",
                     [((("trigger", t), ("result", r)), n) for (t, r), n in s.reconciles])

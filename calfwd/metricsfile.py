@@ -39,11 +39,17 @@ class MetricsFile:
 
     def reconciled(self, outcome: Any) -> None:
         self.tally.reconciled(outcome, self._clock())
-        try:
-            self.tally.flush_guard_installed = self._guard_installed()
-        except OSError:
-            self.tally.flush_guard_installed = False
+        if self._path():  # the drop-in is read only for a metric someone reads
+            try:
+                self.tally.flush_guard_installed = self._guard_installed()
+            except Exception:  # unreadable, not UTF-8...: not installed as far as metrics go
+                self.tally.flush_guard_installed = False
         self._changed()
+
+    def verdict(self, state: str, flushed_owners: Any) -> None:
+        """health.py's verdict, after every reconcile and every flush seen or undone."""
+        if self.tally.verdict(state, flushed_owners):
+            self._changed()
 
     def firewalld_restarted(self) -> None:
         self.tally.firewalld_restarts += 1

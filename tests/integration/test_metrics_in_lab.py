@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import json
 import time
 from typing import Dict, FrozenSet, Tuple
 
@@ -64,9 +65,12 @@ def test_node_exporter_serves_calfwd_metrics_and_promtool_accepts_them(lab):
     calfwd.env[guard.DROPIN_ENV] = str(lab.workdir / "guard.conf")  # none: the guard is not installed
     calfwd.start()
 
-    # firewalld starts after calfwd (a start seen, and its flush), then reloads (and flushes again).
+    # firewalld starts after calfwd (a start seen, and on <= 1.x its flush), then reloads (and
+    # flushes again). 2.x flushes nothing: the same counters stay 0 there.
+    flushing = lab.firewalld.build.major < 2
     lab.firewalld.start()
-    calfwd.wait_for("calico-flushed")
+    if flushing:
+        calfwd.wait_for("calico-flushed")
     calfwd.wait_for("firewalld-appeared")
     # calfwd's own reload (it created its zone) and the reconcile after it are over first.
     deadline = time.monotonic() + 30
@@ -80,10 +84,15 @@ def test_node_exporter_serves_calfwd_metrics_and_promtool_accepts_them(lab):
     calfwd.wait_for("reconciled", after=mark)
     mark = calfwd.line_count()
     lab.firewalld.reload()
-    calfwd.wait_for("calico-flushed", after=mark)
+    if flushing:
+        calfwd.wait_for("calico-flushed", after=mark)
     calfwd.wait_for("reconciled", after=mark)
     flushes = calfwd.events("calico-flushed")
-    assert len(flushes) >= 2 and " on start " in flushes[0] and " on reload " in flushes[-1]
+    if flushing:
+        assert len(flushes) >= 2 and " on start " in flushes[0] and " on reload " in flushes[-1]
+    else:
+        time.sleep(1.0)
+        assert flushes == []
     time.sleep(1.0)  # the file is written at most every 0.25 s
     assert oct(prom.stat().st_mode & 0o777) == "0o644"  # node_exporter need not run as root
     assert not [p.name for p in textdir.iterdir() if p.name != "calfwd.prom"]  # no temporary left
@@ -109,8 +118,8 @@ def test_node_exporter_serves_calfwd_metrics_and_promtool_accepts_them(lab):
     reloads = len(calfwd.events("firewalld-reloaded"))
     assert reloads >= 2 and value(found, "calfwd_firewalld_reloads_total") == reloads
     assert value(found, "calfwd_firewalld_restarts_total") == 1
-    assert value(found, "calfwd_flushes_total", owner="calico", cause="start") == 1
-    assert value(found, "calfwd_flushes_total", owner="calico", cause="reload") == len(flushes) - 1
+    assert value(found, "calfwd_flushes_total", owner="calico", cause="start") == (1 if flushing else 0)
+    assert value(found, "calfwd_flushes_total", owner="calico", cause="reload") == max(len(flushes) - 1, 0)
     assert value(found, "calfwd_reconciles_total", trigger="start", result="verified") == 1
     assert value(found, "calfwd_reconciles_total", trigger="firewalld-reloaded", result="verified") >= 1
     assert value(found, "calfwd_reconciles_total", trigger="firewalld-started", result="verified") >= 1
@@ -124,3 +133,15 @@ def test_node_exporter_serves_calfwd_metrics_and_promtool_accepts_them(lab):
 
     check = lab.node.run("promtool", "check", "metrics", input=served, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
+    # The verdict as STATUS= has it: the reload's flush of Felix's rules is not undone (this lab's
+    # Felix restores only when told), so Calico's paths are down now: blocked, though in sync.
+    state = "blocked" if flushing else "ok"
+    assert json.loads((lab.workdir / "calfwd-run" / "status.json").read_text())["state"] == state
+    assert value(found, "calfwd_health", state=state) == 1 and value(found, "calfwd_health", state="error") == 0
+    assert value(found, "calfwd_flushed", owner="calico") == (1 if flushing else 0)
+    assert value(found, "calfwd_flushed", owner="kube-proxy") == 0
+
+    calfwd.stop()
+    cleanup = calfwd.cli("cleanup")
+    assert f"removed: metrics file {prom}" in cleanup.stdout, cleanup.stdout
+    assert not prom.exists(), "node_exporter would serve the last values for ever"

@@ -270,3 +270,19 @@ def test_a_path_no_longer_configured_is_removed_not_left_stale(tmp_path):
     assert os.listdir(tmp_path) == []
     kept.reconciled(outcome())
     assert len(requests) == before + 1  # off: nothing more
+
+
+def test_the_verdict_is_a_state_set_and_flushed_owners_are_gauges():
+    from calfwd.metrics import Tally, render
+
+    tally = Tally("9.9")
+    assert "calfwd_health" not in render(tally.snapshot()), "no verdict yet: no series"
+    assert tally.verdict("blocked", ["kube-proxy"]) is True
+    assert tally.verdict("blocked", ["kube-proxy"]) is False, "unchanged: no write asked for"
+    text = render(tally.snapshot())
+    for line in ('calfwd_health{state="ok"} 0', 'calfwd_health{state="blocked"} 1',
+                 'calfwd_health{state="error"} 0', 'calfwd_flushed{owner="calico"} 0',
+                 'calfwd_flushed{owner="kube-proxy"} 1'):
+        assert line in text.splitlines(), line
+    tally.verdict("ok", [])
+    assert 'calfwd_health{state="ok"} 1' in render(tally.snapshot()).splitlines()

@@ -53,7 +53,7 @@ def test_readme_rules_pass_promtool_check(promtool, tmp_path):
     (tmp_path / "calfwd.rules.yml").write_text(readme_rules())
     proc = subprocess.run([promtool, "check", "rules", str(tmp_path / "calfwd.rules.yml")],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "4 rules found" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "5 rules found" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_readme_rules_fire_when_they_should(promtool, tmp_path):
@@ -83,6 +83,10 @@ def test_readme_rules_fire_when_they_should(promtool, tmp_path):
             {"series": f'calfwd_last_success_timestamp_seconds{{{n1}}}', "values": "0x20"},
             {"series": f'calfwd_last_success_timestamp_seconds{{{n2}}}', "values": "0+60x20"},
             {"series": f'calfwd_conflicts{{{n1}}}', "values": "2x20"},
+            # n1 blocked (a flush not undone) for good from minute 1; n2 blocked for one minute.
+            {"series": f'calfwd_health{{{n1},state="blocked"}}', "values": "0 1x20"},
+            {"series": f'calfwd_health{{{n1},state="ok"}}', "values": "1 0x20"},
+            {"series": f'calfwd_health{{{n2},state="blocked"}}', "values": "0 1 0x20"},
             {"series": f'calfwd_conflicts{{{n2}}}', "values": "0x20"},
         ],
         "alert_rule_test": [
@@ -95,6 +99,9 @@ def test_readme_rules_fire_when_they_should(promtool, tmp_path):
             {"eval_time": "9m", "alertname": "CalfwdNoRecentSuccess", "exp_alerts": []},
             {"eval_time": "11m", "alertname": "CalfwdNoRecentSuccess",
              "exp_alerts": [alert("CalfwdNoRecentSuccess", "warning")]},
+            {"eval_time": "2m", "alertname": "CalfwdPathBlocked", "exp_alerts": []},
+            {"eval_time": "4m", "alertname": "CalfwdPathBlocked",
+             "exp_alerts": [alert("CalfwdPathBlocked", "critical", state="blocked")]},
             {"eval_time": "10m", "alertname": "CalfwdConflict", "exp_alerts": []},
             {"eval_time": "16m", "alertname": "CalfwdConflict",
              "exp_alerts": [alert("CalfwdConflict", "info", value="2")]},
