@@ -12,6 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from calfwd.audit_items import NOT_CALFWDS, Item, Owners, accepted
 from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts
 from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES
@@ -31,7 +32,6 @@ INTERFACES = {  # Calico's interface names (Felix's defaults) and what each carr
     "wireguard.cali": "Calico's WireGuard tunnel, IPv4 (pod traffic from other nodes)",
     "wg-v6.cali": "Calico's WireGuard tunnel, IPv6 (pod traffic from other nodes)",
 }
-NOT_CALFWDS = "NOT in calfwd's config: someone else added it to calfwd's object"
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,6 @@ class Observed:
     nft_text: str = ""  # calfwd's table as `nft list table` prints it
     guard_dropin: str = ""  # calfwd's flush-guard drop-in, when installed
     unreadable: Tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Item:
-    """One thing let through: an interface, a port, a protocol, a rule; why; which config key."""
-
-    kind: str  # interface | source | port | protocol | rich rule | masquerade source
-    value: str
-    why: str
-    key: str  # the config key that asks for it; "" when calfwd's config does not
 
 
 @dataclass(frozen=True)
@@ -160,14 +150,19 @@ def _zone_entry(config: Config, spec: Any, actual: Any) -> Entry:
     if spec.owned:
         if runtime is None:
             return Entry("zone", spec.name, "NOT loaded in firewalld", _ZONE_WHY, present=False)
-        bound = [("interface", str(i)) for i in runtime.get("interfaces") or ()] + \
-                [("source", str(s)) for s in runtime.get("sources") or ()]
+        owners: Dict[Tuple[str, str], Tuple[str, str]] = {("target", "ACCEPT"): (
+            "what arrives on calfwd's interfaces and sources is accepted here and judged by Felix", "zone")}
+        for kind, key in (("interface", "interfaces"), ("source", "sources")):
+            for name in runtime.get(key) or ():
+                item = _binding_item(config, kind, str(name))
+                if item.key:
+                    owners[(kind, item.value)] = (item.why, item.key)
         summary = (f"made by calfwd; target {runtime.get('target') or '?'}: everything arriving on "
                    "these interfaces (or from these sources) is accepted, to this host and forwarded")
-    else:
-        bound = [b for b, zone in actual.bindings_runtime.items() if zone == spec.name]
-        summary = ("firewalld's own zone; calfwd only binds Calico's interfaces to it, "
-                   "its target and other settings stay as they are")
+        return Entry("zone", spec.name, summary, _ZONE_WHY, accepted(runtime, owners))
+    bound = [b for b, zone in actual.bindings_runtime.items() if zone == spec.name]
+    summary = ("firewalld's own zone; calfwd only binds Calico's interfaces to it, "
+               "its target and other settings stay as they are")
     items = tuple(sorted((_binding_item(config, kind, name) for kind, name in bound),
                          key=lambda i: (i.kind, i.value)))
     return Entry("zone", spec.name, summary, _ZONE_WHY, items)
@@ -195,45 +190,44 @@ def _forward_entry(config: Config, spec: Any, runtime: Optional[Mapping[str, Any
            "NodePort and Service backends) is rejected (firewalld issue 527)")
     if runtime is None:
         return Entry("policy", spec.name, "NOT loaded in firewalld", why, present=False)
-    summary = (f"forwarded traffic from {_zones(runtime.get('ingress_zones'))} to "
-               f"{_zones(runtime.get('egress_zones'))}; target {runtime.get('target') or '?'}")
-    wanted = set(spec.rich_rules)
-    items = tuple(Item("rich rule", str(r), "forwarding to a Calico IP pool" if r in wanted else NOT_CALFWDS,
-                       "ip_pools" if r in wanted else "")
-                  for r in sorted(runtime.get("rich_rules") or ()))
+    summary = (f"forwarded traffic from {_zones(runtime.get('ingress_zones'), spec.ingress_zones)} to "
+               f"{_zones(runtime.get('egress_zones'), spec.egress_zones)}; target {runtime.get('target') or '?'}")
+    owners: Dict[Tuple[str, str], Tuple[str, str]] = {
+        ("rich rule", r): ("forwarding to a Calico IP pool", "ip_pools") for r in spec.rich_rules}
+    owners[("target", spec.target)] = (
+        "only the rich rules listed here accept; the rest goes on to the zones' own rules"
+        if spec.rich_rules else "everything forwarded into calfwd's zone is accepted", "zone")
     if not spec.rich_rules:
         summary += " (calfwd's zone holds only Calico's interfaces, so this is only traffic to pods)"
-    return Entry("policy", spec.name, summary, why, items)
+    return Entry("policy", spec.name, summary, why, accepted(runtime, owners))
 
 
-def _zones(names: Any) -> str:
+def _zones(names: Any, wanted: Sequence[str]) -> str:
+    """The zones a policy joins; any that calfwd did not ask for is marked as such."""
+    shown = {"ANY": "any zone", "HOST": "this host (HOST)"}
     names = [str(n) for n in names or ()]
     if not names:
         return "no zone"
-    return ", ".join(n if n in ("ANY", "HOST") else f"zone {n}" for n in sorted(names)) \
-        .replace("ANY", "any zone").replace("HOST", "this host (HOST)")
+    return ", ".join(shown.get(n, f"zone {n}") + ("" if n in wanted else " (NOT in calfwd's config)")
+                     for n in sorted(names))
 
 
-def _port_items(config: Config, facts: HostFacts, ports: Any, protocols: Any) -> Tuple[Item, ...]:
+def _host_owners(config: Config, facts: HostFacts) -> Owners:
+    """Why each of Calico's host ports and protocols is accepted, and which key asks for it."""
     owners: Dict[Tuple[str, str], Tuple[str, str]] = {}
     for name, pairs in HOST_PORTS.items():
-        for pair in pairs:
+        for port, proto in pairs:
             if name in config.host_ports:
-                owners[pair] = (FEATURES[name], f"host_ports: {name}")
-    for device, pair in sorted(WIREGUARD_DEVICES.items()):
-        if device in facts.wireguard_devices and pair not in owners:
-            owners[pair] = (FEATURES["wireguard"], f"(Calico's device {device} exists on this host)")
-    protos = {p: (FEATURES[name], f"host_ports: {name}") for name, ps in HOST_PROTOCOLS.items()
-              for p in ps if name in config.host_ports}
-    items = [Item("port", f"{port}/{proto}", *owners.get((str(port), str(proto)), (NOT_CALFWDS, "")))
-             for port, proto in ports or ()]
-    items += [Item("protocol", str(p), *protos.get(str(p), (NOT_CALFWDS, ""))) for p in protocols or ()]
-    return tuple(sorted(items, key=lambda i: (i.kind, _port_key(i.value))))
-
-
-def _port_key(value: str) -> Tuple[int, str]:
-    number = value.split("/")[0].split("-")[0]
-    return (int(number) if number.isdigit() else 0, value)
+                owners[("port", f"{port}/{proto}")] = (FEATURES[name], f"host_ports: {name}")
+    for device, (port, proto) in sorted(WIREGUARD_DEVICES.items()):
+        if device in facts.wireguard_devices:
+            owners.setdefault(("port", f"{port}/{proto}"),
+                              (FEATURES["wireguard"], f"(Calico's device {device} exists on this host)"))
+    for name, protos in HOST_PROTOCOLS.items():
+        for p in protos:
+            if name in config.host_ports:
+                owners[("protocol", str(p))] = (FEATURES[name], f"host_ports: {name}")
+    return owners
 
 
 def _host_entry(config: Config, facts: HostFacts, spec: Any, runtime: Optional[Mapping[str, Any]]) -> Entry:
@@ -241,10 +235,13 @@ def _host_entry(config: Config, facts: HostFacts, spec: Any, runtime: Optional[M
            "whatever that zone's target is (a STIG host's default zone drop included)")
     if runtime is None:
         return Entry("policy", spec.name, "NOT loaded in firewalld", why, present=False)
-    summary = (f"traffic from {_zones(runtime.get('ingress_zones'))} to {_zones(runtime.get('egress_zones'))}; "
-               f"target {runtime.get('target') or '?'} (anything else goes on to the zone's own rules)")
-    return Entry("policy", spec.name, summary, why,
-                 _port_items(config, facts, runtime.get("ports"), runtime.get("protocols")))
+    summary = (f"traffic from {_zones(runtime.get('ingress_zones'), spec.ingress_zones)} to "
+               f"{_zones(runtime.get('egress_zones'), spec.egress_zones)}; target {runtime.get('target') or '?'} "
+               "(anything else goes on to the zone's own rules)")
+    owners = dict(_host_owners(config, facts))
+    owners[("target", spec.target)] = ("accepts only the ports and protocols listed here; the rest goes on "
+                                       "to the zone's own rules", "host_ports")
+    return Entry("policy", spec.name, summary, why, accepted(runtime, owners))
 
 
 def _catch_all_entry(config: Config, facts: HostFacts, name: str, zone: str, actual: Any) -> Entry:
@@ -256,9 +253,8 @@ def _catch_all_entry(config: Config, facts: HostFacts, name: str, zone: str, act
     in_zone = where is not None and name in [str(s) for s in (where.runtime or {}).get("services") or ()]
     if service is None or service.runtime is None or not in_zone:
         return Entry("service", name, f"NOT in effect in zone {zone}", why, present=False)
-    settings = service.permanent or {}
-    return Entry("service", name, f"made by calfwd; added to zone {zone} (the default zone)", why,
-                 _port_items(config, facts, settings.get("ports"), settings.get("protocols")))
+    return Entry("service", name, f"made by calfwd; added to zone {zone} (the default zone); as firewalld has "
+                 "it loaded (runtime)", why, accepted(service.runtime, _host_owners(config, facts)))
 
 
 def _nft_entry(config: Config, want: Desired, listing: Optional[List[Dict[str, Any]]]) -> Entry:

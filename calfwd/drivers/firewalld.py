@@ -306,7 +306,8 @@ class Firewalld:
                               "s", name))
 
     def _read_catch_all(self, desired: FirewalldDesired, zones_perm: Any, zones_rt: Any) -> Tuple[Any, Any]:
-        """calfwd's host service and the catch-all zone, only when desired has one."""
+        """calfwd's host service and the catch-all zone, only when desired has one. The service's
+        runtime settings are what firewalld loaded at its last reload: what the audit shows."""
         svc, zone = desired.host_service, desired.catch_all_zone
         if svc is None or not zone:
             return None, None
@@ -314,7 +315,9 @@ class Firewalld:
         loaded = set(self._call("list runtime services", PATH, MAIN, "listServices"))
         service = ObjectState(svc.name, permanent=self._call(
             f"read permanent service '{svc.name}'", self._service_path(svc.name), CONFIG_SERVICE, "getSettings2")
-            if svc.name in names else None, runtime={} if svc.name in loaded else None)
+            if svc.name in names else None,
+            runtime=self._call(f"read runtime service '{svc.name}'", PATH, MAIN, "getServiceSettings2", "s",
+                               svc.name) if svc.name in loaded else None)
         where = ObjectState(
             zone, permanent=self._zone_permanent(zone) if zone in zones_perm else None,
             runtime=self._call(f"read runtime zone '{zone}'", PATH, ZONE, "getZoneSettings2", "s", zone)

@@ -64,7 +64,7 @@ class FirewalldActual:
     # the planner finds by its description what calfwd made under an earlier name.
     other_zones: Tuple[ObjectState, ...] = ()
     other_policies: Tuple[ObjectState, ...] = ()
-    # calfwd's host service (permanent settings; runtime {} when firewalld has it loaded) and
+    # calfwd's host service (permanent and runtime settings, runtime None when not loaded) and
     # the catch-all zone's permanent and runtime settings: read only when desired has one.
     service: Optional["ObjectState"] = None
     catch_all: Optional["ObjectState"] = None

@@ -40,26 +40,31 @@ def test_audit_lists_what_firewalld_accepts_on_a_stig_host_and_names_what_an_adm
     host = _entry(report, "policy", "calfwd-host")
     assert "from zone drop to this host" in host["summary"]
     assert _opened(host) == _info(fw, "--policy=calfwd-host") == ["179/tcp", "4", "4789/udp", "5473/tcp"]
-    assert all(i["key"].startswith("host_ports: ") for i in host["items"])
+    assert all(i["key"].startswith("host_ports: ") for i in host["items"] if i["kind"] in ("port", "protocol"))
+    assert [i["kind"] for i in host["items"] if i["kind"] not in ("port", "protocol")] == ["target"]
     # firewalld 1.x: the catch-all service in the default zone carries the same ports.
     in_drop = fw.firewall_cmd("--zone=drop", "--list-services").split()
     if "calfwd-host" in in_drop:
         service = _entry(report, "service", "calfwd-host")
-        assert _opened(service) == _opened(host)
+        assert service["present"] and _opened(service) == _opened(host)
     assert report["check"] == "ok"
     assert any(line.startswith("chain postrouting") for line in map(str.strip, report["nft_rules"]))
     text = calfwd.cli("audit")
     assert text.returncode == 0 and "Verdict:   in effect exactly as configured" in text.stdout
 
-    # An admin closes BGP and opens 2222/tcp in calfwd's policy at runtime.
+    # An admin closes BGP and opens 2222/tcp and ssh in calfwd's policy at runtime.
     fw.firewall_cmd("--policy=calfwd-host", "--remove-port=179/tcp")
     fw.firewall_cmd("--policy=calfwd-host", "--add-port=2222/tcp")
+    fw.firewall_cmd("--policy=calfwd-host", "--add-service=ssh")
     code, report = _audit(calfwd)
     assert code == 3 and not report["ok"]
     host = _entry(report, "policy", "calfwd-host")
     assert _opened(host) == _info(fw, "--policy=calfwd-host") == ["2222/tcp", "4", "4789/udp", "5473/tcp"]
     stranger = next(i for i in host["items"] if i["value"] == "2222/tcp")
     assert stranger["key"] == "" and stranger["why"].startswith("NOT in calfwd's config")
+    ssh = [i for i in host["items"] if i["kind"] == "service"]
+    assert [(i["value"], i["key"]) for i in ssh] == [("ssh", "")] and ssh[0]["why"].startswith("NOT in calfwd's")
+    assert "    - service ssh: NOT in calfwd's config" in calfwd.cli("audit").stdout
     assert any("179/tcp" in line and "2222/tcp" in line for line in report["differences"]), report["differences"]
 
     # firewalld's own check of its permanent configuration fails: the page says so, exit 3.
@@ -84,3 +89,10 @@ def test_audit_on_each_firewalld(lab_versions, firewalld_case):
     assert _opened(host) == _info(fw, "--policy=calfwd-host") == ["179/tcp", "4", "4789/udp", "5473/tcp"]
     major = int(report["firewalld"]["version"].split(".")[0])
     assert any(e["kind"] == "service" for e in report["entries"]) == (major < 2)
+    if major < 2:
+        # Someone saves a port into calfwd's service without a reload: the page shows what is
+        # loaded (in effect), not the saved file.
+        fw.firewall_cmd("--permanent", "--service=calfwd-host", "--add-port=2222/tcp")
+        _code, report = _audit(calfwd)
+        service = _entry(report, "service", "calfwd-host")
+        assert service["present"] and _opened(service) == _opened(host), service

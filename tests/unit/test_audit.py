@@ -73,12 +73,15 @@ What calfwd makes this host accept and forward
       on these interfaces; Calico's own policy (Felix) judges it, not firewalld
     - interface cali+: Calico's pod interfaces (one veth per pod on this node) [config: interfaces]
     - interface tunl0: Calico's IP-in-IP tunnel (pod traffic from other nodes) [config: interfaces]
+    - target ACCEPT: what arrives on calfwd's interfaces and sources is accepted here and judged by
+        Felix [config: zone]
   policy calfwd-forward
     forwarded traffic from any zone to zone calfwd; target ACCEPT (calfwd's zone holds only Calico's
       interfaces, so this is only traffic to pods)
     why: firewalld judges forwarded traffic by the zone it came in on (the uplink's zone), not by
       calfwd's zone: without this, traffic routed into pods from other nodes (pod-to-pod, NodePort
       and Service backends) is rejected (firewalld issue 527)
+    - target ACCEPT: everything forwarded into calfwd's zone is accepted [config: zone]
   policy calfwd-host
     traffic from zone drop to this host (HOST); target CONTINUE (anything else goes on to the zone's
       own rules)
@@ -88,6 +91,8 @@ What calfwd makes this host accept and forward
         [config: host_ports: bgp]
     - protocol 4: IP-in-IP encapsulation (IP protocol 4): pod traffic between nodes in Calico's IPIP
         mode [config: host_ports: ipip]
+    - target CONTINUE: accepts only the ports and protocols listed here; the rest goes on to the
+        zone's own rules [config: host_ports]
   nftables table inet calfwd
     made by calfwd; masquerades pod traffic leaving the pools, nothing else (it accepts and drops
       nothing)
@@ -137,6 +142,53 @@ def test_ports_nobody_asked_for_are_listed_as_not_calfwds_and_are_a_difference()
     assert "Verdict:   NOT as configured" in text and "- port 2222/tcp: NOT in calfwd's config" in text
 
 
+def test_a_service_and_a_rich_rule_someone_added_to_the_host_policy_are_listed_as_not_calfwds():
+    rule = 'rule family="ipv4" port port="22" protocol="tcp" accept'
+    read = actual()
+    host = replace(read.policies[1], runtime=dict(read.policies[1].runtime, services=("ssh",), rich_rules=(rule,)))
+    fw = LayerPlan("firewalld", ("update policy 'calfwd-host' (runtime): services -ssh; rich_rules -" + rule,),
+                   read=replace(read, policies=(read.policies[0], host)))
+    text = audit_render.text(report(fw=fw))
+    block = text.split("  policy calfwd-host\n")[1].split("  nftables table")[0]
+    assert block.splitlines()[4:] == [
+        "    - port 179/tcp: BGP peering: Calico's BIRD on the other nodes exchanges pod routes with this one",
+        "        [config: host_ports: bgp]",
+        "    - protocol 4: IP-in-IP encapsulation (IP protocol 4): pod traffic between nodes in Calico's IPIP",
+        "        mode [config: host_ports: ipip]",
+        '    - rich rule rule family="ipv4" port port="22" protocol="tcp" accept: NOT in calfwd\'s config:',
+        "        someone else added it to calfwd's object",
+        "    - service ssh: NOT in calfwd's config: someone else added it to calfwd's object",
+        "    - target CONTINUE: accepts only the ports and protocols listed here; the rest goes on to the",
+        "        zone's own rules [config: host_ports]",
+    ]
+    assert "Verdict:   NOT as configured" in text
+
+
+def test_every_setting_that_lets_traffic_into_calfwds_zone_or_policies_is_listed():
+    read = actual()
+    zone = replace(read.zone, runtime=dict(
+        read.zone.runtime, services=("ssh",), ports=(("8080", "tcp"),), protocols=("gre",),
+        source_ports=(("53", "udp"),), forward_ports=(("80", "tcp", "8080", ""),), masquerade=True,
+        icmp_block_inversion=True, icmp_blocks=("echo-request",), sources=("192.0.2.0/24",),
+        rules_str=('rule service name="http" accept',)))
+    host = replace(read.policies[1], runtime=dict(read.policies[1].runtime, target="ACCEPT",
+                                                  ingress_zones=("drop", "public")))
+    page = report(fw=LayerPlan("firewalld", ("drift",), read=replace(read, zone=zone,
+                                                                      policies=(read.policies[0], host))))
+    data = json.loads(json.dumps(audit_render.as_dict(page)))
+    items = {e["name"]: [(i["kind"], i["value"], i["key"]) for i in e["items"]] for e in data["entries"]}
+    assert items["calfwd"] == [
+        ("forward port", "port=80:proto=tcp:toport=8080:toaddr=", ""), ("icmp block inversion", "on", ""),
+        ("icmp type", "echo-request", ""), ("interface", "cali+", "interfaces"), ("interface", "tunl0", "interfaces"),
+        ("masquerade", "on", ""), ("port", "8080/tcp", ""), ("protocol", "gre", ""),
+        ("rich rule", 'rule service name="http" accept', ""), ("service", "ssh", ""),
+        ("source", "192.0.2.0/24", ""), ("source port", "53/udp", ""), ("target", "ACCEPT", "zone")]
+    assert all(i["why"] == NOT_CALFWDS for e in data["entries"] for i in e["items"] if not i["key"])
+    assert items["calfwd-host"][-1] == ("target", "ACCEPT", "")
+    summary = next(e["summary"] for e in data["entries"] if e["name"] == "calfwd-host")
+    assert summary.startswith("traffic from zone drop, zone public (NOT in calfwd's config) to this host")
+
+
 def test_a_wireguard_device_opens_its_port_and_the_page_says_why():
     facts = replace(FACTS, wireguard_devices=("wireguard.cali",))
     fw = LayerPlan("firewalld", (), read=actual(host_ports=(("179", "tcp"), ("51820", "udp"))))
@@ -181,18 +233,25 @@ def test_json_has_a_stable_schema():
         assert all(set(item) == {"kind", "value", "why", "key"} for item in entry["items"])
     host = next(e for e in data["entries"] if e["name"] == "calfwd-host")
     assert [(i["kind"], i["value"], i["key"]) for i in host["items"]] == [
-        ("port", "179/tcp", "host_ports: bgp"), ("protocol", "4", "host_ports: ipip")]
+        ("port", "179/tcp", "host_ports: bgp"), ("protocol", "4", "host_ports: ipip"),
+        ("target", "CONTINUE", "host_ports")]
 
 
 def test_firewalld_1x_catch_all_service_is_listed_with_its_ports_and_the_default_zone_line_says_so():
     facts = replace(FACTS, firewalld_version="1.3.3")
     read = replace(actual(host_ports=(("179", "tcp"),)),
-                   service=ObjectState("calfwd-host", permanent={"ports": (("179", "tcp"),), "protocols": ("4",)},
-                                       runtime={}),
+                   # The saved service gained 2222/tcp; firewalld has not loaded it: not in effect.
+                   service=ObjectState("calfwd-host", permanent={"ports": (("179", "tcp"), ("2222", "tcp")),
+                                                                 "protocols": ("4",)},
+                                       runtime={"ports": (("179", "tcp"),), "protocols": ("4",),
+                                                "source_ports": (("53", "udp"),)}),
                    catch_all=ObjectState("drop", runtime={"target": "DROP", "services": ("calfwd-host",)}))
     page = report(fw=LayerPlan("firewalld", (), read=read), facts=facts)
     service = next(e for e in page.entries if e.kind == "service")
-    assert service.present and [i.value for i in service.items] == ["179/tcp", "4"]
+    assert service.present and [(i.value, i.key) for i in service.items] == [
+        ("179/tcp", "host_ports: bgp"), ("4", "host_ports: ipip"), ("53/udp", "")]
+    assert service.items[-1].kind == "source port" and service.items[-1].why == NOT_CALFWDS
+    assert service.summary.endswith("as firewalld has it loaded (runtime)")
     assert "catch-all" in service.why
     assert page.untouched[0] == ("the default zone drop and its target DROP: not changed, except that calfwd's "
                                  "service calfwd-host is added to it (above)")
