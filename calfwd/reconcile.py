@@ -23,6 +23,9 @@ from calfwd import pools as felix_pools
 from calfwd.pools import FelixSets, PoolState
 from calfwd.schema import WIREGUARD_DEVICES
 
+# Calico's encapsulation devices: traffic between nodes through them arrives in calfwd's zone.
+TUNNEL_DEVICES = ("tunl0", "vxlan.calico", "vxlan-v6.calico") + tuple(WIREGUARD_DEVICES)
+
 
 @dataclass(frozen=True)
 class LayerPlan:
@@ -166,20 +169,33 @@ class Reconciler:
         blocking = tuple(p.blocking)
         if facts.strict_forward_ports:
             blocking += (STRICT_FORWARD_PORTS,)
-        blocking += tuple(self._rendering_problems(want, facts))
+        blocking += tuple(self._rendering_problems(want, facts, actual))
         return LayerPlan("firewalld", tuple(op.description for op in p.ops),
                          tuple(p.conflicts) + blocking[len(p.blocking):], plan=p, blocking=blocking,
                          read=actual)
 
-    def _rendering_problems(self, want: Desired, facts: HostFacts) -> List[str]:
-        """Read back (read-only) what firewalld rendered where a release is known to get it wrong."""
-        if not rendered.applies_to(facts.firewalld_version):
-            return []  # nothing to read on every reconcile where the answer cannot matter
+    def _rendering_problems(self, want: Desired, facts: HostFacts, actual: Any) -> List[str]:
+        """Read back (read-only) what firewalld rendered: its forward-policy dispatch. On 0.9.x
+        it matters only for routed traffic into pods (no tunnel device) from a zone whose target
+        drops: only then are the chains and those zones' targets read."""
+        version = facts.firewalld_version
+        dropping: Tuple[str, ...] = ()
+        if rendered.zone_targets_matter(version):
+            if set(self._links()) & set(TUNNEL_DEVICES):
+                return []  # traffic between nodes comes through calfwd's zone
+            zones = (set(actual.active_zones) | {facts.default_zone}) - {want.firewalld.zone.name}
+            try:
+                dropping = tuple(sorted(z for z in zones if z and self.firewalld.runtime_zone_target(z)
+                                        in rendered.DROPPING_TARGETS))
+            except Exception:
+                return []  # the firewalld layer's own read reports a firewalld that does not answer
+            if not dropping:
+                return []
         try:
             chains = self.nft.read_chains(rendered.DISPATCH_CHAINS)
         except Exception:
             return []  # the iptables backend, or no firewalld table: nothing rendered there
-        return rendered.rendering_problems(chains, facts.firewalld_version, want.firewalld.policies[0].name)
+        return rendered.rendering_problems(chains, version, want.firewalld.policies[0].name, dropping)
 
     def plan(self, config: Config, orphans: bool = True) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
         """Both layers; a layer that cannot be read says why (LayerPlan.error) instead of

@@ -324,6 +324,11 @@ class Firewalld:
             if zone in zones_rt else None)
         return service, where
 
+    def runtime_zone_target(self, name: str) -> str:
+        """The zone's target as loaded ("default", "ACCEPT", "DROP", "%%REJECT%%", ...)."""
+        settings = self._call(f"read runtime zone '{name}'", PATH, ZONE, "getZoneSettings2", "s", name)
+        return str(settings.get("target", "default"))
+
     def _zone_permanent(self, name: str) -> Dict[str, Any]:
         return self._call(f"read permanent zone '{name}'", self._zone_path(name), CONFIG_ZONE, "getSettings2")
 

@@ -5,6 +5,13 @@ traffic to policies, because firewalld 1.0.0 to 1.2.0 wrote a zone's wildcard in
 literally there (`oifname { "cali+", ... }`, which matches no interface; fixed upstream in
 1.1.3, 1.2.1 and 1.3.0): calfwd-forward then never applies, and routed traffic into pods
 (peers, NodePort backends) is rejected whatever firewalld says its zones and policies are.
+
+0.9.x renders the same literal wildcard, but there a zone's target covers forwarded traffic:
+calfwd's ACCEPT zone lets routed traffic into pods through, unless the zone it arrives from
+drops it first (target DROP or REJECT: the STIG's default zone `drop`, `block`). Measured in
+the cluster lab on 0.9.3: without encapsulation, pods on two nodes cannot reach each other
+with the default zone `drop`; with VXLAN, IP-in-IP or WireGuard the traffic between nodes
+arrives through calfwd's own zone and works.
 """
 
 from __future__ import annotations
@@ -42,19 +49,20 @@ def literal_wildcards(rules: Sequence[Dict[str, Any]]) -> List[str]:
     return found
 
 
-def applies_to(version: str) -> bool:
-    """0.9.x renders the same literal wildcard, but its zone target still forwards (below)."""
-    return not version.startswith("0.")
+DROPPING_TARGETS = frozenset({"DROP", "REJECT", "%%REJECT%%"})
+
+
+def zone_targets_matter(version: str) -> bool:
+    """0.9.x: the literal wildcard blocks only where an ingress zone's target drops first."""
+    return version.startswith("0.")
 
 
 def rendering_problems(chains: Dict[Tuple[str, str, str], List[Dict[str, Any]]], version: str,
-                       forward_policy: str) -> List[str]:
-    """One blocking line when firewalld's forward-policy dispatch carries a wildcard literally.
-
-    Not on 0.9.x: it renders the same literal wildcard, but there a zone's target still covers
-    forwarded traffic, so calfwd's ACCEPT zone lets routed traffic into pods anyway (the lab
-    measures both: traffic works on 0.9.3, is rejected on 1.2.0)."""
-    if not applies_to(version):
+                       forward_policy: str, dropping_zones: Sequence[str] = ()) -> List[str]:
+    """One blocking line when firewalld's forward-policy dispatch carries a wildcard literally
+    and that blocks routed traffic into pods: always from 1.0.0 to 1.2.0; on 0.9.x only from
+    the `dropping_zones` (active or default zones whose target is DROP or REJECT)."""
+    if zone_targets_matter(version) and not dropping_zones:
         return []
     names: List[str] = []
     for ref in DISPATCH_CHAINS:
@@ -64,6 +72,14 @@ def rendering_problems(chains: Dict[Tuple[str, str, str], List[Dict[str, Any]]],
     if not names:
         return []
     who = f"firewalld {version}" if version else "firewalld"
+    if zone_targets_matter(version):
+        zones = ", ".join(f"'{z}'" for z in dropping_zones)
+        return [f"{who} renders the wildcard interface(s) {', '.join(names)} literally in its forward-policy "
+                f"dispatch ({DISPATCH_CHAINS[0][2]}), so policy '{forward_policy}' never applies, and zone(s) "
+                f"{zones} drop (target DROP or REJECT) routed traffic into pods arriving through them: pods on "
+                "other nodes without encapsulation, routes to pods from outside the cluster. Traffic through "
+                "Calico's VXLAN, IP-in-IP or WireGuard devices is not affected. Fixed in firewalld 1.3.0: "
+                "upgrade firewalld, or use an encapsulation"]
     return [f"{who} renders the wildcard interface(s) {', '.join(names)} literally in its forward-policy "
             f"dispatch ({DISPATCH_CHAINS[0][2]}): that matches no interface, so policy '{forward_policy}' "
             "never applies and routed traffic into pods (peers, NodePort backends) is rejected. Fixed in "

@@ -221,3 +221,21 @@ def test_unbound_uplink_every_node_path_on_other_firewalld_releases(tmp_path, fi
             flushes = any("flushed" in line for line in node.calfwd.lines())
             assert status.returncode == 0, "firewalld %s: %s%s" % (version, status.stdout, status.stderr)
             assert flushes == (cluster.firewalld_build.major < 2), "0.9 and 1.x flush Felix's rules; 2.x never"
+
+
+def test_firewalld_0_9_with_default_zone_drop_and_no_encapsulation_is_reported_blocked(tmp_path):
+    """0.9.x renders calfwd's wildcard literally too (as 1.0.0-1.2.0 do); its zone targets still
+    forward, except from a zone whose target drops. Without encapsulation, pods on two nodes then
+    cannot reach each other (the matrix: every routed path FAIL on 0.9.3 with `drop`, ok with
+    `public`); calfwd cannot fix that firewalld, so it says BLOCKED instead of "in sync"."""
+    with running(tmp_path, encap="none", uplink="bound", zone="drop", firewalld="0.9.3") as cluster:
+        assert not paths.pod_to_remote_pod(cluster), "the lab still shows the failure"
+        status = cluster.node1.calfwd.cli("status")
+        assert status.returncode == 1, status.stdout + status.stderr
+        assert "renders the wildcard interface(s) cali+ literally" in status.stdout
+        assert "zone(s) 'drop' drop (target DROP or REJECT) routed traffic into pods" in status.stdout
+    with running(tmp_path / "vxlan", encap="vxlan", uplink="bound", zone="drop", firewalld="0.9.3") as cluster:
+        assert paths.pod_to_remote_pod(cluster, FIX_WITHIN), "through vxlan.calico: calfwd's own zone"
+        cluster.resync()  # 0.9.3 flushed Felix's and kube-proxy's rules as it started
+        status = cluster.node1.calfwd.cli("status")
+        assert status.returncode == 0, status.stdout + status.stderr

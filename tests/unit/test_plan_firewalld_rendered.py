@@ -29,3 +29,15 @@ def test_nfts_own_wildcard_spelling_is_fine():
 def test_firewalld_0_9_renders_it_too_but_its_zone_target_still_forwards():
     chains = {r.DISPATCH_CHAINS[0]: [rule({"set": ["cali+"]})]}
     assert r.rendering_problems(chains, "0.9.3", "calfwd-forward") == []
+
+
+def test_on_0_9_a_zone_whose_target_drops_blocks_routed_traffic_into_pods():
+    """Measured on 0.9.3 (cluster lab, no encapsulation): default zone drop, pods cannot reach
+    each other across nodes; default zone public, they can."""
+    chains = {r.DISPATCH_CHAINS[0]: [rule({"set": ["cali+"]})]}
+    (line,) = r.rendering_problems(chains, "0.9.3", "calfwd-forward", ("drop",))
+    assert "firewalld 0.9.3 renders the wildcard interface(s) cali+ literally" in line
+    assert "zone(s) 'drop' drop (target DROP or REJECT) routed traffic into pods" in line
+    assert "VXLAN, IP-in-IP or WireGuard devices is not affected" in line
+    fine = {r.DISPATCH_CHAINS[0]: [rule("cali*")]}
+    assert r.rendering_problems(fine, "0.9.3", "calfwd-forward", ("drop",)) == []
