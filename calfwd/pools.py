@@ -98,12 +98,13 @@ def resolve(found: FelixSets) -> PoolState:
                 if nets is None:
                     return PoolState(problem=f"cannot read Felix's {found.source}: {name} holds "
                                      f"{member!r}, which is not an IPv{version} network")
-                for net in nets:
-                    if pool_problem(net):
-                        if member not in refused:
-                            refused.append(member)
-                    else:
-                        out.append(net)
+                # A range is several networks: one piece no pod network can be refuses the
+                # member whole, as ip_pools refuses such an entry, never a part of it.
+                if any(pool_problem(n) for n in nets):
+                    if member not in refused:
+                        refused.append(member)
+                else:
+                    out.extend(nets)
     pools_c, masq_c = _collapse(pools), _collapse(masq)
     if not pools_c:
         names = ", ".join(sorted(n for n in found.sets if n in ALL_SET_NAMES))

@@ -83,6 +83,18 @@ def test_members_no_pod_network_can_be_are_left_out_and_named():
     assert "left out: 0.0.0.0/0" in state.describe()
 
 
+def test_a_refused_range_is_refused_whole_not_in_part():
+    """A range spans many networks; were only its bad pieces refused, the rest (192.0.0.0/3,
+    240.0.0.0/5, ...) would become pools while describe() says the member is left out."""
+    state = pools.resolve(FelixSets(pools.IPSET, {
+        "cali40all-ipam-pools": ("0.0.0.0-255.255.255.254", "10.244.0.0/16"),
+        "cali40masq-ipam-pools": ("0.0.0.0-255.255.255.254",),
+    }))
+    assert state.pools == (net("10.244.0.0/16"),) and state.masq == ()
+    assert state.refused == ("0.0.0.0-255.255.255.254",)
+    assert "left out: 0.0.0.0-255.255.255.254" in state.describe()
+
+
 @pytest.mark.parametrize("found, says", [
     (FelixSets("", {}, why="no ip set cali40all-ipam-pools"), "Felix's sets not found (no ip set cali40all-ipam-pools)"),
     (FelixSets(pools.IPSET, {"cali40all-ipam-pools": (), "cali40masq-ipam-pools": ()}), "Felix's ip sets are empty"),
