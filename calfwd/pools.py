@@ -82,9 +82,11 @@ class PoolState:
         return f"auto -> {shown}{tail}"
 
 
-def resolve(found: FelixSets) -> PoolState:
+def resolve(found: FelixSets, last: Optional[PoolState] = None) -> PoolState:
     """Felix's sets to pools. Overlapping members are merged (nft interval sets refuse
-    overlaps); members calfwd would refuse in ip_pools are left out and named."""
+    overlaps); members calfwd would refuse in ip_pools are left out and named. last: the
+    pools known before (see unreadable()); a member that is no network makes the read
+    unreadable, which keeps them."""
     if not found.sets:
         return PoolState(problem="Felix's sets not found" + (f" ({found.why})" if found.why else ""))
     refused: List[str] = []
@@ -95,9 +97,9 @@ def resolve(found: FelixSets) -> PoolState:
             name = set_name(version, kind)
             for member in found.sets.get(name, ()):
                 nets = _networks(member, version)
-                if nets is None:
-                    return PoolState(problem=f"cannot read Felix's {found.source}: {name} holds "
-                                     f"{member!r}, which is not an IPv{version} network")
+                if nets is None:  # not Felix's word: never a reason to drop every pool
+                    return unreadable(f"{name} in Felix's {found.source} holds {member!r}, which is "
+                                      f"not an IPv{version} network", last)
                 # A range is several networks: one piece no pod network can be refuses the
                 # member whole, as ip_pools refuses such an entry, never a part of it.
                 if any(pool_problem(n) for n in nets):
@@ -127,9 +129,14 @@ def unreadable(error: str, last: Optional[PoolState]) -> PoolState:
     calfwd applied from it, see applied()), or none."""
     problem = f"{UNREADABLE}: {error}"
     if last is not None and last.known:
-        return PoolState(last.pools, last.masq, last.source,
-                         problem=f"{problem} (keeping the pools {last.source or 'read before'})")
+        return PoolState(last.pools, last.masq, last.source, problem=f"{problem} ({_keeping(last)})")
     return PoolState(problem=problem)
+
+
+def _keeping(last: PoolState) -> str:
+    where = f"read before from Felix's {last.source}" if last.source in (IPSET, NFTABLES) else \
+        last.source or "read before"
+    return f"keeping the pools {where}"
 
 
 # The sets of calfwd's own table (plan/nftables.py render()) and the IP version of each.

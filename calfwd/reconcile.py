@@ -105,10 +105,10 @@ class Reconciler:
     def resolve_pools(self, config: Config) -> PoolState:
         """Felix's pools read now. A failed read keeps the pools known before: read by this
         process, else those in calfwd's own table (pools.unreadable, pools.applied)."""
+        last = self.pools if self.pools is not None and self.pools.known else self._applied(config)
         try:
-            state = felix_pools.resolve(self._felix_sets())
+            state = felix_pools.resolve(self._felix_sets(), last)
         except Exception as exc:  # driver errors carry a one-line message
-            last = self.pools if self.pools is not None and self.pools.known else self._applied(config)
             state = felix_pools.unreadable(str(exc), last)
         self.pools = state
         return state

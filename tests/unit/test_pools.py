@@ -99,14 +99,31 @@ def test_a_refused_range_is_refused_whole_not_in_part():
     (FelixSets("", {}, why="no ip set cali40all-ipam-pools"), "Felix's sets not found (no ip set cali40all-ipam-pools)"),
     (FelixSets(pools.IPSET, {"cali40all-ipam-pools": (), "cali40masq-ipam-pools": ()}), "Felix's ip sets are empty"),
     (FelixSets(pools.IPSET, {"cali40masq-ipam-pools": ("10.1.0.0/16",)}), "Felix's ip sets are empty"),
-    (FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("fd00::/64",)}), "not an IPv4 network"),
-    (FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("bogus",)}), "cannot read Felix's ip sets"),
 ])
 def test_bad_states_are_no_pools_and_one_line_why(found, says):
     state = pools.resolve(found)
     assert not state.known and state.pools == state.masq == ()
     assert says in state.problem
     assert state.describe().startswith("auto: ") and pools.EMPTY_LAYER in state.describe()
+
+
+@pytest.mark.parametrize("member, says", [
+    ("bogus", "cali40all-ipam-pools in Felix's ip sets holds 'bogus', which is not an IPv4 network"),
+    ("fd00::/64", "holds 'fd00::/64', which is not an IPv4 network"),
+])
+def test_a_member_that_is_no_network_is_an_unreadable_read(member, says):
+    """One garbled member is no word from Felix that the pools are gone: like any failed read
+    it keeps the pools known before, and says it cannot read the sets (not "until Felix has run")."""
+    found = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16", member),
+                                    "cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    before = PoolState((net("10.244.0.0/16"), net("10.250.0.0/16")), (net("10.244.0.0/16"),), pools.IPSET)
+    kept = pools.resolve(found, before)
+    assert kept.pools == before.pools and kept.masq == before.masq
+    assert kept.problem.startswith(pools.UNREADABLE) and says in kept.problem
+    assert kept.problem.endswith("(keeping the pools read before from Felix's ip sets)")
+    none = pools.resolve(found)
+    assert not none.known and none.problem.startswith(pools.UNREADABLE)
+    assert none.describe().endswith(pools.UNREADABLE_LAYER) and pools.EMPTY_LAYER not in none.describe()
 
 
 def test_unreadable_keeps_the_pools_read_before_and_says_so():
@@ -199,6 +216,23 @@ def test_reconciler_with_felix_absent_or_unreadable():
     outcome = r.reconcile(config, "resync")
     assert nft.batches == batches and "timed out" in outcome.pools.problem, "a failed read keeps the pools"
     assert _nft_sets(nft.tables_[("inet", "calfwd")])["pools4"] == ("10.244.0.0/16",)
+
+
+def test_a_garbled_member_never_removes_natoutgoing():
+    """A new process (calfwd apply, a restarted daemon) whose first read meets a member that is
+    no network keeps the pools in calfwd's table, as for any failed read."""
+    nft = FakeNft()
+    config = cfg.parse(AUTO + "[firewalld]\nenabled = false\n", PATH)
+    good = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16",),
+                                   "cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    assert Reconciler(nft, felix_sets=lambda: good).reconcile(config, "cli").verified
+    garbled = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16", "10.1.2.3-bogus"),
+                                      "cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    batches = nft.batches
+    outcome = Reconciler(nft, felix_sets=lambda: garbled).reconcile(config, "cli")
+    assert nft.batches == batches and outcome.verified
+    assert _nft_sets(nft.tables_[("inet", "calfwd")])["masq4"] == ("10.244.0.0/16",)
+    assert outcome.pools.problem.startswith(pools.UNREADABLE) and "10.1.2.3-bogus" in outcome.pools.problem
 
 
 def test_stock_zone_opens_nothing_while_no_pool_is_known():
