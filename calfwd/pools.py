@@ -86,13 +86,27 @@ def resolve(found: FelixSets, last: Optional[PoolState] = None) -> PoolState:
     """Felix's sets to pools. Overlapping members are merged (nft interval sets refuse
     overlaps); members calfwd would refuse in ip_pools are left out and named. last: the
     pools known before (see unreadable()); a member that is no network makes the read
-    unreadable, which keeps them."""
+    unreadable, which keeps them.
+
+    Sets that are absent once pools were known keep those pools: a deleted `ip calico`, a
+    reinstalled calico-node or an `nft flush ruleset` is no word from Felix that its pools are
+    gone, and dropping them would take natOutgoing away (and change a stock zone or the zone's
+    sources, whose reload flushes Felix's rules again). Only an existing, empty set clears them."""
+    before = last if last is not None and last.known else PoolState()
     if not found.sets:
-        return PoolState(problem="Felix's sets not found" + (f" ({found.why})" if found.why else ""))
+        absent = "Felix's sets not found" + (f" ({found.why})" if found.why else "")
+        if before.known:
+            return PoolState(before.pools, before.masq, before.source, problem=f"{absent} ({_keeping(before)})")
+        return PoolState(problem=absent)
     refused: List[str] = []
     pools: List[IPNetwork] = []
     masq: List[IPNetwork] = []
-    for version in VERSIONS:
+    gone = tuple(v for v in VERSIONS if any(n.version == v for n in before.pools)
+                 and not any(set_name(v, k) in found.sets for k in ALL_KINDS))
+    for version in gone:  # e.g. `ip calico` deleted while `ip6 calico` stays
+        pools.extend(n for n in before.pools if n.version == version)
+        masq.extend(n for n in before.masq if n.version == version)
+    for version in (v for v in VERSIONS if v not in gone):
         for kind, out in tuple((k, pools) for k in ALL_KINDS) + ((MASQ, masq),):
             name = set_name(version, kind)
             for member in found.sets.get(name, ()):
@@ -112,8 +126,12 @@ def resolve(found: FelixSets, last: Optional[PoolState] = None) -> PoolState:
         names = ", ".join(sorted(n for n in found.sets if n in ALL_SET_NAMES))
         return PoolState(source=found.source, refused=tuple(refused),
                          problem=f"Felix's {found.source} are empty ({names or 'none of ' + '/'.join(ALL_KINDS)})")
+    problem = ""
+    if gone:
+        families = " and ".join(f"IPv{v}" for v in gone)
+        problem = f"Felix's {families} sets not found ({_keeping(before, f'the {families} pools')})"
     return PoolState(pools=pools_c, masq=masq_c,
-                     source=found.source, refused=tuple(refused))
+                     source=found.source, refused=tuple(refused), problem=problem)
 
 
 def event_for(state: PoolState, said: Optional[Tuple[object, ...]]) -> Optional[str]:
@@ -133,10 +151,10 @@ def unreadable(error: str, last: Optional[PoolState]) -> PoolState:
     return PoolState(problem=problem)
 
 
-def _keeping(last: PoolState) -> str:
+def _keeping(last: PoolState, what: str = "the pools") -> str:
     where = f"read before from Felix's {last.source}" if last.source in (IPSET, NFTABLES) else \
         last.source or "read before"
-    return f"keeping the pools {where}"
+    return f"keeping {what} {where}"
 
 
 # The sets of calfwd's own table (plan/nftables.py render()) and the IP version of each.

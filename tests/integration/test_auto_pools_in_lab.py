@@ -152,6 +152,34 @@ def test_before_felix_has_run(bare_lab):
     assert calfwd.stop() == 0
 
 
+def test_felix_sets_destroyed_keep_the_pools_and_natoutgoing(lab):
+    """Pools known, then Felix's ip sets are gone (calico-node uninstalled or reinstalled: its
+    rules first, then its sets): that is no word that the pools are gone. calfwd's table stays
+    as it was, pod egress still works through it, and the journal says so once."""
+    calfwd = Calfwd(lab, FAST + "[firewalld]\nenabled = false\n")
+    calfwd.start()
+    calfwd.wait_for("pools-changed")
+    before = calfwd_sets(lab)
+    assert before["masq4"] == [lab.addr.pool_v4] and before["masq6"] == [lab.addr.pool_v6]
+    mark = calfwd.line_count()
+    for family in lab.calico.families:
+        tool = "%s-%s" % ("iptables" if family == 4 else "ip6tables", lab.calico.variant)
+        for table in ("raw", "mangle", "nat", "filter"):
+            lab.node.run(tool, "-w", "-t", table, "-F", check=False)
+            lab.node.run(tool, "-w", "-t", table, "-X", check=False)
+        for kind in ("all-ipam-pools", "masq-ipam-pools"):
+            lab.node.run("ipset", "destroy", "cali%d0%s" % (family, kind))
+    assert not lab.calico.present()
+    unknown = calfwd.wait_for("pools-unknown", after=mark, timeout=10)
+    time.sleep(2.5)  # more resyncs (every second), each finding the sets absent
+    assert calfwd_sets(lab) == before
+    assert lab.pod_reaches_proxy(), "pod -> proxy: calfwd's natOutgoing is the only one left"
+    assert lab.pod_reaches_proxy(v6=True), "pod -> proxy (IPv6)"
+    assert "Felix's sets not found" in unknown[0] and "keeping the pools" in unknown[0], unknown[0]
+    assert len(calfwd.events("pools-unknown")) == 1, "said once, not at every resync"
+    assert calfwd.events("reconcile-failed") == [] and calfwd.stop() == 0
+
+
 def test_daemon_follows_felix_nft_sets_on_kernel_events(bare_lab):
     """Felix's nftables dataplane: a pool added to its set is on the nft monitor, so the daemon
     follows it at once, long before its (hour-long, here) resync."""

@@ -136,6 +136,30 @@ def test_unreadable_keeps_the_pools_read_before_and_says_so():
     assert not pools.unreadable("boom", PoolState(problem="Felix's sets not found")).known
 
 
+def test_sets_absent_after_pools_were_known_keep_them_only_empty_sets_clear():
+    """Felix's sets gone (`ip calico` deleted, calico-node reinstalled, `nft flush ruleset`) is
+    no word that the pools are gone: natOutgoing must not flap. An existing, empty set is."""
+    before = PoolState((net("10.244.0.0/16"), net("fd00::/64")), (net("10.244.0.0/16"),), pools.NFTABLES)
+    absent = FelixSets("", {}, why="no cali40/cali60 set")
+    kept = pools.resolve(absent, before)
+    assert (kept.pools, kept.masq) == (before.pools, before.masq)
+    assert kept.problem == ("Felix's sets not found (no cali40/cali60 set) "
+                            "(keeping the pools read before from Felix's nftables sets)")
+    assert pools.event_for(kept, before.key()) == "pools-unknown"
+    assert pools.event_for(pools.resolve(absent, kept), kept.key()) is None, "once, not per resync"
+    assert not pools.resolve(absent).known, "before any pools were known, absent is empty"
+    empty = pools.resolve(FelixSets(pools.NFTABLES, {"cali40all-ipam-pools": (), "cali40masq-ipam-pools": (),
+                                                     "cali60all-ipam-pools": ()}), before)
+    assert not empty.known and "are empty" in empty.problem
+    # One family's table gone, the other's there: that family keeps its pools.
+    v6_only = pools.resolve(FelixSets(pools.NFTABLES, {"cali60all-ipam-pools": ("fd00::/64", "fd01::/64"),
+                                                       "cali60masq-ipam-pools": ()}), before)
+    assert v6_only.pools == (net("10.244.0.0/16"), net("fd00::/64"), net("fd01::/64"))
+    assert v6_only.masq == (net("10.244.0.0/16"),)
+    assert v6_only.problem == ("Felix's IPv4 sets not found (keeping the IPv4 pools read before "
+                               "from Felix's nftables sets)")
+
+
 def test_events_once_per_change_not_per_resync():
     known = PoolState((net("10.244.0.0/16"),), (), pools.IPSET)
     assert pools.event_for(known, None) == "pools-changed"
@@ -233,6 +257,28 @@ def test_a_garbled_member_never_removes_natoutgoing():
     assert nft.batches == batches and outcome.verified
     assert _nft_sets(nft.tables_[("inet", "calfwd")])["masq4"] == ("10.244.0.0/16",)
     assert outcome.pools.problem.startswith(pools.UNREADABLE) and "10.1.2.3-bogus" in outcome.pools.problem
+
+
+def test_felix_sets_vanishing_never_remove_natoutgoing():
+    """Pools known (by this process, or in calfwd's table for a new one), then Felix's sets
+    absent: calfwd's table stays as it is; only an existing, empty set empties it."""
+    sets = {"now": FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16",),
+                                           "cali40masq-ipam-pools": ("10.244.0.0/16",)})}
+    nft = FakeNft()
+    config = cfg.parse(AUTO + "[firewalld]\nenabled = false\n", PATH)
+    r = Reconciler(nft, felix_sets=lambda: sets["now"])
+    assert r.reconcile(config, "start").verified
+    sets["now"] = FelixSets("", {}, why="nothing there")
+    batches = nft.batches
+    outcome = r.reconcile(config, "resync")
+    assert nft.batches == batches and outcome.verified and "Felix's sets not found" in outcome.pools.problem
+    restarted = Reconciler(nft, felix_sets=lambda: sets["now"]).reconcile(config, "start")
+    assert nft.batches == batches and restarted.pools.pools == (net("10.244.0.0/16"),)
+    assert "keeping the pools applied before (calfwd's table)" in restarted.pools.problem
+    assert _nft_sets(nft.tables_[("inet", "calfwd")])["masq4"] == ("10.244.0.0/16",)
+    sets["now"] = FelixSets(pools.IPSET, {"cali40all-ipam-pools": (), "cali40masq-ipam-pools": ()})
+    assert not r.reconcile(config, "resync").pools.known
+    assert set(_nft_sets(nft.tables_[("inet", "calfwd")]).values()) == {()}
 
 
 def test_stock_zone_opens_nothing_while_no_pool_is_known():
