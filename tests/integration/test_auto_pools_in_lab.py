@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -177,6 +178,8 @@ def test_felix_sets_destroyed_keep_the_pools_and_natoutgoing(lab):
     assert lab.pod_reaches_proxy(v6=True), "pod -> proxy (IPv6)"
     assert "Felix's sets not found" in unknown[0] and "keeping the pools" in unknown[0], unknown[0]
     assert len(calfwd.events("pools-unknown")) == 1, "said once, not at every resync"
+    npd = (Path(calfwd.env["CALFWD_RUN_DIR"]) / "health").read_text()
+    assert npd.startswith("warning WARNING: pools: Felix's sets not found"), npd
     assert calfwd.events("reconcile-failed") == [] and calfwd.stop() == 0
 
 
