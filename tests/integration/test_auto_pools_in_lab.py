@@ -8,6 +8,7 @@ refused, so every test here fails without the feature.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import signal
 import time
@@ -180,6 +181,27 @@ def test_felix_sets_destroyed_keep_the_pools_and_natoutgoing(lab):
     assert len(calfwd.events("pools-unknown")) == 1, "said once, not at every resync"
     npd = (Path(calfwd.env["CALFWD_RUN_DIR"]) / "health").read_text()
     assert npd.startswith("warning WARNING: pools: Felix's sets not found"), npd
+    assert calfwd.events("reconcile-failed") == [] and calfwd.stop() == 0
+
+
+def test_a_felix_pool_holding_the_nodes_address_is_never_a_trusted_source(lab):
+    """trust_pool_sources with "auto": a pool that holds the node's own LAN address (nobody wrote
+    it into calfwd's file) would make the whole LAN a trusted source. The daemon leaves it out
+    of the zone's sources and says so once."""
+    lan = str(ipaddress.ip_interface("%s/%d" % (lab.addr.node_v4, lab.addr.lan_prefix_v4)).network)
+    lab.firewalld.start()
+    calfwd = Calfwd(lab, FAST + "[firewalld]\ntrust_pool_sources = true\nflush_guard = false\n")
+    calfwd.start()
+    calfwd.wait_for("pools-changed")
+    mark = calfwd.line_count()
+    lab.node.run("ipset", "add", "cali40all-ipam-pools", lan)
+    calfwd.wait_for("pools-changed", after=mark, timeout=10)
+    conflict = calfwd.wait_for("conflict", after=mark, timeout=10)
+    assert f"Felix's pool {lan}" in conflict[0] and f"contains {lab.addr.node_v4}" in conflict[0], conflict[0]
+    time.sleep(2.5)  # resyncs (every second)
+    sources = lab.firewalld.firewall_cmd("--zone=calfwd", "--list-sources").split()
+    assert lan not in sources and lab.addr.pool_v4 in sources, sources
+    assert len([e for e in calfwd.events("conflict") if lan in e]) == 1, "said once"
     assert calfwd.events("reconcile-failed") == [] and calfwd.stop() == 0
 
 
