@@ -171,8 +171,12 @@ def _pools_line(config: Config, state: Any = None) -> Optional[str]:
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=True)
     if config.auto_pools:
+        from calfwd.drivers.nftables import Nftables
+
+        state = Reconciler(Nftables()).resolve_pools(config)
         print(f'{args.config}: OK (ip_pools = "auto": the pools and their natOutgoing follow Felix\'s sets)')
-        print(_pools_line(config))
+        print(_pools_line(config, state))
+        config = Reconciler.resolve_config(config, state)  # the exposures of the pools in use
     else:
         pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
         print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
@@ -182,11 +186,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=False)
-    _warn_exposures(config)
     reconciler = _reconciler(config)
     layers, _facts = reconciler.plan(config)
     if config.auto_pools:
         print(_pools_line(config, reconciler.pools))
+    _warn_exposures(Reconciler.resolve_config(config, reconciler.pools) if reconciler.pools else config)
     _print_layers(layers, "would change")
     if any(layer.error for layer in layers):
         return EXIT_SYSTEM

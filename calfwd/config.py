@@ -75,6 +75,9 @@ class Config:
     # Prometheus metrics for node_exporter's textfile collector (metricsfile.py); "": none.
     metrics_textfile: str
     auto_pools: bool = False  # ip_pools = "auto": the pools and natOutgoing follow Felix's sets
+    # ip_pools = "auto" with trust_pool_sources: pools holding one of the node's addresses, which
+    # the Reconciler (exposure.withheld_sources) keeps out of the zone's sources. Never parsed.
+    withheld_sources: Tuple[IPNetwork, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------

@@ -405,8 +405,9 @@ class Daemon:
 
     def _publish(self, outcome: Outcome) -> None:
         """One verdict (health.py) for STATUS=, /run/calfwd and node-problem-detector."""
+        pools_problem = outcome.pools.problem if self.config.auto_pools and outcome.pools is not None else None
         verdict = health.assess(outcome, self.kernel.flushes.outages(), self._guard_problem,
-                                self.kernel.firewalld_table_missing)
+                                self.kernel.firewalld_table_missing, pools_problem)
         self.metrics.verdict(verdict.state, [o.owner for o in verdict.outages])
         nets = self.config.ip_pools
         shown = ",".join(n.with_prefixlen for n in nets)

@@ -143,7 +143,8 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
         name=fw.zone,
         owned=fw.zone not in STOCK_ZONES,
         interfaces=config.interfaces,
-        sources=tuple(n.with_prefixlen for n in config.ip_pools) if fw.trust_pool_sources else (),
+        sources=tuple(n.with_prefixlen for n in config.ip_pools if n not in config.withheld_sources)
+        if fw.trust_pool_sources else (),
     )
     host_zone = fw.host_zone or facts.default_zone
     ports = tuple(p for name in config.host_ports for p in HOST_PORTS.get(name, ()))

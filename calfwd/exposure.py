@@ -4,7 +4,9 @@ config.py refuses what can never be right (eth0, e+, 0.0.0.0/0); what is wrong o
 host is judged here: a configured interface pattern that matches one of the host's own
 interfaces (above all the one carrying the default route), and a pool that holds one of the
 node's addresses. Pure: drivers/hostnet.py reads the host into a HostNetwork; `calfwd check`,
-`calfwd plan` and `calfwd doctor` report what exposures() finds.
+`calfwd plan` and `calfwd doctor` report what exposures() finds. With ip_pools = "auto" the
+pools are Felix's, which nobody checked against the host: the Reconciler keeps those holding a
+node address out of trusted sources (withheld_sources()).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import List, Tuple
 
 from calfwd.config import Config
-from calfwd.schema import is_calico_interface
+from calfwd.schema import IPNetwork, is_calico_interface
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,21 @@ def _interfaces(config: Config, host: HostNetwork) -> List[Exposure]:
 
 
 def _pools(config: Config, host: HostNetwork) -> List[Exposure]:
+    return [e for _pool, e in _pool_hits(config, host)]
+
+
+def withheld_sources(config: Config, host: HostNetwork) -> Tuple[Tuple[IPNetwork, ...], Tuple[str, ...]]:
+    """ip_pools = "auto" with trust_pool_sources: Felix's pools that hold one of this node's
+    addresses, which calfwd leaves out of the zone's sources (a pool nobody wrote into calfwd's
+    file must not open the host to the node's own network), and one line for each."""
+    fw = config.firewalld
+    if not (config.auto_pools and fw.enabled and fw.trust_pool_sources):
+        return (), ()
+    hits = _pool_hits(config, host)
+    return tuple(dict.fromkeys(pool for pool, _e in hits)), tuple(e.line() for _pool, e in hits)
+
+
+def _pool_hits(config: Config, host: HostNetwork) -> List[Tuple[IPNetwork, Exposure]]:
     trusted = config.firewalld.enabled and config.firewalld.trust_pool_sources
     out = []
     for index, pool in enumerate(config.ip_pools):
@@ -94,19 +111,29 @@ def _pools(config: Config, host: HostNetwork) -> List[Exposure]:
                     continue
                 if address.version != pool.version or address not in pool:
                     continue
-                if trusted:
-                    why = (f"with [firewalld] trust_pool_sources = true the pool is a source of the ACCEPT "
-                           f"zone '{config.firewalld.zone}': the host accepts everything from the network of "
-                           f"{link.name}")
+                why = _pool_why(config, link.name, trusted)
+                if config.auto_pools:
+                    saw = (f"Felix's pool {pool.with_prefixlen} (ip_pools = \"auto\") contains {address}, "
+                           f"this node's own address on {link.name}")
+                    fix = ("correct Calico's IP pool (calicoctl get ippools -o wide): a pool must not "
+                           "overlap the node's networks")
                 else:
-                    why = (f"calfwd would treat hosts on the network of {link.name} as pods (masquerade "
-                           "them, exempt traffic to them), and trust_pool_sources = true would open the host "
-                           "to them")
-                out.append(Exposure(
-                    error=trusted,
-                    saw=f"calico.ip_pools[{index}] {pool.with_prefixlen} contains {address}, this node's "
-                        f"own address on {link.name}",
-                    why=why,
-                    fix=f"set [calico] ip_pools in {config.path} to Calico's pools (calicoctl get ippools "
-                        "-o wide); a pool must not overlap the node's networks"))
+                    saw = (f"calico.ip_pools[{index}] {pool.with_prefixlen} contains {address}, this node's "
+                           f"own address on {link.name}")
+                    fix = (f"set [calico] ip_pools in {config.path} to Calico's pools (calicoctl get ippools "
+                           "-o wide); a pool must not overlap the node's networks")
+                out.append((pool, Exposure(error=trusted and not config.auto_pools, saw=saw, why=why, fix=fix)))
     return out
+
+
+def _pool_why(config: Config, link: str, trusted: bool) -> str:
+    zone = config.firewalld.zone
+    if config.auto_pools and trusted:  # the Reconciler withholds it (withheld_sources)
+        return (f"calfwd leaves it out of the sources of the ACCEPT zone '{zone}', where trust_pool_sources "
+                f"= true would accept everything from the network of {link}; calfwd still treats hosts "
+                "on that network as pods (masquerades them, exempts traffic to them)")
+    if trusted:
+        return (f"with [firewalld] trust_pool_sources = true the pool is a source of the ACCEPT zone "
+                f"'{zone}': the host accepts everything from the network of {link}")
+    return (f"calfwd would treat hosts on the network of {link} as pods (masquerade them, exempt "
+            "traffic to them), and trust_pool_sources = true would open the host to them")

@@ -48,13 +48,16 @@ def outage_text(outage: Outage) -> str:
 
 
 def assess(outcome: Any, outages: Sequence[Outage] = (), guard_problem: Optional[str] = None,
-           firewalld_table_missing: bool = False) -> Health:
-    """outcome: reconcile.Outcome (errors, verified, layers[].blocking)."""
+           firewalld_table_missing: bool = False, pools_problem: Optional[str] = None) -> Health:
+    """outcome: reconcile.Outcome (errors, verified, layers[].blocking). pools_problem: with
+    ip_pools = "auto", why no pools are known or why stale ones are kept (pools.PoolState):
+    calfwd's objects are in sync, yet pod egress may not be what Calico says."""
     errors = [f"ERROR: {e}" for e in outcome.errors]
     blocked = [f"BLOCKED: {b}" for layer in outcome.layers for b in layer.blocking]
     blocked += [f"BLOCKED: {outage_text(o)}" for o in outages]
     warnings = [f"WARNING: {TABLE_GONE}"] if firewalld_table_missing else []
     warnings += [f"WARNING: {guard_problem}"] if guard_problem else []
+    warnings += [f"WARNING: pools: {pools_problem}"] if pools_problem else []
     if errors:
         state = ERROR
     elif blocked:

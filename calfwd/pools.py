@@ -82,35 +82,56 @@ class PoolState:
         return f"auto -> {shown}{tail}"
 
 
-def resolve(found: FelixSets) -> PoolState:
+def resolve(found: FelixSets, last: Optional[PoolState] = None) -> PoolState:
     """Felix's sets to pools. Overlapping members are merged (nft interval sets refuse
-    overlaps); members calfwd would refuse in ip_pools are left out and named."""
+    overlaps); members calfwd would refuse in ip_pools are left out and named. last: the
+    pools known before (see unreadable()); a member that is no network makes the read
+    unreadable, which keeps them.
+
+    Sets that are absent once pools were known keep those pools: a deleted `ip calico`, a
+    reinstalled calico-node or an `nft flush ruleset` is no word from Felix that its pools are
+    gone, and dropping them would take natOutgoing away (and change a stock zone or the zone's
+    sources, whose reload flushes Felix's rules again). Only an existing, empty set clears them."""
+    before = last if last is not None and last.known else PoolState()
     if not found.sets:
-        return PoolState(problem="Felix's sets not found" + (f" ({found.why})" if found.why else ""))
+        absent = "Felix's sets not found" + (f" ({found.why})" if found.why else "")
+        if before.known:
+            return PoolState(before.pools, before.masq, before.source, problem=f"{absent} ({_keeping(before)})")
+        return PoolState(problem=absent)
     refused: List[str] = []
     pools: List[IPNetwork] = []
     masq: List[IPNetwork] = []
-    for version in VERSIONS:
+    gone = tuple(v for v in VERSIONS if any(n.version == v for n in before.pools)
+                 and not any(set_name(v, k) in found.sets for k in ALL_KINDS))
+    for version in gone:  # e.g. `ip calico` deleted while `ip6 calico` stays
+        pools.extend(n for n in before.pools if n.version == version)
+        masq.extend(n for n in before.masq if n.version == version)
+    for version in (v for v in VERSIONS if v not in gone):
         for kind, out in tuple((k, pools) for k in ALL_KINDS) + ((MASQ, masq),):
             name = set_name(version, kind)
             for member in found.sets.get(name, ()):
                 nets = _networks(member, version)
-                if nets is None:
-                    return PoolState(problem=f"cannot read Felix's {found.source}: {name} holds "
-                                     f"{member!r}, which is not an IPv{version} network")
-                for net in nets:
-                    if pool_problem(net):
-                        if member not in refused:
-                            refused.append(member)
-                    else:
-                        out.append(net)
+                if nets is None:  # not Felix's word: never a reason to drop every pool
+                    return unreadable(f"{name} in Felix's {found.source} holds {member!r}, which is "
+                                      f"not an IPv{version} network", last)
+                # A range is several networks: one piece no pod network can be refuses the
+                # member whole, as ip_pools refuses such an entry, never a part of it.
+                if any(pool_problem(n) for n in nets):
+                    if member not in refused:
+                        refused.append(member)
+                else:
+                    out.extend(nets)
     pools_c, masq_c = _collapse(pools), _collapse(masq)
     if not pools_c:
         names = ", ".join(sorted(n for n in found.sets if n in ALL_SET_NAMES))
         return PoolState(source=found.source, refused=tuple(refused),
                          problem=f"Felix's {found.source} are empty ({names or 'none of ' + '/'.join(ALL_KINDS)})")
+    problem = ""
+    if gone:
+        families = " and ".join(f"IPv{v}" for v in gone)
+        problem = f"Felix's {families} sets not found ({_keeping(before, f'the {families} pools')})"
     return PoolState(pools=pools_c, masq=masq_c,
-                     source=found.source, refused=tuple(refused))
+                     source=found.source, refused=tuple(refused), problem=problem)
 
 
 def event_for(state: PoolState, said: Optional[Tuple[object, ...]]) -> Optional[str]:
@@ -126,9 +147,14 @@ def unreadable(error: str, last: Optional[PoolState]) -> PoolState:
     calfwd applied from it, see applied()), or none."""
     problem = f"{UNREADABLE}: {error}"
     if last is not None and last.known:
-        return PoolState(last.pools, last.masq, last.source,
-                         problem=f"{problem} (keeping the pools {last.source or 'read before'})")
+        return PoolState(last.pools, last.masq, last.source, problem=f"{problem} ({_keeping(last)})")
     return PoolState(problem=problem)
+
+
+def _keeping(last: PoolState, what: str = "the pools") -> str:
+    where = f"read before from Felix's {last.source}" if last.source in (IPSET, NFTABLES) else \
+        last.source or "read before"
+    return f"keeping {what} {where}"
 
 
 # The sets of calfwd's own table (plan/nftables.py render()) and the IP version of each.

@@ -16,12 +16,13 @@ from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
+from calfwd.exposure import HostNetwork, withheld_sources
 from calfwd.plan import firewalld as fw_plan
 from calfwd.plan import firewalld_rendered as rendered
 from calfwd.plan import nftables as nft_plan
 from calfwd import pools as felix_pools
 from calfwd.pools import FelixSets, PoolState
-from calfwd.schema import WIREGUARD_DEVICES
+from calfwd.schema import IPNetwork, WIREGUARD_DEVICES
 
 # Calico's encapsulation devices: traffic between nodes through them arrives in calfwd's zone.
 TUNNEL_DEVICES = ("tunl0", "vxlan.calico", "vxlan-v6.calico") + tuple(WIREGUARD_DEVICES)
@@ -93,13 +94,19 @@ class Reconciler:
     def __init__(self, nft: NftDriver, firewalld: Optional[FirewalldDriver] = None,
                  clock: Callable[[], float] = time.monotonic,
                  links: Callable[[], Sequence[str]] = lambda: [name for _i, name in socket.if_nameindex()],
-                 felix_sets: Optional[Callable[[], FelixSets]] = None) -> None:
+                 felix_sets: Optional[Callable[[], FelixSets]] = None,
+                 host_network: Optional[Callable[[], HostNetwork]] = None) -> None:
         self.nft = nft
         self.firewalld = firewalld
         self._clock = clock
         self._links = links  # the host's interface names (one netlink dump, no subprocess)
         self._felix_sets = felix_sets or self._read_felix_sets
         self.pools: Optional[PoolState] = None  # ip_pools = "auto": the last pools resolved
+        self._host_network = host_network or _read_addresses
+        # ip_pools = "auto" with trust_pool_sources: pools kept out of the zone's sources, and
+        # why (conflicts of the firewalld layer, said once by the daemon).
+        self._withheld: Tuple[IPNetwork, ...] = ()
+        self.withheld_lines: Tuple[str, ...] = ()
 
     def _read_felix_sets(self) -> FelixSets:
         from calfwd.drivers import felixsets
@@ -108,10 +115,10 @@ class Reconciler:
     def resolve_pools(self, config: Config) -> PoolState:
         """Felix's pools read now. A failed read keeps the pools known before: read by this
         process, else those in calfwd's own table (pools.unreadable, pools.applied)."""
+        last = self.pools if self.pools is not None and self.pools.known else self._applied(config)
         try:
-            state = felix_pools.resolve(self._felix_sets())
+            state = felix_pools.resolve(self._felix_sets(), last)
         except Exception as exc:  # driver errors carry a one-line message
-            last = self.pools if self.pools is not None and self.pools.known else self._applied(config)
             state = felix_pools.unreadable(str(exc), last)
         self.pools = state
         return state
@@ -127,8 +134,23 @@ class Reconciler:
     def resolve(self, config: Config) -> Config:
         """ip_pools = "auto": Felix's pools put into the config, so desired() stays pure."""
         if not config.auto_pools:
+            self.withheld_lines = ()
             return config
-        return self.resolve_config(config, self.resolve_pools(config))
+        return self._withhold(self.resolve_config(config, self.resolve_pools(config)))
+
+    def _withhold(self, config: Config) -> Config:
+        """Felix's pools holding one of the node's addresses never become trusted sources. A
+        host that cannot be read keeps what was withheld before, and says so."""
+        fw = config.firewalld
+        if not (fw.enabled and fw.trust_pool_sources and config.ip_pools):
+            self.withheld_lines = ()  # no trusted pool source: nothing to read the host for
+            return config
+        try:
+            self._withheld, self.withheld_lines = withheld_sources(config, self._host_network())
+        except Exception as exc:  # drivers/hostnet.py: one line
+            self.withheld_lines = (f"cannot compare Felix's pools with this host's addresses ({exc}); "
+                                   f"a pool holding one of them would be a trusted source of zone '{fw.zone}'",)
+        return replace(config, withheld_sources=self._withheld)
 
     @staticmethod
     def resolve_config(config: Config, state: PoolState) -> Config:
@@ -171,8 +193,8 @@ class Reconciler:
             blocking += (STRICT_FORWARD_PORTS,)
         blocking += tuple(self._rendering_problems(want, facts, actual))
         return LayerPlan("firewalld", tuple(op.description for op in p.ops),
-                         tuple(p.conflicts) + blocking[len(p.blocking):], plan=p, blocking=blocking,
-                         read=actual)
+                         tuple(p.conflicts) + blocking[len(p.blocking):] + self.withheld_lines,
+                         plan=p, blocking=blocking, read=actual)
 
     def _rendering_problems(self, want: Desired, facts: HostFacts, actual: Any) -> List[str]:
         """Read back (read-only) what firewalld rendered: its forward-policy dispatch. On 0.9.x
@@ -325,6 +347,11 @@ class Reconciler:
         """Remove what calfwd made (calfwd/cleanup.py); offline: firewalld's files, for when
         firewalld is stopped; bus_error: why there is no firewalld client."""
         return Cleanup(self.nft, self.firewalld, offline, bus_error).run(config)
+
+
+def _read_addresses() -> HostNetwork:
+    from calfwd.drivers.hostnet import read_addresses
+    return read_addresses()
 
 
 def _ends_in_reload(plan: Any) -> bool:

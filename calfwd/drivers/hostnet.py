@@ -13,6 +13,7 @@ from typing import Any, List
 from calfwd.drivers.tools import run, which
 from calfwd.exposure import HostLink, HostNetwork
 
+
 def read_host_network() -> HostNetwork:
     """Raises RuntimeError (no iproute2, a failing or garbled `ip`): callers say it and go on."""
     tool = which("ip")
@@ -20,6 +21,15 @@ def read_host_network() -> HostNetwork:
         raise RuntimeError("the ip tool (iproute2) is not installed")
     return parse(run([tool, "-j", "addr", "show"]), run([tool, "-j", "-4", "route", "show", "default"]),
                  run([tool, "-j", "-6", "route", "show", "default"]))
+
+
+def read_addresses() -> HostNetwork:
+    """The interfaces and their addresses alone (one `ip` call, no routes): what the daemon
+    needs at each reconcile to judge Felix's pools (exposure.withheld_sources)."""
+    tool = which("ip")
+    if tool is None:
+        raise RuntimeError("the ip tool (iproute2) is not installed")
+    return parse(run([tool, "-j", "addr", "show"]), "", "")
 
 
 def parse(addr_json: str, route4_json: str, route6_json: str) -> HostNetwork:

@@ -8,9 +8,11 @@ refused, so every test here fails without the feature.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -150,6 +152,57 @@ def test_before_felix_has_run(bare_lab):
     lab.firewalld.reload()
     assert lab.pod_reaches_proxy() and lab.peer_reaches_pod()
     assert calfwd.stop() == 0
+
+
+def test_felix_sets_destroyed_keep_the_pools_and_natoutgoing(lab):
+    """Pools known, then Felix's ip sets are gone (calico-node uninstalled or reinstalled: its
+    rules first, then its sets): that is no word that the pools are gone. calfwd's table stays
+    as it was, pod egress still works through it, and the journal says so once."""
+    calfwd = Calfwd(lab, FAST + "[firewalld]\nenabled = false\n")
+    calfwd.start()
+    calfwd.wait_for("pools-changed")
+    before = calfwd_sets(lab)
+    assert before["masq4"] == [lab.addr.pool_v4] and before["masq6"] == [lab.addr.pool_v6]
+    mark = calfwd.line_count()
+    for family in lab.calico.families:
+        tool = "%s-%s" % ("iptables" if family == 4 else "ip6tables", lab.calico.variant)
+        for table in ("raw", "mangle", "nat", "filter"):
+            lab.node.run(tool, "-w", "-t", table, "-F", check=False)
+            lab.node.run(tool, "-w", "-t", table, "-X", check=False)
+        for kind in ("all-ipam-pools", "masq-ipam-pools"):
+            lab.node.run("ipset", "destroy", "cali%d0%s" % (family, kind))
+    assert not lab.calico.present()
+    unknown = calfwd.wait_for("pools-unknown", after=mark, timeout=10)
+    time.sleep(2.5)  # more resyncs (every second), each finding the sets absent
+    assert calfwd_sets(lab) == before
+    assert lab.pod_reaches_proxy(), "pod -> proxy: calfwd's natOutgoing is the only one left"
+    assert lab.pod_reaches_proxy(v6=True), "pod -> proxy (IPv6)"
+    assert "Felix's sets not found" in unknown[0] and "keeping the pools" in unknown[0], unknown[0]
+    assert len(calfwd.events("pools-unknown")) == 1, "said once, not at every resync"
+    npd = (Path(calfwd.env["CALFWD_RUN_DIR"]) / "health").read_text()
+    assert npd.startswith("warning WARNING: pools: Felix's sets not found"), npd
+    assert calfwd.events("reconcile-failed") == [] and calfwd.stop() == 0
+
+
+def test_a_felix_pool_holding_the_nodes_address_is_never_a_trusted_source(lab):
+    """trust_pool_sources with "auto": a pool that holds the node's own LAN address (nobody wrote
+    it into calfwd's file) would make the whole LAN a trusted source. The daemon leaves it out
+    of the zone's sources and says so once."""
+    lan = str(ipaddress.ip_interface("%s/%d" % (lab.addr.node_v4, lab.addr.lan_prefix_v4)).network)
+    lab.firewalld.start()
+    calfwd = Calfwd(lab, FAST + "[firewalld]\ntrust_pool_sources = true\nflush_guard = false\n")
+    calfwd.start()
+    calfwd.wait_for("pools-changed")
+    mark = calfwd.line_count()
+    lab.node.run("ipset", "add", "cali40all-ipam-pools", lan)
+    calfwd.wait_for("pools-changed", after=mark, timeout=10)
+    conflict = calfwd.wait_for("conflict", after=mark, timeout=10)
+    assert f"Felix's pool {lan}" in conflict[0] and f"contains {lab.addr.node_v4}" in conflict[0], conflict[0]
+    time.sleep(2.5)  # resyncs (every second)
+    sources = lab.firewalld.firewall_cmd("--zone=calfwd", "--list-sources").split()
+    assert lan not in sources and lab.addr.pool_v4 in sources, sources
+    assert len([e for e in calfwd.events("conflict") if lan in e]) == 1, "said once"
+    assert calfwd.events("reconcile-failed") == [] and calfwd.stop() == 0
 
 
 def test_daemon_follows_felix_nft_sets_on_kernel_events(bare_lab):

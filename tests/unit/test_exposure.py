@@ -3,14 +3,22 @@ read into the host's facts (calfwd/drivers/hostnet.py's parse): pure, no root ne
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from dataclasses import replace
 
 import pytest
 
 from calfwd import cli
 from calfwd import config as cfg
 from calfwd.drivers import hostnet
-from calfwd.exposure import HostLink, HostNetwork, exposures
+from calfwd import pools
+from calfwd.desired import HostFacts, desired_firewalld
+from calfwd.exposure import HostLink, HostNetwork, exposures, withheld_sources
+from calfwd.pools import FelixSets
+from calfwd.reconcile import Reconciler
+
+from tests.unit.test_reconcile import FakeFirewalld, FakeNft
 
 PATH = "/etc/calfwd/calfwd.toml"
 
@@ -69,6 +77,58 @@ def test_an_ipv6_pool_holding_the_nodes_address():
     c = cfg.parse('[calico]\nip_pools = ["2001:db8::/48"]\n', PATH)
     assert [e.saw for e in exposures(c, HOST)] == [
         "calico.ip_pools[0] 2001:db8::/48 contains 2001:db8:0:1::1, this node's own address on ext0"]
+
+
+# -- ip_pools = "auto": Felix's pools, judged as the pools in use -----------------------------
+
+AUTO_TRUSTED = '[calico]\nip_pools = "auto"\n[firewalld]\ntrust_pool_sources = true\n'
+FELIX = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16", "198.18.0.0/16"),
+                                "cali40masq-ipam-pools": ("10.244.0.0/16", "198.18.0.0/16")})
+
+
+def test_felix_pool_holding_the_nodes_address_is_withheld_from_trusted_sources():
+    """A pool nobody wrote into calfwd's file must not make the node's own network a trusted
+    source: with "auto" calfwd leaves it out, and says why."""
+    auto = Reconciler.resolve_config(cfg.parse(AUTO_TRUSTED, PATH), pools.resolve(FELIX))
+    found = exposures(auto, HOST)
+    assert [(e.error, e.saw) for e in found] == [
+        (False, "Felix's pool 198.18.0.0/16 (ip_pools = \"auto\") contains 198.18.0.1, this node's own "
+                "address on ext0")]
+    assert "leaves it out of the sources of the ACCEPT zone 'calfwd'" in found[0].why
+    assert withheld_sources(auto, HOST) == ((ipaddress.ip_network("198.18.0.0/16"),), (found[0].line(),))
+    untrusted = replace(auto, firewalld=replace(auto.firewalld, trust_pool_sources=False))
+    assert withheld_sources(untrusted, HOST) == ((), ())
+
+
+def test_the_reconciler_keeps_it_out_of_the_zone_and_reports_a_conflict():
+    config = cfg.parse(AUTO_TRUSTED, PATH)
+    r = Reconciler(FakeNft(), FakeFirewalld(), felix_sets=lambda: FELIX, host_network=lambda: HOST)
+    zone = desired_firewalld(r.resolve(config), HostFacts()).zone
+    assert zone.sources == ("10.244.0.0/16",)
+    layers, _facts = r.plan(config)
+    assert [c for c in layers[1].conflicts if "198.18.0.0/16" in c] == [
+        withheld_sources(r.resolve(config), HOST)[1][0]]
+    assert not layers[1].blocking
+    # The host cannot be read: what was withheld stays withheld, and that is said.
+    r._host_network = lambda: (_ for _ in ()).throw(RuntimeError("ip: timed out"))
+    assert desired_firewalld(r.resolve(config), HostFacts()).zone.sources == ("10.244.0.0/16",)
+    assert "cannot compare Felix's pools with this host's addresses (ip: timed out)" in r.withheld_lines[0]
+
+
+def test_check_and_plan_warn_about_felix_pools(tmp_path, monkeypatch, capsys):
+    """check and plan judge the pools in use, not the unresolved "auto" (no pools at all)."""
+    import calfwd.drivers.nftables as nftables_driver
+
+    path = tmp_path / "c.toml"
+    path.write_text('[calico]\nip_pools = "auto"\n[firewalld]\nenabled = false\n')
+    monkeypatch.setattr(hostnet, "read_host_network", lambda: HOST)
+    monkeypatch.setattr(nftables_driver, "Nftables", FakeNft)
+    monkeypatch.setattr(Reconciler, "_read_felix_sets", lambda self: FELIX)
+    for command in ("check", "plan"):
+        cli.main(["--config", str(path), command])
+        err = capsys.readouterr().err
+        assert ("calfwd: warning: Felix's pool 198.18.0.0/16 (ip_pools = \"auto\") contains 198.18.0.1, "
+                "this node's own address on ext0") in err, (command, err)
 
 
 # -- iproute2's JSON -------------------------------------------------------------------------

@@ -48,6 +48,18 @@ def test_states_worst_first():
     assert line.startswith("STATUS=WARNING: drop-in missing; in sync; firewalld 1.3.3")
 
 
+def test_auto_pools_unknown_or_kept_is_a_warning_not_ok():
+    """ip_pools = "auto" with no pools known (or stale ones kept): calfwd's objects are in sync,
+    but monitoring must not read that as ok."""
+    problem = "Felix's sets not found (keeping the pools read before from Felix's ip sets)"
+    warned = health.assess(outcome(), pools_problem=problem)
+    assert (warned.state, warned.in_sync) == ("warning", True)
+    assert warned.problems == (f"WARNING: pools: {problem}",)
+    assert health.health_line(warned).startswith("warning WARNING: pools: Felix's sets not found")
+    assert health.assess(outcome(), pools_problem="").state == "ok"
+    assert health.assess(outcome(verified=False), pools_problem=problem).state == "not-verified"
+
+
 def test_firewalld_table_gone_is_said_first_in_every_state():
     gone = health.assess(outcome(errors=("nftables: x",)), firewalld_table_missing=True)
     assert health.status_line(gone, outcome(), "z", "p", "t").startswith(

@@ -83,18 +83,47 @@ def test_members_no_pod_network_can_be_are_left_out_and_named():
     assert "left out: 0.0.0.0/0" in state.describe()
 
 
+def test_a_refused_range_is_refused_whole_not_in_part():
+    """A range spans many networks; were only its bad pieces refused, the rest (192.0.0.0/3,
+    240.0.0.0/5, ...) would become pools while describe() says the member is left out."""
+    state = pools.resolve(FelixSets(pools.IPSET, {
+        "cali40all-ipam-pools": ("0.0.0.0-255.255.255.254", "10.244.0.0/16"),
+        "cali40masq-ipam-pools": ("0.0.0.0-255.255.255.254",),
+    }))
+    assert state.pools == (net("10.244.0.0/16"),) and state.masq == ()
+    assert state.refused == ("0.0.0.0-255.255.255.254",)
+    assert "left out: 0.0.0.0-255.255.255.254" in state.describe()
+
+
 @pytest.mark.parametrize("found, says", [
     (FelixSets("", {}, why="no ip set cali40all-ipam-pools"), "Felix's sets not found (no ip set cali40all-ipam-pools)"),
     (FelixSets(pools.IPSET, {"cali40all-ipam-pools": (), "cali40masq-ipam-pools": ()}), "Felix's ip sets are empty"),
     (FelixSets(pools.IPSET, {"cali40masq-ipam-pools": ("10.1.0.0/16",)}), "Felix's ip sets are empty"),
-    (FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("fd00::/64",)}), "not an IPv4 network"),
-    (FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("bogus",)}), "cannot read Felix's ip sets"),
 ])
 def test_bad_states_are_no_pools_and_one_line_why(found, says):
     state = pools.resolve(found)
     assert not state.known and state.pools == state.masq == ()
     assert says in state.problem
     assert state.describe().startswith("auto: ") and pools.EMPTY_LAYER in state.describe()
+
+
+@pytest.mark.parametrize("member, says", [
+    ("bogus", "cali40all-ipam-pools in Felix's ip sets holds 'bogus', which is not an IPv4 network"),
+    ("fd00::/64", "holds 'fd00::/64', which is not an IPv4 network"),
+])
+def test_a_member_that_is_no_network_is_an_unreadable_read(member, says):
+    """One garbled member is no word from Felix that the pools are gone: like any failed read
+    it keeps the pools known before, and says it cannot read the sets (not "until Felix has run")."""
+    found = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16", member),
+                                    "cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    before = PoolState((net("10.244.0.0/16"), net("10.250.0.0/16")), (net("10.244.0.0/16"),), pools.IPSET)
+    kept = pools.resolve(found, before)
+    assert kept.pools == before.pools and kept.masq == before.masq
+    assert kept.problem.startswith(pools.UNREADABLE) and says in kept.problem
+    assert kept.problem.endswith("(keeping the pools read before from Felix's ip sets)")
+    none = pools.resolve(found)
+    assert not none.known and none.problem.startswith(pools.UNREADABLE)
+    assert none.describe().endswith(pools.UNREADABLE_LAYER) and pools.EMPTY_LAYER not in none.describe()
 
 
 def test_unreadable_keeps_the_pools_read_before_and_says_so():
@@ -105,6 +134,30 @@ def test_unreadable_keeps_the_pools_read_before_and_says_so():
     assert not pools.unreadable("boom", None).known
     assert pools.unreadable("boom", None).describe().endswith(pools.UNREADABLE_LAYER)
     assert not pools.unreadable("boom", PoolState(problem="Felix's sets not found")).known
+
+
+def test_sets_absent_after_pools_were_known_keep_them_only_empty_sets_clear():
+    """Felix's sets gone (`ip calico` deleted, calico-node reinstalled, `nft flush ruleset`) is
+    no word that the pools are gone: natOutgoing must not flap. An existing, empty set is."""
+    before = PoolState((net("10.244.0.0/16"), net("fd00::/64")), (net("10.244.0.0/16"),), pools.NFTABLES)
+    absent = FelixSets("", {}, why="no cali40/cali60 set")
+    kept = pools.resolve(absent, before)
+    assert (kept.pools, kept.masq) == (before.pools, before.masq)
+    assert kept.problem == ("Felix's sets not found (no cali40/cali60 set) "
+                            "(keeping the pools read before from Felix's nftables sets)")
+    assert pools.event_for(kept, before.key()) == "pools-unknown"
+    assert pools.event_for(pools.resolve(absent, kept), kept.key()) is None, "once, not per resync"
+    assert not pools.resolve(absent).known, "before any pools were known, absent is empty"
+    empty = pools.resolve(FelixSets(pools.NFTABLES, {"cali40all-ipam-pools": (), "cali40masq-ipam-pools": (),
+                                                     "cali60all-ipam-pools": ()}), before)
+    assert not empty.known and "are empty" in empty.problem
+    # One family's table gone, the other's there: that family keeps its pools.
+    v6_only = pools.resolve(FelixSets(pools.NFTABLES, {"cali60all-ipam-pools": ("fd00::/64", "fd01::/64"),
+                                                       "cali60masq-ipam-pools": ()}), before)
+    assert v6_only.pools == (net("10.244.0.0/16"), net("fd00::/64"), net("fd01::/64"))
+    assert v6_only.masq == (net("10.244.0.0/16"),)
+    assert v6_only.problem == ("Felix's IPv4 sets not found (keeping the IPv4 pools read before "
+                               "from Felix's nftables sets)")
 
 
 def test_events_once_per_change_not_per_resync():
@@ -187,6 +240,45 @@ def test_reconciler_with_felix_absent_or_unreadable():
     outcome = r.reconcile(config, "resync")
     assert nft.batches == batches and "timed out" in outcome.pools.problem, "a failed read keeps the pools"
     assert _nft_sets(nft.tables_[("inet", "calfwd")])["pools4"] == ("10.244.0.0/16",)
+
+
+def test_a_garbled_member_never_removes_natoutgoing():
+    """A new process (calfwd apply, a restarted daemon) whose first read meets a member that is
+    no network keeps the pools in calfwd's table, as for any failed read."""
+    nft = FakeNft()
+    config = cfg.parse(AUTO + "[firewalld]\nenabled = false\n", PATH)
+    good = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16",),
+                                   "cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    assert Reconciler(nft, felix_sets=lambda: good).reconcile(config, "cli").verified
+    garbled = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16", "10.1.2.3-bogus"),
+                                      "cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    batches = nft.batches
+    outcome = Reconciler(nft, felix_sets=lambda: garbled).reconcile(config, "cli")
+    assert nft.batches == batches and outcome.verified
+    assert _nft_sets(nft.tables_[("inet", "calfwd")])["masq4"] == ("10.244.0.0/16",)
+    assert outcome.pools.problem.startswith(pools.UNREADABLE) and "10.1.2.3-bogus" in outcome.pools.problem
+
+
+def test_felix_sets_vanishing_never_remove_natoutgoing():
+    """Pools known (by this process, or in calfwd's table for a new one), then Felix's sets
+    absent: calfwd's table stays as it is; only an existing, empty set empties it."""
+    sets = {"now": FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16",),
+                                           "cali40masq-ipam-pools": ("10.244.0.0/16",)})}
+    nft = FakeNft()
+    config = cfg.parse(AUTO + "[firewalld]\nenabled = false\n", PATH)
+    r = Reconciler(nft, felix_sets=lambda: sets["now"])
+    assert r.reconcile(config, "start").verified
+    sets["now"] = FelixSets("", {}, why="nothing there")
+    batches = nft.batches
+    outcome = r.reconcile(config, "resync")
+    assert nft.batches == batches and outcome.verified and "Felix's sets not found" in outcome.pools.problem
+    restarted = Reconciler(nft, felix_sets=lambda: sets["now"]).reconcile(config, "start")
+    assert nft.batches == batches and restarted.pools.pools == (net("10.244.0.0/16"),)
+    assert "keeping the pools applied before (calfwd's table)" in restarted.pools.problem
+    assert _nft_sets(nft.tables_[("inet", "calfwd")])["masq4"] == ("10.244.0.0/16",)
+    sets["now"] = FelixSets(pools.IPSET, {"cali40all-ipam-pools": (), "cali40masq-ipam-pools": ()})
+    assert not r.reconcile(config, "resync").pools.known
+    assert set(_nft_sets(nft.tables_[("inet", "calfwd")]).values()) == {()}
 
 
 def test_stock_zone_opens_nothing_while_no_pool_is_known():
