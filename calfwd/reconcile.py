@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
@@ -295,7 +295,10 @@ class Reconciler:
         # calfwd's table being someone else's is never verified: natOutgoing is not in place.
         changed = any(not layer.empty for layer in layers)
         blocked = any(layer.blocking for layer in layers)
-        verified = not errors and not blocked and (not changed or self._verified(config))
+        verified = not errors and not blocked
+        if verified and changed:
+            verified, found = self._verify(config)
+            layers = list(_with_blocking(layers, found))
         return Outcome(trigger, tuple(layers), tuple(errors), verified, self._clock() - start,
                        nft_duration, facts, pools=used)
 
@@ -304,9 +307,9 @@ class Reconciler:
         def reloaded(error: Optional[Exception]) -> None:
             errors = outcome.errors + ((f"firewalld: {error}",) if error is not None else ())
             blocked = any(layer.blocking for layer in outcome.layers)
-            verified = not errors and not blocked and self._verified(config)
-            done(replace(outcome, errors=errors, verified=verified, duration=self._clock() - start,
-                         pending_reload=False))
+            verified, found = (False, {}) if errors or blocked else self._verify(config)
+            done(replace(outcome, layers=_with_blocking(outcome.layers, found), errors=errors,
+                         verified=verified, duration=self._clock() - start, pending_reload=False))
         # Raises when the call cannot even be sent: the caller then has the final outcome.
         self.firewalld.reload_async(reloaded)  # type: ignore[union-attr]
 
@@ -335,13 +338,14 @@ class Reconciler:
             facts = HostFacts()
             return desired(config, facts), facts
 
-    def _verified(self, config: Config) -> bool:
-        """Read everything back: verified means a fresh plan has nothing left to do."""
+    def _verify(self, config: Config) -> Tuple[bool, Dict[str, Tuple[str, ...]]]:
+        """Read everything back: verified means a fresh plan has nothing left to do. Also what
+        blocks a path only once calfwd's objects exist (firewalld's rendering of them)."""
         try:
             layers, _facts = self.plan(config, orphans=False)
         except Exception:
-            return False
-        return all(layer.in_sync for layer in layers)
+            return False, {}
+        return all(layer.in_sync for layer in layers), {l.layer: l.blocking for l in layers if l.blocking}
 
     def cleanup(self, config: Config, offline: Any = None, bus_error: str = "") -> CleanupResult:
         """Remove what calfwd made (calfwd/cleanup.py); offline: firewalld's files, for when
@@ -356,3 +360,9 @@ def _read_addresses() -> HostNetwork:
 
 def _ends_in_reload(plan: Any) -> bool:
     return bool(plan.ops) and (plan.ops[-1].verb, plan.ops[-1].obj) == ("reload", "firewalld")
+
+
+def _with_blocking(layers: Sequence[LayerPlan], found: Dict[str, Tuple[str, ...]]) -> Tuple[LayerPlan, ...]:
+    """The applied layers, with what the read-back found blocking (said, not only unverified)."""
+    return tuple(replace(layer, blocking=layer.blocking + tuple(
+        b for b in found.get(layer.layer, ()) if b not in layer.blocking)) for layer in layers)

@@ -81,9 +81,18 @@ def test_audit_on_each_firewalld(lab_versions, firewalld_case):
     fw.configure(DefaultZone="drop")
     fw.start()
     calfwd = Calfwd(lab_versions)
-    assert calfwd.cli("apply").returncode == 0
+    applied = calfwd.cli("apply")
+    # 0.9.x renders calfwd's wildcard literally in its forward-policy dispatch; with the zone
+    # drop as ingress, routed traffic into pods (here: the peer's) is dropped. Said, not hidden.
+    blocked = fw.build.version.startswith("0.") and firewalld_case[1] == "nftables"
+    if blocked:
+        assert applied.returncode == 3, applied.stdout + applied.stderr
+        assert "zone(s) 'drop' drop (target DROP or REJECT)" in applied.stdout + applied.stderr
+        assert not lab_versions.peer_reaches_pod(), "the block is real"
+    else:
+        assert applied.returncode == 0, applied.stdout + applied.stderr
     code, report = _audit(calfwd)
-    assert code == 0 and report["check"] == "ok", report
+    assert code == (3 if blocked else 0) and report["check"] == "ok", report
     assert report["firewalld"]["backend"] == firewalld_case[1]
     host = _entry(report, "policy", "calfwd-host")
     assert _opened(host) == _info(fw, "--policy=calfwd-host") == ["179/tcp", "4", "4789/udp", "5473/tcp"]
