@@ -7,6 +7,7 @@ not thread-safe, and one context keeps its netlink socket and cache warm between
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import nftables
@@ -19,6 +20,7 @@ class NftError(Exception):
 
 
 CAP_NET_ADMIN = 12
+EMPTY_READS, EMPTY_PAUSE = 4, 0.02  # an empty-looking table is listed again, 60 ms at most
 NEEDS_NET_ADMIN = "missing CAP_NET_ADMIN (run calfwd as root or from its systemd unit)"
 
 
@@ -60,13 +62,20 @@ class Nftables:
         One listing, not 'list tables' first: that lookup was most of the nftables layer's time.
         """
         self._allowed()
-        rc, out, err = self._nft.cmd(f"list table {family} {name}")
-        if rc != 0:
-            if "No such file or directory" in (err or ""):
-                return None
-            raise NftError(_one_line(err) or f"cannot list table {family} {name}")
-        objs = json.loads(out)["nftables"] if out else []
-        return [o for o in objs if "metainfo" not in o]
+        for attempt in range(EMPTY_READS):
+            rc, out, err = self._nft.cmd(f"list table {family} {name}")
+            if rc != 0:
+                if "No such file or directory" in (err or ""):
+                    return None
+                raise NftError(_one_line(err) or f"cannot list table {family} {name}")
+            objs = [o for o in (json.loads(out)["nftables"] if out else []) if "metainfo" not in o]
+            if any("table" not in o for o in objs) or attempt == EMPTY_READS - 1:
+                return objs
+            # Only the table, nothing in it: seen in the lab while another calfwd's replace
+            # transaction (add, delete, add the table with its objects) was being committed.
+            # Look again before judging it (an empty table is not calfwd's: it has no mark).
+            time.sleep(EMPTY_PAUSE)
+        return objs
 
     def table_text(self, family: str, name: str) -> str:
         """The table as `nft list table` prints it, for people (the audit); JSON elsewhere."""
