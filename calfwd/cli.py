@@ -157,14 +157,8 @@ def _warn_exposures(config: Config) -> None:
         print(f"calfwd: warning: {exposure.line()}", file=sys.stderr)
 
 
-def _pools_line(config: Config, state: Any = None) -> Optional[str]:
-    """ip_pools = "auto": what calfwd uses now (read here when no reconciler has read it)."""
-    if not config.auto_pools:
-        return None
-    if state is None:
-        from calfwd.drivers.nftables import Nftables
-
-        state = Reconciler(Nftables()).resolve_pools(config)
+def _pools_line(state: Any) -> str:
+    """ip_pools = "auto": the pools calfwd uses now, as the reconciler read them."""
     return f"pools: {state.describe()}"
 
 
@@ -175,7 +169,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         state = Reconciler(Nftables()).resolve_pools(config)
         print(f'{args.config}: OK (ip_pools = "auto": the pools and their natOutgoing follow Felix\'s sets)')
-        print(_pools_line(config, state))
+        print(_pools_line(state))
         config = Reconciler.resolve_config(config, state)  # the exposures of the pools in use
     else:
         pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
@@ -189,7 +183,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     reconciler = _reconciler(config)
     layers, _facts = reconciler.plan(config)
     if config.auto_pools:
-        print(_pools_line(config, reconciler.pools))
+        print(_pools_line(reconciler.pools))
     _warn_exposures(Reconciler.resolve_config(config, reconciler.pools) if reconciler.pools else config)
     _print_layers(layers, "would change")
     if any(layer.error for layer in layers):
@@ -206,7 +200,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return _apply_offline(args, config)
     outcome = _reconciler(config).reconcile(config, trigger="cli")
     if outcome.pools is not None:
-        print(_pools_line(config, outcome.pools))
+        print(_pools_line(outcome.pools))
     _print_layers(outcome.layers, "changed")
     guard_error = _guard_auto(args.config, config) if config.firewalld.enabled else ""
     if outcome.errors or guard_error:
@@ -294,7 +288,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         }, indent=2))
     else:
         if pools is not None:
-            print(_pools_line(config, pools))
+            print(_pools_line(pools))
         _print_layers(layers, "drift")
         for line in flushed:
             print(f"kernel: BLOCKED: {line}")
