@@ -58,13 +58,8 @@ def read_running(directory: Optional[str] = None, now: Callable[[], float] = tim
     """The running daemon's status.json; None when there is none, it is not calfwd's current
     format, its writer has exited (a killed daemon's file, or its pid reused by another
     process: the start time differs), or it is stale (a hung daemon)."""
-    path = os.path.join(directory or run_dir(), STATUS)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("schema") != 1:
+    doc = read_previous(directory)
+    if doc is None:
         return None
     pid, updated = doc.get("pid"), doc.get("updated")
     if type(pid) is not int or pid <= 0 or type(updated) not in (int, float):
