@@ -219,10 +219,12 @@ class Reconciler:
             return []  # the iptables backend, or no firewalld table: nothing rendered there
         return rendered.rendering_problems(chains, version, want.firewalld.policies[0].name, dropping)
 
-    def plan(self, config: Config, orphans: bool = True) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
+    def plan(self, config: Config, orphans: bool = True,
+             resolved: bool = False) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
         """Both layers; a layer that cannot be read says why (LayerPlan.error) instead of
-        hiding the other one. nftables errors propagate: without its table calfwd knows nothing."""
-        config = self.resolve(config)
+        hiding the other one. nftables errors propagate: without its table calfwd knows nothing.
+        resolved: config carries Felix's pools already (the read-back after applying them)."""
+        config = config if resolved else self.resolve(config)
         try:
             want, facts = self.desired(config)
         except Exception as exc:
@@ -342,7 +344,7 @@ class Reconciler:
         """Read everything back: verified means a fresh plan has nothing left to do. Also what
         blocks a path only once calfwd's objects exist (firewalld's rendering of them)."""
         try:
-            layers, _facts = self.plan(config, orphans=False)
+            layers, _facts = self.plan(config, orphans=False, resolved=True)  # the pools just applied
         except Exception:
             return False, {}
         return all(layer.in_sync for layer in layers), {l.layer: l.blocking for l in layers if l.blocking}
