@@ -22,7 +22,7 @@ from calfwd.doctor.snapshot import Read
 from calfwd.events import Reporter
 from calfwd.exposure import exposures
 from calfwd.guard import DROPIN_PATH
-from calfwd.reconcile import Reconciler
+from calfwd.reconcile import PATHS, Reconciler
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -128,6 +128,14 @@ def _reconciler(config: Config) -> Any:
 
 def _print_layers(layers: Sequence[Any], verb: str) -> None:
     for layer in layers:
+        if layer.layer == PATHS:  # nothing of calfwd's: said only when something blocks or warns
+            for line in layer.blocking:
+                print(f"paths: BLOCKED: {line}")
+            for line in layer.conflicts:
+                print(f"paths: warning: {line}")
+            if layer.error or layer.note:
+                print(f"paths: {'ERROR, not verified: ' + layer.error if layer.error else layer.note}")
+            continue
         if layer.error:
             print(f"{layer.layer}: ERROR, not verified: {layer.error}")
         elif layer.note:
@@ -205,9 +213,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     guard_error = _guard_auto(args.config, config) if config.firewalld.enabled else ""
     if outcome.errors or guard_error:
         return _fail(list(outcome.errors) + ([guard_error] if guard_error else []), EXIT_SYSTEM)
+    blocked = [c for layer in outcome.layers for c in layer.blocking]
     if not outcome.verified:
-        blocked = [c for layer in outcome.layers for c in layer.blocking]
         return _fail(blocked or ["applied, but reading back does not match the config yet"], EXIT_SYSTEM)
+    if blocked:  # calfwd's objects are in place, but something else shuts a path
+        return _fail([f"applied, but BLOCKED: {line}" for line in blocked], EXIT_SYSTEM)
     return EXIT_OK
 
 
@@ -262,8 +272,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     # What only the running daemon saw: a flush of Felix's or kube-proxy's rules not undone yet.
     daemon = statusfile.read_running()
     outages = health.daemon_outages(daemon) if daemon else ()
-    flushed = [health.outage_text(o) for o in outages]
-    in_sync = all(layer.in_sync for layer in layers) and not outages
+    # ... and calfwd's table gone while its repairs are paused (the daemon's kernel watch).
+    seen = [health.outage_text(o) for o in outages] + list(health.daemon_blocking(daemon) if daemon else ())
+    in_sync = all(layer.in_sync for layer in layers) and not seen
     errors = [f"{layer.layer}: {layer.error}" for layer in layers if layer.error]
     if args.json:
         print(json.dumps({
@@ -273,8 +284,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                        "state": daemon.get("state") if daemon else None,
                        "updated": daemon.get("updated") if daemon else None,
                        "flushed": daemon.get("flushed", []) if daemon else [],
-                       "firewalld_table_missing": bool(daemon and daemon.get("firewalld_table_missing"))},
-            "blocking": [b for l in layers for b in l.blocking] + flushed,
+                       "firewalld_table_missing": bool(daemon and daemon.get("firewalld_table_missing")),
+                       "kernel_blocking": list(health.daemon_blocking(daemon)) if daemon else []},
+            "blocking": [b for l in layers for b in l.blocking] + seen,
             "firewalld": {"running": facts.firewalld_running, "version": facts.firewalld_version,
                           "default_zone": facts.default_zone, "state": facts.firewalld_state},
             "errors": errors,
@@ -290,7 +302,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if pools is not None:
             print(_pools_line(pools))
         _print_layers(layers, "drift")
-        for line in flushed:
+        for line in seen:
             print(f"kernel: BLOCKED: {line}")
         if daemon and daemon.get("firewalld_table_missing"):
             print(f"kernel: WARNING: {health.TABLE_GONE}")

@@ -33,15 +33,16 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any, Callable, List, Optional
+from dataclasses import replace
+from typing import Any, Callable, List, Optional, Tuple
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
 from calfwd import guard, health, pools
-from calfwd.drivers import dropin, statusfile
+from calfwd.drivers import dropin, hostnet, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
 from calfwd.metricsfile import MetricsFile
-from calfwd.reconcile import Outcome, Reconciler
+from calfwd.reconcile import PATHS, Outcome, Reconciler
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
 FIREWALLD_PATH = "/org/fedoraproject/FirewallD1"
@@ -53,6 +54,14 @@ HEARTBEAT = 60  # seconds: the status files are rewritten at least this often
 GUARD_EVERY = 300.0  # seconds between judgements of flush_guard = "auto" (and on these triggers)
 GUARD_TRIGGERS = frozenset({"start", "config-reloaded", "firewalld-started"})
 METRICS_HOLDOFF = 0.25  # seconds: the metrics file is written at most about 4 times a second
+# firewalld's runtime changes that can shut or reopen a Calico path (blockers.py): the verdict
+# is judged again on the signal, not at the next resync. Reloaded has its own handler.
+RUNTIME_SIGNALS = frozenset({
+    "PanicModeEnabled", "PanicModeDisabled", "DefaultZoneChanged", "ZoneUpdated", "PolicyUpdated",
+    "InterfaceAdded", "InterfaceRemoved", "ZoneChanged", "ZoneOfInterfaceChanged",
+    "SourceAdded", "SourceRemoved", "ZoneOfSourceChanged"})
+JUDGE_HOLDOFF = 0.2  # seconds: a script's burst of firewall-cmd calls is judged about once
+FORWARDING_POLL = 1.0  # seconds: the kernel sends no event when a sysctl changes
 
 
 class Coalescer:
@@ -119,6 +128,9 @@ class Daemon:
                                   self._notify_status,
                                   on_pools=lambda: self.coalescer.request("felix-pools-changed"))
         self._metrics_due = Coalescer(lambda _why: self.metrics.write(), METRICS_HOLDOFF, glib)
+        self._judge_due = Coalescer(self._judge_paths, JUDGE_HOLDOFF, glib)
+        self._blocked: Tuple[str, ...] = ()  # what blocks a path, as last said in the journal
+        self._forwarding: Optional[dict] = None
         self.metrics = MetricsFile(reporter, lambda: self.config.metrics_textfile,
                                    lambda: self._metrics_due.request("metrics"))
 
@@ -138,6 +150,10 @@ class Daemon:
             self.bus.add_signal_receiver(
                 self._on_owner_changed, signal_name="NameOwnerChanged", bus_name="org.freedesktop.DBus",
                 dbus_interface="org.freedesktop.DBus", path="/org/freedesktop/DBus", arg0=FIREWALLD)
+            # firewalld's runtime changes (panic mode, bindings, policies): judged again at once.
+            self.bus.add_signal_receiver(
+                self._on_firewalld_changed, bus_name=FIREWALLD, path=FIREWALLD_PATH,
+                member_keyword="member", sender_keyword="sender")
             self.bus.call_on_disconnection(self._on_disconnected)
             self.owner = self._current_owner()
         for signum, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
@@ -148,6 +164,7 @@ class Daemon:
         self._arm_resync()
         self._arm_watchdog()
         self.glib.timeout_add(HEARTBEAT * 1000, self._heartbeat)
+        self.glib.timeout_add(int(FORWARDING_POLL * 1000), self._poll_forwarding)
         if self.config.kernel_events:
             self.kernel.start()
         previous = statusfile.read_previous()  # a flush the last run saw is not undone by a restart
@@ -196,6 +213,35 @@ class Daemon:
         self.reporter.emit("firewalld-reloaded", "firewalld reloaded", sender=sender)
         self.kernel.end("reload")
         self.coalescer.request("firewalld-reloaded")
+
+    def _on_firewalld_changed(self, *_args: Any, member: Optional[str] = None,
+                              sender: Optional[str] = None) -> None:
+        if member in RUNTIME_SIGNALS and sender is not None and sender == self.owner:
+            self._judge_due.request(f"firewalld-{member}")
+
+    def _poll_forwarding(self) -> bool:
+        try:
+            now = hostnet.read_forwarding()
+        except OSError:
+            return True
+        if self._forwarding is not None and now != self._forwarding:
+            self._judge_due.request("forwarding-changed")
+        self._forwarding = now
+        return True
+
+    def _judge_paths(self, why: str) -> None:
+        """A firewalld runtime change or a sysctl: judge the paths again (read only, no apply)
+        and publish the verdict now. A reconcile under way judges them itself."""
+        if self.last is None or self._reloading:
+            return
+        try:
+            layer = self.reconciler.judge_paths(self.config)
+        except Exception as exc:  # firewalld gone meanwhile: its own events follow
+            self.reporter.emit("reconcile-failed", f"judging Calico's paths after {why} failed: "
+                               f"{type(exc).__name__}: {exc}", trigger=why)
+            return
+        self.last = replace(self.last, layers=tuple(l for l in self.last.layers if l.layer != PATHS) + (layer,))
+        self._publish(self.last)
 
     def _on_owner_changed(self, name: str, old: str, new: str) -> None:
         if name != FIREWALLD:
@@ -407,7 +453,9 @@ class Daemon:
         """One verdict (health.py) for STATUS=, /run/calfwd and node-problem-detector."""
         pools_problem = outcome.pools.problem if self.config.auto_pools and outcome.pools is not None else None
         verdict = health.assess(outcome, self.kernel.flushes.outages(), self._guard_problem,
-                                self.kernel.firewalld_table_missing, pools_problem)
+                                self.kernel.firewalld_table_missing, pools_problem,
+                                kernel_blocking=self.kernel.blocking())
+        self._say_blocked(outcome, verdict)
         self.metrics.verdict(verdict.state, [o.owner for o in verdict.outages])
         nets = self.config.ip_pools
         shown = ",".join(n.with_prefixlen for n in nets)
@@ -431,6 +479,19 @@ class Daemon:
                                    "`calfwd status` and node-problem-detector's check do not see "
                                    "the daemon's view until this is fixed")
             self._status_file_error = problem
+
+    def _say_blocked(self, outcome: Outcome, verdict: Any) -> None:
+        """Each thing that blocks a path, once when it appears and once when it is gone."""
+        now = tuple(b for layer in outcome.layers if layer.layer == PATHS for b in layer.blocking) + \
+            verdict.kernel_blocking
+        for line in now:
+            if line not in self._blocked:
+                self.reporter.emit("path-blocked", f"BLOCKED: {line}", what=line, trigger=outcome.trigger)
+        for line in self._blocked:
+            if line not in now:
+                self.reporter.emit("path-unblocked", f"no longer blocked: {line}", what=line,
+                                   trigger=outcome.trigger)
+        self._blocked = now
 
     def _heartbeat(self) -> bool:
         """The status files' age is how NPD's check knows the daemon still runs."""

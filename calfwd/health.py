@@ -28,10 +28,11 @@ TABLE_GONE = "firewalld's table inet firewalld is gone (systemctl restart firewa
 class Health:
     state: str
     problems: Tuple[str, ...]  # worst first; empty when ok
-    in_sync: bool  # calfwd's objects exist and firewalld applies them
+    in_sync: bool  # calfwd's objects exist, firewalld applies them, and nothing shuts a path
     outages: Tuple[Outage, ...] = ()
     guard_problem: Optional[str] = None
     firewalld_table_missing: bool = False
+    kernel_blocking: Tuple[str, ...] = ()  # what only the daemon's kernel watch knows shuts a path
 
     @property
     def summary(self) -> str:
@@ -48,13 +49,15 @@ def outage_text(outage: Outage) -> str:
 
 
 def assess(outcome: Any, outages: Sequence[Outage] = (), guard_problem: Optional[str] = None,
-           firewalld_table_missing: bool = False, pools_problem: Optional[str] = None) -> Health:
+           firewalld_table_missing: bool = False, pools_problem: Optional[str] = None,
+           kernel_blocking: Sequence[str] = ()) -> Health:
     """outcome: reconcile.Outcome (errors, verified, layers[].blocking). pools_problem: with
     ip_pools = "auto", why no pools are known or why stale ones are kept (pools.PoolState):
     calfwd's objects are in sync, yet pod egress may not be what Calico says."""
     errors = [f"ERROR: {e}" for e in outcome.errors]
     blocked = [f"BLOCKED: {b}" for layer in outcome.layers for b in layer.blocking]
     blocked += [f"BLOCKED: {outage_text(o)}" for o in outages]
+    blocked += [f"BLOCKED: {line}" for line in kernel_blocking]
     warnings = [f"WARNING: {TABLE_GONE}"] if firewalld_table_missing else []
     warnings += [f"WARNING: {guard_problem}"] if guard_problem else []
     warnings += [f"WARNING: pools: {pools_problem}"] if pools_problem else []
@@ -70,8 +73,9 @@ def assess(outcome: Any, outages: Sequence[Outage] = (), guard_problem: Optional
         state = OK
     unverified = [] if outcome.verified or errors or blocked else ["not verified"]
     return Health(state, tuple(errors + blocked + unverified + warnings),
-                  in_sync=bool(outcome.verified) and not outages, outages=tuple(outages),
-                  guard_problem=guard_problem, firewalld_table_missing=firewalld_table_missing)
+                  in_sync=bool(outcome.verified) and not blocked, outages=tuple(outages),
+                  guard_problem=guard_problem, firewalld_table_missing=firewalld_table_missing,
+                  kernel_blocking=tuple(kernel_blocking))
 
 
 def status_line(health: Health, outcome: Any, zone: str, pools: str, stamp: str) -> str:
@@ -122,8 +126,15 @@ def document(health: Health, outcome: Any, *, pid: int, updated: float, config_p
                      "missing": sorted(o.missing)} for o in health.outages],
         "flush_guard_problem": health.guard_problem,
         "firewalld_table_missing": health.firewalld_table_missing,
+        "kernel_blocking": list(health.kernel_blocking),
         "kernel_events": following_kernel,
     }
+
+
+def daemon_blocking(doc: Dict[str, Any]) -> Tuple[str, ...]:
+    """What only the daemon's kernel watch knows shuts a path, from a status file."""
+    lines = doc.get("kernel_blocking")
+    return tuple(l for l in lines if isinstance(l, str)) if isinstance(lines, list) else ()
 
 
 def daemon_outages(doc: Dict[str, Any]) -> Tuple[Outage, ...]:

@@ -63,6 +63,7 @@ class KernelWatch:
         self._repair_error: Optional[str] = None
         self._repair_times: List[float] = []
         self._repairs_paused = False
+        self._own_table_missing = False  # seen gone while repairs are paused: egress is down
 
     # -- what the daemon calls -----------------------------------------------------------
 
@@ -92,6 +93,9 @@ class KernelWatch:
         self.firewalld_version = firewalld_version or self.firewalld_version
         if trigger == "resync":
             self._repairs_paused, self._repair_times = False, []
+            self._own_table_missing = False  # that reconcile put it back (or says why not)
+        elif self._repairs_paused:
+            self._judge_paused_table()  # SIGHUP's or a firewalld event's reconcile put it back
         if not self.following_kernel:  # the monitor reports every change to those chains
             self.observe(late=True)
 
@@ -222,8 +226,9 @@ class KernelWatch:
 
     def _repair(self) -> None:
         """Someone else changed calfwd's table: put it back now (nftables layer only)."""
-        if self._repairs_paused:
-            return  # the resync's reconcile still repairs it, and resumes event repair
+        if self._repairs_paused:  # the resync's reconcile still repairs it, and resumes event repair
+            self._judge_paused_table()
+            return
         layer, errors, seconds = self.reconciler.reconcile_nft(self._config())
         ms = round(seconds * 1000, 2)
         if errors:
@@ -243,11 +248,34 @@ class KernelWatch:
                                    "else (another calfwd with another config? a configuration-management "
                                    "loop?); calfwd stops repairing it on every change and repairs it at "
                                    f"each resync (every {self._config().resync_interval:g} s) until that stops")
+                self._on_status()  # the verdict says so now, not at the next resync
             self.repairs += 1
             self.reporter.emit("table-repaired", f"calfwd's table {layer.plan.table} was changed by "
                                f"someone else ({'; '.join(layer.actions)}); restored in {ms} ms",
                                table=layer.plan.table, changes=len(layer.actions), duration_ms=ms,
                                actions=list(layer.actions))
+
+    def _judge_paused_table(self) -> None:
+        """Repairs are paused and calfwd's table changed again: is it gone? Then natOutgoing is
+        gone until the resync, and the verdict must say so now."""
+        try:
+            missing = self._config().nft_table not in self._inet_tables()
+        except Exception:
+            return  # the resync's reconcile reports nftables errors
+        if missing != self._own_table_missing:
+            self._own_table_missing = missing
+            self._on_status()
+
+    def blocking(self) -> tuple:
+        """What the kernel side knows shuts a path now (health.assess's kernel_blocking)."""
+        if not (self._repairs_paused and self._own_table_missing):
+            return ()
+        config = self._config()
+        return (f"calfwd's table inet {config.nft_table} is missing and calfwd has paused its repairs (it "
+                f"was changed more than {REPAIR_BURST} times in {REPAIR_WINDOW:g} s by someone else): pods "
+                f"have no natOutgoing until the next resync (every {config.resync_interval:g} s). Fix: find "
+                "and stop the other writer (another calfwd, a configuration-management loop, nftables.service), "
+                "then systemctl reload calfwd",)
 
     @property
     def following_kernel(self) -> bool:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from calfwd import blockers
 from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts, desired
@@ -26,6 +27,10 @@ from calfwd.schema import IPNetwork, WIREGUARD_DEVICES
 
 # Calico's encapsulation devices: traffic between nodes through them arrives in calfwd's zone.
 TUNNEL_DEVICES = ("tunl0", "vxlan.calico", "vxlan-v6.calico") + tuple(WIREGUARD_DEVICES)
+# The third layer: nothing to apply, only what shuts a Calico path from outside calfwd's objects
+# (blockers.py). It never counts against "verified" (calfwd's objects are as configured), only
+# against the verdict: a path can be shut while everything of calfwd's is in place.
+PATHS = "paths"
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,8 @@ class Reconciler:
                  clock: Callable[[], float] = time.monotonic,
                  links: Callable[[], Sequence[str]] = lambda: [name for _i, name in socket.if_nameindex()],
                  felix_sets: Optional[Callable[[], FelixSets]] = None,
-                 host_network: Optional[Callable[[], HostNetwork]] = None) -> None:
+                 host_network: Optional[Callable[[], HostNetwork]] = None,
+                 forwarding: Optional[Callable[[], Dict[str, str]]] = None) -> None:
         self.nft = nft
         self.firewalld = firewalld
         self._clock = clock
@@ -103,6 +109,7 @@ class Reconciler:
         self._felix_sets = felix_sets or self._read_felix_sets
         self.pools: Optional[PoolState] = None  # ip_pools = "auto": the last pools resolved
         self._host_network = host_network or _read_addresses
+        self._forwarding = forwarding or _read_forwarding
         # ip_pools = "auto" with trust_pool_sources: pools kept out of the zone's sources, and
         # why (conflicts of the firewalld layer, said once by the daemon).
         self._withheld: Tuple[IPNetwork, ...] = ()
@@ -230,12 +237,36 @@ class Reconciler:
         except Exception as exc:
             facts = HostFacts()
             want = desired(config, facts)
-            return (self.plan_nft(want, orphans), LayerPlan("firewalld", (), error=str(exc))), facts
+            return (self.plan_nft(want, orphans), LayerPlan("firewalld", (), error=str(exc)),
+                    self.plan_paths(config, want, facts)), facts
         try:
             fw = self.plan_firewalld(want, facts)
         except Exception as exc:
             fw = LayerPlan("firewalld", (), error=str(exc))
-        return (self.plan_nft(want, orphans), fw), facts
+        return (self.plan_nft(want, orphans), fw, self.plan_paths(config, want, facts)), facts
+
+    def plan_paths(self, config: Config, want: Desired, facts: HostFacts) -> LayerPlan:
+        """What shuts a Calico path now besides calfwd's objects (blockers.py). config: resolved.
+        A firewalld that cannot be read here is the firewalld layer's error already."""
+        fw_paths, note = None, ""
+        if want.firewalld is not None and self.firewalld is not None and facts.firewalld_running:
+            try:
+                fw_paths = self.firewalld.read_paths()
+            except Exception as exc:
+                note = f"firewalld's runtime not judged: {exc}"
+        try:
+            forwarding = self._forwarding()
+        except OSError as exc:
+            forwarding, note = {}, note or f"forwarding not judged: {exc}"
+        fw = want.firewalld
+        found = blockers.judge(
+            blockers.PathFacts(fw_paths, forwarding, tuple(self._links())),
+            zone=fw.zone.name if fw is not None else config.firewalld.zone, interfaces=config.interfaces,
+            pools=config.ip_pools, policies=fw.policies if fw is not None else (),
+            host_zone=next((p.ingress_zones[0] for p in fw.policies if "HOST" in p.egress_zones), "")
+            if fw is not None else "")
+        return LayerPlan(PATHS, (), tuple(b.line() for b in found if not b.blocked), note=note, plan=found,
+                         blocking=tuple(b.line() for b in found if b.blocked))
 
     # -- changing ----------------------------------------------------------------------
 
@@ -285,6 +316,7 @@ class Reconciler:
                 errors.append(f"firewalld: {exc}")
             break
 
+        layers.append(self._paths_or_error(config, want, facts, errors))
         if pending:
             outcome = Outcome(trigger, tuple(layers), tuple(errors), False, self._clock() - start,
                               nft_duration, facts, pending_reload=True, pools=used)
@@ -296,7 +328,7 @@ class Reconciler:
         # The read that planned nothing already is the verification; re-read only after a change.
         # calfwd's table being someone else's is never verified: natOutgoing is not in place.
         changed = any(not layer.empty for layer in layers)
-        blocked = any(layer.blocking for layer in layers)
+        blocked = any(layer.blocking for layer in layers if layer.layer != PATHS)
         verified = not errors and not blocked
         if verified and changed:
             verified, found = self._verify(config)
@@ -308,7 +340,7 @@ class Reconciler:
                             done: Callable[[Outcome], None]) -> None:
         def reloaded(error: Optional[Exception]) -> None:
             errors = outcome.errors + ((f"firewalld: {error}",) if error is not None else ())
-            blocked = any(layer.blocking for layer in outcome.layers)
+            blocked = any(layer.blocking for layer in outcome.layers if layer.layer != PATHS)
             verified, found = (False, {}) if errors or blocked else self._verify(config)
             done(replace(outcome, layers=_with_blocking(outcome.layers, found), errors=errors,
                          verified=verified, duration=self._clock() - start, pending_reload=False))
@@ -332,6 +364,21 @@ class Reconciler:
         except Exception as exc:
             return LayerPlan("nftables", ()), (f"nftables: {exc}",), self._clock() - start
 
+    def _paths_or_error(self, config: Config, want: Desired, facts: HostFacts, errors: List[str]) -> LayerPlan:
+        try:
+            return self.plan_paths(config, want, facts)
+        except Exception as exc:  # a bug in judging must not cost the reconcile
+            errors.append(f"paths: {exc}")
+            return LayerPlan(PATHS, (), error=str(exc))
+
+    def judge_paths(self, config: Config) -> LayerPlan:
+        """The daemon's re-judgement on a firewalld or sysctl change: no apply, no Felix read
+        (the pools of the last reconcile), one firewalld facts read."""
+        if config.auto_pools and self.pools is not None:
+            config = self.resolve_config(config, self.pools)
+        want, facts = self.desired(config)
+        return self.plan_paths(config, want, facts)
+
     def _desired_or_error(self, config: Config, errors: List[str]) -> Tuple[Desired, HostFacts]:
         try:
             return self.desired(config)
@@ -347,12 +394,18 @@ class Reconciler:
             layers, _facts = self.plan(config, orphans=False, resolved=True)  # the pools just applied
         except Exception:
             return False, {}
-        return all(layer.in_sync for layer in layers), {l.layer: l.blocking for l in layers if l.blocking}
+        return (all(layer.in_sync for layer in layers if layer.layer != PATHS),
+                {l.layer: l.blocking for l in layers if l.blocking})
 
     def cleanup(self, config: Config, offline: Any = None, bus_error: str = "") -> CleanupResult:
         """Remove what calfwd made (calfwd/cleanup.py); offline: firewalld's files, for when
         firewalld is stopped; bus_error: why there is no firewalld client."""
         return Cleanup(self.nft, self.firewalld, offline, bus_error).run(config)
+
+
+def _read_forwarding() -> Dict[str, str]:
+    from calfwd.drivers.hostnet import read_forwarding
+    return read_forwarding()
 
 
 def _read_addresses() -> HostNetwork:

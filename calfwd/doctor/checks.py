@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import List
 
+from calfwd import blockers
+from calfwd.desired import HostFacts, desired
 from calfwd.exposure import exposures
 
 from calfwd.doctor.findings import (ERROR, INFO, OK, UNKNOWN, WARNING, Finding, Report, as_networks,
@@ -30,7 +32,7 @@ from calfwd.doctor.snapshot import HostSnapshot, Read
 def diagnose(snap: HostSnapshot) -> Report:
     findings: List[Finding] = []
     for check in (_config, check_firewalld, check_flush, check_guard, check_direct, check_strict_forward_ports,
-                  check_table_owner, _exposure, _forwarding, _zones, _pools, _drift, _flushed_now):
+                  check_table_owner, _exposure, _paths, _pools, _drift, _flushed_now):
         findings.extend(check(snap))
     shown = {f.read for f in findings if f.read is not None}
     for read in Read:  # a failed read no check needed this time is still said
@@ -72,63 +74,41 @@ def _exposure(snap: HostSnapshot) -> List[Finding]:
                              "and no pool holds one of its addresses")]
 
 
-def _forwarding(snap: HostSnapshot) -> List[Finding]:
-    unknown = unknown_finding(snap, "forwarding", Read.SYSCTL)
-    if unknown:
-        return [unknown]
-    out = []
-    v6_used = bool(snap.config and any(n.version == 6 for n in snap.config.ip_pools))
-    for key, family, used in (("net.ipv4.ip_forward", "IPv4", True),
-                              ("net.ipv6.conf.all.forwarding", "IPv6", v6_used)):
-        value = snap.sysctls.get(key)
-        if value is None:
-            continue
+def _paths(snap: HostSnapshot) -> List[Finding]:
+    """What shuts a Calico path now besides calfwd's objects: blockers.judge, the daemon's own
+    judgement, on what doctor read (forwarding, firewalld's panic mode, zones and policies)."""
+    if snap.config is None:
+        return []
+    out = [unknown for unknown in (unknown_finding(snap, "forwarding", Read.SYSCTL),
+                                   unknown_finding(snap, "zones", Read.FIREWALLD_ZONES)) if unknown]
+    config = snap.config
+    running = snap.firewalld.running and config.firewalld.enabled
+    want = desired(config, HostFacts(firewalld_running=True)).firewalld if config.firewalld.enabled else None
+    found = blockers.judge(
+        blockers.PathFacts(snap.firewalld.paths if running else None, snap.sysctls, snap.links),
+        zone=zone_of(snap), interfaces=config.interfaces, pools=config.ip_pools,
+        policies=want.policies if want is not None else (),
+        host_zone=config.firewalld.host_zone or snap.firewalld.default_zone or "public")
+    for b in found:
+        out.append(Finding(ERROR if b.blocked else WARNING, b.kind, b.what,
+                           "a Calico path is shut now; calfwd leaves it to you" if b.blocked else
+                           "calfwd's zone does not decide this traffic", b.fix))
+    said = {b.kind for b in found}
+    v6_used = any(n.version == 6 for n in config.ip_pools)
+    for key, value in sorted(snap.sysctls.items()) if "forwarding" not in said else ():
+        used = v6_used if "ipv6" in key else True
         if value == "1":
             out.append(Finding(OK, "forwarding", f"{key} = 1"))
-        elif value == "" and used:
-            out.append(Finding(ERROR, "forwarding", "IPv6 is disabled on this host, but calico.ip_pools has "
-                               "IPv6 pools", "IPv6 pods cannot reach anything",
-                               "enable IPv6 (remove ipv6.disable=1 from the kernel command line), or remove the "
-                               "IPv6 pools from calico.ip_pools"))
-        elif value and used:
-            out.append(Finding(ERROR, "forwarding", f"{key} = {value}", f"{family} pods cannot reach anything "
-                               "outside this node", f"sysctl -w {key}=1, and persist it in "
-                               f"/etc/sysctl.d/90-calico.conf ({key} = 1)"))
         elif value:
-            out.append(Finding(INFO, "forwarding", f"{key} = {value}", f"no {family} pools are configured"))
-    return out
-
-
-def _zones(snap: HostSnapshot) -> List[Finding]:
-    """Calico's interfaces or pools bound to a firewalld zone other than calfwd's."""
-    if snap.config is None or not snap.firewalld.running:
-        return []
-    unknown = unknown_finding(snap, "zones", Read.FIREWALLD_ZONES)
-    if unknown:
-        return [unknown]
-    ours = zone_of(snap)
-    pools = list(snap.config.ip_pools)
-    out = []
-    for zone, (interfaces, sources) in sorted((snap.firewalld.zones or {}).items()):
-        if zone == ours:
-            continue
-        for iface in interfaces:
-            if any(iface_matches(iface, p) for p in snap.config.interfaces):
-                out.append(Finding(ERROR, "zones", f"interface {iface} is bound to zone '{zone}', not '{ours}'",
-                                   f"traffic on it is judged by '{zone}' and calfwd cannot bind it "
-                                   "(ZONE_CONFLICT)", f"firewall-cmd --permanent --zone={zone} "
-                                   f"--remove-interface={iface} && firewall-cmd --zone={zone} "
-                                   f"--remove-interface={iface} && calfwd apply"))
-        for source in sources:
-            nets = as_networks([source])
-            if nets and any(nets[0].version == p.version and nets[0].overlaps(p) for p in pools):
-                out.append(Finding(WARNING, "zones", f"source {source} (overlapping a Calico pool) is bound "
-                                   f"to zone '{zone}'", "a source binding wins over interface bindings: "
-                                   f"pod traffic from it is judged by '{zone}', not '{ours}'",
-                                   f"firewall-cmd --permanent --zone={zone} --remove-source={source} && "
-                                   f"firewall-cmd --zone={zone} --remove-source={source}"))
-    if not out:
-        out.append(Finding(OK, "zones", f"no Calico interface or pool is bound to a zone other than '{ours}'"))
+            out.append(Finding(INFO, "forwarding", f"{key} = {value}", f"no IPv{6 if 'ipv6' in key else 4} "
+                               "pools are configured") if not used else Finding(OK, "forwarding", f"{key} = {value}"))
+    if running and snap.firewalld.paths is not None:
+        ours = zone_of(snap)
+        if "zones" not in said:
+            out.append(Finding(OK, "zones", f"no Calico interface or pool is bound to a zone other than '{ours}'"))
+        if "panic" not in said and "policies" not in said:
+            out.append(Finding(OK, "policies", "panic mode is off, and no policy firewalld asks before "
+                               "calfwd's drops or rejects Calico's traffic"))
     return out
 
 

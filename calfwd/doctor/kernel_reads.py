@@ -66,17 +66,6 @@ def read_legacy(snapshot: Dict[str, Any], unknown: Dict[str, str]) -> None:
     snapshot["legacy_calico_chains"] = tuple(chains)
 
 
-def read_sysctls() -> Dict[str, str]:
-    values = {}
-    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
-        try:
-            with open("/proc/sys/" + key.replace(".", "/"), encoding="utf-8") as handle:
-                values[key] = handle.read().strip()
-        except FileNotFoundError:
-            values[key] = ""  # IPv6 disabled on this host
-    return values
-
-
 def read_routes() -> Tuple[Route, ...]:
     tool = which("ip")
     if tool is None:

@@ -19,11 +19,10 @@ import xml.etree.ElementTree as ElementTree
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from calfwd import guard, health
-from calfwd.doctor.kernel_reads import (read_ipsets, read_legacy, read_links, read_nftables, read_routes,
-                                        read_sysctls)
+from calfwd.doctor.kernel_reads import read_ipsets, read_legacy, read_links, read_nftables, read_routes
 from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
 from calfwd.drivers import statusfile
-from calfwd.drivers.hostnet import read_host_network
+from calfwd.drivers.hostnet import read_forwarding, read_host_network
 from calfwd.reconcile import Reconciler
 from calfwd.config import Config, ConfigError, load, ownership_problems
 from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Read
@@ -48,7 +47,7 @@ def firewalld_dir(override: Optional[str] = None) -> str:
 
 def _firewalld_reader(bus: Any) -> Any:
     """A Firewalld client with the read-only extras doctor needs."""
-    from calfwd.drivers.firewalld import (BUS_NAME, CONFIG, CONFIG_PATH, PATH, ZONE, Firewalld,
+    from calfwd.drivers.firewalld import (BUS_NAME, CONFIG, CONFIG_PATH, PATH, Firewalld,
                                           FirewalldError)
 
     # READ-ONLY detection of direct rules: doctor and `guard enable` must know whether any
@@ -74,11 +73,6 @@ def _firewalld_reader(bus: Any) -> Any:
             return (tuple(f"runtime chain {c[0]} {c[1]} {c[2]}" for c in chains)
                     + tuple(f"runtime rule {r[0]} {r[1]} {r[2]} {' '.join(r[4])}" for r in rules)
                     + tuple(f"runtime passthrough {p[0]} {' '.join(p[1])}" for p in passes))
-
-        def active_zones(self) -> Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]:
-            zones = self._call("list active zones", PATH, ZONE, "getActiveZones")
-            return {str(z): (tuple(v.get("interfaces", ())), tuple(v.get("sources", ())))
-                    for z, v in zones.items()}
 
         def pid(self) -> Optional[int]:
             try:
@@ -109,7 +103,7 @@ def read_firewalld(bus: Any, unknown: Dict[str, str], watch_paths: Tuple[str, ..
     except Exception as exc:
         unknown[Read.FIREWALLD_DIRECT_RUNTIME] = str(exc)
     try:
-        state["zones"] = reader.active_zones()
+        state["paths"] = reader.read_paths()
     except Exception as exc:
         unknown[Read.FIREWALLD_ZONES] = str(exc)
     pid = reader.pid()
@@ -270,7 +264,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     except Exception as exc:
         unknown[Read.NFTABLES] = str(exc) or type(exc).__name__
     _try(unknown, Read.LEGACY, lambda: read_legacy(snap, unknown))
-    snap["sysctls"] = _try(unknown, Read.SYSCTL, read_sysctls, {})
+    snap["sysctls"] = _try(unknown, Read.SYSCTL, read_forwarding, {})
     snap["routes"] = _try(unknown, Read.ROUTES, read_routes, ())
     snap["links"] = _try(unknown, Read.LINKS, read_links, ())
     snap["host_network"] = _try(unknown, Read.HOST_NETWORK, read_host_network)

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
 from calfwd import guard
+from calfwd.blockers import FirewalldPaths
 from calfwd.config import Config
 from calfwd.exposure import HostNetwork
 from calfwd.plan.firewalld_model import FirewalldInfo
 
-ZonesMap = Mapping[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]  # zone -> (interfaces, sources)
 
 
 class Read(str, enum.Enum):
@@ -49,7 +49,7 @@ class Read(str, enum.Enum):
 
 
 DESCRIPTIONS = {
-    Read.FIREWALLD: "firewalld over D-Bus", Read.FIREWALLD_ZONES: "firewalld's active zones",
+    Read.FIREWALLD: "firewalld over D-Bus", Read.FIREWALLD_ZONES: "firewalld's panic mode, active zones and policies",
     Read.FIREWALLD_DIRECT_RUNTIME: "firewalld's runtime direct rules",
     Read.FIREWALLD_DIRECT_PERMANENT: "firewalld's direct.xml", Read.FIREWALLD_CONF: "firewalld.conf",
     Read.FIREWALLD_INSTALLED: "the installed firewalld package", Read.NFTABLES: "nftables",
@@ -80,7 +80,7 @@ class FirewalldState(FirewalldInfo):
     strict_forward_ports: Optional[str] = None  # None: this firewalld has no such setting (< 2.3)
     table_owner: Optional[str] = None  # NftablesTableOwner (2.2+)
     runtime_direct: Optional[Tuple[str, ...]] = None
-    zones: Optional[ZonesMap] = None  # active runtime zones
+    paths: Optional[FirewalldPaths] = None  # panic mode, active zones and targets, policies (runtime)
     pid: Optional[int] = None
     guarded: Optional[Tuple[str, ...]] = None  # guard paths mounted over in firewalld's mount namespace
 

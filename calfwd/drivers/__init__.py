@@ -52,4 +52,8 @@ class FirewalldDriver(Protocol):
 
     def read(self, desired: Any) -> Any: ...  # FirewalldDesired -> FirewalldActual
 
+    def read_paths(self) -> Any: ...  # blockers.FirewalldPaths: panic mode, zones, policies
+
+    def runtime_zone_target(self, name: str) -> str: ...
+
     def apply(self, plan: Any) -> None: ...  # FirewalldPlan

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import dbus
 
+from calfwd.blockers import FirewalldPaths, PolicyFacts
 from calfwd.desired import STOCK_ZONES, FirewalldDesired, HostFacts
 from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED, UNREACHABLE
 from calfwd.schema import RESERVED_POLICIES
@@ -277,6 +278,23 @@ class Firewalld:
                                bindings_permanent=bindings_perm, bindings_runtime=bindings_rt,
                                other_zones=other_zones, other_policies=other_policies,
                                service=service, catch_all=catch_all)
+
+    def read_paths(self) -> FirewalldPaths:
+        """What decides Calico's paths at runtime besides calfwd's objects (blockers.py): panic
+        mode, every active zone's bindings and target, every runtime policy's rank and target."""
+        panic = bool(self._call("query panic mode", PATH, MAIN, "queryPanicMode"))
+        active = self._call("list active zones", PATH, ZONE, "getActiveZones")
+        bound = {str(z): (tuple(str(i) for i in v.get("interfaces", ())), tuple(str(s) for s in v.get("sources", ())))
+                 for z, v in active.items()}
+        targets = {z: self.runtime_zone_target(z) for z in bound}
+        policies = []
+        for name in sorted(self._call("list runtime policies", PATH, POLICY, "getPolicies")):
+            s = self._call(f"read runtime policy '{name}'", PATH, POLICY, "getPolicySettings", "s", name)
+            policies.append(PolicyFacts(str(name), int(s.get("priority", 0)), str(s.get("target", "CONTINUE")),
+                                        tuple(str(z) for z in s.get("ingress_zones", ())),
+                                        tuple(str(z) for z in s.get("egress_zones", ())),
+                                        disabled=bool(s.get("disable", False))))
+        return FirewalldPaths(panic=panic, active=bound, targets=targets, policies=tuple(policies))
 
     def zone_runtime(self, name: str) -> Dict[str, Any]:
         """One zone as traffic meets it now (the audit reads the default zone's target)."""

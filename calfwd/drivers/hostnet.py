@@ -1,4 +1,5 @@
-"""The host's interfaces, their addresses and its default routes, for exposure.py.
+"""The host's interfaces, their addresses and its default routes, for exposure.py; its
+forwarding sysctls, for blockers.py.
 
 Read only, with iproute2's JSON output (`ip -j addr`, `ip -j -4/-6 route show default`): an
 argument list, no shell, a timeout, the system's PATH. Parsing is separate (parse()) so that
@@ -8,10 +9,23 @@ what iproute2 prints is unit tested without the host.
 from __future__ import annotations
 
 import json
-from typing import Any, List
+from typing import Any, Dict, List
 
+from calfwd.blockers import FORWARDING
 from calfwd.drivers.tools import run, which
 from calfwd.exposure import HostLink, HostNetwork
+
+
+def read_forwarding() -> Dict[str, str]:
+    """The forwarding sysctls blockers.py judges ("" where IPv6 is disabled on the host)."""
+    values = {}
+    for key, _version in FORWARDING:
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), encoding="utf-8") as handle:
+                values[key] = handle.read().strip()
+        except FileNotFoundError:
+            values[key] = ""
+    return values
 
 
 def read_host_network() -> HostNetwork:

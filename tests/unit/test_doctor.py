@@ -13,6 +13,7 @@ from calfwd import guard
 from calfwd.doctor import checks as doctor
 from calfwd.doctor import findings as verdicts
 from calfwd.doctor.findings import ERROR, INFO, OK, UNKNOWN, WARNING
+from calfwd.blockers import FirewalldPaths, PolicyFacts
 from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Route
 from calfwd.exposure import HostLink, HostNetwork
 
@@ -24,9 +25,15 @@ CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16", "fd00:10:244::/56"]\n
 def fw(**changes: Any) -> FirewalldState:
     base = FirewalldState(running=True, state="RUNNING", version="2.1.1", backend="nftables",
                           default_zone="public", strict_forward_ports=None, table_owner=None,
-                          runtime_direct=(), zones={"calfwd": (("cali+", "tunl0"), ()), "public": (("eth0",), ())},
-                          pid=1234, guarded=())
+                          runtime_direct=(), paths=paths(), pid=1234, guarded=())
     return dataclasses.replace(base, **changes)
+
+
+def paths(active: Any = None, targets: Any = None, **changes: Any) -> FirewalldPaths:
+    """firewalld's runtime as blockers.py reads it: calfwd's zone and the uplink's."""
+    active = active if active is not None else {"calfwd": (("cali+", "tunl0"), ()), "public": (("eth0",), ())}
+    targets = {"calfwd": "ACCEPT", "public": "default", **(targets or {})}
+    return FirewalldPaths(active=active, targets=targets, **changes)
 
 
 def healthy(**changes: Any) -> HostSnapshot:
@@ -193,7 +200,7 @@ def test_forwarding_off():
     v4_off = problems(healthy(sysctls={"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "1"}), "forwarding")
     assert v4_off[0].severity == ERROR and "sysctl -w net.ipv4.ip_forward=1" in v4_off[0].fix
     v6_off = problems(healthy(sysctls={"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "0"}), "forwarding")
-    assert v6_off[0].severity == ERROR and "IPv6" in v6_off[0].why
+    assert v6_off[0].severity == ERROR and "IPv6" in v6_off[0].saw
     v4_only = dataclasses.replace(CONFIG, ip_pools=CONFIG.ip_pools[:1], nat_outgoing=CONFIG.ip_pools[:1])
     quiet = problems(healthy(config=v4_only, sysctls={"net.ipv4.ip_forward": "1",
                                                       "net.ipv6.conf.all.forwarding": "0"}), "forwarding")
@@ -201,14 +208,34 @@ def test_forwarding_off():
 
 
 def test_calico_interface_or_pool_in_another_zone():
-    snap = healthy(firewalld=fw(zones={"calfwd": (("tunl0",), ()), "trusted": (("cali+",), ()),
-                                       "internal": ((), ("10.244.7.0/24",))}))
+    # A zone that drops blocks; one that does not (trusted, public) is a warning: its rules, not calfwd's.
+    snap = healthy(firewalld=fw(paths=paths({"calfwd": (("tunl0",), ()), "trusted": (("cali+",), ()),
+                                             "internal": ((), ("10.244.7.0/24",))}, {"trusted": "ACCEPT"})))
     found = findings(snap, "zones")
-    assert [f.severity for f in found] == [WARNING, ERROR]  # sorted by zone: internal, trusted
+    assert [f.severity for f in found] == [WARNING, WARNING]  # sorted by zone: internal, trusted
     assert "--zone=trusted --remove-interface=cali+" in found[1].fix
     assert "--remove-source=10.244.7.0/24" in found[0].fix
-    per_pod = healthy(firewalld=fw(zones={"public": (("eth0", "cali0123456789a"), ())}))
-    assert only(per_pod, "zones").severity == ERROR
+    per_pod = healthy(firewalld=fw(paths=paths({"calfwd": (("cali+",), ()), "drop": (("cali0123456789a",), ())},
+                                               {"drop": "DROP"})))
+    assert only(per_pod, "zones").severity == ERROR and "cali0123456789a" in only(per_pod, "zones").saw
+    gone = healthy(firewalld=fw(paths=paths({"calfwd": (("cali+",), ()), "drop": (("cali0fffffffff",), ())},
+                                            {"drop": "DROP"})))
+    assert only(gone, "zones").severity == OK  # no such interface on the host: nothing is shut
+    pool = healthy(firewalld=fw(paths=paths({"calfwd": (("cali+",), ()), "drop": ((), ("10.244.0.0/16",))},
+                                            {"drop": "DROP"})))
+    assert only(pool, "zones").severity == ERROR and "a source binding wins" in only(pool, "zones").saw
+
+
+def test_panic_mode_and_a_policy_that_outranks_calfwds():
+    panic = healthy(firewalld=fw(paths=paths(panic=True)))
+    assert only(panic, "panic").severity == ERROR and only(panic, "panic").fix == "firewall-cmd --panic-off"
+    rejecting = PolicyFacts("lockdown", -100, "REJECT", ("ANY",), ("ANY",))
+    found = only(healthy(firewalld=fw(paths=paths(policies=(rejecting,)))), "policies")
+    assert found.severity == ERROR and "'lockdown'" in found.saw and "egress" in found.saw and "into pods" in found.saw
+    after = PolicyFacts("late", 10, "REJECT", ("ANY",), ("ANY",))  # asked after calfwd's zone and policy
+    assert only(healthy(firewalld=fw(paths=paths(policies=(after,)))), "policies").severity == OK
+    continuing = PolicyFacts("allow-host-ipv6", -15000, "CONTINUE", ("ANY",), ("HOST",))
+    assert only(healthy(firewalld=fw(paths=paths(policies=(continuing,)))), "policies").severity == OK
 
 
 def test_pools_config_against_the_kernel():

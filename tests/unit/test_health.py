@@ -73,3 +73,22 @@ def test_the_document_round_trips_the_outages_for_calfwd_status():
     assert doc["state"] == "blocked" and doc["in_sync"] is False and doc["pid"] == 42
     assert health.daemon_outages(doc) == (FELIX, KUBE)
     assert health.daemon_outages({"flushed": [{"owner": "someone", "missing": []}]}) == ()
+
+
+def test_what_shuts_a_path_outside_calfwds_objects_is_blocked_though_verified():
+    """The paths layer (blockers.py) and the kernel watch's paused, missing table: calfwd's own
+    objects are verified, yet the verdict, the health line and in_sync say blocked."""
+    paths = LayerPlan(layer="paths", actions=(), blocking=("firewalld's panic mode is on. Fix: firewall-cmd --panic-off",))
+    verified = Outcome("firewalld-PanicModeEnabled", (paths,), (), True, 0.01, 0.0,
+                       HostFacts(firewalld_running=True, firewalld_version="1.3.3"))
+    verdict = health.assess(verified)
+    assert (verdict.state, verdict.in_sync) == ("blocked", False)
+    assert health.health_line(verdict).startswith("blocked BLOCKED: firewalld's panic mode is on")
+    kernel = health.assess(outcome(), kernel_blocking=("calfwd's table inet calfwd is missing",))
+    assert (kernel.state, kernel.in_sync, kernel.kernel_blocking) == (
+        "blocked", False, ("calfwd's table inet calfwd is missing",))
+    doc = health.document(kernel, outcome(), pid=1, updated=0.0, config_path="c", zone="calfwd", pools=[],
+                          following_kernel=True)
+    assert health.daemon_blocking(doc) == ("calfwd's table inet calfwd is missing",)
+    assert health.daemon_blocking({"kernel_blocking": [1, "x"]}) == ("x",)
+    assert health.daemon_blocking({"kernel_blocking": "x"}) == ()

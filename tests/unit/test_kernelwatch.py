@@ -118,6 +118,33 @@ def test_another_writer_fighting_calfwd_pauses_repairs_until_the_resync():
     assert reporter.kinds()[-1] == "table-repaired"
 
 
+def test_calfwds_table_gone_while_repairs_are_paused_blocks_until_a_reconcile_puts_it_back():
+    kw, loop, reporter, host = watch()
+    said = []
+    kw._on_status = lambda: said.append(kw.blocking())
+    host.tables.add(("inet", "calfwd"))
+    for _ in range(REPAIR_BURST + 1):
+        host.drift = True
+        kw._on_kernel_line(line("delete", "rule", "inet", "calfwd", "postrouting"))
+        loop.run(0.2)
+    assert said == [()], "the brake engaging republishes the verdict at once"
+    assert kw.blocking() == ()  # paused, but the table is there
+    host.tables.discard(("inet", "calfwd"))
+    kw._on_kernel_line(line("delete", "table", "inet", "calfwd"))
+    loop.run(0.2)
+    assert len(said) == 2 and "is missing and calfwd has paused its repairs" in said[-1][0]
+    assert "every 60 s" in said[-1][0]
+    host.tables.add(("inet", "calfwd"))
+    kw.reconciled("config-reloaded", "1.3.3")  # SIGHUP's reconcile put it back; still paused
+    assert said[-1] == () and kw.blocking() == ()
+    host.tables.discard(("inet", "calfwd"))
+    kw._on_kernel_line(line("delete", "table", "inet", "calfwd"))
+    loop.run(0.2)
+    assert kw.blocking()
+    kw.reconciled("resync", "1.3.3")  # resumes repairs: nothing is paused any more
+    assert kw.blocking() == ()
+
+
 def test_a_flush_inside_firewalds_reload_is_one_report_blaming_the_reload():
     kw, loop, reporter, host = watch()
     kw.firewalld_version = "1.3.3"

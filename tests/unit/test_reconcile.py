@@ -10,7 +10,8 @@ from calfwd import config as cfg
 from calfwd.desired import HostFacts
 from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.plan.firewalld_model import FirewalldActual, ObjectState
-from calfwd.reconcile import CleanupResult, Reconciler
+from calfwd.blockers import FirewalldPaths
+from calfwd.reconcile import PATHS, CleanupResult, Reconciler
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16", "fd00:10:244::/48"]\nnat_outgoing = true\n',
                    "/etc/calfwd/calfwd.toml")
@@ -66,6 +67,7 @@ class FakeFirewalld:
     def __init__(self, running: bool = True) -> None:
         self.running = running
         self.applied = 0
+        self.paths = FirewalldPaths()
 
     def state(self) -> Optional[str]:
         return "RUNNING" if self.running else None
@@ -81,11 +83,33 @@ class FakeFirewalld:
         self.applied += 1
         raise RuntimeError("ACCESS_DENIED")
 
+    def read_paths(self) -> FirewalldPaths:
+        return self.paths
+
+    def runtime_zone_target(self, name: str) -> str:
+        return "default"
+
 
 def test_fakes_fit_the_protocols():
     nft: NftDriver = FakeNft()
     fw: FirewalldDriver = FakeFirewalld()
     assert Reconciler(nft, fw).nft is nft
+
+
+def test_what_shuts_a_path_is_the_paths_layer_and_never_unverifies_calfwds_objects():
+    nft, fw = FakeNft(), FakeFirewalld()
+    fw.paths = FirewalldPaths(panic=True)
+    forwarding = {"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "1"}
+    r = Reconciler(nft, fw, forwarding=lambda: forwarding)
+    layers, _facts = r.plan(CONFIG)
+    paths = layers[-1]
+    assert paths.layer == PATHS and not paths.in_sync and paths.actions == ()
+    assert [b.kind for b in paths.plan] == ["forwarding", "panic"]
+    assert "net.ipv4.ip_forward = 0" in paths.blocking[0] and "panic mode" in paths.blocking[1]
+    clear = Reconciler(FakeNft(), None, forwarding=lambda: {})
+    assert clear.reconcile(NO_FIREWALLD, "start").layers[-1].in_sync
+    fw.paths, forwarding["net.ipv4.ip_forward"] = FirewalldPaths(), "1"
+    assert r.judge_paths(CONFIG).blocking == ()
 
 
 def test_creates_the_table_then_finds_nothing_to_do():
