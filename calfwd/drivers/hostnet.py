@@ -1,5 +1,5 @@
 """The host's interfaces, their addresses and its default routes, for exposure.py; its
-forwarding sysctls, for blockers.py.
+forwarding sysctls (over rtnetlink, as `ip netconf` asks), for blockers.py.
 
 Read only, with iproute2's JSON output (`ip -j addr`, `ip -j -4/-6 route show default`): an
 argument list, no shell, a timeout, the system's PATH. Parsing is separate (parse()) so that
@@ -8,24 +8,65 @@ what iproute2 prints is unit tested without the host.
 
 from __future__ import annotations
 
+import errno
 import json
-from typing import Any, Dict, List
+import os
+import socket
+import struct
+from typing import Any, Dict, List, Optional
 
 from calfwd.blockers import FORWARDING
 from calfwd.drivers.tools import run, which
 from calfwd.exposure import HostLink, HostNetwork
 
 
+# rtnetlink's netconf request (linux/netconf.h): what `ip netconf show dev all` asks. /proc/sys is
+# not visible inside calfwd's unit (ProcSubset=pid), netlink is (AF_NETLINK is allowed).
+RTM_GETNETCONF, NLM_F_REQUEST, NLMSG_ERROR = 82, 1, 2
+NETCONFA_IFINDEX, NETCONFA_FORWARDING, NETCONFA_IFINDEX_ALL = 1, 2, -1
+_FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
 def read_forwarding() -> Dict[str, str]:
-    """The forwarding sysctls blockers.py judges ("" where IPv6 is disabled on the host)."""
+    """The forwarding sysctls blockers.py judges, "0"/"1" ("" where IPv6 is disabled on the
+    host); a family the kernel would not answer for is left out (unknown, never guessed)."""
     values = {}
-    for key, _version in FORWARDING:
+    for key, version in FORWARDING:
         try:
-            with open("/proc/sys/" + key.replace(".", "/"), encoding="utf-8") as handle:
-                values[key] = handle.read().strip()
-        except FileNotFoundError:
-            values[key] = ""
+            value = _netconf_forwarding(_FAMILIES[version])
+        except OSError as exc:
+            if version == 6 and exc.errno in (errno.EAFNOSUPPORT, errno.EOPNOTSUPP):
+                values[key] = ""  # ipv6.disable=1
+            continue
+        if value is not None:
+            values[key] = "1" if value else "0"
     return values
+
+
+def _netconf_forwarding(family: int) -> Optional[int]:
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(1.0)
+        body = struct.pack("B3x", family) + struct.pack("HHi", 8, NETCONFA_IFINDEX, NETCONFA_IFINDEX_ALL)
+        sock.sendto(struct.pack("IHHII", 16 + len(body), RTM_GETNETCONF, NLM_F_REQUEST, 1, 0) + body, (0, 0))
+        data = sock.recv(65536)
+    return parse_netconf(data)
+
+
+def parse_netconf(data: bytes) -> Optional[int]:
+    """NETCONFA_FORWARDING from one RTM_NEWNETCONF reply; OSError for netlink's error reply."""
+    length, kind = struct.unpack_from("IH", data)
+    if kind == NLMSG_ERROR:
+        code = -struct.unpack_from("i", data, 16)[0]
+        raise OSError(code, os.strerror(code))
+    offset = 16 + 4  # nlmsghdr, netconfmsg (padded)
+    while offset + 4 <= min(length, len(data)):
+        size, attr = struct.unpack_from("HH", data, offset)
+        if size < 4:
+            break
+        if attr == NETCONFA_FORWARDING and size >= 8:
+            return int(struct.unpack_from("i", data, offset + 4)[0])
+        offset += (size + 3) & ~3
+    return None
 
 
 def read_host_network() -> HostNetwork:

@@ -79,8 +79,10 @@ def test_misconfigured_node(lab):
     assert report["exit_code"] == 2
     assert severities(report, "config-owner") == ["error"]
     assert "error" in severities(report, "forwarding")
+    # trusted accepts: the pod's traffic flows, judged by trusted's rules instead of calfwd's zone
+    # (blockers.py); calfwd cannot bind cali+ there (ZONE_CONFLICT), a conflict of its own.
     zones = by_check(report, "zones")
-    assert zones[0]["severity"] == "error" and "--zone=trusted --remove-interface=cali+" in zones[0]["fix"]
+    assert zones[0]["severity"] == "warning" and "--zone=trusted --remove-interface=cali+" in zones[0]["fix"]
     pools = by_check(report, "pools")
     assert any("198.18.128.0/20" in f["saw"] for f in pools)  # configured, unknown to Calico
     assert any("2001:db8:64::/64" in f["saw"] and "not in calico.ip_pools" in f["saw"] for f in pools)

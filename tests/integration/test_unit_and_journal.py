@@ -173,6 +173,7 @@ def journal_run(tmp_path):
         pytest.skip("no /etc/machine-id (journald names its directory after it)")
     config = _config(tmp_path / "calfwd.toml")
     with Netns("cfwj-" + unique_id()) as ns:
+        ns.sysctl("net.ipv4.ip_forward", 1)  # a Calico node forwards: nothing blocks its paths
         env = dict(os.environ, PATH=SYSTEM_PATH, **_daemon_env())
         proc = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", PYTHON, "-c", _JOURNAL_HELPER,
@@ -295,6 +296,7 @@ def test_sd_notify_protocol(tmp_path, notify_socket):
     _require("ip", "nft")
     config = _config(tmp_path / "calfwd.toml")
     with Netns("cfwn-" + unique_id()) as ns:
+        ns.sysctl("net.ipv4.ip_forward", 1)  # a Calico node forwards: nothing blocks its paths
         stderr = open(tmp_path / "daemon.stderr", "w")
         env = dict(_daemon_env(), CALFWD_LOG="stderr", NOTIFY_SOCKET=notify_socket.path,
                    CALFWD_RUN_DIR=str(tmp_path / "run"),

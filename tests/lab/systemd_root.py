@@ -338,6 +338,10 @@ def _unescape(text: str) -> str:
 BOOT = r'''
 set -eu
 lower=$1; work=$2; layout=$3; drop=$4
+# A Kubernetes node forwards (its sysctl.d says so; systemd-sysctl is masked in here). The
+# write lands in the new network namespace: /proc/sys/net follows the writer's namespace.
+echo 1 > /proc/sys/net/ipv4/ip_forward
+echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
 r=$work/merged
 mount -n -t overlay overlay -o "lowerdir=$lower,upperdir=$work/upper,workdir=$work/overlay-work" "$r"
 
