@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -175,6 +174,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
         print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
     _warn_exposures(config)
+    if config.metrics_textfile:
+        from calfwd.metricsfile import directory_warning
+
+        warning = directory_warning(config.metrics_textfile)
+        if warning:
+            print(f"calfwd: warning: {args.config}: metrics.textfile: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -335,25 +340,25 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     except Exception as exc:  # no bus, or a wrong DBUS_SYSTEM_BUS_ADDRESS: firewalld may still run
         bus_error = f"no system bus, so whether firewalld runs is unknown: {exc}"
     offline = OfflineFirewalld(host.firewalld_dir(args.firewalld_dir))
-    result = Reconciler(Nftables(), firewalld).cleanup(config, offline, bus_error)
-    removed, remains = result.removed, result.remains
+    # Each removal is printed (and flushed) as it is done: package removal may be killed
+    # halfway, and what it already removed must be on record.
+    result = Reconciler(Nftables(), firewalld).cleanup(config, offline, bus_error, progress=_said_removed)
+    removed, remains, left_alone = result.removed, result.remains, result.left_alone
     guard_action, guard_error = _remove_guard(None)
     if guard_action:
-        removed += (guard_action,)
+        removed += (_said_removed(guard_action),)
     try:
         status_files = statusfile.remove()
     except OSError as exc:
         status_files, remains = None, remains + (f"{statusfile.run_dir()}: {exc.strerror or exc}",)
     if status_files:
-        removed += (status_files,)
-    metrics_file, metrics_error = _remove_metrics(config.metrics_textfile)
-    removed += (metrics_file,) if metrics_file else ()
-    remains += (metrics_error,) if metrics_error else ()
+        removed += (_said_removed(status_files),)
+    metrics_file, metrics_left = _remove_metrics(config.metrics_textfile)
+    removed += (_said_removed(metrics_file),) if metrics_file else ()
+    left_alone += (metrics_left,) if metrics_left else ()
     if guard_error:
         remains += (guard_error,)
-    for action in removed:
-        print(f"removed: {action}")
-    for line in result.left_alone:
+    for line in left_alone:
         print(line)
     if not removed and not remains:
         print("nothing of calfwd's was there")
@@ -364,21 +369,21 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return _fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
 
 
+def _said_removed(action: str) -> str:
+    print(f"removed: {action}", flush=True)
+    return action
+
+
 def _remove_metrics(path: str) -> Tuple[str, str]:
-    """cleanup: the metrics file, or node_exporter serves its last values for ever (a file of
-    that name calfwd did not write stays)."""
+    """cleanup: the metrics file, or node_exporter serves its last values for ever; (what was
+    removed, what was left alone and why). Only the regular file calfwd wrote goes: a link,
+    FIFO or device there is neither followed nor waited on (metricsfile.remove_written)."""
+    from calfwd.metricsfile import remove_written
+
     if not path:
         return "", ""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            if not handle.read(64).startswith("# HELP calfwd_"):
-                return "", ""
-        os.unlink(path)
-    except FileNotFoundError:
-        return "", ""
-    except OSError as exc:
-        return "", f"{path}: {exc.strerror or exc}"
-    return f"metrics file {path}", ""
+    removed, left = remove_written(path)
+    return (f"metrics file {path}" if removed else ""), left
 
 
 def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:
