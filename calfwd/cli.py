@@ -217,8 +217,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _apply_offline(args: argparse.Namespace, config: Config) -> int:
-    from calfwd.apply_offline import apply_offline, live_firewalld
-    from calfwd.drivers.firewalld_offline import OfflineFirewalld
+    from calfwd.apply_offline import apply_offline, live_firewalld, same_directory
+    from calfwd.drivers.firewalld_offline import OfflineFirewalld, nonregular_files
 
     directory = host.firewalld_dir(args.firewalld_dir)
     print("nftables: not touched offline (the daemon makes calfwd's table when it runs)")
@@ -232,6 +232,9 @@ def _apply_offline(args: argparse.Namespace, config: Config) -> int:
     busy = live_firewalld(directory, host.firewalld_dir(None))
     if busy:
         return _fail([busy], EXIT_SYSTEM)
+    blocking = nonregular_files(directory)  # firewall-offline-cmd would hang on them, and calfwd
+    if blocking:
+        return _fail([f"firewalld: nothing written to {directory}: {line}" for line in blocking], EXIT_SYSTEM)
     try:
         conf = host.read_firewalld_conf(directory)
     except OSError as exc:
@@ -246,7 +249,7 @@ def _apply_offline(args: argparse.Namespace, config: Config) -> int:
         print(f"{where}: {'nothing changed' if result.conflicts else 'in sync, nothing changed'}")
     for conflict in result.conflicts:
         print(f"firewalld: conflict: {conflict}")
-    if directory == host.firewalld_dir(None):
+    if directory == host.firewalld_dir(None) or same_directory(directory, host.firewalld_dir(None)):
         guard_error = _guard_auto(args.config, config, fw_dir=directory, offline=True)
     else:  # an image's tree: its firewalld and its /etc/systemd are not this host's
         guard_error = ""

@@ -107,30 +107,10 @@ def read_previous(directory: Optional[str] = None) -> Optional[Dict[str, Any]]:
     if directory_problem(directory):
         return None
     try:
-        doc = json.loads(read_regular(os.path.join(directory, STATUS)))
+        doc = json.loads(textfile.read_regular(os.path.join(directory, STATUS), limit=MAX_BYTES))
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) and doc.get("schema") == 1 else None
-
-
-def read_regular(path: str, limit: int = MAX_BYTES) -> bytes:
-    """A regular file's bytes: a final symbolic link is not followed, a FIFO or device not
-    opened for waiting (O_NONBLOCK), what is read is what was checked (fstat)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path}: not a regular file")
-        data = b""
-        while len(data) <= limit:
-            chunk = os.read(fd, limit + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise OSError(f"{path}: more than {limit} bytes")
-    return data
 
 
 def read_running(directory: Optional[str] = None, now: Callable[[], float] = time.time) -> Optional[Dict[str, Any]]:

@@ -4,10 +4,11 @@ through here: the metrics, the status files and the flush guard's drop-in."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
-from typing import Callable
+from typing import Callable, Optional
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
@@ -42,6 +43,36 @@ def file_kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+def read_regular(path: str, follow: bool = False, limit: Optional[int] = None) -> bytes:
+    """A regular file's bytes, judged by the open descriptor (fstat), so what is checked is
+    what is read. Opened with O_NONBLOCK: a FIFO or device in its place is refused at once,
+    never waited on. follow=False: a final symbolic link is refused too (O_NOFOLLOW). Raises
+    OSError, whose strerror says what is there instead."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise OSError(errno.ELOOP, "a symbolic link, not followed", path) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"{file_kind(info.st_mode)}, not a regular file", path)
+        chunks, got = [], 0
+        while limit is None or got <= limit:
+            chunk = os.read(fd, 1 << 16 if limit is None else min(1 << 16, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    finally:
+        os.close(fd)
+    if limit is not None and got > limit:
+        raise OSError(errno.EFBIG, f"more than {limit} bytes", path)
+    return b"".join(chunks)
 
 
 def remove_written(path: str, looks_ours: Callable[[bytes], bool], what: str, head: int = 64) -> str:
