@@ -2,7 +2,7 @@
 
 The command runs without a shell, at most one at a time and at most once per
 on_calico_flush_interval, and is killed after on_calico_flush_timeout. It never blocks the
-GLib main loop: the process is watched with a GLib child watch, a timeout source and a
+GLib main loop: the process is watched with a pidfd (see Processes), a timeout source and a
 watch on its output pipe.
 
 Output: read from a pipe as it comes, into OutputTail, which keeps only the last
@@ -17,11 +17,11 @@ group (`sleep 1000 &`) is killed at once, and the run ends only once they are go
 one-at-a-time rule holds for everything it started. Every signal goes to the group while its
 leader is still unreaped (alive or a zombie), which keeps its pid, so the group's number,
 from being given to another process: its exit is watched on a pidfd (or, on kernels before
-5.3, by polling waitid with WNOWAIT), never with GLib's child watch, which reaps it first. What escapes the group (setsid(), or a
-double fork into a new session) is not followed: only a cgroup of its own would catch it,
-and a transient scope (systemd-run --scope) would move the command out of calfwd's
-cgroup, so out of its TasksMax= and MemoryMax=, and needs systemd's bus API, which plain
-`calfwd run` and the lab do not have. Such a process dies when calfwd.service stops
+5.3, by polling waitid with WNOWAIT), never with GLib's child watch, which reaps it first.
+What escapes the group (setsid(), or a double fork into a new session) is not followed:
+only a cgroup of its own would catch it, and a transient scope (systemd-run --scope) would
+move the command out of calfwd's cgroup, so out of its TasksMax= and MemoryMax=, and needs
+systemd's bus API, which plain `calfwd run` and the lab do not have. Such a process dies when calfwd.service stops
 (KillMode=control-group), and gets SIGPIPE if it still writes to its output, closed at the
 end of the run.
 
