@@ -66,11 +66,54 @@ def apply_offline(config: Config, offline: Any, firewalld_conf: Mapping[str, str
     return OfflineResult(tuple(changed), after.conflicts, tuple(remains), version)
 
 
+WRITTEN = ("zones", "policies", "services")  # where firewall-offline-cmd writes for calfwd
+
+
+def shared_with(directory: str, default_directory: str) -> str:
+    """How `directory` reaches this host's firewalld's files, or "": the same directory by
+    another path (a symbolic link, a bind mount), or one of WRITTEN in it that is firewalld's
+    directory or one of its subdirectories (a link into it, a bind mount of it). Judged by
+    device and inode, not by names: a bind mount has a path of its own."""
+    try:
+        live = os.stat(default_directory)
+    except OSError:  # no such directory: nothing of firewalld's to share
+        return ""
+    ids = {(live.st_dev, live.st_ino): default_directory}
+    for sub in os.listdir(default_directory):
+        path = os.path.join(default_directory, sub)
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        if os.path.isdir(path):
+            ids[(info.st_dev, info.st_ino)] = path
+    for path in [directory] + [os.path.join(directory, sub) for sub in WRITTEN]:
+        try:
+            info = os.stat(path)  # through links and bind mounts alike
+        except OSError:
+            continue
+        same = ids.get((info.st_dev, info.st_ino))
+        if same:
+            return f"{path} is {same}"
+    return ""
+
+
+def same_directory(one: str, other: str) -> bool:
+    """The same directory, by whatever path (a link, a bind mount)."""
+    try:
+        a, b = os.stat(one), os.stat(other)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def live_firewalld(directory: str, default_directory: str) -> str:
     """Why calfwd must not edit `directory` now, or "": the running firewalld's own files are
-    its own (it would overwrite them, or half-load them at its next reload). Another directory
-    (an image's) is never in use by this host's firewalld."""
-    if os.path.realpath(directory) != os.path.realpath(default_directory):
+    its own (it would overwrite them, or half-load them at its next reload), by whatever path
+    they are reached (shared_with). Another directory (an image's) is never in use by this
+    host's firewalld."""
+    shared = shared_with(directory, default_directory)
+    if not shared:
         return ""
     try:
         import dbus
@@ -82,8 +125,10 @@ def live_firewalld(directory: str, default_directory: str) -> str:
     kind, why = Firewalld(bus).reachability()
     if kind == STOPPED:
         return ""
-    return (f"firewalld: nothing written to {directory}: firewalld is {kind} ({why or 'it owns its bus name'}) "
-            "and those are its files: run `calfwd apply` without --offline, or stop firewalld first")
+    via = "" if shared == f"{directory} is {directory}" else f" ({shared})"
+    return (f"firewalld: nothing written to {directory}{via}: firewalld is {kind} "
+            f"({why or 'it owns its bus name'}) and those are its files: run `calfwd apply` without "
+            "--offline, or stop firewalld first")
 
 
 def _why(exc: Exception) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from calfwd.config import Config
 from calfwd.desired import FirewalldDesired, HostFacts, desired, desired_firewalld
@@ -36,11 +36,15 @@ class CleanupResult:
 class Cleanup:
     """One run; the drivers are the Reconciler's plus the offline one (firewalld's files)."""
 
-    def __init__(self, nft: Any, firewalld: Optional[Any], offline: Optional[Any], bus_error: str = "") -> None:
+    def __init__(self, nft: Any, firewalld: Optional[Any], offline: Optional[Any], bus_error: str = "",
+                 progress: Optional[Callable[[str], None]] = None) -> None:
         self.nft = nft
         self.firewalld = firewalld
         self.offline = offline
         self.bus_error = bus_error  # why there is no firewalld client (no system bus)
+        # Told of each removal as it is done: package removal may be killed halfway, and what
+        # was removed by then must be on record (the CLI prints it at once).
+        self.progress = progress or (lambda _line: None)
         self.removed: List[str] = []
         self.remains: List[str] = []
         self.left_alone: List[str] = []
@@ -52,6 +56,11 @@ class Cleanup:
         else:
             self._firewalld_if_known(config)
         return CleanupResult(tuple(self.removed), tuple(self.remains), tuple(self.left_alone))
+
+    def _removed(self, *lines: str) -> None:
+        for line in lines:
+            self.removed.append(line)
+            self.progress(line)
 
     def _firewalld_if_known(self, config: Config) -> None:
         """[firewalld] enabled = false now, but calfwd may have made objects before the switch:
@@ -73,7 +82,7 @@ class Cleanup:
             p = nft_plan.cleanup_plan(d.family, d.table, self.nft.read_table(d.family, d.table), orphans)
             if not p.empty:
                 self.nft.run(p.batch)
-                self.removed.extend(p.reasons)
+                self._removed(*p.reasons)
             self.left_alone.extend(f"nftables: {c}" for c in p.conflicts)
         except Exception as exc:
             self.remains.append(f"nftables: {exc}")
@@ -108,7 +117,7 @@ class Cleanup:
                 failed = op.description
                 self.remains.append(f"firewalld: {_what(op)} not removed: {exc}")
                 break
-            self.removed.append(op.description)
+            self._removed(op.description)
         # Read back: exit 0 only when nothing of calfwd's is left.
         self.remains.extend(f"firewalld: {_what(op)} still there after cleanup"
                             for op in firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want)).ops
@@ -145,7 +154,7 @@ class Cleanup:
                 failed.add(op.description)
                 self.remains.append(f"firewalld: {_what(op)} not removed from {where}: {exc}")
                 continue
-            self.removed.append(f"{op.description} in {where}")
+            self._removed(f"{op.description} in {where}")
         if plan.ops:  # read back: exit 0 only when nothing of calfwd's is left
             after = firewalld_offline.offline_cleanup_plan(want, self._read())
             self.remains.extend(f"firewalld: {_what(op)} still in {self.offline.directory} after cleanup"

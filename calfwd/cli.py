@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -183,6 +182,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
         print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
     _warn_exposures(config)
+    if config.metrics_textfile:
+        from calfwd.metricsfile import directory_warning
+
+        warning = directory_warning(config.metrics_textfile)
+        if warning:
+            print(f"calfwd: warning: {args.config}: metrics.textfile: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -222,8 +227,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _apply_offline(args: argparse.Namespace, config: Config) -> int:
-    from calfwd.apply_offline import apply_offline, live_firewalld
-    from calfwd.drivers.firewalld_offline import OfflineFirewalld
+    from calfwd.apply_offline import apply_offline, live_firewalld, same_directory
+    from calfwd.drivers.firewalld_offline import OfflineFirewalld, nonregular_files
 
     directory = host.firewalld_dir(args.firewalld_dir)
     print("nftables: not touched offline (the daemon makes calfwd's table when it runs)")
@@ -237,6 +242,9 @@ def _apply_offline(args: argparse.Namespace, config: Config) -> int:
     busy = live_firewalld(directory, host.firewalld_dir(None))
     if busy:
         return _fail([busy], EXIT_SYSTEM)
+    blocking = nonregular_files(directory)  # firewall-offline-cmd would hang on them, and calfwd
+    if blocking:
+        return _fail([f"firewalld: nothing written to {directory}: {line}" for line in blocking], EXIT_SYSTEM)
     try:
         conf = host.read_firewalld_conf(directory)
     except OSError as exc:
@@ -251,7 +259,7 @@ def _apply_offline(args: argparse.Namespace, config: Config) -> int:
         print(f"{where}: {'nothing changed' if result.conflicts else 'in sync, nothing changed'}")
     for conflict in result.conflicts:
         print(f"firewalld: conflict: {conflict}")
-    if directory == host.firewalld_dir(None):
+    if directory == host.firewalld_dir(None) or same_directory(directory, host.firewalld_dir(None)):
         guard_error = _guard_auto(args.config, config, fw_dir=directory, offline=True)
     else:  # an image's tree: its firewalld and its /etc/systemd are not this host's
         guard_error = ""
@@ -347,25 +355,25 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     except Exception as exc:  # no bus, or a wrong DBUS_SYSTEM_BUS_ADDRESS: firewalld may still run
         bus_error = f"no system bus, so whether firewalld runs is unknown: {exc}"
     offline = OfflineFirewalld(host.firewalld_dir(args.firewalld_dir))
-    result = Reconciler(Nftables(), firewalld).cleanup(config, offline, bus_error)
-    removed, remains = result.removed, result.remains
+    # Each removal is printed (and flushed) as it is done: package removal may be killed
+    # halfway, and what it already removed must be on record.
+    result = Reconciler(Nftables(), firewalld).cleanup(config, offline, bus_error, progress=_said_removed)
+    removed, remains, left_alone = result.removed, result.remains, result.left_alone
     guard_action, guard_error = _remove_guard(None)
     if guard_action:
-        removed += (guard_action,)
+        removed += (_said_removed(guard_action),)
     try:
         status_files = statusfile.remove()
     except OSError as exc:
         status_files, remains = None, remains + (f"{statusfile.run_dir()}: {exc.strerror or exc}",)
     if status_files:
-        removed += (status_files,)
-    metrics_file, metrics_error = _remove_metrics(config.metrics_textfile)
-    removed += (metrics_file,) if metrics_file else ()
-    remains += (metrics_error,) if metrics_error else ()
+        removed += (_said_removed(status_files),)
+    metrics_file, metrics_left = _remove_metrics(config.metrics_textfile)
+    removed += (_said_removed(metrics_file),) if metrics_file else ()
+    left_alone += (metrics_left,) if metrics_left else ()
     if guard_error:
         remains += (guard_error,)
-    for action in removed:
-        print(f"removed: {action}")
-    for line in result.left_alone:
+    for line in left_alone:
         print(line)
     if not removed and not remains:
         print("nothing of calfwd's was there")
@@ -376,21 +384,21 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return _fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
 
 
+def _said_removed(action: str) -> str:
+    print(f"removed: {action}", flush=True)
+    return action
+
+
 def _remove_metrics(path: str) -> Tuple[str, str]:
-    """cleanup: the metrics file, or node_exporter serves its last values for ever (a file of
-    that name calfwd did not write stays)."""
+    """cleanup: the metrics file, or node_exporter serves its last values for ever; (what was
+    removed, what was left alone and why). Only the regular file calfwd wrote goes: a link,
+    FIFO or device there is neither followed nor waited on (metricsfile.remove_written)."""
+    from calfwd.metricsfile import remove_written
+
     if not path:
         return "", ""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            if not handle.read(64).startswith("# HELP calfwd_"):
-                return "", ""
-        os.unlink(path)
-    except FileNotFoundError:
-        return "", ""
-    except OSError as exc:
-        return "", f"{path}: {exc.strerror or exc}"
-    return f"metrics file {path}", ""
+    removed, left = remove_written(path)
+    return (f"metrics file {path}" if removed else ""), left
 
 
 def _remove_guard(dropin: Optional[str]) -> Tuple[str, str]:

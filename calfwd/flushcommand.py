@@ -2,7 +2,7 @@
 
 The command runs without a shell, at most one at a time and at most once per
 on_calico_flush_interval, and is killed after on_calico_flush_timeout. It never blocks the
-GLib main loop: the process is watched with a GLib child watch, a timeout source and a
+GLib main loop: the process is watched with a pidfd (see Processes), a timeout source and a
 watch on its output pipe.
 
 Output: read from a pipe as it comes, into OutputTail, which keeps only the last
@@ -14,11 +14,14 @@ reads run at low priority and a few chunks per wake-up, so the daemon's own work
 Processes: it runs in a process group of its own. At the timeout the group gets SIGTERM,
 and SIGKILL KILL_GRACE later. When the command itself exits, whatever it left running in its
 group (`sleep 1000 &`) is killed at once, and the run ends only once they are gone: the
-one-at-a-time rule holds for everything it started. What escapes the group (setsid(), or a
-double fork into a new session) is not followed: only a cgroup of its own would catch it,
-and a transient scope (systemd-run --scope) would move the command out of calfwd's
-cgroup, so out of its TasksMax= and MemoryMax=, and needs systemd's bus API, which plain
-`calfwd run` and the lab do not have. Such a process dies when calfwd.service stops
+one-at-a-time rule holds for everything it started. Every signal goes to the group while its
+leader is still unreaped (alive or a zombie), which keeps its pid, so the group's number,
+from being given to another process: its exit is watched on a pidfd (or, on kernels before
+5.3, by polling waitid with WNOWAIT), never with GLib's child watch, which reaps it first.
+What escapes the group (setsid(), or a double fork into a new session) is not followed:
+only a cgroup of its own would catch it, and a transient scope (systemd-run --scope) would
+move the command out of calfwd's cgroup, so out of its TasksMax= and MemoryMax=, and needs
+systemd's bus API, which plain `calfwd run` and the lab do not have. Such a process dies when calfwd.service stops
 (KillMode=control-group), and gets SIGPIPE if it still writes to its output, closed at the
 end of the run.
 
@@ -44,6 +47,7 @@ READS_PER_WAKE = 4  # then the loop runs other sources before reading on
 DRAIN_LIMIT = 1 << 20  # bytes still read once the command exited (nothing waits for more)
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when the command times out
 GONE_POLL = 0.02  # seconds between looks for the killed rest of its process group
+EXIT_POLL = 0.05  # seconds between looks for its exit where there is no pidfd (kernel < 5.3)
 
 
 def group_members(pgid: int) -> List[int]:
@@ -110,6 +114,8 @@ class CommandRunner:
         self._code = 0
         self._left: List[int] = []  # what the command left running in its group, killed
         self._exited_at = 0.0
+        self._pidfd = -1
+        self._exit_watch: Optional[int] = None
 
     @property
     def running(self) -> bool:
@@ -151,9 +157,37 @@ class CommandRunner:
             read_fd, self._glib.PRIORITY_LOW,
             self._glib.IOCondition.IN | self._glib.IOCondition.HUP | self._glib.IOCondition.ERR,
             self._readable)
-        self._glib.child_watch_add(self._glib.PRIORITY_DEFAULT, proc.pid, self._exited)
+        self._watch_exit(proc.pid)
         self._timer = self._glib.timeout_add(int(timeout * 1000), self._expire, timeout)
         return f"Started on_calico_flush: {command} (pid {proc.pid})"
+
+    def _watch_exit(self, pid: int) -> None:
+        """Told of its exit without reaping it: the zombie keeps its pid (so its group's
+        number) ours until _exited has signalled the group."""
+        try:
+            self._pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):  # Linux < 5.3: look every EXIT_POLL instead
+            self._pidfd = -1
+            self._exit_watch = self._glib.timeout_add(int(EXIT_POLL * 1000), self._poll_exit, pid)
+            return
+        self._exit_watch = self._glib.io_add_watch(
+            self._pidfd, self._glib.PRIORITY_DEFAULT, self._glib.IOCondition.IN, self._pidfd_ready, pid)
+
+    def _pidfd_ready(self, _fd: int, _condition: Any, pid: int) -> bool:
+        self._exit_watch = None
+        self._exited(pid)
+        return False
+
+    def _poll_exit(self, pid: int) -> bool:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            info = True  # reaped by someone else: end the run all the same
+        if info is None:
+            return True
+        self._exit_watch = None
+        self._exited(pid)
+        return False
 
     def _readable(self, fd: int, _condition: Any) -> bool:
         if fd != self._fd:
@@ -200,7 +234,9 @@ class CommandRunner:
         except OSError:
             pass
 
-    def _exited(self, pid: int, status: int, *_data: Any) -> None:
+    def _exited(self, pid: int) -> None:
+        """It exited and is not reaped yet: its zombie holds the pid, so the group signalled
+        here is its own. Reaped only after that."""
         proc = self._proc
         if proc is None or proc.pid != pid:
             return
@@ -208,15 +244,18 @@ class CommandRunner:
             if timer is not None:
                 self._glib.source_remove(timer)
         self._timer = self._hard_timer = None
-        try:
-            self._code = os.waitstatus_to_exitcode(status)
-        except ValueError:
-            self._code = -1
-        proc.returncode = self._code  # GLib reaped it; Popen must not wait for it again
         self._exited_at = self._clock()
-        # Its pid stays reserved while it names a process group, so this hits only its own.
         self._left = group_members(pid)
         self._signal(signal.SIGKILL)
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+        try:
+            _pid, status = os.waitpid(pid, 0)  # a zombie already: returns at once
+            self._code = os.waitstatus_to_exitcode(status)
+        except (ChildProcessError, ValueError):
+            self._code = -1
+        proc.returncode = self._code  # reaped here; Popen must not wait for it again
         if self._left:
             self._glib.timeout_add(int(GONE_POLL * 1000), self._group_gone, pid, time.monotonic())
         else:

@@ -9,10 +9,12 @@ never stops anything else: metrics are not worth a lost reconcile.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from calfwd import __version__, guard
+from calfwd import __version__, guard, trust
 from calfwd.drivers import dropin, textfile
 from calfwd.metrics import Tally, render
 
@@ -91,3 +93,47 @@ def flush_guard_installed() -> bool:
     """calfwd's drop-in is there and names this host's iptables binaries."""
     path = guard.dropin_path()
     return guard.dropin_problem(dropin.read_dropin(path), dropin.resolve_guard_paths(), path) is None
+
+
+HEADER = b"# HELP calfwd_"  # how every file render() makes begins
+
+
+def remove_written(path: str) -> Tuple[str, str]:
+    """cleanup: (what was removed, or ""; why what is there was left alone, or ""). Only the
+    regular file calfwd wrote goes: a link, FIFO, device, another user's file or one that
+    does not begin as calfwd's does stays, and is said to stay (textfile.remove_written)."""
+    try:
+        left = textfile.remove_written(path, lambda head: head.startswith(HEADER), "calfwd's metrics")
+    except FileNotFoundError:
+        return "", ""
+    except OSError as exc:
+        return "", f"metrics: {path} left alone: {exc.strerror or exc}"
+    if left:
+        return "", f"metrics: {path} left alone: {left}"
+    return "removed", ""
+
+
+def directory_warning(path: str) -> str:
+    """check: why someone other than root could write the textfile's directory (or one above
+    it), or "". They could replace calfwd's metrics or plant something in their place (calfwd
+    itself never follows or waits on what is planted). Counted as writable by others: owned
+    by a user other than root; writable by all without the sticky bit (with it, as on /tmp,
+    others cannot remove or rename root's file); writable by a group other than root's."""
+    for directory in trust.ancestors(os.path.abspath(path)):
+        try:
+            info = os.stat(directory)
+        except OSError:
+            return ""  # a missing directory is the config check's to refuse
+        mode = f"mode {info.st_mode & 0o7777:04o}"
+        why = ""
+        if info.st_uid != 0:
+            why = f"owned by uid {info.st_uid}"
+        elif info.st_mode & 0o002 and not info.st_mode & stat.S_ISVTX:
+            why = f"anyone can write it ({mode})"
+        elif info.st_mode & 0o020 and info.st_gid != 0:
+            why = f"group {info.st_gid} can write it ({mode})"
+        if why:
+            return (f"its directory {directory} can be written by others: {why}; they could replace "
+                    "calfwd's metrics file or fake it (node_exporter serves every *.prom there): "
+                    "keep it in a directory only root can write to")
+    return ""

@@ -397,10 +397,12 @@ class Reconciler:
         return (all(layer.in_sync for layer in layers if layer.layer != PATHS),
                 {l.layer: l.blocking for l in layers if l.blocking})
 
-    def cleanup(self, config: Config, offline: Any = None, bus_error: str = "") -> CleanupResult:
+    def cleanup(self, config: Config, offline: Any = None, bus_error: str = "",
+                progress: Any = None) -> CleanupResult:
         """Remove what calfwd made (calfwd/cleanup.py); offline: firewalld's files, for when
-        firewalld is stopped; bus_error: why there is no firewalld client."""
-        return Cleanup(self.nft, self.firewalld, offline, bus_error).run(config)
+        firewalld is stopped; bus_error: why there is no firewalld client; progress: told of
+        each removal as it is done."""
+        return Cleanup(self.nft, self.firewalld, offline, bus_error, progress).run(config)
 
 
 def _read_forwarding() -> Dict[str, str]:

@@ -23,6 +23,7 @@ from calfwd.doctor.kernel_reads import read_ipsets, read_legacy, read_links, rea
 from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
 from calfwd.drivers import statusfile
 from calfwd.drivers.hostnet import read_forwarding, read_host_network
+from calfwd.drivers.textfile import read_regular
 from calfwd.reconcile import Reconciler
 from calfwd.config import Config, ConfigError, load, ownership_problems
 from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Read
@@ -142,9 +143,8 @@ def _unescape(path: str) -> str:
 
 def read_firewalld_conf(directory: str) -> Dict[str, str]:
     """firewalld.conf as KEY -> value; {} when it does not exist (firewalld's defaults apply)."""
-    try:
-        with open(os.path.join(directory, "firewalld.conf"), encoding="utf-8") as handle:
-            text = handle.read()
+    try:  # a FIFO or device there is refused at once (OSError), never waited on
+        text = read_regular(os.path.join(directory, "firewalld.conf"), follow=True).decode("utf-8")
     except FileNotFoundError:
         return {}
     settings = {}
@@ -161,7 +161,7 @@ def read_permanent_direct(directory: str) -> Tuple[str, ...]:
     """Direct chains, rules and passthroughs in direct.xml. READ-ONLY detection (see above)."""
     path = os.path.join(directory, "direct.xml")
     try:
-        root = ElementTree.parse(path).getroot()
+        root = ElementTree.fromstring(read_regular(path, follow=True))  # a FIFO: refused, not waited on
     except FileNotFoundError:
         return ()
     found = []

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import xml.etree.ElementTree as ElementTree
 from typing import Any, Dict, List, Optional, Tuple
 
+from calfwd.drivers.textfile import file_kind, read_regular
 from calfwd.plan.firewalld_model import Op
 from calfwd.plan.firewalld_offline_apply import Args, DiskConfig, removal_args
 from calfwd.plan.firewalld_offline import DiskObject, OnDisk
@@ -22,6 +24,10 @@ from calfwd.plan.firewalld_settings import OWNER_MARK
 
 TOOL = "firewall-offline-cmd"
 SHIPPED_DIR = "/usr/lib/firewalld"  # the tool's --default-config: stock zones and policies
+# What firewalld (so firewall-offline-cmd, at every run) reads under its configuration
+# directory: its files, and every *.xml in these subdirectories.
+CONFIG_FILES = ("firewalld.conf", "direct.xml", "lockdown-whitelist.xml")
+CONFIG_DIRS = ("zones", "policies", "services", "icmptypes", "ipsets", "helpers")
 
 
 class OfflineError(Exception):
@@ -32,6 +38,29 @@ def read_disk(directory: str) -> OnDisk:
     """The zone and policy files under DIR; a missing directory is an empty one (no firewalld)."""
     return OnDisk(directory, _read_kind(directory, "zones"), _read_kind(directory, "policies"),
                   _read_kind(directory, "services"))
+
+
+def nonregular_files(directory: str) -> List[str]:
+    """One line per file firewalld keeps under `directory` that is something else (a FIFO,
+    device, socket; through a symbolic link too): calfwd would block opening it, and so would
+    firewall-offline-cmd, which reads them all at every run."""
+    paths = [os.path.join(directory, name) for name in CONFIG_FILES]
+    for sub in CONFIG_DIRS:
+        try:
+            names = sorted(os.listdir(os.path.join(directory, sub)))
+        except OSError:  # missing, or not a directory: the tool says so if it matters
+            continue
+        paths += [os.path.join(directory, sub, n) for n in names if n.endswith(".xml")]
+    found = []
+    for path in paths:
+        try:
+            info = os.stat(path)  # a link is judged by what it names
+        except OSError:  # missing, or a dangling link: nothing is opened that could block
+            continue
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            found.append(f"{path} is {file_kind(info.st_mode)}, not a regular file (calfwd and "
+                         "firewall-offline-cmd would wait on it)")
+    return found
 
 
 def _read_kind(directory: str, sub: str) -> Tuple[DiskObject, ...]:
@@ -45,8 +74,7 @@ def _read_kind(directory: str, sub: str) -> Tuple[DiskObject, ...]:
 
 def _read_file(path: str, name: str) -> DiskObject:
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = read_regular(path, follow=True)  # a FIFO is refused, not waited on
     except OSError as exc:
         return DiskObject(name, unreadable=f"{path} cannot be read: {exc.strerror or exc}")
     try:
@@ -140,7 +168,8 @@ def _xml_files(path: str) -> List[Tuple[str, Any]]:
     out = []
     for name in names:
         try:
-            out.append((name[:-len(".xml")], ElementTree.parse(os.path.join(path, name)).getroot()))
+            out.append((name[:-len(".xml")], ElementTree.fromstring(read_regular(os.path.join(path, name),
+                                                                                  follow=True))))
         except ElementTree.ParseError as exc:
             raise OSError(f"{os.path.join(path, name)} is not valid XML ({exc})") from None
     return out

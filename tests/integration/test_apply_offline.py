@@ -13,9 +13,12 @@ Paths probed before calfwd ever runs online (no `inet calfwd` table exists yet):
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from typing import Dict
+
+import pytest
 
 from lab import probe
 from lab.calfwd import Calfwd, minimal_config
@@ -120,3 +123,73 @@ def test_offline_apply_refuses_runtime_mode_and_a_directory_without_offline_with
         assert len(lines) == 1 and lines[0].startswith(expect), lines
         assert "Traceback" not in result.stderr
     assert files(lab) == {}
+
+
+# Runs as `unshare --mount --propagation private python3 -c BIND_THEN_EXEC SRC DST argv...`
+# inside the node's namespace: the bind mount lives only in that private mount namespace and
+# goes with the process.
+BIND_THEN_EXEC = (
+    "import os, subprocess, sys\n"
+    "subprocess.run(['mount', '-n', '--bind', sys.argv[1], sys.argv[2]], check=True)\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
+)
+
+
+@pytest.mark.parametrize("path", ["symlink", "bind-mount", "subdirectory-symlinks", "subdirectory-bind-mount"])
+def test_offline_apply_leaves_a_running_firewalld_s_files_alone_by_any_path(lab, path):
+    """The same files by another name: a link to firewalld's directory, a bind mount of it, or
+    an image tree whose zones/, policies/ and services/ lead into it."""
+    from lab.calfwd import PYTHON
+
+    lab.firewalld.start()
+    live = lab.firewalld.config_dir
+    for sub in ("zones", "policies", "services"):
+        (live / sub).mkdir(exist_ok=True)
+    before = files(lab)
+    calfwd = Calfwd(lab, minimal_config(lab))
+    other = lab.workdir / "image-firewalld"
+    bind = None
+    if path == "symlink":
+        other.symlink_to(live)
+    elif path == "bind-mount":
+        other.mkdir()
+        bind = (live, other)
+    else:
+        other.mkdir()
+        for sub in ("zones", "policies", "services"):
+            if path == "subdirectory-symlinks":
+                (other / sub).symlink_to(live / sub)
+            elif sub == "zones":
+                (other / sub).mkdir()
+                bind = (live / sub, other / sub)
+            else:
+                (other / sub).mkdir()
+    argv = (PYTHON, "-m", "calfwd", "--config", str(calfwd.config_path), "apply", "--offline",
+            "--firewalld-dir", str(other))
+    if bind:
+        argv = ("unshare", "--mount", "--propagation", "private", PYTHON, "-c", BIND_THEN_EXEC,
+                str(bind[0]), str(bind[1])) + argv
+    result = lab.node.run(*argv, env=calfwd.env, check=False, timeout=60)
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("calfwd: ")]
+    assert len(lines) == 1 and "firewalld is running" in lines[0] and "Traceback" not in result.stderr, lines
+    assert lines[0].startswith(f"calfwd: firewalld: nothing written to {other}"), lines
+    assert files(lab) == before
+    assert "calfwd" not in lab.firewalld.firewall_cmd("--permanent", "--get-zones").split()
+
+
+@pytest.mark.parametrize("where", ["firewalld.conf", "zones/planted.xml"])
+def test_offline_apply_refuses_a_fifo_at_once_and_writes_nothing(lab, where):
+    """A FIFO where firewalld keeps a file: calfwd would block opening it, and so would
+    firewall-offline-cmd (it reads every file there). Refused before anything runs."""
+    image = lab.workdir / "image-firewalld"
+    (image / "zones").mkdir(parents=True)
+    os.mkfifo(image / where)
+    calfwd = Calfwd(lab, minimal_config(lab))
+    result = calfwd.cli("apply", "--offline", "--firewalld-dir", str(image), timeout=20)  # hangs: TimeoutExpired
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("calfwd: ")]
+    assert lines == [f"calfwd: firewalld: nothing written to {image}: {image / where} is a FIFO, not a regular "
+                     "file (calfwd and firewall-offline-cmd would wait on it)"], lines
+    assert sorted(str(p.relative_to(image)) for p in image.rglob("*")) == ["zones", "zones/planted.xml"] \
+        if where.startswith("zones/") else ["firewalld.conf", "zones"]

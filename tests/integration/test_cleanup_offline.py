@@ -13,6 +13,8 @@ import os
 import signal
 from typing import Dict
 
+import pytest
+
 from lab import probe
 from lab.calfwd import Calfwd, minimal_config
 
@@ -158,3 +160,26 @@ def test_stopped_firewalld_loses_calfwds_service_from_the_default_zone(lab):
         assert not lab.connect(lab.peer, lab.addr.node_v4, BGP), "BGP open with calfwd uninstalled"
     finally:
         echo.kill()
+
+
+@pytest.mark.parametrize("planted", ["fifo", "symlink"])
+def test_cleanup_never_waits_on_or_follows_what_is_planted_at_the_metrics_path(lab, planted):
+    """Package removal runs cleanup as root: a FIFO at [metrics] textfile must not hang it, a
+    link there must not be followed (nor removed: calfwd never leaves one), and both are said."""
+    textdir = lab.workdir / "textfile"
+    textdir.mkdir()
+    prom = textdir / "calfwd.prom"
+    calfwd = Calfwd(lab, minimal_config(lab) + f'[metrics]\ntextfile = "{prom}"\n')
+    precious = lab.workdir / "precious.prom"
+    precious.write_text("# HELP calfwd_health looks like calfwd's, but is another file\n")
+    if planted == "fifo":
+        os.mkfifo(prom)
+    else:
+        prom.symlink_to(precious)
+    why = {"fifo": "a FIFO", "symlink": "a symbolic link"}[planted]
+    result = calfwd.cli("cleanup", timeout=20)  # a regression blocks in open(): TimeoutExpired
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert f"metrics: {prom} left alone: {why}, not the regular file calfwd writes" in result.stdout, \
+        result.stdout
+    assert "removed: metrics file" not in result.stdout and os.path.lexists(prom)
+    assert precious.read_text().startswith("# HELP calfwd_health looks like")

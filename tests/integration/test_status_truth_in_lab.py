@@ -146,3 +146,23 @@ def test_a_missing_flush_guard_where_firewalld_flushes_is_a_warning_for_npd(lab)
     calfwd.wait_for("reconciled", after=mark)
     time.sleep(0.5)
     assert "started without it" in status_file(calfwd)["flush_guard_problem"]
+
+
+def test_a_status_directory_others_can_write_is_refused_once_and_never_written(lab):
+    """Outside systemd (no RuntimeDirectory=) the run directory may be anyone's: the daemon
+    reports it once, writes nothing there, and reconciles on."""
+    lab.firewalld.start()
+    calfwd = Calfwd(lab, minimal_config(lab) + "[firewalld]\nflush_guard = false\n")
+    run = Path(calfwd.env["CALFWD_RUN_DIR"])
+    run.mkdir()
+    run.chmod(0o777)
+    calfwd.start()
+    calfwd.signal(signal.SIGHUP)  # a second reconcile: still one report
+    calfwd.wait_for("config-reloaded")
+    calfwd.wait_for("reconciled", count=2)
+    failed = calfwd.events("status-file-failed")
+    assert len(failed) == 1, failed
+    assert f"{run}: not used: anyone can write it (mode 0777)" in failed[0], failed[0]
+    assert sorted(os.listdir(run)) == []
+    assert calfwd.stop() == 0
+    assert sorted(os.listdir(run)) == [], "nor the stopped line at the end"

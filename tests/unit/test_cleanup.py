@@ -148,3 +148,27 @@ def test_objects_made_before_firewalld_was_disabled_in_the_config_still_go(tmp_p
 def test_disabled_and_no_bus_is_not_an_error():
     result = Cleanup(FakeNft(), None, FakeOffline(), "no system bus").run(DISABLED)
     assert result.clean and result.removed == ()
+
+
+def test_each_removal_is_said_as_it_is_done_not_at_the_end():
+    """Package removal may be killed halfway: what was already removed must be on record."""
+    log: List[str] = []
+
+    class Logged(FakeOffline):
+        def run(self, op) -> None:
+            log.append(f"run: {op.description}")
+            super().run(op)
+
+    fw = Running()
+    converge(fw, want())
+    fw.fail_on = RemoveZone
+    online = Cleanup(FakeNft(), fw, None, progress=lambda line: log.append(f"said: {line}")).run(CONFIG)
+    assert [line[len("said: "):] for line in log] == list(online.removed)
+    log.clear()
+    result = Cleanup(FakeNft(), Bus((STOPPED, "")), Logged(), progress=lambda line: log.append(f"said: {line}")).run(CONFIG)
+    where = "in /etc/firewalld, with firewall-offline-cmd"
+    assert log == ["run: delete policy 'calfwd-forward' (permanent)",
+                   f"said: delete policy 'calfwd-forward' (permanent) {where}",
+                   "run: delete zone 'calfwd' (permanent)",
+                   f"said: delete zone 'calfwd' (permanent) {where}"]
+    assert result.removed == tuple(line[len("said: "):] for line in log if line.startswith("said: "))

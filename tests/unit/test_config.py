@@ -422,3 +422,26 @@ def test_metrics_textfile_refusals_through_cli_exit_2_one_line_each(tmp_path):
         assert result.returncode == 2 and "Traceback" not in result.stderr, result
         lines = (result.stdout + result.stderr).strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"calfwd: {path}: metrics.textfile: ") and why in lines[0], lines
+
+
+def test_check_warns_when_others_can_write_the_metrics_directory(tmp_path):
+    """A warning, not a refusal: calfwd's writes and cleanup never follow what others plant
+    there, but they could replace or fake its metrics."""
+    textdir = tmp_path / "textfile"
+    textdir.mkdir()
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + f'[metrics]\ntextfile = "{textdir}/calfwd.prom"\n')
+    for change, why in ((lambda: textdir.chmod(0o755), None),
+                        (lambda: textdir.chmod(0o1777), None),
+                        (lambda: textdir.chmod(0o777), "anyone can write it (mode 0777)"),
+                        (lambda: (textdir.chmod(0o775), os.chown(textdir, 0, 65534)), "group 65534 can write it"),
+                        (lambda: (textdir.chmod(0o755), os.chown(textdir, 65534, 0)), "owned by uid 65534")):
+        change()
+        result = run_check(str(path))
+        assert result.returncode == 0 and "OK" in result.stdout, result
+        warned = [line for line in result.stderr.splitlines() if "metrics.textfile" in line]
+        if why is None:
+            assert warned == [], warned
+        else:
+            assert len(warned) == 1 and warned[0].startswith(f"calfwd: warning: {path}: metrics.textfile: "), warned
+            assert f"its directory {textdir}" in warned[0] and why in warned[0], warned

@@ -253,3 +253,77 @@ def test_the_tail_starts_at_a_whole_character():
     tail = OutputTail(size=7)
     tail.add("é".encode() * 10)  # two bytes each: the cut falls inside one
     assert tail.text() == "é" * 3 and tail.total == 20 and tail.dropped == 13
+
+
+# -- signals reach only its own processes: a reaped leader's pid may name another process ------
+
+def _record_group_signals(monkeypatch):
+    """Every killpg calfwd sends, with whether the group's leader still held its pid then
+    (alive, or a zombie nobody reaped yet), and every waitpid, in call order."""
+    import calfwd.flushcommand as flushcommand
+
+    calls = []
+    real_killpg, real_waitpid = os.killpg, os.waitpid
+
+    def killpg(pgid, sig):
+        calls.append(("killpg", pgid, sig, os.path.exists(f"/proc/{pgid}")))
+        return real_killpg(pgid, sig)
+
+    def waitpid(pid, options):
+        calls.append(("waitpid", pid, options, None))
+        return real_waitpid(pid, options)
+
+    monkeypatch.setattr(flushcommand.os, "killpg", killpg)
+    monkeypatch.setattr(flushcommand.os, "waitpid", waitpid)
+    return calls
+
+
+def _no_pidfd(monkeypatch):
+    """A kernel before 5.3: pidfd_open fails with ENOSYS."""
+    import errno
+
+    import calfwd.flushcommand as flushcommand
+
+    def pidfd_open(_pid, _flags=0):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(flushcommand.os, "pidfd_open", pidfd_open, raising=False)
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+@pytest.mark.parametrize("body", ["echo done\n", "sleep 1000 &\necho done\n"], ids=["alone", "left-a-child"])
+def test_the_group_is_signalled_before_its_leader_is_reaped(monkeypatch, root_dir, body, pidfd):
+    """Once the leader is reaped and its group empty, its pid is free: killpg(pid) could then
+    hit a new process that made itself a group leader under that reused number."""
+    if not pidfd:
+        _no_pidfd(monkeypatch)
+    calls = _record_group_signals(monkeypatch)
+    reporter, clock = Reporter(), Clock()
+    runner = CommandRunner(GLib, reporter, clock)
+    runner.maybe_run((script(root_dir, body),), 1, 30)
+    run_until(lambda: reporter.events)
+    pid = reporter.events[0][2]["pid"]
+    kills = [c for c in calls if c[0] == "killpg"]
+    assert kills and all(c[1] == pid for c in kills)
+    assert all(held for _kind, _pid, _sig, held in kills), f"a killpg after the leader was reaped: {calls}"
+    reaped = [i for i, c in enumerate(calls) if c[0] == "waitpid" and c[1] == pid]
+    assert reaped and max(i for i, c in enumerate(calls) if c[0] == "killpg") < reaped[0], calls
+    assert reporter.events[0][0] == "flush-command" and _group(pid) == []
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+def test_at_the_timeout_the_group_is_signalled_before_its_leader_is_reaped(monkeypatch, root_dir, pidfd):
+    if not pidfd:
+        _no_pidfd(monkeypatch)
+    calls = _record_group_signals(monkeypatch)
+    reporter, clock = Reporter(), Clock()
+    runner = CommandRunner(GLib, reporter, clock)
+    runner.maybe_run((script(root_dir, "sleep 1000 &\nexec sleep 1000\n"),), 1, 0.3)
+    run_until(lambda: reporter.events)
+    kind, message, fields = reporter.events[0]
+    assert kind == "flush-command-failed" and "timeout" in message
+    kills = [c for c in calls if c[0] == "killpg"]
+    assert [c[2] for c in kills][:1] == [15] and all(held for *_rest, held in kills), calls
+    reaped = [i for i, c in enumerate(calls) if c[0] == "waitpid" and c[1] == fields["pid"]]
+    assert reaped and max(i for i, c in enumerate(calls) if c[0] == "killpg") < reaped[0], calls
+    assert _group(fields["pid"]) == []

@@ -286,3 +286,60 @@ def test_the_verdict_is_a_state_set_and_flushed_owners_are_gauges():
         assert line in text.splitlines(), line
     tally.verdict("ok", [])
     assert 'calfwd_health{state="ok"} 1' in render(tally.snapshot()).splitlines()
+
+
+# -- cleanup removes only the file calfwd wrote: never follows, never waits on what is there ----
+
+class Blocked(BaseException):
+    """Raised by the alarm: not an OSError, so nothing in calfwd swallows it."""
+
+
+@pytest.fixture
+def no_hang():
+    """A regression that blocks (on a FIFO's open) fails after 5 s instead of hanging."""
+    import signal
+
+    def expired(*_args):
+        raise Blocked("blocked")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def calfwds(path) -> str:
+    textfile.write_atomic(str(path), render(SNAPSHOT))
+    return path.read_text()
+
+
+def test_cleanup_removes_the_metrics_file_calfwd_wrote(tmp_path, no_hang):
+    from calfwd.metricsfile import remove_written
+
+    path = tmp_path / "calfwd.prom"
+    calfwds(path)
+    assert remove_written(str(path)) == ("removed", "")
+    assert not path.exists()
+    assert remove_written(str(path)) == ("", ""), "nothing there: nothing to say"
+
+
+def test_cleanup_leaves_a_fifo_a_link_a_device_and_anothers_file_alone_and_says_so(tmp_path, no_hang):
+    from calfwd.metricsfile import remove_written
+
+    ours = tmp_path / "ours.prom"
+    text = calfwds(ours)
+    fifo, link, device, foreign, anothers = (tmp_path / f"{n}.prom" for n in
+                                             ("fifo", "link", "device", "foreign", "anothers"))
+    os.mkfifo(fifo)
+    link.symlink_to(ours)
+    os.mknod(device, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
+    foreign.write_text("# HELP node_something else's\n")
+    anothers.write_text(text)
+    os.chown(anothers, 65534, 65534)
+    for path, why in ((fifo, "a FIFO"), (link, "a symbolic link"), (device, "a character device"),
+                      (foreign, "does not start like calfwd's metrics"), (anothers, "owned by uid 65534")):
+        removed, left = remove_written(str(path))
+        assert removed == "" and why in left and str(path) in left and "\n" not in left, (path, left)
+        assert os.path.lexists(path)
+    assert ours.read_text() == text, "the link's target untouched"

@@ -4,7 +4,11 @@ files into settings. The tool itself runs in the lab (tests/integration/test_app
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any, Dict
+
+import pytest
 
 from calfwd.apply_offline import apply_offline, offline_facts
 from calfwd.config import parse
@@ -175,3 +179,85 @@ def test_without_the_tool_nothing_is_written_and_that_is_said():
     result = apply_offline(parse(BASE, "calfwd.toml"), tool, {})
     assert result.remains == ("firewalld: nothing written to /img/etc/firewalld: firewall-offline-cmd is not "
                               "installed (it comes with firewalld)",) and tool.ran == []
+
+
+# -- what calfwd would open, or let firewall-offline-cmd open, must be a regular file -------------
+
+class Blocked(BaseException):
+    """Raised by the alarm: not an OSError, so nothing in calfwd swallows it."""
+
+
+@pytest.fixture
+def no_hang():
+    """A regression that blocks (on a FIFO's open) fails after 5 s instead of hanging."""
+    def expired(*_args):
+        raise Blocked("blocked")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("where", ["firewalld.conf", "zones/planted.xml", "policies/planted.xml",
+                                   "services/planted.xml", "ipsets/planted.xml", "direct.xml"])
+def test_a_fifo_where_firewalld_keeps_a_file_is_refused_at_once(tmp_path, no_hang, where):
+    from calfwd.doctor.reads import read_firewalld_conf
+    from calfwd.drivers.firewalld_offline import nonregular_files
+
+    (tmp_path / "zones").mkdir()
+    (tmp_path / "zones" / "public.xml").write_text('<?xml version="1.0"?><zone><short>Public</short></zone>')
+    (tmp_path / "firewalld.conf").write_text("DefaultZone=public\n")
+    assert nonregular_files(str(tmp_path)) == []
+    path = tmp_path / where
+    path.parent.mkdir(exist_ok=True)
+    if path.exists():
+        path.unlink()
+    os.mkfifo(path)
+    [line] = nonregular_files(str(tmp_path))
+    assert line == f"{path} is a FIFO, not a regular file (calfwd and firewall-offline-cmd would wait on it)"
+    if where == "firewalld.conf":
+        with pytest.raises(OSError, match="a FIFO, not a regular file"):
+            read_firewalld_conf(str(tmp_path))
+    if where.startswith(("zones/", "policies/", "services/")):
+        with pytest.raises(OSError, match="a FIFO, not a regular file"):
+            OfflineFirewalld(str(tmp_path), shipped=str(tmp_path / "none")).read_config()
+        kind = where.split("/")[0]
+        [obj] = [o for o in getattr(OfflineFirewalld(str(tmp_path)).read(), kind) if o.name == "planted"]
+        assert "not a regular file" in obj.unreadable
+
+
+def test_a_link_to_a_fifo_is_refused_and_a_link_to_a_file_is_read(tmp_path, no_hang):
+    from calfwd.doctor.reads import read_firewalld_conf
+    from calfwd.drivers.firewalld_offline import nonregular_files
+
+    real = tmp_path / "real.conf"
+    real.write_text("DefaultZone=internal\n")
+    (tmp_path / "firewalld.conf").symlink_to(real)
+    assert nonregular_files(str(tmp_path)) == [] and read_firewalld_conf(str(tmp_path)) == {"DefaultZone": "internal"}
+    real.unlink()
+    os.mkfifo(real)
+    assert nonregular_files(str(tmp_path)) == [
+        f"{tmp_path / 'firewalld.conf'} is a FIFO, not a regular file (calfwd and firewall-offline-cmd would wait on it)"]
+
+
+def test_a_directory_sharing_the_running_firewalld_s_files_is_found_by_identity_not_by_name(tmp_path):
+    from calfwd.apply_offline import shared_with
+
+    live = tmp_path / "etc-firewalld"
+    for sub in ("zones", "policies", "services"):
+        (live / sub).mkdir(parents=True)
+    image = tmp_path / "image"
+    image.mkdir()
+    assert shared_with(str(image), str(live)) == ""
+    assert shared_with(str(live), str(live)) == f"{live} is {live}"
+    (tmp_path / "link").symlink_to(live)
+    assert shared_with(str(tmp_path / "link"), str(live)) == f"{tmp_path / 'link'} is {live}"
+    for sub, into in (("zones", "zones"), ("policies", "zones"), ("services", ".")):
+        (image / sub).symlink_to(live / into)
+        assert shared_with(str(image), str(live)) == f"{image / sub} is {os.path.normpath(live / into)}", sub
+        (image / sub).unlink()
+    (image / "zones").mkdir()
+    assert shared_with(str(image), str(live)) == "", "a directory of its own"
+    assert shared_with(str(image), str(tmp_path / "missing")) == ""

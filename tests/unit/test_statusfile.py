@@ -85,3 +85,83 @@ def test_npd_check_prints_the_line_verbatim_and_refuses_a_bad_age_limit(tmp_path
     bad = npd(tmp_path, "ok calfwd: in sync\n", CALFWD_HEALTH_MAX_AGE="5m")
     assert bad.returncode == 2 and bad.stdout.count("\n") == 1
     assert json.loads(json.dumps(out.stdout))  # one line of text, nothing else
+
+
+# -- a directory others can write, or a link planted there, is never written through ----------
+
+def _files(path):
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_a_directory_others_can_write_is_refused_with_one_line_and_nothing_written(tmp_path):
+    """Outside systemd (no RuntimeDirectory=), CALFWD_RUN_DIR or /run/calfwd may be anyone's."""
+    run = tmp_path / "run"
+    for change, why in ((lambda: run.chmod(0o777), "anyone can write it (mode 0777)"),
+                        (lambda: run.chmod(0o1777), "anyone can write it (mode 1777)"),
+                        (lambda: os.chown(run, 65534, 0), "owned by uid 65534"),
+                        (lambda: (os.chown(run, 0, 65534), run.chmod(0o775)), "group 65534 can write it")):
+        run.mkdir()
+        change()
+        for write in (lambda: statusfile.publish(doc(), "ok x", str(run)),
+                      lambda: statusfile.publish_health("stopped x", str(run))):
+            try:
+                write()
+            except OSError as exc:  # what the daemon's status-file-failed path catches
+                assert isinstance(exc, statusfile.UnsafeDirectory), exc
+                message = str(exc)
+            else:
+                raise AssertionError(f"wrote into {run} ({why})")
+            assert why in message and "\n" not in message, message
+            assert _files(run) == []
+        run.rmdir()
+
+
+def test_a_root_owned_private_directory_is_used(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    statusfile.publish(doc(), "ok x", str(run))
+    assert _files(run) == ["health", "status.json"]
+
+
+def test_a_symlink_planted_for_the_directory_or_its_files_is_never_followed(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "run").symlink_to(elsewhere)
+    try:
+        statusfile.publish(doc(), "ok x", str(tmp_path / "run"))
+    except statusfile.UnsafeDirectory as exc:
+        assert "symbolic link" in str(exc)
+    else:
+        raise AssertionError("wrote through a symlinked directory")
+    assert _files(elsewhere) == []
+    assert statusfile.read_previous(str(tmp_path / "run")) is None
+
+    run = tmp_path / "real"
+    run.mkdir()
+    precious = tmp_path / "precious"
+    precious.write_text(json.dumps(doc()))
+    for name in ("status.json", "health"):
+        (run / name).symlink_to(precious)
+    assert statusfile.read_previous(str(run)) is None, "a link is not read as the daemon's file"
+    statusfile.publish(doc(state="blocked"), "blocked x", str(run))
+    assert json.loads(precious.read_text())["state"] == "ok", "the link's target is untouched"
+    assert not (run / "status.json").is_symlink() and statusfile.read_previous(str(run))["state"] == "blocked"
+
+
+def test_a_fifo_in_place_of_status_json_is_not_waited_on(tmp_path):
+    import signal
+
+    class Blocked(BaseException):  # not an OSError: nothing in calfwd may swallow it
+        pass
+
+    def expired(*_args):
+        raise Blocked("read_previous blocked on a FIFO")
+
+    os.mkfifo(tmp_path / "status.json")
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    try:
+        assert statusfile.read_previous(str(tmp_path)) is None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
