@@ -42,7 +42,7 @@ from calfwd.drivers import dropin, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
 from calfwd.metricsfile import MetricsFile
-from calfwd.reconcile import Outcome, Reconciler
+from calfwd.reconcile import Outcome, Reconciler, firewalld_budget
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
 FIREWALLD_PATH = "/org/fedoraproject/FirewallD1"
@@ -59,6 +59,9 @@ GUARD_TRIGGERS = frozenset({"start", "config-reloaded", "firewalld-started"})
 SIGNIFICANCE = ("config-reloaded", "start", "firewalld-started", "firewalld-reloaded",
                 "felix-pools-changed", "resync")
 METRICS_HOLDOFF = 0.25  # seconds: the metrics file is written at most about 4 times a second
+# seconds: the most one reconcile (the flush guard's check included) waits on firewalld in
+# all, however many calls it makes: a hung firewalld holds the loop this long, once.
+FIREWALLD_BUDGET = 5.0
 
 
 def label(triggers: FrozenSet[str]) -> str:
@@ -321,15 +324,17 @@ class Daemon:
             self._deferred |= triggers
             return
         trigger = label(triggers)
-        outcome = self.reconciler.reconcile(self.config, trigger,
-                                            reload_later=lambda done: self._reload_done(done, triggers))
-        if outcome.pending_reload:
-            self._reloading = True
-            # A flush report may come before the reload is over: it names the version.
-            self.kernel.firewalld_version = outcome.facts.firewalld_version or self.kernel.firewalld_version
-            self.notify(f"STATUS=applying: firewalld reloading (after {trigger})")
-            return
-        self._report(outcome, triggers)
+        wait = FIREWALLD_BUDGET if self.reconciler.firewalld is not None else None
+        with firewalld_budget(wait):  # the reconcile and what _report asks firewalld, together
+            outcome = self.reconciler.reconcile(self.config, trigger, budget=wait,
+                                                reload_later=lambda done: self._reload_done(done, triggers))
+            if outcome.pending_reload:
+                self._reloading = True
+                # A flush report may come before the reload is over: it names the version.
+                self.kernel.firewalld_version = outcome.facts.firewalld_version or self.kernel.firewalld_version
+                self.notify(f"STATUS=applying: firewalld reloading (after {trigger})")
+                return
+            self._report(outcome, triggers)
 
     def _reload_done(self, outcome: Outcome, triggers: FrozenSet[str]) -> None:
         self._reloading = False

@@ -137,7 +137,7 @@ class Reconciler:
         self.reload = False
         self.reloads = []
 
-    def reconcile(self, config, trigger, reload_later=None):
+    def reconcile(self, config, trigger, reload_later=None, budget=None):
         self.labels.append(trigger)
         outcome = Outcome(trigger, (), (), True, 0.0, 0.0)
         if self.reload:
