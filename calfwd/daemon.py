@@ -4,7 +4,8 @@ Triggers: start, firewalld's Reloaded (only from the current owner of its bus na
 client can emit a fake one), a new owner of that name once its state is RUNNING (firewalld
 claims the name before it has applied its rules), a periodic resync (no signal is sent when a
 reload fails), SIGHUP. Bursts coalesce: the first trigger runs at once, later ones within
-HOLDOFF collapse into one more run.
+HOLDOFF collapse into one more run, which sees every trigger it stands for (the flush guard is
+judged again after a firewalld-started even when a resync came first).
 
 Kernel events (`nft --json monitor`, drivers/nftmonitor.py, filtered by kernel_events.py):
 a change to calfwd's own table that calfwd did not make is repaired at once (nftables layer
@@ -34,7 +35,7 @@ import os
 import signal
 import time
 from dataclasses import replace
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, FrozenSet, List, Optional, Set, Tuple
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
 from calfwd import guard, health, pools
@@ -42,7 +43,7 @@ from calfwd.drivers import dropin, hostnet, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
 from calfwd.metricsfile import MetricsFile
-from calfwd.reconcile import PATHS, Outcome, Reconciler
+from calfwd.reconcile import PATHS, Outcome, Reconciler, firewalld_budget
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
 FIREWALLD_PATH = "/org/fedoraproject/FirewallD1"
@@ -53,7 +54,21 @@ EXIT_BUS_LOST = 1
 HEARTBEAT = 60  # seconds: the status files are rewritten at least this often
 GUARD_EVERY = 300.0  # seconds between judgements of flush_guard = "auto" (and on these triggers)
 GUARD_TRIGGERS = frozenset({"start", "config-reloaded", "firewalld-started"})
+# A run that stands for several triggers is labelled (log line, STATUS=, metrics) with the
+# first of them in this order. start and config-reloaded lead: reconcile.ORPHAN_TRIGGERS is
+# keyed on the label. Unknown names rank just above resync.
+SIGNIFICANCE = ("config-reloaded", "start", "firewalld-started", "firewalld-reloaded",
+                "felix-pools-changed", "resync")
 METRICS_HOLDOFF = 0.25  # seconds: the metrics file is written at most about 4 times a second
+# seconds: the most one reconcile (the flush guard's check included) waits on firewalld in
+# all, however many calls it makes: a hung firewalld holds the loop this long, once.
+FIREWALLD_BUDGET = 5.0
+
+
+def label(triggers: FrozenSet[str]) -> str:
+    """The name one run goes by: its most significant trigger (SIGNIFICANCE)."""
+    unknown = SIGNIFICANCE.index("resync") - 0.5
+    return min(triggers, key=lambda t: (SIGNIFICANCE.index(t) if t in SIGNIFICANCE else unknown, t))
 # firewalld's runtime changes that can shut or reopen a Calico path (blockers.py): the verdict
 # is judged again on the signal, not at the next resync. Reloaded has its own handler.
 RUNTIME_SIGNALS = frozenset({
@@ -65,33 +80,37 @@ FORWARDING_POLL = 1.0  # seconds: the kernel sends no event when a sysctl change
 
 
 class Coalescer:
-    """Runs `action` once now and at most once per `holdoff` while requests keep coming."""
+    """Runs `action` once now and at most once per `holdoff` while requests keep coming.
 
-    def __init__(self, action: Callable[[str], None], holdoff: float, glib: Any,
+    A run gets every trigger requested since the one before, not only the first: whatever is
+    decided on a trigger's name (the guard's judgement on firewalld-started, READY=1 after
+    config-reloaded) must not be lost because another trigger came in the same window."""
+
+    def __init__(self, action: Callable[[FrozenSet[str]], None], holdoff: float, glib: Any,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._action = action
         self._holdoff = holdoff
         self._glib = glib
         self._clock = clock
-        self._pending: Optional[str] = None
+        self._pending: Set[str] = set()
         self._timer: Optional[int] = None
         self._last = float("-inf")
         self.runs = 0
 
-    def request(self, trigger: str) -> None:
-        self._pending = self._pending or trigger
-        if self._timer is not None:
+    def request(self, *triggers: str) -> None:
+        self._pending.update(triggers)
+        if self._timer is not None or not self._pending:
             return
         wait = max(0.0, self._last + self._holdoff - self._clock())
         self._timer = self._glib.timeout_add(int(wait * 1000), self._fire)
 
     def _fire(self) -> bool:
         self._timer = None
-        trigger, self._pending = self._pending, None
-        if trigger is not None:
+        triggers, self._pending = frozenset(self._pending), set()
+        if triggers:
             self._last = self._clock()
             self.runs += 1
-            self._action(trigger)
+            self._action(triggers)
         return False  # one-shot GLib source
 
 
@@ -115,7 +134,7 @@ class Daemon:
         self._state_wait: Optional[int] = None
         self._state_asked: Optional[str] = None
         self._reloading = False  # calfwd's own firewalld reload is in flight
-        self._deferred: Optional[str] = None  # a trigger that came meanwhile
+        self._deferred: Set[str] = set()  # the triggers that came meanwhile
         self._hup_ready = False
         self._conflicts: frozenset = frozenset()
         self._failed_owner: Optional[str] = None
@@ -171,7 +190,7 @@ class Daemon:
         if previous is not None:
             self.kernel.flushes.carry(health.daemon_outages(previous))
         self.kernel.observe()  # before the first reconcile, whose reload may flush them
-        self._reconcile("start")
+        self._reconcile(frozenset({"start"}))
 
     def _arm_watchdog(self) -> None:
         """Ping from the main loop itself, so a stuck loop stops pinging and systemd restarts it."""
@@ -229,13 +248,15 @@ class Daemon:
         self._forwarding = now
         return True
 
-    def _judge_paths(self, why: str) -> None:
+    def _judge_paths(self, triggers: FrozenSet[str]) -> None:
         """A firewalld runtime change or a sysctl: judge the paths again (read only, no apply)
         and publish the verdict now. A reconcile under way judges them itself."""
         if self.last is None or self._reloading:
             return
+        why = ", ".join(sorted(triggers))
         try:
-            layer = self.reconciler.judge_paths(self.config)
+            with firewalld_budget(FIREWALLD_BUDGET if self.reconciler.firewalld is not None else None):
+                layer = self.reconciler.judge_paths(self.config)
         except Exception as exc:  # firewalld gone meanwhile: its own events follow
             self.reporter.emit("reconcile-failed", f"judging Calico's paths after {why} failed: "
                                f"{type(exc).__name__}: {exc}", trigger=why)
@@ -315,7 +336,7 @@ class Daemon:
         self.reporter.emit("config-reloaded", f"configuration reloaded from {self.config_path}")
         self.kernel.configure(config.kernel_events)
         self._arm_resync()
-        self._reconcile("config-reloaded")  # `systemctl reload` returns once this is applied
+        self._reconcile(frozenset({"config-reloaded"}))  # `systemctl reload` returns once this is applied
         if self._reloading:
             self._hup_ready = True  # READY=1 from the report of the config-reloaded run (_report)
         else:
@@ -343,32 +364,37 @@ class Daemon:
 
     # -- the work ------------------------------------------------------------------------
 
-    def _reconcile(self, trigger: str) -> None:
+    def _reconcile(self, triggers: FrozenSet[str]) -> None:
         if self._reloading:
             # firewalld is busy with calfwd's reload and would not answer before it is over:
-            # run once more when it is (its Reloaded lands here too). A new config wins the
-            # label: `systemctl reload` waits for that run's READY=1.
-            self._deferred = trigger if trigger == "config-reloaded" else self._deferred or trigger
+            # run once more when it is (its Reloaded lands here too), for all of them (a new
+            # config's run sends the READY=1 `systemctl reload` waits for).
+            self._deferred |= triggers
             return
-        outcome = self.reconciler.reconcile(self.config, trigger, reload_later=self._reload_done)
-        if outcome.pending_reload:
-            self._reloading = True
-            # A flush report may come before the reload is over: it names the version.
-            self.kernel.firewalld_version = outcome.facts.firewalld_version or self.kernel.firewalld_version
-            self.notify(f"STATUS=applying: firewalld reloading (after {trigger})")
-            return
-        self._report(outcome)
+        trigger = label(triggers)
+        wait = FIREWALLD_BUDGET if self.reconciler.firewalld is not None else None
+        with firewalld_budget(wait):  # the reconcile and what _report asks firewalld, together
+            outcome = self.reconciler.reconcile(self.config, trigger, budget=wait,
+                                                reload_later=lambda done: self._reload_done(done, triggers))
+            if outcome.pending_reload:
+                self._reloading = True
+                # A flush report may come before the reload is over: it names the version.
+                self.kernel.firewalld_version = outcome.facts.firewalld_version or self.kernel.firewalld_version
+                self.notify(f"STATUS=applying: firewalld reloading (after {trigger})")
+                return
+            self._report(outcome, triggers)
 
-    def _reload_done(self, outcome: Outcome) -> None:
+    def _reload_done(self, outcome: Outcome, triggers: FrozenSet[str]) -> None:
         self._reloading = False
-        deferred, self._deferred = self._deferred, None
+        deferred, self._deferred = self._deferred, set()
         try:
-            self._report(outcome)
+            self._report(outcome, triggers)
         finally:
             if deferred:
-                self.coalescer.request(deferred)
+                self.coalescer.request(*deferred)
 
-    def _report(self, outcome: Outcome) -> None:
+    def _report(self, outcome: Outcome, triggers: FrozenSet[str]) -> None:
+        """triggers: every one this run stands for; outcome.trigger is their label."""
         trigger = outcome.trigger
         self.last = outcome
         self.metrics.reconciled(outcome)
@@ -390,10 +416,10 @@ class Daemon:
                                verified=outcome.verified, **common)
         self._check_pools(outcome)
         self._check_failed(outcome)
-        self.kernel.reconciled(trigger, outcome.facts.firewalld_version)
-        self._check_guard(trigger)
+        self.kernel.reconciled(triggers, outcome.facts.firewalld_version)
+        self._check_guard(triggers)
         self._publish(outcome)
-        hup_done = self._hup_ready and trigger == "config-reloaded"
+        hup_done = self._hup_ready and "config-reloaded" in triggers
         if not self.ready or hup_done:
             self.ready = True
             self._hup_ready = self._hup_ready and not hup_done
@@ -424,7 +450,7 @@ class Daemon:
                                "did not load; calfwd keeps its nftables table and retries at every "
                                "resync", firewalld_state="FAILED")
 
-    def _check_guard(self, trigger: str) -> None:
+    def _check_guard(self, triggers: FrozenSet[str]) -> None:
         """The flush guard: say once when it is wanted and missing, stale or not in effect.
 
         true: the drop-in file alone, at every reconcile. "auto": doctor's judgement (which
@@ -435,7 +461,7 @@ class Daemon:
             problem = guard.daemon_problem(setting, dropin.read_dropin, dropin.resolve_guard_paths)
         elif setting == "auto" and self.config.firewalld.enabled and self.owner:
             now = time.monotonic()
-            if trigger not in GUARD_TRIGGERS and now - self._guard_checked < GUARD_EVERY:
+            if not triggers & GUARD_TRIGGERS and now - self._guard_checked < GUARD_EVERY:
                 return
             self._guard_checked = now
             problem = guard_auto_problem(self.config_path)

@@ -18,7 +18,7 @@ daemon still decides when to reconcile.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from calfwd import kernel_events
 from calfwd.config import Config
@@ -89,9 +89,10 @@ class KernelWatch:
             self.observe(late=True)
         self.arm_flush_timer()
 
-    def reconciled(self, trigger: str, firewalld_version: str) -> None:
+    def reconciled(self, triggers: AbstractSet[str], firewalld_version: str) -> None:
+        """triggers: every one the run stood for (a resync coalesced with others still counts)."""
         self.firewalld_version = firewalld_version or self.firewalld_version
-        if trigger == "resync":
+        if "resync" in triggers:
             self._repairs_paused, self._repair_times = False, []
             self._own_table_missing = False  # that reconcile put it back (or says why not)
         elif self._repairs_paused:

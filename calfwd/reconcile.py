@@ -10,7 +10,8 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from calfwd import blockers
 from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
@@ -271,13 +272,22 @@ class Reconciler:
     # -- changing ----------------------------------------------------------------------
 
     def reconcile(self, config: Config, trigger: str = "manual",
-                  reload_later: Optional[Callable[[Outcome], None]] = None) -> Outcome:
+                  reload_later: Optional[Callable[[Outcome], None]] = None,
+                  budget: Optional[float] = None) -> Outcome:
         """Apply both layers; an error in one never stops the other.
 
         reload_later (the daemon): a plan that ends in a firewalld reload sends it without
         waiting; the returned Outcome has pending_reload set, and reload_later(final outcome)
         runs on the caller's main loop when firewalld has answered (verified then).
+        budget: the most, in seconds, that all the blocking firewalld calls of this run wait
+        together (drivers/firewalld.budget); the verification after the reload, and
+        reload_later, get one of their own.
         """
+        with firewalld_budget(budget):
+            return self._reconcile(config, trigger, reload_later, budget)
+
+    def _reconcile(self, config: Config, trigger: str, reload_later: Optional[Callable[[Outcome], None]],
+                   budget: Optional[float]) -> Outcome:
         start = self._clock()
         errors: List[str] = []
         layers: List[LayerPlan] = []
@@ -321,7 +331,7 @@ class Reconciler:
             outcome = Outcome(trigger, tuple(layers), tuple(errors), False, self._clock() - start,
                               nft_duration, facts, pending_reload=True, pools=used)
             try:
-                self._reload_then_verify(config, outcome, start, reload_later)  # type: ignore[arg-type]
+                self._reload_then_verify(config, outcome, start, reload_later, budget)  # type: ignore[arg-type]
                 return outcome
             except Exception as exc:  # not even sent (the bus is gone): the outcome is final now
                 errors.append(f"firewalld: {exc}")
@@ -337,13 +347,14 @@ class Reconciler:
                        nft_duration, facts, pools=used)
 
     def _reload_then_verify(self, config: Config, outcome: Outcome, start: float,
-                            done: Callable[[Outcome], None]) -> None:
+                            done: Callable[[Outcome], None], budget: Optional[float]) -> None:
         def reloaded(error: Optional[Exception]) -> None:
-            errors = outcome.errors + ((f"firewalld: {error}",) if error is not None else ())
-            blocked = any(layer.blocking for layer in outcome.layers if layer.layer != PATHS)
-            verified, found = (False, {}) if errors or blocked else self._verify(config)
-            done(replace(outcome, layers=_with_blocking(outcome.layers, found), errors=errors,
-                         verified=verified, duration=self._clock() - start, pending_reload=False))
+            with firewalld_budget(budget):  # a later turn of the caller's loop: a wait of its own
+                errors = outcome.errors + ((f"firewalld: {error}",) if error is not None else ())
+                blocked = any(layer.blocking for layer in outcome.layers if layer.layer != PATHS)
+                verified, found = (False, {}) if errors or blocked else self._verify(config)
+                done(replace(outcome, layers=_with_blocking(outcome.layers, found), errors=errors,
+                             verified=verified, duration=self._clock() - start, pending_reload=False))
         # Raises when the call cannot even be sent: the caller then has the final outcome.
         self.firewalld.reload_async(reloaded)  # type: ignore[union-attr]
 
@@ -408,6 +419,14 @@ class Reconciler:
 def _read_forwarding() -> Dict[str, str]:
     from calfwd.drivers.hostnet import read_forwarding
     return read_forwarding()
+
+
+def firewalld_budget(seconds: Optional[float]) -> ContextManager[None]:
+    """drivers/firewalld.budget, or nothing when seconds is None (no dbus import then)."""
+    if seconds is None:
+        return nullcontext()
+    from calfwd.drivers.firewalld import budget  # dbus: only where firewalld is used
+    return budget(seconds)
 
 
 def _read_addresses() -> HostNetwork:

@@ -7,7 +7,9 @@ org.fedoraproject.FirewallD1, with an explicit timeout, instead of through proxy
 the bus routes each message to whoever owns the name *now*, so after a firewalld restart
 nothing points at the dead owner (a dbus-python proxy binds to the unique name it resolved
 at creation), there is no introspection round trip, and a hung firewalld costs at most
-`timeout` seconds per call instead of dbus-python's default 25.
+`timeout` seconds per call instead of dbus-python's default 25. Inside `budget(seconds)` (the
+daemon's reconciles) every blocking call shares one deadline: a hung firewalld costs the
+whole reconcile at most that long, however many calls it makes.
 
 Config objects (/org/fedoraproject/FirewallD1/config/zone/N) are renumbered by every reload,
 so each operation looks its object up by name right before using it.
@@ -16,7 +18,10 @@ so each operation looks its object up by name right before using it.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+import time
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import dbus
 
@@ -101,6 +106,43 @@ class FirewalldError(Exception):
                          + (f" ({dbus_name})" if dbus_name and not match else ""))
 
 
+class Deadline:
+    """When the current budget (budget()) runs out, on its own clock."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.at = clock() + seconds
+
+    def left(self) -> float:
+        return self.at - self.clock()
+
+
+_DEADLINE: ContextVar[Optional[Deadline]] = ContextVar("calfwd_firewalld_deadline", default=None)
+
+
+@contextmanager
+def budget(seconds: float, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
+    """Every blocking firewalld call inside waits, in all, at most `seconds`: each call's timeout
+    is what is left, and once it is spent the rest fail at once as "not answering". The daemon's
+    loop is blocked by a hung firewalld once per reconcile, not once per call. A budget inside
+    another never extends it."""
+    outer = _DEADLINE.get()
+    inner = Deadline(seconds, clock)
+    token = _DEADLINE.set(outer if outer is not None and outer.left() <= inner.left() else inner)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _spent(action: str, deadline: Deadline) -> "FirewalldError":
+    error = FirewalldError(action, message=f"no answer within the {deadline.seconds:g} s calfwd "
+                           "gives firewalld in one reconcile")
+    error.kind = SILENT
+    return _explained(error)
+
+
 class Firewalld:
     """firewalld on a dbus.Bus connection (the caller makes dbus.SystemBus())."""
 
@@ -114,9 +156,15 @@ class Firewalld:
 
     def _call(self, action: str, path: str, interface: str, method: str, signature: Optional[str] = None,
               *args: Any, timeout: Optional[float] = None, bus_name: str = BUS_NAME) -> Any:
+        wait = self.timeout if timeout is None else timeout
+        deadline = _DEADLINE.get()
+        if deadline is not None:
+            left = deadline.left()
+            if left <= 0:
+                raise _spent(action, deadline)
+            wait = min(wait, left)
         try:
-            reply = self.bus.call_blocking(bus_name, path, interface, method, signature, args,
-                                           timeout=self.timeout if timeout is None else timeout)
+            reply = self.bus.call_blocking(bus_name, path, interface, method, signature, args, timeout=wait)
         except dbus.exceptions.DBusException as exc:
             raise _explained(FirewalldError(action, exc.get_dbus_name() or "",
                                             exc.get_dbus_message() or "")) from None

@@ -78,3 +78,59 @@ def test_the_permanent_config_check_returns_firewallds_verdict_but_raises_when_i
     assert caught.value.kind == fwd.DENIED
     with pytest.raises(fwd.FirewalldError):
         fwd.Unreachable("org.freedesktop.DBus.Error.NoServer", "no socket").check_permanent_config()
+
+
+# -- one reconcile's budget ----------------------------------------------------------------
+
+
+class HungBus:
+    """firewalld owns its name and answers nothing: each call waits its whole timeout, on a
+    fake clock. The bus daemon itself answers at once."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.timeouts = []
+
+    def call_blocking(self, bus_name, path, interface, method, signature, args, timeout=None):
+        if method == "NameHasOwner":
+            return dbus.Boolean(True)
+        self.timeouts.append(timeout)
+        self.now += timeout
+        raise dbus.exceptions.DBusException("no reply", name="org.freedesktop.DBus.Error.NoReply")
+
+
+def test_a_budget_bounds_every_call_of_a_reconcile_in_all():
+    """Issue 19: with firewalld hung a SIGHUP blocked the daemon's loop 10.9 s (two 5 s calls
+    in a row) where the README promises 5 s."""
+    bus = HungBus()
+    firewalld = fwd.Firewalld(bus, timeout=5.0)
+    with fwd.budget(5.0, clock=lambda: bus.now):
+        bus.now += 1.5  # the nftables layer and the rest took 1.5 s of it
+        with pytest.raises(fwd.FirewalldError) as first:
+            firewalld.state()
+        assert bus.timeouts == [3.5] and bus.now == 5.0  # what was left, not 5 s
+        with pytest.raises(fwd.FirewalldError) as second:
+            firewalld.info()  # the flush guard's check, say, in the same reconcile
+        assert bus.timeouts == [3.5] and bus.now == 5.0, "spent: fails at once, without asking"
+    for caught in (first, second):
+        assert caught.value.kind == fwd.SILENT  # never "in sync", never "not running"
+        assert "does not answer" in str(caught.value)
+    assert "5 s" in str(second.value), second.value
+    # Outside any budget: each call its own timeout, as before.
+    with pytest.raises(fwd.FirewalldError):
+        firewalld.state()
+    assert bus.timeouts == [3.5, 5.0]
+
+
+def test_a_budget_never_lengthens_a_call_and_nested_budgets_keep_the_tighter():
+    bus = HungBus()
+    firewalld = fwd.Firewalld(bus, timeout=2.0)
+    with fwd.budget(5.0, clock=lambda: bus.now):
+        with pytest.raises(fwd.FirewalldError):
+            firewalld.state()
+        with fwd.budget(60.0, clock=lambda: bus.now):  # an inner one cannot extend it
+            with pytest.raises(fwd.FirewalldError):
+                firewalld.state()
+            with pytest.raises(fwd.FirewalldError):
+                firewalld.state()
+    assert bus.timeouts == [2.0, 2.0, 1.0]

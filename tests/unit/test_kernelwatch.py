@@ -111,7 +111,7 @@ def test_another_writer_fighting_calfwd_pauses_repairs_until_the_resync():
     assert reporter.kinds().count("table-repaired") == REPAIR_BURST + 1
     conflicts = [message for kind, message, _ in reporter.events if kind == "conflict"]
     assert len(conflicts) == 1 and "another calfwd" in conflicts[0]
-    kw.reconciled("resync", "1.3.3")  # the resync repaired it; event repair resumes
+    kw.reconciled({"resync"}, "1.3.3")  # the resync repaired it; event repair resumes
     host.drift = True
     kw._on_kernel_line(line("delete", "rule", "inet", "calfwd", "postrouting"))
     loop.run(0.2)
