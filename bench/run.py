@@ -10,6 +10,10 @@ Sections (bench/README.md explains the method and what each number means):
   storm    CPU cost of fake Reloaded signals from another bus client
   kernel   repair time of calfwd's table; CPU cost of following Felix's and kube-proxy's churn
            (bench/kernel.py)
+  chains   CPU and RSS per change in a watched base chain holding 10 vs 3,000 rules
+           (bench/chains.py)
+  pools    ip_pools = "auto": reading and merging Felix's sets of 10, 256, 4,000 members
+           (bench/pools_read.py)
 
 Writes bench/results/<date>.json (or --out) and prints the Markdown tables of the README.
 Runs as root; needs what the test lab needs (tests/install-deps.sh). Nothing leaves the lab's
@@ -41,6 +45,7 @@ for path in (REPO / "tests", REPO):
 from lab import Lab, unavailable  # noqa: E402
 from lab.calfwd import STORM  # noqa: E402
 
+import chains  # noqa: E402  (bench/chains.py, beside this file)
 import kernel  # noqa: E402  (bench/kernel.py, beside this file)
 
 PYTHON = "/usr/bin/python3"
@@ -50,11 +55,13 @@ INTERFACES = ("cali+", "tunl0", "vxlan.calico", "vxlan-v6.calico", "wireguard.ca
 FULL = dict(rate=100.0, reloads=20, restarts=3, reload_gap=1.5, restart_gap=3.0,
             latency_reloads=50, latency_restarts=20, latency_runtime_reloads=20,
             pools=(1, 100, 1000, 10000), source_pools=(1, 100, 1000), idle_seconds=60.0, storm=2000,
-            repairs=50, repairs_resync=2, churn_rate=50.0, churn_seconds=30.0)
+            repairs=50, repairs_resync=2, churn_rate=50.0, churn_seconds=30.0,
+            chain_rules=(10, 3000), chain_rate=5.0, chain_seconds=30.0, pool_members=(10, 256, 4000))
 QUICK = dict(rate=50.0, reloads=2, restarts=1, reload_gap=1.0, restart_gap=1.5,
              latency_reloads=3, latency_restarts=1, latency_runtime_reloads=2,
              pools=(1, 100), source_pools=(1,), idle_seconds=3.0, storm=200,
-             repairs=3, repairs_resync=0, churn_rate=50.0, churn_seconds=2.0)
+             repairs=3, repairs_resync=0, churn_rate=50.0, churn_seconds=2.0,
+            chain_rules=(10, 3000), chain_rate=5.0, chain_seconds=2.0, pool_members=(10, 4000))
 
 
 def log(message: str) -> None:
@@ -475,6 +482,20 @@ def bench_scale(p: Dict[str, Any]) -> Dict[str, Any]:
     return {"rows": rows}
 
 
+def bench_pools(p: Dict[str, Any]) -> Dict[str, Any]:
+    rows = []
+    with Lab(calico=False) as lab:  # no Felix: pools_read.py creates `table ip calico`
+        for n in p["pool_members"]:
+            log(f"pools: Felix's sets with {n} members each")
+            result = lab.node.run(PYTHON, str(BENCH / "pools_read.py"), str(n), env={"PYTHONPATH": str(REPO)},
+                                  check=False, timeout=1800)
+            if result.returncode != 0:
+                raise RuntimeError(f"pools_read.py {n}: {result.stderr[-3000:]}")
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            lab.node.run("nft", "delete", "table", "ip", "calico")
+    return {"rows": rows}
+
+
 # ---------------------------------------------------------------------------------------
 # Idle cost, start-up, and the storm
 
@@ -558,7 +579,7 @@ def meta(p: Dict[str, Any], quick: bool) -> Dict[str, Any]:
     }
 
 
-SECTIONS = ("outage", "latency", "scale", "idle", "kernel")
+SECTIONS = ("outage", "latency", "scale", "idle", "kernel", "chains", "pools")
 
 
 def run(quick: bool, sections: Tuple[str, ...]) -> Dict[str, Any]:
@@ -577,6 +598,10 @@ def run(quick: bool, sections: Tuple[str, ...]) -> Dict[str, Any]:
             result["idle"], result["storm"] = bench_idle(p)
         elif section == "kernel":
             result["kernel"] = kernel.bench_kernel(p, Daemon, base_config, summary, log, wait_cpu_quiet)
+        elif section == "chains":
+            result["chains"] = chains.bench_chains(p, Daemon, base_config, log, wait_cpu_quiet)
+        elif section == "pools":
+            result["pools"] = bench_pools(p)
         timings[section] = round(time.monotonic() - t, 1)
     result["meta"]["section_seconds"] = timings
     result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -644,6 +669,16 @@ def markdown(r: Dict[str, Any]) -> str:
                 f"{s['reconciles_triggered']} reconciles |", ""]
     if "kernel" in r:
         out += kernel.markdown(r["kernel"])
+    if "chains" in r:
+        out += chains.markdown(r["chains"])
+    if "pools" in r:
+        out += ["**ip_pools = \"auto\"**: Felix's two IPv4 pool sets with N members each (ms, median of 5):", "",
+                "| members per set | read (libnftables) | resolve | describe | merge alone, uncapped | outcome |",
+                "|---|---|---|---|---|---|"]
+        for row in r["pools"]["rows"]:
+            out.append(f"| {row['members']} | {row['read_ms']} | {row['resolve_ms']} | {row['describe_ms']} "
+                       f"| {row['merge_ms']} | {row['outcome']} |")
+        out.append("")
     return "\n".join(out)
 
 

@@ -66,6 +66,78 @@ def watched_jumps(chains: Mapping[ChainRef, List[Mapping[str, Any]]]) -> FrozenS
     return frozenset(found)
 
 
+class JumpIndex:
+    """The watched jumps by chain and rule handle, kept current from the monitor's own rule
+    events, so that a change in a chain holding thousands of rules (a host firewall's, Docker's)
+    costs a dictionary update, never a read of the chain.
+
+    Exact because of what nftables notifies: every rule added or inserted comes with its
+    handle and expressions, and every rule removed comes as a delete of its handle, whether
+    one rule is deleted, the chain flushed, or the table deleted (each rule first, then the
+    chain, then the table); a replace is a delete and an add of the handle. A read (load()) is
+    the baseline: at start, when the monitor (re)starts, and when it lost events."""
+
+    def __init__(self) -> None:
+        # chain -> handle (or the rule's position, for a read without handles) -> its jumps;
+        # only rules that hold a watched jump are kept.
+        self._chains: Dict[ChainRef, Dict[Any, FrozenSet[str]]] = {}
+        self._all: Optional[FrozenSet[str]] = frozenset()
+
+    def load(self, ref: ChainRef, rules: Optional[List[Mapping[str, Any]]]) -> None:
+        """A read of the chain (None: it does not exist)."""
+        self._all = None
+        if rules is None:
+            self._chains.pop(ref, None)
+            return
+        if ref[2] == CANARY:
+            self._chains[ref] = {"chain": watched_jumps({ref: []})}
+            return
+        held: Dict[Any, FrozenSet[str]] = {}
+        for i, rule in enumerate(rules):
+            jumps = watched_jumps({ref: [rule]})
+            if jumps:
+                held[rule.get("handle", ("read", i))] = jumps
+        self._chains[ref] = held
+
+    def rule_added(self, ref: ChainRef, handle: int, rule: Mapping[str, Any]) -> bool:
+        """True when the watched jumps changed."""
+        jumps = watched_jumps({ref: [rule]}) if ref[2] != CANARY else frozenset()
+        held = self._chains.setdefault(ref, {})
+        if held.get(handle, frozenset()) == jumps:
+            return False
+        if jumps:
+            held[handle] = jumps
+        else:
+            held.pop(handle, None)
+        self._all = None
+        return True
+
+    def rule_deleted(self, ref: ChainRef, handle: int) -> bool:
+        if self._chains.get(ref, {}).pop(handle, None) is None:
+            return False
+        self._all = None
+        return True
+
+    def chain_added(self, ref: ChainRef) -> bool:
+        """A new chain is empty (its rules come as their own events); an existing one, updated,
+        keeps its rules. Only a canary chain's existence is a watched jump."""
+        if ref[2] != CANARY or ref in self._chains:
+            return False
+        self.load(ref, [])
+        return True
+
+    def chain_deleted(self, ref: ChainRef) -> bool:
+        if ref not in self._chains:
+            return False
+        self.load(ref, None)
+        return True
+
+    def jumps(self) -> FrozenSet[str]:
+        if self._all is None:
+            self._all = frozenset().union(*(j for held in self._chains.values() for j in held.values()))
+        return self._all
+
+
 def owner(jump: str) -> str:
     return KUBE_PROXY if "KUBE-" in jump else CALICO
 

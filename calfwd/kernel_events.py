@@ -13,14 +13,17 @@ things matter to calfwd (FIELD-NOTES 2, 3, 7):
 
 So a line costs an anchored regex and a short scan of its head (a few microseconds); a rule
 in a `cali-*` or `KUBE-SVC-*` chain is rejected there, and no JSON is ever parsed. nft prints the identifying keys first and in a
-fixed order (family, then table/chain/name), which is what makes the head enough.
+fixed order (family, then table/chain/name, then the handle), which is what makes the head
+enough. Only a rule added to a watched chain with a jump or goto in it is parsed (rule_body),
+to learn its target: that costs the length of the rule, never the length of the chain.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 from calfwd.pools import SET_NAMES
 
@@ -41,6 +44,7 @@ POOL_SETS = frozenset(SET_NAMES)
 # {"add": {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 4, ...
 _HEAD = re.compile(r'^\{"(\w+)": \{"(\w+)": \{"family": "(\w+)", ')
 _PAIR = re.compile(r'"(table|chain|name)": "([^"]*)"')
+_HANDLE = re.compile(r'"handle": (\d+)')
 HEAD_CHARS = 240  # table and chain names are at most 256 bytes; ours are far shorter
 
 
@@ -52,6 +56,7 @@ class KernelEvent:
     family: str = ""
     table: str = ""
     chain: str = ""  # JUMPS: the watched chain it touched; "" for a whole table
+    handle: Optional[int] = None  # JUMPS, a rule: its handle (the key of the jump index)
 
 
 def _watched_chains() -> FrozenSet[Tuple[str, str]]:
@@ -101,8 +106,21 @@ def classify(line: str, own_family: str, own_table: str) -> Optional[KernelEvent
             return KernelEvent(JUMPS, verb, kind, family, table)
         chain = names.get("chain" if kind == "rule" else "name", "")
         if kind in ("rule", "chain") and (table, chain) in WATCHED_CHAINS:
-            return KernelEvent(JUMPS, verb, kind, family, table, chain)
+            handle = _HANDLE.search(line, head.end(), head.end() + HEAD_CHARS) if kind == "rule" else None
+            return KernelEvent(JUMPS, verb, kind, family, table, chain, int(handle.group(1)) if handle else None)
         return None
     if kind == "table" and family == "inet" and table in FIREWALLD_TABLES:
         return KernelEvent(FIREWALLD, verb, kind, family, table)
     return None
+
+
+def rule_body(line: str, event: KernelEvent) -> Dict[str, Any]:
+    """The rule an add/insert/replace line carries, parsed only when it holds a jump or goto
+    (nothing else can be a top-level jump): {} for every other rule, without parsing."""
+    if '"jump"' not in line and '"goto"' not in line:
+        return {}
+    try:
+        body = json.loads(line)[event.verb]["rule"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -5,8 +5,11 @@ concern calfwd; this module acts on them, on the daemon's GLib loop:
 
 - calfwd's own table changed by someone else: repaired at once (nftables layer only), with a
   brake when another writer keeps undoing it;
-- a change to the chains holding Felix's and kube-proxy's top-level jumps: those chains are
-  read again and flushwatch.FlushTracker turns a loss into one report per flush;
+- a change to the chains holding Felix's and kube-proxy's top-level jumps: the jumps are
+  followed from the monitor's own rule events (flushwatch.JumpIndex: a jump rule's handle
+  added or deleted), so a change costs the same in a chain of 3,000 rules as in one of 10; the
+  chains are read whole only at start, when the monitor (re)starts or lost events, or without
+  it. flushwatch.FlushTracker turns a loss into one report per flush;
 - firewalld's drop table brackets its reloads (the cause of a flush); its main table vanishing
   while firewalld runs is reported, never touched;
 - Felix's pool sets in its nftables tables changed (ip_pools = "auto"): the daemon reconciles.
@@ -18,13 +21,13 @@ daemon still decides when to reconcile.
 from __future__ import annotations
 
 import time
-from typing import AbstractSet, Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, List, Optional, Set, Tuple
 
 from calfwd import kernel_events
 from calfwd.config import Config
 from calfwd.drivers.nftmonitor import NftMonitor
 from calfwd.flushcommand import CommandRunner
-from calfwd.flushwatch import CALICO, Flush, FlushTracker, flushed_message, watched_jumps
+from calfwd.flushwatch import CALICO, Flush, FlushTracker, JumpIndex, flushed_message
 
 KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
 MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
@@ -55,7 +58,7 @@ class KernelWatch:
         self._flush_timer: Optional[int] = None
         self._kernel_pending: Set[str] = set()
         self._stale_chains: Set[Tuple[str, str, str]] = set()  # watched chains to read again
-        self._jumps: Dict[Tuple[str, str, str], FrozenSet[str]] = {}  # chain -> jumps at last read
+        self._jumps = JumpIndex()  # the watched jumps: read, then followed event by event
         self._kernel_timer: Optional[int] = None
         self._table_timer: Optional[int] = None
         self.firewalld_table_missing = False
@@ -146,11 +149,32 @@ class KernelWatch:
         if event.concern == kernel_events.LOST:
             self._kernel_pending |= {kernel_events.OWN, kernel_events.JUMPS, kernel_events.FIREWALLD}
             self._stale_chains.update(kernel_events.watched_chain_refs())
+        elif event.concern == kernel_events.JUMPS:
+            changed = self._follow(event, line)
+            if changed is None:  # cannot be followed from the line: read the chain
+                self._stale_chains.update(kernel_events.refs_of(event))
+            elif not changed:
+                return  # no watched jump came or went: nothing to judge, nothing read
+            self._kernel_pending.add(event.concern)
         else:
             self._kernel_pending.add(event.concern)
-            if event.concern == kernel_events.JUMPS:
-                self._stale_chains.update(kernel_events.refs_of(event))
         self._schedule_kernel_work()
+
+    def _follow(self, event: Any, line: str) -> Optional[bool]:
+        """The jump index after one JUMPS event: whether the watched jumps changed, or None
+        when only a read can tell."""
+        if event.kind == "table":
+            if event.verb != "delete":
+                return False  # a new table is empty; an existing one keeps its chains
+            return any([self._jumps.chain_deleted(ref) for ref in kernel_events.refs_of(event)])
+        ref = (event.family, event.table, event.chain)
+        if event.kind == "chain":
+            return self._jumps.chain_deleted(ref) if event.verb == "delete" else self._jumps.chain_added(ref)
+        if event.handle is None:
+            return None
+        if event.verb == "delete":
+            return self._jumps.rule_deleted(ref, event.handle)
+        return self._jumps.rule_added(ref, event.handle, kernel_events.rule_body(line, event))
 
     def _on_firewalld_table(self, event: Any) -> None:
         """firewalld's drop table brackets its reload; its main table should never vanish."""
@@ -211,7 +235,10 @@ class KernelWatch:
                 self._repair()
             if kernel_events.JUMPS in pending:
                 stale, self._stale_chains = self._stale_chains, set()
-                self.observe(refs=tuple(sorted(stale)))
+                if stale:
+                    self.observe(refs=tuple(sorted(stale)))
+                else:
+                    self._judge()
         except Exception as exc:  # a bug here must not cost the main loop
             self.reporter.emit("reconcile-failed", f"handling a kernel event failed: "
                                f"{type(exc).__name__}: {exc}", trigger="nft-changed")
@@ -283,18 +310,21 @@ class KernelWatch:
         return self.monitor is not None and self.monitor.running and self._monitor_down is None
 
     def observe(self, late: bool = False, refs: Optional[tuple] = None) -> None:
-        """Read the watched chains again (only `refs`, the ones an event touched, when given:
-        reading all of them costs about 10 ms of the main loop) and tell the tracker."""
+        """Read the watched chains again (only `refs` when given: reading all of them costs
+        about 10 ms of the main loop, and a long chain more) and tell the tracker. While the
+        monitor runs, only its (re)start and lost events come here: changes are followed."""
         refs = refs if refs is not None else kernel_events.watched_chain_refs()
         try:
             chains = self.reconciler.nft.read_chains(refs)
         except Exception:
             return  # reconcile reports nftables errors; the next event or resync looks again
         for ref in refs:
-            self._jumps[ref] = watched_jumps({ref: chains[ref]}) if ref in chains else frozenset()
+            self._jumps.load(ref, chains.get(ref))
+        self._judge(late)
+
+    def _judge(self, late: bool = False) -> None:
         before = self.flushes.outages()
-        self.flushes.observe(frozenset().union(*self._jumps.values()),
-                             late=late and not self.following_kernel)
+        self.flushes.observe(self._jumps.jumps(), late=late and not self.following_kernel)
         if self.flushes.outages() != before:  # Felix or kube-proxy put their rules back
             self._on_status()
         self.arm_flush_timer()

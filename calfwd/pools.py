@@ -9,6 +9,7 @@ pools and says, in one line, what calfwd uses or why it uses nothing.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -25,6 +26,11 @@ IPSET, NFTABLES = "ip sets", "nftables sets"
 EMPTY_LAYER = "calfwd masquerades no pod traffic and opens no pool until Felix has run"
 UNREADABLE = "cannot read Felix's sets"
 UNREADABLE_LAYER = "calfwd masquerades no pod traffic and opens no pool until they can be read"
+# A cluster has a handful of pools and Felix's sets hold one member per pool (per natOutgoing
+# pool). A set holding more is not a list of pools (another writer, a mistaken set): like a
+# garbled member it is an unreadable read, which keeps the pools known before, and it bounds
+# what a reconcile spends on the sets (4,000 members once cost a minute).
+MAX_MEMBERS = 256
 
 
 def set_name(version: int, kind: str) -> str:
@@ -71,7 +77,7 @@ class PoolState:
             return f"auto: {self.problem or 'no pools'}: " + (UNREADABLE_LAYER if unreadable else EMPTY_LAYER)
         masq = set(self.masq)
         shown = ", ".join(n.with_prefixlen + (" (natOutgoing)" if n in masq else "") for n in self.pools)
-        extra = [n.with_prefixlen for n in self.masq if not _inside(n, self.pools)]
+        extra = [n.with_prefixlen for n in _outside(self.masq, self.pools)]
         if extra:  # Felix masquerades these sources too, though no pod lives there
             shown += ", " + ", ".join(f"{n} (natOutgoing only)" for n in extra)
         tail = f" (Felix's {self.source})" if self.source else ""
@@ -109,7 +115,12 @@ def resolve(found: FelixSets, last: Optional[PoolState] = None) -> PoolState:
     for version in (v for v in VERSIONS if v not in gone):
         for kind, out in tuple((k, pools) for k in ALL_KINDS) + ((MASQ, masq),):
             name = set_name(version, kind)
-            for member in found.sets.get(name, ()):
+            members = found.sets.get(name, ())
+            if len(members) > MAX_MEMBERS:
+                return unreadable(f"{name} in Felix's {found.source} holds {len(members)} members, more than "
+                                  f"the {MAX_MEMBERS} pools calfwd reads from one set", last)
+            taken = len(out)
+            for member in members:
                 nets = _networks(member, version)
                 if nets is None:  # not Felix's word: never a reason to drop every pool
                     return unreadable(f"{name} in Felix's {found.source} holds {member!r}, which is "
@@ -121,6 +132,13 @@ def resolve(found: FelixSets, last: Optional[PoolState] = None) -> PoolState:
                         refused.append(member)
                 else:
                     out.extend(nets)
+            if members and len(out) == taken:
+                # Only members no pod network can be: acting on it would empty the pools (or take
+                # natOutgoing away) on Felix's word for something calfwd refuses; kept as for a
+                # garbled member, naming what was refused.
+                shown = ", ".join(repr(m) for m in dict.fromkeys(members))
+                return unreadable(f"{name} in Felix's {found.source} holds only {shown}, which no pod "
+                                  f"network can be", last)
     pools_c, masq_c = _collapse(pools), _collapse(masq)
     if not pools_c:
         names = ", ".join(sorted(n for n in found.sets if n in ALL_SET_NAMES))
@@ -210,10 +228,32 @@ def _networks(member: str, version: int) -> Optional[List[IPNetwork]]:
 
 def _collapse(nets: Iterable[IPNetwork]) -> Tuple[IPNetwork, ...]:
     """Sorted, without duplicates and without networks inside another one. Adjacent pools stay
-    apart: they are two pools, and nft's interval sets accept them side by side."""
-    unique = sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen))
-    return tuple(n for n in unique if not any(o != n and _inside(n, (o,)) for o in unique))
+    apart: they are two pools, and nft's interval sets accept them side by side (so not
+    ipaddress.collapse_addresses, which merges them).
+
+    O(n log n): sorted by start, widest first, a network inside any kept one is inside the last
+    kept one (CIDR networks are nested or disjoint, and every kept one ends before the next
+    starts), so one pass comparing with the last kept network is enough."""
+    kept: List[IPNetwork] = []
+    for n in sorted(set(nets), key=_order):
+        last = kept[-1] if kept else None
+        if last is None or last.version != n.version or n.broadcast_address > last.broadcast_address:
+            kept.append(n)
+    return tuple(kept)
 
 
-def _inside(net: IPNetwork, pools: Tuple[IPNetwork, ...]) -> bool:
-    return any(net.version == p.version and net.subnet_of(p) for p in pools)  # type: ignore[arg-type]
+def _order(net: IPNetwork) -> Tuple[int, int, int]:
+    return net.version, int(net.network_address), net.prefixlen
+
+
+def _outside(nets: Iterable[IPNetwork], pools: Iterable[IPNetwork]) -> List[IPNetwork]:
+    """The nets inside none of the pools. Collapsed, the pools are disjoint and sorted by start,
+    so only the last one starting at or before a net can hold it: a binary search per net."""
+    outer = list(_collapse(pools))
+    keys = [_order(p) for p in outer]
+    out = []
+    for net in nets:
+        i = bisect.bisect_right(keys, _order(net)) - 1
+        if i < 0 or outer[i].version != net.version or not net.subnet_of(outer[i]):  # type: ignore[arg-type]
+            out.append(net)
+    return out

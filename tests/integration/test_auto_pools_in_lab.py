@@ -111,6 +111,26 @@ def test_nftables_dataplane_pools_from_felix_table(bare_lab):
     assert json.loads(status.stdout)["pools"]["nat_outgoing"] == ["192.168.0.0/16"]
 
 
+def test_a_felix_set_of_refused_members_keeps_the_pools_and_natoutgoing(bare_lab):
+    """Felix's natOutgoing set holding only 0.0.0.0/0 (no pod network can be that): refusing
+    it would take natOutgoing away. calfwd keeps what it applied and names the member."""
+    lab = bare_lab
+    load_nft_dataplane(lab.node)  # cali40all-ipam-pools and cali40masq-ipam-pools = 192.168.0.0/16
+    calfwd = Calfwd(lab, AUTO + "[firewalld]\nenabled = false\n")
+    applied = calfwd.cli("apply")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    before = calfwd_sets(lab)
+    assert before["masq4"] == ["192.168.0.0/16"]
+    cmds = set_commands("cali40masq-ipam-pools", ("0.0.0.0/0",))
+    lab.node.run("nft", "-j", "-f", "-", input=json.dumps({"nftables": cmds}))
+    applied = calfwd.cli("apply")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert calfwd_sets(lab) == before, "natOutgoing kept"
+    assert ("cannot read Felix's sets: cali40masq-ipam-pools in Felix's nftables sets holds only "
+            "'0.0.0.0/0', which no pod network can be") in applied.stdout, applied.stdout
+    assert "empty" not in applied.stdout, applied.stdout
+
+
 def test_daemon_follows_a_pool_added_to_felix_sets(lab):
     """No restart, no SIGHUP: the next resync reads Felix's sets again."""
     calfwd = Calfwd(lab, FAST + "[firewalld]\nenabled = false\n")

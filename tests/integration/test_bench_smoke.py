@@ -34,10 +34,10 @@ def quick(tmp_path_factory):
 
 def test_every_section_is_there(quick):
     data, _ = quick
-    assert set(data) == {"meta", "outage", "latency", "scale", "idle", "storm", "kernel"}
+    assert set(data) == {"meta", "outage", "latency", "scale", "idle", "storm", "kernel", "chains", "pools"}
     meta = data["meta"]
     assert meta["quick"] is True and meta["firewalld"] and meta["kernel"]
-    assert set(meta["section_seconds"]) == {"outage", "latency", "scale", "idle", "kernel"}
+    assert set(meta["section_seconds"]) == {"outage", "latency", "scale", "idle", "kernel", "chains", "pools"}
 
 
 def test_outage_rows_measured_both_probers(quick):
@@ -97,8 +97,22 @@ def test_kernel_events(quick):
     assert on["monitor_rss_mb"] > 0 and off["monitor_rss_mb"] == 0, "the monitor runs only when enabled"
 
 
+def test_watched_chain_changes_and_auto_pools(quick):
+    """Both chain sizes measured with calfwd alive and no flush reported (the writer never
+    touches a jump); Felix's sets above the cap are an unreadable read, at the cap pools."""
+    data, _ = quick
+    rows = data["chains"]["rows"]
+    assert [r["filler_rules"] for r in rows] == [10, 3000] and rows[1]["forward_rules"] > 3000
+    for row in rows:
+        assert row["changes"] > 0 and row["calfwd_alive"] and row["flush_reports"] == 0
+    pools = {r["members"]: r for r in data["pools"]["rows"]}
+    assert pools[10]["pools"] == 10 and pools[10]["merged"] == 10
+    assert pools[4000]["pools"] == 0 and "more than the 256 pools" in pools[4000]["outcome"]
+
+
 def test_markdown_tables_printed(quick):
     _, stdout = quick
     for heading in ("**Outage**", "**Reconcile latency**", "**Scale**", "**Idle and start-up**",
-                    "**Repair of calfwd's table**", "**Cost of following the kernel**"):
+                    "**Repair of calfwd's table**", "**Cost of following the kernel**",
+                    "**A change in a watched base chain**", "**ip_pools = \"auto\"**"):
         assert heading in stdout

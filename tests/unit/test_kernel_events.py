@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from calfwd.kernel_events import FIREWALLD, JUMPS, LOST, OWN, POOLS, classify, watched_chain_refs
+from calfwd.kernel_events import FIREWALLD, JUMPS, LOST, OWN, POOLS, classify, rule_body, watched_chain_refs
 
 LINES = {
     # calfwd's own table, every kind of object
@@ -99,3 +99,15 @@ def test_only_what_an_event_touched_is_read_again():
     table = classify('{"delete": {"table": {"family": "ip", "name": "filter", "handle": 2}}}', "inet", "calfwd")
     assert refs_of(table) == (("ip", "filter", "FORWARD"), ("ip", "filter", "INPUT"),
                               ("ip", "filter", "KUBE-PROXY-CANARY"), ("ip", "filter", "OUTPUT"))
+
+
+def test_a_rule_event_carries_its_handle_and_only_a_jump_is_parsed():
+    added = ('{"add": {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 4, '
+             '"expr": [{"jump": {"target": "cali-FORWARD"}}]}}}')
+    event = classify(added, "inet", "calfwd")
+    assert event.concern == JUMPS and event.handle == 4
+    assert rule_body(added, event)["expr"] == [{"jump": {"target": "cali-FORWARD"}}]
+    other = added.replace('{"jump": {"target": "cali-FORWARD"}}', '{"accept": null}')
+    assert rule_body(other, classify(other, "inet", "calfwd")) == {}
+    chain = '{"delete": {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1}}}'
+    assert classify(chain, "inet", "calfwd").handle is None

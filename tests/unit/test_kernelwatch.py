@@ -5,6 +5,7 @@ repair, a re-read, a flush report with which cause; the repair brake; what lost 
 from __future__ import annotations
 
 import heapq
+import json
 import itertools
 from types import SimpleNamespace
 from typing import Any, Callable, List, Tuple
@@ -135,13 +136,13 @@ def test_calfwds_table_gone_while_repairs_are_paused_blocks_until_a_reconcile_pu
     assert len(said) == 2 and "is missing and calfwd has paused its repairs" in said[-1][0]
     assert "every 60 s" in said[-1][0]
     host.tables.add(("inet", "calfwd"))
-    kw.reconciled("config-reloaded", "1.3.3")  # SIGHUP's reconcile put it back; still paused
+    kw.reconciled({"config-reloaded"}, "1.3.3")  # SIGHUP's reconcile put it back; still paused
     assert said[-1] == () and kw.blocking() == ()
     host.tables.discard(("inet", "calfwd"))
     kw._on_kernel_line(line("delete", "table", "inet", "calfwd"))
     loop.run(0.2)
     assert kw.blocking()
-    kw.reconciled("resync", "1.3.3")  # resumes repairs: nothing is paused any more
+    kw.reconciled({"resync"}, "1.3.3")  # resumes repairs: nothing is paused any more
     assert kw.blocking() == ()
 
 
@@ -191,3 +192,83 @@ def test_felix_pool_sets_changing_ask_for_a_reconcile_only_with_auto_pools():
         kw._on_kernel_line('{"add": {"element": {"family": "ip", "table": "calico", "name": '
                            '"cali40all-ipam-pools", "elem": {"set": ["10.9.0.0/16"]}}}}')
         assert asked == expected
+
+
+def rule_line(verb: str, handle: int, target: str = "", chain: str = "FORWARD") -> str:
+    """A rule event as `nft --json monitor` prints it (add and delete alike carry the rule)."""
+    expr = [{"jump": {"target": target}}] if target else [{"counter": {"packets": 0, "bytes": 0}}]
+    return json.dumps({verb: {"rule": {"family": "ip", "table": "filter", "chain": chain, "handle": handle,
+                                       "expr": expr}}})
+
+
+class LongChain(Host):
+    """FORWARD holding Felix's jump (twice, handles 7 and 8) among 3,000 rules of others."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rules = [{"handle": 100 + i, "expr": [{"counter": {}}]} for i in range(3000)]
+        self.rules[5:5] = [dict(JUMP, handle=7), dict(JUMP, handle=8)]
+
+    def read_chains(self, refs):
+        return {ref: list(self.rules) for ref in refs if ref == ("ip", "filter", "FORWARD")}
+
+
+def long_watch() -> Tuple[KernelWatch, Loop, Reporter, List[Any]]:
+    loop, reporter, host = Loop(), Reporter(), LongChain()
+    reads: List[Any] = []
+    nft = SimpleNamespace(read_chains=lambda refs: reads.append(refs) or host.read_chains(refs), tables=host.table_list)
+    reconciler = SimpleNamespace(nft=nft, reconcile_nft=host.reconcile_nft)
+    kw = KernelWatch(loop, reporter, reconciler, lambda: CONFIG, lambda: ":1.1", lambda: None, clock=loop.clock)
+    kw.monitor = SimpleNamespace(running=True, stop=lambda: None)
+    kw.observe()  # the baseline: one read at start
+    reads.clear()
+    return kw, loop, reporter, reads
+
+
+def test_changes_in_a_long_watched_chain_are_followed_without_reading_it():
+    """Others' rules coming and going in FORWARD (3,000 of them) cost no read of the chain: the
+    jumps are followed by handle from the monitor's own events."""
+    kw, loop, reporter, reads = long_watch()
+    for handle in range(5000, 5050):
+        kw._on_kernel_line(rule_line("add", handle))
+        kw._on_kernel_line(rule_line("delete", handle))
+        loop.run(0.05)
+    kw._on_kernel_line(rule_line("delete", 120))  # one of the others' rules
+    loop.run(1.0)
+    assert reads == [] and reporter.kinds() == []
+
+
+def test_a_flush_of_a_long_chain_is_seen_from_its_deletes_at_once():
+    """A flush (or a table deleted) comes as a delete of every rule: losing the last rule that
+    holds a jump is a loss, judged without reading the chain; a jump added back restores it."""
+    kw, loop, reporter, reads = long_watch()
+    kw.firewalld_version = "1.3.3"
+    kw._on_kernel_line(line("add", "table", "inet", "firewalld_policy_drop"))
+    kw._on_kernel_line(rule_line("delete", 7))
+    loop.run(0.05)
+    assert kw.flushes.seen and "ip filter FORWARD -> cali-FORWARD" in kw.flushes.seen, "handle 8 still jumps"
+    for handle in [8] + list(range(100, 3100)):
+        kw._on_kernel_line(rule_line("delete", handle))
+    loop.run(0.05)
+    assert kw.flushes.seen == frozenset() and reads == []
+    kw._on_kernel_line(line("delete", "table", "inet", "firewalld_policy_drop"))
+    kw.end("reload")
+    loop.run(5.0)
+    assert reporter.kinds() == ["calico-flushed"] and reporter.events[0][2]["cause"] == "reload"
+    assert kw.flushes.outages(), "the path is known broken until Felix is back"
+    kw._on_kernel_line(rule_line("add", 9000, "cali-FORWARD"))  # Felix restores its jump
+    loop.run(0.05)
+    assert not kw.flushes.outages() and reads == []
+
+
+def test_lost_events_and_a_canary_chain_still_read_or_follow():
+    kw, loop, reporter, reads = long_watch()
+    kw._on_kernel_line(line("add", "chain", "ip", "nat", "KUBE-PROXY-CANARY"))
+    loop.run(0.05)
+    assert "ip nat KUBE-PROXY-CANARY (chain)" in kw.flushes.seen and reads == []
+    kw._on_kernel_line(line("delete", "chain", "ip", "nat", "KUBE-PROXY-CANARY"))
+    loop.run(0.05)
+    assert "ip nat KUBE-PROXY-CANARY (chain)" not in kw.flushes.seen
+    kw._on_kernel_line("# ERROR: We lost some netlink events!")
+    loop.run(0.05)
+    assert len(reads) == 1, "lost events: everything read again, once"

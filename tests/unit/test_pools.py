@@ -88,9 +88,9 @@ def test_a_refused_range_is_refused_whole_not_in_part():
     240.0.0.0/5, ...) would become pools while describe() says the member is left out."""
     state = pools.resolve(FelixSets(pools.IPSET, {
         "cali40all-ipam-pools": ("0.0.0.0-255.255.255.254", "10.244.0.0/16"),
-        "cali40masq-ipam-pools": ("0.0.0.0-255.255.255.254",),
+        "cali40masq-ipam-pools": ("0.0.0.0-255.255.255.254", "10.244.0.0/16"),
     }))
-    assert state.pools == (net("10.244.0.0/16"),) and state.masq == ()
+    assert state.pools == state.masq == (net("10.244.0.0/16"),)
     assert state.refused == ("0.0.0.0-255.255.255.254",)
     assert "left out: 0.0.0.0-255.255.255.254" in state.describe()
 
@@ -124,6 +124,52 @@ def test_a_member_that_is_no_network_is_an_unreadable_read(member, says):
     none = pools.resolve(found)
     assert not none.known and none.problem.startswith(pools.UNREADABLE)
     assert none.describe().endswith(pools.UNREADABLE_LAYER) and pools.EMPTY_LAYER not in none.describe()
+
+
+@pytest.mark.parametrize("sets, says", [
+    ({"cali40all-ipam-pools": ("0.0.0.0/0",), "cali40masq-ipam-pools": ("0.0.0.0/0",)},
+     "cali40all-ipam-pools in Felix's ip sets holds only '0.0.0.0/0', which no pod network can be"),
+    # natOutgoing alone: the pools would stay, but masquerading would be dropped
+    ({"cali40all-ipam-pools": ("10.244.0.0/16",), "cali40masq-ipam-pools": ("0.0.0.0/0", "0.0.0.0/0")},
+     "cali40masq-ipam-pools in Felix's ip sets holds only '0.0.0.0/0', which no pod network can be"),
+])
+def test_a_set_holding_only_refused_members_is_an_unreadable_read(sets, says):
+    """Refusing every member of a set would empty it: the pools gone, or natOutgoing dropped, on
+    Felix's word for something calfwd refuses. Like a garbled member, it keeps the pools known
+    before and names the member (not "are empty", not "until Felix has run")."""
+    before = PoolState((net("10.244.0.0/16"),), (net("10.244.0.0/16"),), pools.IPSET)
+    kept = pools.resolve(FelixSets(pools.IPSET, sets), before)
+    assert kept.pools == before.pools and kept.masq == before.masq
+    assert kept.problem == f"{pools.UNREADABLE}: {says} (keeping the pools read before from Felix's ip sets)"
+    none = pools.resolve(FelixSets(pools.IPSET, sets))
+    assert not none.known and none.problem == f"{pools.UNREADABLE}: {says}"
+    assert none.describe().endswith(pools.UNREADABLE_LAYER) and "empty" not in none.describe()
+
+
+def test_more_members_than_the_cap_is_an_unreadable_read():
+    """A set holding more members than a cluster has pools is no list of pools: the read is
+    unreadable (the pools known before are kept) and none of its members is parsed."""
+    many = tuple(f"10.{i // 256}.{i % 256}.0/24" for i in range(pools.MAX_MEMBERS + 1))
+    before = PoolState((net("10.244.0.0/16"),), (net("10.244.0.0/16"),), pools.NFTABLES)
+    kept = pools.resolve(FelixSets(pools.NFTABLES, {"cali40all-ipam-pools": ("10.244.0.0/16",),
+                                                    "cali40masq-ipam-pools": many[:-1] + ("bogus",)}), before)
+    assert kept.pools == before.pools and kept.masq == before.masq
+    assert kept.problem == (f"{pools.UNREADABLE}: cali40masq-ipam-pools in Felix's nftables sets holds "
+                            f"{pools.MAX_MEMBERS + 1} members, more than the {pools.MAX_MEMBERS} pools calfwd "
+                            "reads from one set (keeping the pools read before from Felix's nftables sets)")
+    assert not pools.resolve(FelixSets(pools.NFTABLES, {"cali40all-ipam-pools": many})).known
+    at_cap = pools.resolve(FelixSets(pools.NFTABLES, {"cali40all-ipam-pools": many[:-1],
+                                                      "cali40masq-ipam-pools": many[:-1]}))
+    assert len(at_cap.pools) == len(at_cap.masq) == pools.MAX_MEMBERS and not at_cap.problem
+
+
+def test_nested_duplicate_and_adjacent_members_merge_in_one_pass():
+    state = pools.resolve(FelixSets(pools.NFTABLES, {"cali40all-ipam-pools": (
+        "10.1.2.0/24", "10.0.0.0/8", "10.0.0.0/8", "10.0.0.0/16", "11.0.0.0/8", "11.0.0.0/9",
+        "192.168.0.0/24", "192.168.1.0/24", "192.168.0.128/25", "12.0.0.1"),
+        "cali60all-ipam-pools": ("fd00::/64", "fd00::/48", "fd01::/64")}))
+    assert state.pools == (net("10.0.0.0/8"), net("11.0.0.0/8"), net("12.0.0.1/32"), net("192.168.0.0/24"),
+                           net("192.168.1.0/24"), net("fd00::/48"), net("fd01::/64"))
 
 
 def test_unreadable_keeps_the_pools_read_before_and_says_so():
@@ -257,6 +303,21 @@ def test_a_garbled_member_never_removes_natoutgoing():
     assert nft.batches == batches and outcome.verified
     assert _nft_sets(nft.tables_[("inet", "calfwd")])["masq4"] == ("10.244.0.0/16",)
     assert outcome.pools.problem.startswith(pools.UNREADABLE) and "10.1.2.3-bogus" in outcome.pools.problem
+
+
+def test_a_set_of_refused_members_never_removes_natoutgoing():
+    nft = FakeNft()
+    config = cfg.parse(AUTO + "[firewalld]\nenabled = false\n", PATH)
+    good = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16",),
+                                   "cali40masq-ipam-pools": ("10.244.0.0/16",)})
+    assert Reconciler(nft, felix_sets=lambda: good).reconcile(config, "cli").verified
+    refused = FelixSets(pools.IPSET, {"cali40all-ipam-pools": ("10.244.0.0/16",),
+                                      "cali40masq-ipam-pools": ("0.0.0.0/0",)})
+    batches = nft.batches
+    outcome = Reconciler(nft, felix_sets=lambda: refused).reconcile(config, "cli")
+    assert nft.batches == batches and outcome.verified
+    assert _nft_sets(nft.tables_[("inet", "calfwd")])["masq4"] == ("10.244.0.0/16",)
+    assert outcome.pools.problem.startswith(pools.UNREADABLE) and "'0.0.0.0/0'" in outcome.pools.problem
 
 
 def test_felix_sets_vanishing_never_remove_natoutgoing():
