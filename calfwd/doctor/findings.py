@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from calfwd import guard
+from calfwd.blockers import matches as iface_matches  # noqa: F401 (firewalld's and Calico's wildcards: one function)
 from calfwd.doctor.snapshot import HostSnapshot, Read
 
 OK, INFO, WARNING, ERROR, UNKNOWN = "ok", "info", "warning", "error", "unknown"
@@ -108,15 +109,6 @@ def guard_active(snap: HostSnapshot) -> Optional[bool]:
     if not fw.running or fw.guarded is None or not snap.guard_paths:
         return None
     return set(snap.guard_paths) <= set(fw.guarded)
-
-
-def iface_matches(entry: str, pattern: str) -> bool:
-    """firewalld/Calico wildcards: 'cali+' matches 'cali+' and 'cali0123'; either side may be one."""
-    if entry == pattern:
-        return True
-    if pattern.endswith("+") and entry.rstrip("+").startswith(pattern[:-1]):
-        return True
-    return entry.endswith("+") and pattern.rstrip("+").startswith(entry[:-1])
 
 
 def as_networks(texts: Iterable[str]) -> List[Any]:

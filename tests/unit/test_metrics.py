@@ -290,25 +290,6 @@ def test_the_verdict_is_a_state_set_and_flushed_owners_are_gauges():
 
 # -- cleanup removes only the file calfwd wrote: never follows, never waits on what is there ----
 
-class Blocked(BaseException):
-    """Raised by the alarm: not an OSError, so nothing in calfwd swallows it."""
-
-
-@pytest.fixture
-def no_hang():
-    """A regression that blocks (on a FIFO's open) fails after 5 s instead of hanging."""
-    import signal
-
-    def expired(*_args):
-        raise Blocked("blocked")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, 5)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, old)
-
-
 def calfwds(path) -> str:
     textfile.write_atomic(str(path), render(SNAPSHOT))
     return path.read_text()

@@ -5,7 +5,6 @@ files into settings. The tool itself runs in the lab (tests/integration/test_app
 from __future__ import annotations
 
 import os
-import signal
 from typing import Any, Dict
 
 import pytest
@@ -182,23 +181,6 @@ def test_without_the_tool_nothing_is_written_and_that_is_said():
 
 
 # -- what calfwd would open, or let firewall-offline-cmd open, must be a regular file -------------
-
-class Blocked(BaseException):
-    """Raised by the alarm: not an OSError, so nothing in calfwd swallows it."""
-
-
-@pytest.fixture
-def no_hang():
-    """A regression that blocks (on a FIFO's open) fails after 5 s instead of hanging."""
-    def expired(*_args):
-        raise Blocked("blocked")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, 5)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, old)
-
 
 @pytest.mark.parametrize("where", ["firewalld.conf", "zones/planted.xml", "policies/planted.xml",
                                    "services/planted.xml", "ipsets/planted.xml", "direct.xml"])
