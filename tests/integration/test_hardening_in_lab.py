@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from lab.calfwd import PYTHON, Calfwd, footprint, minimal_config
 from lab.wait import wait_until
@@ -122,7 +123,11 @@ def test_a_hung_firewalld_holds_the_daemons_loop_at_most_5s_per_reconcile(lab):
     lab.firewalld.start()
     calfwd = Calfwd(lab)
     assert calfwd.cli("apply").returncode == 0
+    health = Path(calfwd.env["CALFWD_RUN_DIR"]) / "health"
     calfwd.start()
+    # The start's reconcile is over when its verdict is published (the last thing it does): only
+    # then is firewalld stopped, or that reconcile's own wait would come first.
+    wait_until(health.exists, 10, "the start's verdict")
     mark = calfwd.line_count()
     pid = _hung(lab)
     try:
