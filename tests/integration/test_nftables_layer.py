@@ -76,6 +76,8 @@ def node(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to create network namespaces")
     with Netns(f"cfwn{unique_id()}") as ns:
+        for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):  # a Calico node forwards
+            ns.sysctl(key, 1)
         yield Node(ns, tmp_path)
 
 
