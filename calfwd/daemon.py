@@ -39,6 +39,7 @@ from typing import Any, Callable, FrozenSet, List, Optional, Set, Tuple
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
 from calfwd import guard, health, pools
+from calfwd import drivers
 from calfwd.drivers import dropin, hostnet, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
@@ -564,8 +565,6 @@ def run(config_path: str) -> int:
     from dbus.mainloop.glib import DBusGMainLoop
     from gi.repository import GLib
 
-    from calfwd.drivers.nftables import Nftables
-
     reporter = Reporter()
     try:
         config = load_trusted(config_path, check_program=False)
@@ -581,18 +580,17 @@ def run(config_path: str) -> int:
     firewalld = None
     if config.firewalld.enabled:
         try:
-            bus = dbus.SystemBus()
+            bus = drivers.system_bus()
             bus.set_exit_on_disconnect(False)
-            from calfwd.drivers.firewalld import Firewalld
-            firewalld = Firewalld(bus)
+            firewalld = drivers.firewalld_driver(bus)
         except dbus.exceptions.DBusException as exc:
             # Keep pod egress working now, then let systemd retry until the bus is back: a
             # fresh start wires every signal, which a half-started daemon would have to redo.
-            outcome = Reconciler(Nftables()).reconcile(config, "start")
+            outcome = Reconciler(drivers.nft_driver()).reconcile(config, "start")
             reporter.emit("reconcile-failed", f"no system bus ({exc.get_dbus_message()}); applied the "
                           "nftables layer" + (f" ({outcome.errors[0]})" if outcome.errors else "")
                           + f"; exiting {EXIT_BUS_LOST} so that systemd retries")
             return EXIT_BUS_LOST
-    daemon = Daemon(config_path, config, bus, Reconciler(Nftables(), firewalld), reporter, GLib,
+    daemon = Daemon(config_path, config, bus, Reconciler(drivers.nft_driver(), firewalld), reporter, GLib,
                     _notifier())
     return daemon.run()

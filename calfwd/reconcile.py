@@ -18,6 +18,7 @@ from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
+from calfwd.drivers import budget as budgets
 from calfwd.exposure import HostNetwork, withheld_sources
 from calfwd.plan import firewalld as fw_plan
 from calfwd.plan import firewalld_rendered as rendered
@@ -422,11 +423,8 @@ def _read_forwarding() -> Dict[str, str]:
 
 
 def firewalld_budget(seconds: Optional[float]) -> ContextManager[None]:
-    """drivers/firewalld.budget, or nothing when seconds is None (no dbus import then)."""
-    if seconds is None:
-        return nullcontext()
-    from calfwd.drivers.firewalld import budget  # dbus: only where firewalld is used
-    return budget(seconds)
+    """drivers/budget.budget, or nothing when seconds is None."""
+    return nullcontext() if seconds is None else budgets.budget(seconds)
 
 
 def _read_addresses() -> HostNetwork:

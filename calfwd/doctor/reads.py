@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from calfwd import guard, health
 from calfwd.doctor.kernel_reads import read_ipsets, read_legacy, read_links, read_nftables, read_routes
 from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
+from calfwd import drivers
 from calfwd.drivers import statusfile
 from calfwd.drivers.hostnet import read_forwarding, read_host_network
 from calfwd.drivers.textfile import read_regular
@@ -46,49 +47,9 @@ def firewalld_dir(override: Optional[str] = None) -> str:
 # firewalld over D-Bus
 
 
-def _firewalld_reader(bus: Any) -> Any:
-    """A Firewalld client with the read-only extras doctor needs."""
-    from calfwd.drivers.firewalld import (BUS_NAME, CONFIG, CONFIG_PATH, PATH, Firewalld,
-                                          FirewalldError)
-
-    # READ-ONLY detection of direct rules: doctor and `guard enable` must know whether any
-    # exist (they switch firewalld 2.x's flush back on; the guard would break them). calfwd
-    # never adds, changes or removes direct rules or passthroughs.
-    direct_interface = BUS_NAME + ".direct"
-
-    class Reader(Firewalld):
-        def config_property(self, name: str) -> Optional[str]:
-            """A firewalld.conf setting as firewalld sees it; None where this version lacks it."""
-            try:
-                return str(self._get(CONFIG_PATH, CONFIG, name))
-            except FirewalldError as exc:
-                if "InvalidArgs" in exc.dbus_name or "does not exist" in exc.message:
-                    return None
-                raise
-
-        def runtime_direct(self) -> Tuple[str, ...]:
-            # Read-only listing (see above).
-            chains = self._call("list direct chains", PATH, direct_interface, "getAllChains")
-            rules = self._call("list direct rules", PATH, direct_interface, "getAllRules")
-            passes = self._call("list passthroughs", PATH, direct_interface, "getAllPassthroughs")
-            return (tuple(f"runtime chain {c[0]} {c[1]} {c[2]}" for c in chains)
-                    + tuple(f"runtime rule {r[0]} {r[1]} {r[2]} {' '.join(r[4])}" for r in rules)
-                    + tuple(f"runtime passthrough {p[0]} {' '.join(p[1])}" for p in passes))
-
-        def pid(self) -> Optional[int]:
-            try:
-                return int(self._call("find firewalld's process", "/org/freedesktop/DBus",
-                                      "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s",
-                                      BUS_NAME, bus_name="org.freedesktop.DBus"))
-            except FirewalldError:
-                return None
-
-    return Reader(bus)
-
-
 def read_firewalld(bus: Any, unknown: Dict[str, str], watch_paths: Tuple[str, ...]) -> FirewalldState:
     """firewalld's state as it reports it; unknown[...] gets what could not be read."""
-    reader = _firewalld_reader(bus)
+    reader = drivers.firewalld_reader(bus)
     info = reader.info()  # raises, saying why, when firewalld is there but calfwd cannot know
     if not info.running:
         return FirewalldState(running=False, state=info.state)
@@ -204,9 +165,7 @@ def _try(unknown: Dict[str, str], key: str, read: Callable[[], Any], default: An
 
 
 def connect_bus() -> Any:
-    import dbus
-
-    return dbus.SystemBus()
+    return drivers.system_bus()
 
 
 def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Optional[str] = None,
@@ -244,8 +203,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     if bus is not None:
         snap["firewalld"] = _try(unknown, Read.FIREWALLD, lambda: read_firewalld(bus, unknown, watch),
                                  FirewalldState())
-        from calfwd.drivers.firewalld import Firewalld
-        firewalld = Firewalld(bus)
+        firewalld = drivers.firewalld_driver(bus)
     snap["firewalld_conf"] = _try(unknown, Read.FIREWALLD_CONF, lambda: read_firewalld_conf(fw_dir), {})
     snap["permanent_direct"] = _try(unknown, Read.FIREWALLD_DIRECT_PERMANENT,
                                     lambda: read_permanent_direct(fw_dir))
@@ -257,9 +215,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
 
     nft = None
     try:
-        from calfwd.drivers.nftables import Nftables
-
-        nft = Nftables()
+        nft = drivers.nft_driver()
         read_nftables(nft, snap)
     except Exception as exc:
         unknown[Read.NFTABLES] = str(exc) or type(exc).__name__
