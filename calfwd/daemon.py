@@ -268,8 +268,8 @@ class Daemon:
     def _on_owner_changed(self, name: str, old: str, new: str) -> None:
         if name != FIREWALLD:
             return
-        self.owner = new = self._current_owner()  # the bus's word, not the signal's arguments
-        if not new:
+        self.owner = owner = self._current_owner()  # the bus's word, not the signal's arguments
+        if not owner:
             self.reporter.emit("firewalld-vanished", "firewalld left the bus; calfwd's nftables "
                                "table stays in place and calfwd waits for firewalld to return")
             self._cancel_state_wait()
@@ -281,7 +281,7 @@ class Daemon:
         self.metrics.firewalld_restarted()
         self.kernel.begin("start")
         started = time.monotonic()
-        self._state_wait = self.glib.timeout_add(0, self._poll_state, str(new), started)
+        self._state_wait = self.glib.timeout_add(0, self._poll_state, owner, started)
 
     def _cancel_state_wait(self) -> None:
         self._state_asked = None  # a reply still on its way is for an owner that is gone

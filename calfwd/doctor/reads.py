@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import xml.etree.ElementTree as ElementTree
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from calfwd import guard, health
@@ -175,8 +176,8 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     installed package say everything and no bus is asked."""
     unknown: Dict[str, str] = {}
     snap: Dict[str, Any] = {"config_path": config_path}
-    fw_dir = firewalld_dir(fw_dir)
-    dropin = guard.dropin_path(dropin)
+    directory = firewalld_dir(fw_dir)
+    dropin_path = guard.dropin_path(dropin)
 
     config: Optional[Config] = None
     try:
@@ -188,8 +189,8 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
         snap["ownership"] = tuple(ownership_problems(config_path))
 
     snap["guard_paths"] = _try(unknown, Read.GUARD_PATHS, resolve_guard_paths, ())
-    snap["dropin_path"] = dropin
-    snap["dropin_text"] = _try(unknown, Read.GUARD_DROPIN, lambda: read_dropin(dropin))
+    snap["dropin_path"] = dropin_path
+    snap["dropin_text"] = _try(unknown, Read.GUARD_DROPIN, lambda: read_dropin(dropin_path))
     watch = tuple(snap["guard_paths"]) + guard.parse_dropin(snap["dropin_text"] or "")
     iptables = "/usr/sbin/iptables"
     snap["host_iptables"] = os.path.realpath(iptables) if os.path.exists(iptables) else ""
@@ -204,9 +205,9 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
         snap["firewalld"] = _try(unknown, Read.FIREWALLD, lambda: read_firewalld(bus, unknown, watch),
                                  FirewalldState())
         firewalld = drivers.firewalld_driver(bus)
-    snap["firewalld_conf"] = _try(unknown, Read.FIREWALLD_CONF, lambda: read_firewalld_conf(fw_dir), {})
+    snap["firewalld_conf"] = _try(unknown, Read.FIREWALLD_CONF, lambda: read_firewalld_conf(directory), {})
     snap["permanent_direct"] = _try(unknown, Read.FIREWALLD_DIRECT_PERMANENT,
-                                    lambda: read_permanent_direct(fw_dir))
+                                    lambda: read_permanent_direct(directory))
     version, fixed = _try(unknown, Read.FIREWALLD_INSTALLED, installed_firewalld, ("", None))
     snap["installed_version"], snap["flush_fix"] = version, fixed
     if not full:  # `calfwd guard`: firewalld and the drop-in are all it needs
@@ -229,7 +230,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     snap["pool_sets"] = pool_sets
 
     if config is not None and nft is not None:
-        def plan() -> None:
+        def plan(config: Config, nft: drivers.NftDriver) -> None:
             reconciler = Reconciler(nft, firewalld if config.firewalld.enabled else None)
             layers, _facts = reconciler.plan(config)
             if config.auto_pools and reconciler.pools is not None:
@@ -237,7 +238,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
                 snap["config"] = reconciler.resolve_config(config, reconciler.pools)
             snap["drift"] = tuple(f"{l.layer}: {a}" for l in layers for a in l.actions)
             snap["conflicts"] = tuple(c for l in layers for c in l.conflicts)
-        _try(unknown, Read.DRIFT, plan)
+        _try(unknown, Read.DRIFT, partial(plan, config, nft))
     elif config is not None:
         unknown[Read.DRIFT] = "nftables could not be read"
     daemon = statusfile.read_running()

@@ -24,6 +24,7 @@ import dbus
 
 from calfwd.blockers import FirewalldPaths, PolicyFacts
 from calfwd.desired import STOCK_ZONES, FirewalldDesired, HostFacts
+from calfwd.drivers import FirewalldDriver
 from calfwd.drivers import budget as budgets
 # The errors and the reachability vocabulary live in a module without bindings; named here
 # too, where callers and tests have always found them.
@@ -72,7 +73,7 @@ def system_bus() -> Any:
     return dbus.SystemBus()
 
 
-def connect() -> Any:
+def connect() -> FirewalldDriver:
     """A client on the system bus; without a bus, one whose every answer is that error."""
     try:
         return Firewalld(system_bus())
