@@ -16,6 +16,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
+from calfwd.plan.firewalld_rendered import nft_matches
+
 DROPPING = frozenset({"DROP", "REJECT", "%%REJECT%%"})
 FORWARDING = (("net.ipv4.ip_forward", 4), ("net.ipv6.conf.all.forwarding", 6))
 BEFORE_ZONES = 0  # firewalld runs policies with a negative priority before any zone's rules
@@ -42,6 +44,9 @@ class FirewalldPaths:
     active: Mapping[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = field(default_factory=dict)
     targets: Mapping[str, str] = field(default_factory=dict)
     policies: Tuple[PolicyFacts, ...] = ()
+    # The zone each interface pattern hands forwarded traffic to, in the order firewalld asks
+    # (plan/firewalld_rendered.forward_dispatch); None: not read (the iptables backend).
+    dispatch: Optional[Tuple[Tuple[str, str], ...]] = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,14 @@ def matches(bound: str, name: str) -> bool:
     if bound.endswith("+") and name.rstrip("+").startswith(bound[:-1]):
         return True
     return name.endswith("+") and bound.rstrip("+").startswith(name[:-1])
+
+
+def contested(fw: FirewalldPaths, zone: str, interfaces: Sequence[str], links: Sequence[str]) -> bool:
+    """Another zone binds an interface of Calico's that exists: only then does it matter which
+    binding firewalld's dispatch asks first (worth reading its rendered chains)."""
+    calico = [l for l in links if any(matches(p, l) for p in interfaces)]
+    return any(matches(bound, l) for other, (ifaces, _s) in fw.active.items() if other != zone
+               for bound in ifaces for l in calico)
 
 
 def judge(facts: PathFacts, *, zone: str, interfaces: Sequence[str], pools: Sequence[Any],
@@ -116,7 +129,7 @@ def _bindings(fw: FirewalldPaths, zone: str, interfaces: Sequence[str], pools: S
         target = fw.targets.get(other, "default")
         drops = target in DROPPING
         for bound in bound_ifaces:
-            caught = [l for l in calico if matches(bound, l)]
+            caught = [l for l in calico if matches(bound, l) and _judged_by(fw, l) in (other, None)]
             if not caught:
                 continue
             shown = ", ".join(caught[:3]) + (f" and {len(caught) - 3} more" if len(caught) > 3 else "")
@@ -145,6 +158,14 @@ def _bindings(fw: FirewalldPaths, zone: str, interfaces: Sequence[str], pools: S
                                    f"(target {target}): its pods' traffic is judged by that zone's rules, "
                                    f"not by zone '{zone}'", fix))
     return tuple(out)
+
+
+def _judged_by(fw: FirewalldPaths, link: str) -> Optional[str]:
+    """The zone firewalld's rendered dispatch hands `link`'s forwarded traffic to (the first
+    rule that matches it); None when the dispatch was not read: any binding may win then."""
+    if fw.dispatch is None:
+        return None
+    return next((z for pattern, z in fw.dispatch if nft_matches(pattern, link)), "")
 
 
 def _policies(fw: FirewalldPaths, zone: str, ours: Sequence[Any], host_zone: str) -> Tuple[Blocker, ...]:

@@ -459,14 +459,10 @@ def cmd_guard(args: argparse.Namespace) -> int:
 def _guard_status(args: argparse.Namespace, snapshot: Any, path: str) -> int:
     flush, why = guard.flushes(verdicts.facts(snapshot))
     print(f"firewalld: {why}" + (" (prevented by the guard)" if flush and verdicts.guard_active(snapshot) else ""))
-    findings = [f for f in doctor.diagnose(snapshot).findings if f.check == "flush-guard"]
-    if snapshot.dropin_text is None and not findings:
-        findings.append(verdicts.Finding(verdicts.INFO, "flush-guard", f"{path} is not installed",
-                                       fix=f"calfwd guard enable && {guard.ACTIVATE}" if flush else ""))
-    for finding in findings:
-        print(finding.line())
+    verdict = verdicts.guard_verdict(snapshot)  # doctor's flush-guard finding and the daemon's line
+    print(verdicts.guard_finding(verdict).line())
     problems = (verdicts.WARNING, verdicts.ERROR, verdicts.UNKNOWN)
-    return EXIT_DRIFT if any(f.severity in problems for f in findings) else EXIT_OK
+    return EXIT_DRIFT if verdict.severity in problems else EXIT_OK
 
 
 def _guard_disable(args: argparse.Namespace, snapshot: Any, path: str) -> int:

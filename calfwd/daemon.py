@@ -15,9 +15,9 @@ one warning per flush, naming firewalld's start, reload or stop when it was the 
 (firewalld's drop table on the monitor says a reload is in progress). firewalld's own table
 vanishing while firewalld runs (a `flush ruleset`) is reported, never touched. Without the
 monitor (it failed, or kernel_events = false) the jumps are read after every reconcile and
-the resync repairs the table, as in 0.1. With [firewalld] flush_guard = true
-the daemon also reports, once, a missing or stale flush-guard drop-in; it never writes it
-(its file system is read-only): `calfwd guard enable` does.
+the resync repairs the table, as in 0.1. Where [firewalld] flush_guard wants the flush guard
+the daemon also reports, once, what guard.assess() finds wrong with it (missing, stale, not in
+effect...); it never writes it (its file system is read-only): `calfwd guard enable` does.
 
 After every reconcile and every change in what it saw (a flush, its undoing), one verdict
 (health.py) goes to STATUS= and to /run/calfwd (status.json for `calfwd status`, a one-line
@@ -40,7 +40,7 @@ from typing import Any, Callable, FrozenSet, List, Optional, Set, Tuple
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
 from calfwd import guard, health, pools
 from calfwd import drivers
-from calfwd.drivers import dropin, hostnet, statusfile
+from calfwd.drivers import hostnet, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
 from calfwd.metricsfile import MetricsFile
@@ -53,7 +53,7 @@ STATE_POLL = 0.05  # seconds between state checks while a new firewalld starts u
 STATE_WAIT = 120.0  # give up waiting for RUNNING after this long; the resync catches up
 EXIT_BUS_LOST = 1
 HEARTBEAT = 60  # seconds: the status files are rewritten at least this often
-GUARD_EVERY = 300.0  # seconds between judgements of flush_guard = "auto" (and on these triggers)
+GUARD_EVERY = 300.0  # seconds between judgements of the flush guard (and on these triggers)
 GUARD_TRIGGERS = frozenset({"start", "config-reloaded", "firewalld-started"})
 # A run that stands for several triggers is labelled (log line, STATUS=, metrics) with the
 # first of them in this order. start and config-reloaded lead: reconcile.ORPHAN_TRIGGERS is
@@ -140,6 +140,7 @@ class Daemon:
         self._conflicts: frozenset = frozenset()
         self._failed_owner: Optional[str] = None
         self._guard_problem: Optional[str] = None
+        self._guard_verdict: Optional[guard.GuardVerdict] = None
         self._status_file_error: Optional[str] = None
         self._guard_checked = float("-inf")
         self._pid_start = statusfile.process_start(os.getpid())
@@ -454,20 +455,20 @@ class Daemon:
     def _check_guard(self, triggers: FrozenSet[str]) -> None:
         """The flush guard: say once when it is wanted and missing, stale or not in effect.
 
-        true: the drop-in file alone, at every reconcile. "auto": doctor's judgement (which
-        needs firewalld's facts: its code, backend, direct rules, its mounts), at start,
-        SIGHUP, a new firewalld and every GUARD_EVERY seconds."""
+        guard.assess(), the verdict doctor and `calfwd guard status` give (it needs
+        firewalld's facts: its code, backend, direct rules, its mounts), at start, SIGHUP, a
+        new firewalld and every GUARD_EVERY seconds. Watched with flush_guard = true, and with
+        "auto" while calfwd manages a running firewalld; judged also for the metrics' gauge."""
         setting = self.config.firewalld.flush_guard
-        if setting is True:
-            problem = guard.daemon_problem(setting, dropin.read_dropin, dropin.resolve_guard_paths)
-        elif setting == "auto" and self.config.firewalld.enabled and self.owner:
-            now = time.monotonic()
-            if not triggers & GUARD_TRIGGERS and now - self._guard_checked < GUARD_EVERY:
-                return
+        watch = setting is True or (setting == "auto" and self.config.firewalld.enabled and bool(self.owner))
+        now = time.monotonic()
+        due = bool(triggers & GUARD_TRIGGERS) or now - self._guard_checked >= GUARD_EVERY
+        if due and (watch or self.config.metrics_textfile):
             self._guard_checked = now
-            problem = guard_auto_problem(self.config_path)
-        else:
-            problem = None
+            self._guard_verdict = judge_guard(self.config_path, setting)
+            self.metrics.guard(self._guard_verdict)
+        verdict = self._guard_verdict if watch else None
+        problem = verdict.problem if verdict is not None else None
         if problem and problem != self._guard_problem:
             self.reporter.emit("conflict", problem)
         self._guard_problem = problem
@@ -530,19 +531,16 @@ class Daemon:
         return True
 
 
-def guard_auto_problem(config_path: str) -> Optional[str]:
-    """doctor's flush-guard warning or error for this host, as one line; None when fine or
-    when it cannot tell (doctor says why)."""
-    from calfwd.doctor.firewalld_checks import check_guard
-    from calfwd.doctor.findings import ERROR, WARNING
+def judge_guard(config_path: str, setting: Any) -> Optional[guard.GuardVerdict]:
+    """guard.assess() on this host, read as doctor reads it; None when the read itself failed
+    (doctor says why): the daemon keeps reconciling."""
+    from calfwd.doctor.findings import guard_verdict
     from calfwd.doctor.reads import read_snapshot
 
     try:
-        findings = check_guard(read_snapshot(config_path, full=False))
-    except Exception:  # a read doctor would report: the daemon keeps reconciling
+        return guard_verdict(read_snapshot(config_path, full=False), setting)
+    except Exception:
         return None
-    bad = [f for f in findings if f.severity in (WARNING, ERROR)]
-    return f"flush guard: {bad[0].saw}; fix: {bad[0].fix}" if bad else None
 
 
 def _problems(exc: Exception, path: str) -> List[str]:

@@ -16,9 +16,13 @@ rules and passthroughs need them; firewalld >= 2.0 (and RHEL 9.3's 1.2.5, a back
 longer flushes with the nftables backend unless a direct rule exists, so it is not needed.
 
 Who writes it: only the CLI (`calfwd guard enable|disable`, and `calfwd cleanup` removes it).
-The daemon runs read-only (ProtectSystem=strict); with `[firewalld] flush_guard = true` it
-reports when the drop-in is missing or out of date. The drop-in takes effect when firewalld
-restarts, a moment calfwd leaves to the admin: it prints the commands, it never runs them.
+The daemon runs read-only (ProtectSystem=strict); it reports what assess() finds wrong. The
+drop-in takes effect when firewalld restarts, a moment calfwd leaves to the admin: it prints
+the commands, it never runs them.
+
+One verdict: assess() judges the guard from one set of facts (GuardInputs) for doctor's
+flush-guard check, `calfwd guard status`, the daemon (flush_guard = true and "auto" alike)
+and the metrics' calfwd_flush_guard_installed, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 DROPIN_PATH = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
 # Tests (and unusual layouts) point calfwd at another file; the CLI options override this too.
@@ -91,20 +95,6 @@ def stale(text: str, paths: Tuple[str, ...]) -> Optional[Tuple[str, ...]]:
     """The paths calfwd's drop-in hides when they are not this host's iptables binaries."""
     have = parse_dropin(text)
     return have if set(have) != set(paths) else None
-
-
-def dropin_problem(text: Optional[str], paths: Tuple[str, ...], path: str) -> Optional[str]:
-    """What is wrong with the installed drop-in when the config wants the guard, or None."""
-    if text is None:
-        return (f"[firewalld] flush_guard = true, but {path} does not exist: run "
-                f"`calfwd guard enable && {ACTIVATE}`")
-    if not is_ours(text):
-        return f"[firewalld] flush_guard = true, but {path} was not written by calfwd"
-    have = stale(text, paths)
-    if have is not None:
-        return (f"{path} hides {', '.join(have) or 'nothing'}, but this host's iptables binaries are "
-                f"{', '.join(paths) or 'none'}: run `calfwd guard enable && {ACTIVATE}`")
-    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,19 +185,6 @@ def _count(direct: Tuple[str, ...]) -> str:
     return f"{len(direct)} direct rule(s) or passthrough(s) ({'; '.join(direct[:3])})"
 
 
-def daemon_problem(flush_guard: Any, read_dropin: Callable[[str], Optional[str]],
-                   resolve_paths: Callable[[], Tuple[str, ...]]) -> Optional[str]:
-    """For the daemon, which cannot write /etc (ProtectSystem=strict): what to report, or None.
-    The same dropin_problem() doctor's flush-guard check and `calfwd guard status` rest on."""
-    if flush_guard is not True:  # "auto" is judged where firewalld's facts are read (apply, doctor)
-        return None
-    path = dropin_path()
-    try:
-        return dropin_problem(read_dropin(path), resolve_paths(), path)
-    except OSError as exc:
-        return f"[firewalld] flush_guard = true, but {path} cannot be read: {exc.strerror or exc}"
-
-
 def wanted(flush_guard: Any, facts: FirewalldFacts, paths: Tuple[str, ...]) -> Tuple[bool, str]:
     """(whether this host should have calfwd's drop-in, why) for [firewalld] flush_guard.
 
@@ -224,3 +201,135 @@ def wanted(flush_guard: Any, facts: FirewalldFacts, paths: Tuple[str, ...]) -> T
         return False, why
     reason = refusal(facts, paths)
     return (False, f"{why}, but the guard cannot be installed: {reason}") if reason else (True, why)
+
+
+# ---------------------------------------------------------------------------------------
+# The one verdict on the guard
+
+# doctor's severities (doctor/findings.py), named here so that this module stays pure.
+OK, INFO, WARNING, ERROR, UNKNOWN = "ok", "info", "warning", "error", "unknown"
+# Every state assess() can return, most of them in the order it judges them.
+STATES = ("unknown", "not-wanted", "missing", "refused", "foreign", "harmful", "not-needed", "stale",
+          "not-in-effect", "ok")
+
+
+@dataclass(frozen=True)
+class GuardInputs:
+    """Everything the verdict rests on, read once (doctor/findings.guard_inputs)."""
+
+    path: str  # the drop-in's path
+    text: Optional[str]  # its text; None: it does not exist
+    paths: Tuple[str, ...]  # this host's iptables binaries, the ones the guard must hide
+    firewalld: FirewalldFacts = FirewalldFacts()
+    running: bool = False  # firewalld runs now
+    pid: Optional[int] = None
+    active: Optional[bool] = None  # the running firewalld cannot run `paths`; None: cannot tell
+    active_unreadable: str = ""  # why `active` could not be read, when it could not
+    unreadable: str = ""  # why the drop-in or the binaries could not be read: nothing can be judged
+    config_path: str = ""
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    state: str  # one of STATES
+    severity: str  # doctor's: ok, info, warning, error, unknown
+    seen: str
+    why: str = ""
+    fix: str = ""
+    installed: bool = False  # calfwd's drop-in is there and names this host's binaries (the metric)
+
+    @property
+    def problem(self) -> Optional[str]:
+        """The daemon's line (conflict event, STATUS=, NPD) when the guard needs the admin now."""
+        if self.severity not in (WARNING, ERROR):
+            return None
+        return f"flush guard: {self.seen}; fix: {self.fix}" if self.fix else f"flush guard: {self.seen}"
+
+
+def assess(setting: Any, seen: GuardInputs) -> GuardVerdict:
+    """The guard's one verdict for [firewalld] flush_guard = `setting` (true, false, "auto").
+
+    One state, the most pressing: firewalld that cannot work with the guard, then a guard not
+    needed at all, then one that does not hide this host's binaries, then whether the running
+    firewalld started with it."""
+    path = seen.path
+    if seen.unreadable:
+        return GuardVerdict("unknown", UNKNOWN, seen.unreadable, "this check needs it",
+                            "run `calfwd doctor` as root, on the node itself (and with firewalld "
+                            "running for its runtime state)")
+    f = seen.firewalld
+    text = seen.text
+    if text is None:
+        return _absent(setting, seen)
+    if not is_ours(text):
+        if setting is True:
+            return GuardVerdict("foreign", WARNING, f"[firewalld] flush_guard = true, but {path} exists and "
+                                "was not written by calfwd", "calfwd leaves it alone, so its guard is not "
+                                "installed", "inspect it: systemctl cat firewalld; remove it, then "
+                                f"calfwd guard enable && {ACTIVATE}")
+        return GuardVerdict("foreign", INFO, f"{path} exists but was not written by calfwd",
+                            "calfwd leaves it alone", "inspect it: systemctl cat firewalld")
+    hidden = stale(text, seen.paths)
+    installed = hidden is None
+    if f.backend == "iptables":
+        return GuardVerdict("harmful", ERROR, f"{path} hides the iptables binaries, but firewalld uses "
+                            "FirewallBackend=iptables", "firewalld cannot start without them",
+                            f"calfwd guard disable && {ACTIVATE}", installed)
+    if f.iptables_direct:  # read-only detection (doctor's check_direct)
+        return GuardVerdict("harmful", ERROR, f"{path} hides the iptables binaries, but firewalld has "
+                            f"{len(f.iptables_direct)} direct rule(s) or passthrough(s)",
+                            "firewalld cannot apply them without iptables",
+                            f"remove the direct rules, or calfwd guard disable && {ACTIVATE}", installed)
+    if f.fixed:  # whether it is current or in effect does not matter: nothing to guard against
+        name = f"firewalld {f.version}" if f.version else "this firewalld"
+        return GuardVerdict("not-needed", INFO, f"{path} is installed, but {name} does not flush with "
+                            "the nftables backend", "the guard is not needed (harmless)",
+                            f"calfwd guard disable && {ACTIVATE}", installed)
+    if hidden is not None:
+        return GuardVerdict("stale", WARNING, f"{path} hides {', '.join(hidden) or 'nothing'}, but the "
+                            f"iptables binaries here are {', '.join(seen.paths) or 'none'}",
+                            "an iptables binary firewalld can still run lets it flush",
+                            f"calfwd guard enable (rewrites it) && {ACTIVATE}")
+    if not seen.running:
+        return GuardVerdict("ok", OK, f"{path} is installed (applies when firewalld starts)",
+                            installed=True)
+    if seen.active is False:
+        return GuardVerdict("not-in-effect", WARNING, f"{path} is installed, but the running firewalld "
+                            "started without it", "it still flushes Calico's rules on reload and stop",
+                            ACTIVATE, installed=True)
+    if seen.active is None:
+        unread = f" ({seen.active_unreadable})" if seen.active_unreadable else ""
+        return GuardVerdict("unknown", UNKNOWN, f"{path} is installed; whether the running firewalld "
+                            f"started with it could not be read{unread}",
+                            "it only takes effect when firewalld restarts", f"if unsure: {ACTIVATE}",
+                            installed=True)
+    pid = f" (pid {seen.pid})" if seen.pid else ""
+    return GuardVerdict("ok", OK, f"{path} is installed and the running firewalld{pid} cannot run "
+                        f"{', '.join(seen.paths)}", installed=True)
+
+
+def _absent(setting: Any, seen: GuardInputs) -> GuardVerdict:
+    """No drop-in: wanted (missing, or refused where it cannot work) or not."""
+    path = seen.path
+    want, why = wanted(setting, seen.firewalld, seen.paths)
+    reason = refusal(seen.firewalld, seen.paths)
+    if not want:
+        fix = ""
+        if flushes(seen.firewalld)[0] and not reason:
+            fix = (f"calfwd guard enable && {ACTIVATE}" if setting is not False else
+                   f"set [firewalld] flush_guard = \"auto\", then calfwd apply && {ACTIVATE}")
+        return GuardVerdict("not-wanted", INFO, f"{path} is not installed", why, fix)
+    if setting == "auto":
+        return GuardVerdict("missing", WARNING, f"[firewalld] flush_guard = \"auto\" and this firewalld "
+                            f"flushes Calico's and kube-proxy's rules, but {path} does not exist",
+                            "they go on each firewalld start, reload and stop",
+                            f"calfwd apply (or calfwd guard auto) && {ACTIVATE}")
+    if reason:
+        where = f" in {seen.config_path}" if seen.config_path else ""
+        return GuardVerdict("refused", WARNING, f"[firewalld] flush_guard = true but {path} does not "
+                            f"exist, and it cannot be installed here: {reason}",
+                            "calfwd keeps reporting this", f"set [firewalld] flush_guard = false{where}, "
+                            "or fix the reason above and run `calfwd guard enable`")
+    return GuardVerdict("missing", WARNING, f"[firewalld] flush_guard = true but {path} does not exist",
+                        "firewalld flushes Calico's rules on each start, reload and stop",
+                        f"calfwd guard enable && {ACTIVATE}")

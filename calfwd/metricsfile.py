@@ -1,7 +1,8 @@
 """The daemon's side of [metrics] textfile: counts what it sees, keeps the file current.
 
 metrics.py is the pure part (counting, the text format); drivers/textfile.py writes. The
-daemon calls reconciled() after every reconcile and firewalld_restarted() on a new firewalld;
+daemon calls reconciled() after every reconcile, firewalld_restarted() on a new firewalld and
+guard() with each verdict on the flush guard (the one guard.assess() gives doctor too);
 every event the Reporter emits reaches event(). Each asks for a write, which the daemon
 coalesces (a burst of events costs a few writes). A write that fails is reported once and
 never stops anything else: metrics are not worth a lost reconcile.
@@ -15,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from calfwd import __version__, guard, trust
-from calfwd.drivers import dropin, textfile
+from calfwd.drivers import textfile
 from calfwd.metrics import Tally, render
 
 WRITE_EVENT = "metrics-write-failed"
@@ -25,15 +26,13 @@ class MetricsFile:
     def __init__(self, reporter: Any, path: Callable[[], str], request_write: Callable[[], None],
                  clock: Callable[[], float] = time.time,
                  write: Callable[[str, str], None] = textfile.write_atomic,
-                 remove: Callable[[str], None] = textfile.remove,
-                 guard_installed: Optional[Callable[[], bool]] = None) -> None:
+                 remove: Callable[[str], None] = textfile.remove) -> None:
         self.reporter = reporter
         self._path = path
         self._request = request_write
         self._clock = clock
         self._write = write
         self._remove = remove
-        self._guard_installed = guard_installed or flush_guard_installed
         self.tally = Tally(__version__)
         self._failed: Optional[str] = None  # the path whose failure was reported
         self._written: Optional[str] = None  # node_exporter would serve it, stale, for ever
@@ -41,12 +40,15 @@ class MetricsFile:
 
     def reconciled(self, outcome: Any) -> None:
         self.tally.reconciled(outcome, self._clock())
-        if self._path():  # the drop-in is read only for a metric someone reads
-            try:
-                self.tally.flush_guard_installed = self._guard_installed()
-            except Exception:  # unreadable, not UTF-8...: not installed as far as metrics go
-                self.tally.flush_guard_installed = False
         self._changed()
+
+    def guard(self, verdict: Optional[guard.GuardVerdict]) -> None:
+        """The daemon's judgement of the flush guard (guard.assess); None: it could not be read,
+        which counts as not installed."""
+        installed = verdict is not None and verdict.installed
+        if installed != self.tally.flush_guard_installed:
+            self.tally.flush_guard_installed = installed
+            self._changed()
 
     def verdict(self, state: str, flushed_owners: Any) -> None:
         """health.py's verdict, after every reconcile and every flush seen or undone."""
@@ -87,12 +89,6 @@ class MetricsFile:
             self._failed = path
             return
         self._failed, self._written = None, path
-
-
-def flush_guard_installed() -> bool:
-    """calfwd's drop-in is there and names this host's iptables binaries."""
-    path = guard.dropin_path()
-    return guard.dropin_problem(dropin.read_dropin(path), dropin.resolve_guard_paths(), path) is None
 
 
 HEADER = b"# HELP calfwd_"  # how every file render() makes begins

@@ -253,18 +253,22 @@ class Reconciler:
         """What shuts a Calico path now besides calfwd's objects (blockers.py). config: resolved.
         A firewalld that cannot be read here is the firewalld layer's error already."""
         fw_paths, note = None, ""
-        if want.firewalld is not None and self.firewalld is not None and facts.firewalld_running:
+        fw = want.firewalld
+        links = tuple(self._links())
+        if fw is not None and self.firewalld is not None and facts.firewalld_running:
             try:
                 fw_paths = self.firewalld.read_paths()
             except Exception as exc:
                 note = f"firewalld's runtime not judged: {exc}"
+            if fw_paths is not None:
+                fw_paths = with_dispatch(self.nft, fw_paths, facts.firewalld_backend, fw.zone.name,
+                                         config.interfaces, links)
         try:
             forwarding = self._forwarding()
         except OSError as exc:
             forwarding, note = {}, note or f"forwarding not judged: {exc}"
-        fw = want.firewalld
         found = blockers.judge(
-            blockers.PathFacts(fw_paths, forwarding, tuple(self._links())),
+            blockers.PathFacts(fw_paths, forwarding, links),
             zone=fw.zone.name if fw is not None else config.firewalld.zone, interfaces=config.interfaces,
             pools=config.ip_pools, policies=fw.policies if fw is not None else (),
             host_zone=next((p.ingress_zones[0] for p in fw.policies if "HOST" in p.egress_zones), "")
@@ -422,6 +426,19 @@ class Reconciler:
 
 def _link_names() -> List[str]:
     return [name for _i, name in socket.if_nameindex()]
+
+
+def with_dispatch(nft: NftDriver, paths: blockers.FirewalldPaths, backend: str, zone: str,
+                  interfaces: Sequence[str], links: Sequence[str]) -> blockers.FirewalldPaths:
+    """Where another zone binds one of Calico's interfaces, which binding firewalld asks first,
+    as it rendered them (nftables backend; unread, any binding may win: blockers._judged_by)."""
+    if backend != "nftables" or not blockers.contested(paths, zone, interfaces, links):
+        return paths
+    try:
+        chains = nft.read_chains(rendered.FORWARD_DISPATCH)
+    except Exception:
+        return paths
+    return replace(paths, dispatch=rendered.forward_dispatch(chains, paths.active))
 
 
 def _read_forwarding() -> Dict[str, str]:

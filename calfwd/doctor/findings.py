@@ -111,6 +111,33 @@ def guard_active(snap: HostSnapshot) -> Optional[bool]:
     return set(snap.guard_paths) <= set(fw.guarded)
 
 
+def guard_inputs(snap: HostSnapshot) -> guard.GuardInputs:
+    """What guard.assess() judges, from what doctor/reads.py read: the same for doctor, `calfwd
+    guard status` and the daemon."""
+    unreadable = ""
+    for read in (Read.GUARD_DROPIN, Read.GUARD_PATHS):
+        if read in snap.unknown:
+            unreadable = f"could not read {read.description}: {snap.unknown[read]}"
+            break
+    return guard.GuardInputs(path=snap.dropin_path, text=snap.dropin_text, paths=snap.guard_paths,
+                             firewalld=facts(snap), running=snap.firewalld.running, pid=snap.firewalld.pid,
+                             active=guard_active(snap), active_unreadable=snap.unknown.get(Read.GUARD_ACTIVE, ""),
+                             unreadable=unreadable, config_path=snap.config_path)
+
+
+def guard_verdict(snap: HostSnapshot, setting: Any = None) -> guard.GuardVerdict:
+    """guard.assess() on this snapshot, for `setting` (default: the snapshot's configuration's;
+    false when it does not load)."""
+    if setting is None:
+        setting = snap.config.firewalld.flush_guard if snap.config else False
+    return guard.assess(setting, guard_inputs(snap))
+
+
+def guard_finding(verdict: guard.GuardVerdict, read: Optional[Read] = None) -> Finding:
+    """The verdict as doctor's flush-guard finding (and `calfwd guard status`'s line)."""
+    return Finding(verdict.severity, "flush-guard", verdict.seen, verdict.why, verdict.fix, read=read)
+
+
 def as_networks(texts: Iterable[str]) -> List[Any]:
     nets = []
     for text in texts:

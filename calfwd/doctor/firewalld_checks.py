@@ -13,7 +13,7 @@ from typing import List
 
 from calfwd import guard
 from calfwd.doctor.findings import (ERROR, INFO, OK, UNKNOWN, WARNING, Finding, facts, felix_refresh,
-                                    guard_active, iface_matches, unknown_finding)
+                                    guard_active, guard_finding, guard_verdict, iface_matches, unknown_finding)
 from calfwd.doctor.snapshot import HostSnapshot, Read
 
 
@@ -135,73 +135,12 @@ def _calico_traces(snap: HostSnapshot) -> str:
 
 
 def check_guard(snap: HostSnapshot) -> List[Finding]:
-    """The flush guard drop-in: wanted, present, current, loaded by the running firewalld."""
-    unknown = unknown_finding(snap, "flush-guard", Read.GUARD_DROPIN, Read.GUARD_PATHS)
-    if unknown:
-        return [unknown]
-    path = snap.dropin_path
-    text = snap.dropin_text
-    f = facts(snap)
-    setting = snap.config.firewalld.flush_guard if snap.config else False
-    wanted, _why = guard.wanted(setting, f, snap.guard_paths)
-    reason = guard.refusal(f, snap.guard_paths)
-    if text is None:
-        if not wanted:
-            return []
-        if setting == "auto":
-            return [Finding(WARNING, "flush-guard", f"[firewalld] flush_guard = \"auto\" and this firewalld "
-                            f"flushes Calico's and kube-proxy's rules, but {path} does not exist",
-                            "they go on each firewalld start, reload and stop",
-                            f"calfwd apply (or calfwd guard auto) && {guard.ACTIVATE}")]
-        if reason:
-            return [Finding(WARNING, "flush-guard", f"[firewalld] flush_guard = true but {path} does not "
-                            f"exist, and it cannot be installed here: {reason}",
-                            "calfwd keeps reporting this", "set [firewalld] flush_guard = false in "
-                            f"{snap.config_path}, or fix the reason above and run `calfwd guard enable`")]
-        return [Finding(WARNING, "flush-guard", f"[firewalld] flush_guard = true but {path} does not exist",
-                        "firewalld flushes Calico's rules on each start, reload and stop",
-                        f"calfwd guard enable && {guard.ACTIVATE}")]
-    if not guard.is_ours(text):
-        return [Finding(INFO, "flush-guard", f"{path} exists but was not written by calfwd",
-                        "calfwd leaves it alone", "inspect it: systemctl cat firewalld")]
-    hidden = guard.stale(text, snap.guard_paths)
-    out = []
-    if f.backend == "iptables":
-        return [Finding(ERROR, "flush-guard", f"{path} hides the iptables binaries, but firewalld uses "
-                        "FirewallBackend=iptables", "firewalld cannot start without them",
-                        f"calfwd guard disable && {guard.ACTIVATE}")]
-    if f.iptables_direct:  # read-only detection (see check_direct)
-        return [Finding(ERROR, "flush-guard", f"{path} hides the iptables binaries, but firewalld has "
-                        f"{len(f.iptables_direct)} direct rule(s) or passthrough(s)",
-                        "firewalld cannot apply them without iptables",
-                        f"remove the direct rules, or calfwd guard disable && {guard.ACTIVATE}")]
-    if f.fixed:
-        out.append(Finding(INFO, "flush-guard", f"{path} is installed, but firewalld {f.version} does not "
-                           "flush with the nftables backend", "the guard is not needed (harmless)",
-                           f"calfwd guard disable && {guard.ACTIVATE}"))
-    if hidden is not None:
-        out.append(Finding(WARNING, "flush-guard", f"{path} hides {', '.join(hidden) or 'nothing'}, but the "
-                           f"iptables binaries here are {', '.join(snap.guard_paths) or 'none'}",
-                           "an iptables binary firewalld can still run lets it flush",
-                           f"calfwd guard enable (rewrites it) && {guard.ACTIVATE}"))
-    active = guard_active(snap)
-    if snap.firewalld.running:
-        if active:
-            out.append(Finding(OK, "flush-guard", f"{path} is installed and the running firewalld "
-                               f"(pid {snap.firewalld.pid}) cannot run {', '.join(snap.guard_paths)}"))
-        elif active is None:
-            out.append(Finding(UNKNOWN, "flush-guard", f"{path} is installed; whether the running firewalld "
-                               "started with it could not be read" +
-                               (f" ({snap.unknown[Read.GUARD_ACTIVE]})" if Read.GUARD_ACTIVE in snap.unknown else ""),
-                               "it only takes effect when firewalld restarts",
-                               f"if unsure: {guard.ACTIVATE}"))
-        else:
-            out.append(Finding(WARNING, "flush-guard", f"{path} is installed, but the running firewalld "
-                               "started without it", "it still flushes Calico's rules on reload and stop",
-                               guard.ACTIVATE))
-    elif not out:
-        out.append(Finding(OK, "flush-guard", f"{path} is installed (applies when firewalld starts)"))
-    return out
+    """The flush guard drop-in: guard.assess()'s verdict, the daemon's and `guard status`'s too."""
+    verdict = guard_verdict(snap)
+    if verdict.state == "not-wanted":
+        return []  # check_flush says what firewalld does without it
+    read = next((r for r in (Read.GUARD_DROPIN, Read.GUARD_PATHS) if r in snap.unknown), None)
+    return [guard_finding(verdict, read if verdict.state == "unknown" else None)]
 
 
 def check_direct(snap: HostSnapshot) -> List[Finding]:

@@ -13,6 +13,7 @@ runtime direct rules, active zones), and from its configuration directory otherw
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import xml.etree.ElementTree as ElementTree
@@ -26,7 +27,7 @@ from calfwd import drivers
 from calfwd.drivers import statusfile
 from calfwd.drivers.hostnet import read_forwarding, read_host_network
 from calfwd.drivers.textfile import read_regular
-from calfwd.reconcile import Reconciler
+from calfwd.reconcile import Reconciler, with_dispatch
 from calfwd.config import Config, ConfigError, load, ownership_problems
 from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Read
 
@@ -222,8 +223,13 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
         unknown[Read.NFTABLES] = str(exc) or type(exc).__name__
     _try(unknown, Read.LEGACY, lambda: read_legacy(snap, unknown))
     snap["sysctls"] = _try(unknown, Read.SYSCTL, read_forwarding, {})
-    snap["routes"] = _try(unknown, Read.ROUTES, read_routes, ())
     snap["links"] = _try(unknown, Read.LINKS, read_links, ())
+    fw_state = snap.get("firewalld")
+    if nft is not None and config is not None and fw_state is not None and fw_state.paths is not None:
+        paths = with_dispatch(nft, fw_state.paths, fw_state.backend, config.firewalld.zone, config.interfaces,
+                              snap["links"])
+        snap["firewalld"] = dataclasses.replace(fw_state, paths=paths)
+    snap["routes"] = _try(unknown, Read.ROUTES, read_routes, ())
     snap["host_network"] = _try(unknown, Read.HOST_NETWORK, read_host_network)
     pool_sets = dict(_try(unknown, Read.IPSET, read_ipsets, {}))
     pool_sets.update(snap.pop("nft_pool_sets", {}))

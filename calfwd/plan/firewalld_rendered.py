@@ -84,3 +84,46 @@ def rendering_problems(chains: Dict[Tuple[str, str, str], List[Dict[str, Any]]],
             f"dispatch ({DISPATCH_CHAINS[0][2]}): that matches no interface, so policy '{forward_policy}' "
             "never applies and routed traffic into pods (peers, NodePort backends) is rejected. Fixed in "
             "firewalld 1.1.3, 1.2.1 and 1.3.0: upgrade firewalld"]
+
+
+# Where firewalld sends forwarded traffic by the interface it arrives on: 0.9 and 1.x a
+# dispatch chain of zones (each binding inserted on top, so the latest wins), 2.x one chain of
+# zone and policy pairs (sorted by zone priority, sources first, then zone name). Which zone
+# judges a pod's veth is the first rule that matches it: read, not inferred per release.
+FORWARD_DISPATCH: Tuple[Tuple[str, str, str], ...] = (
+    ("inet", "firewalld", "filter_FORWARD_IN_ZONES"),  # 0.9.x: goto filter_FWDI_<zone>
+    ("inet", "firewalld", "filter_FORWARD_ZONES"),  # 1.x: goto filter_FWD_<zone>
+    ("inet", "firewalld", "filter_FORWARD_POLICIES"),  # 2.x: jump filter_FWD_<zone>
+)
+_ZONE_CHAINS = ("filter_FWDI_", "filter_FWD_")
+
+
+def forward_dispatch(chains: Dict[Tuple[str, str, str], List[Dict[str, Any]]],
+                     zones: Iterable[str]) -> Tuple[Tuple[str, str], ...]:
+    """(iifname pattern in nft's spelling, zone) in the order firewalld asks them; only rules
+    that hand a packet to a zone's own chain (not a policy's, not the catch-all's)."""
+    zones = set(zones)
+    out: List[Tuple[str, str]] = []
+    for ref in FORWARD_DISPATCH:
+        for rule in chains.get(ref, ()):
+            names: List[str] = []
+            target = ""
+            for expr in rule.get("expr", ()):
+                if not isinstance(expr, dict):
+                    continue
+                match = expr.get("match")
+                if isinstance(match, dict) and isinstance(match.get("left"), dict) and \
+                        match["left"].get("meta", {}).get("key") == "iifname":
+                    names += list(_names(match.get("right")))
+                for verb in ("goto", "jump"):
+                    if isinstance(expr.get(verb), dict):
+                        target = str(expr[verb].get("target", ""))
+            zone = next((target[len(p):] for p in _ZONE_CHAINS if target.startswith(p)), "")
+            if zone in zones:
+                out += [(name, zone) for name in names if (name, zone) not in out]
+    return tuple(out)
+
+
+def nft_matches(pattern: str, name: str) -> bool:
+    """nft's iifname match: 'cali*' is a prefix, anything else the whole name."""
+    return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern

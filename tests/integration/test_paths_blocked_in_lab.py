@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.calfwd import Calfwd, minimal_config
-from lab.wait import wait_until
+from lab.wait import quiet_for, wait_until
 
 VERDICT_WITHIN = 2.0  # seconds: the issue's promise, from the change to the health file
 
@@ -130,3 +130,25 @@ def test_calfwds_table_gone_while_its_repairs_are_paused(lab):
         lab.node.run("nft", "delete", "table", "inet", "calfwd", check=False)
 
     blocked_then_ok(lab, calfwd, make, lambda: calfwd.signal(signal.SIGHUP), "is missing and calfwd has paused")
+
+
+def test_panic_mode_and_a_dropping_binding_on_each_firewalld(lab_versions):
+    """firewalld 0.9 to 2.x (and the iptables backend) send the same runtime signals and answer
+    the same reads; which binding wins differs, and the verdict follows what firewalld really
+    does: 0.9 and 1.x ask the latest binding first, 2.x sorts zones by name ('block' before
+    'calfwd' before 'drop'), so on 2.x a veth bound by name to 'drop' stays in calfwd's zone."""
+    lab = lab_versions
+    calfwd = started(lab)
+    fw, veth = lab.firewalld, lab.workload.iface
+    blocked_then_ok(lab, calfwd, lambda: fw.firewall_cmd("--panic-on"), lambda: fw.firewall_cmd("--panic-off"),
+                    "panic mode")
+    blocked_then_ok(lab, calfwd, lambda: fw.firewall_cmd("--zone=block", f"--add-interface={veth}"),
+                    lambda: fw.firewall_cmd("--zone=block", f"--remove-interface={veth}"), veth)
+    if lab.firewalld.build.major < 2:
+        blocked_then_ok(lab, calfwd, lambda: fw.firewall_cmd("--zone=drop", f"--add-interface={veth}"),
+                        lambda: fw.firewall_cmd("--zone=drop", f"--remove-interface={veth}"), veth)
+        return
+    fw.firewall_cmd("--zone=drop", f"--add-interface={veth}")
+    quiet_for(lambda: health(calfwd).startswith("ok "), VERDICT_WITHIN, "the verdict stays ok on 2.x")
+    assert lab.pod_reaches_proxy(within=3.0), "calfwd's zone still judges the veth: traffic flows"
+    assert calfwd.cli("status").returncode == 0

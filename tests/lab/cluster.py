@@ -230,6 +230,7 @@ class Cluster(NamespaceGroup):
     def _node(self, node: ClusterNode) -> None:
         ns, pod, cali = node.node, node.pod, node.workload.iface
         ns.sysctl("net.ipv4.ip_forward", 1)
+        ns.sysctl("net.ipv6.conf.all.forwarding", 1)  # Felix turns both on; calfwd's config names a v6 pool
         add_veth(ns, cali, pod, "eth0", a_mac=CALICO_MAC)
         ns.sysctl("net.ipv4.conf.%s.proxy_arp" % cali, 1)
         ns.sysctl("net.ipv4.neigh.%s.proxy_delay" % cali, 0)

@@ -16,3 +16,14 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}")
         time.sleep(interval)
+
+
+def quiet_for(check: Callable[[], object], seconds: float, why: str, interval: float = 0.1) -> None:
+    """Asserts that check() stays truthy for `seconds`: a test that nothing happens (`why`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not check():
+            raise AssertionError(f"within {seconds}s, {why}: it did not hold")
+        if time.monotonic() > deadline:
+            return
+        time.sleep(interval)

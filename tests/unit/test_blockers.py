@@ -101,3 +101,40 @@ def test_a_policy_asked_before_calfwds_that_drops():
 def test_blocked_first_then_warnings():
     found = verdict(firewalld=fw(panic=True, active={"trusted": (("cali+",), ())}, targets={"trusted": "ACCEPT"}))
     assert [b.blocked for b in found] == [True, False]
+
+
+def test_which_binding_wins_is_read_from_firewalds_rendered_dispatch():
+    """1.x inserts each binding on top (the latest wins); 2.x sorts by zone priority, then zone
+    name: 'calfwd' before 'drop', so there the pod's veth stays in calfwd's zone."""
+    active = {"calfwd": (("cali+",), ()), "drop": (("cali0123456789a",), ())}
+    name_first = fw(active=active, targets={"drop": "DROP"},
+                    dispatch=(("cali0123456789a", "drop"), ("cali*", "calfwd")))
+    assert [b.blocked for b in verdict(firewalld=name_first)] == [True]
+    zone_order = fw(active=active, targets={"drop": "DROP"},
+                    dispatch=(("cali*", "calfwd"), ("cali0123456789a", "drop")))
+    assert verdict(firewalld=zone_order) == ()
+    unread = fw(active=active, targets={"drop": "DROP"})  # the iptables backend: any binding may win
+    assert [b.blocked for b in verdict(firewalld=unread)] == [True]
+
+
+def test_forward_dispatch_as_each_release_renders_it():
+    from calfwd.plan.firewalld_rendered import forward_dispatch
+
+    def rule(iif, target, verb="goto", oif=None):
+        expr = [{"match": {"left": {"meta": {"key": "iifname"}}, "op": "==", "right": iif}}]
+        if oif:
+            expr.append({"match": {"left": {"meta": {"key": "oifname"}}, "op": "==", "right": oif}})
+        return {"expr": expr + [{verb: {"target": target}}]}
+
+    zones_1x = [rule("cali0123456789a", "filter_FWD_drop"), rule("cali*", "filter_FWD_calfwd"),
+                rule("*", "filter_FWD_public")]
+    assert forward_dispatch({("inet", "firewalld", "filter_FORWARD_ZONES"): zones_1x}, {"calfwd", "drop"}) == (
+        ("cali0123456789a", "drop"), ("cali*", "calfwd"))
+    zones_09 = [rule("cali0123456789a", "filter_FWDI_drop"), rule("cali*", "filter_FWDI_calfwd")]
+    assert forward_dispatch({("inet", "firewalld", "filter_FORWARD_IN_ZONES"): zones_09}, {"calfwd", "drop"}) == (
+        ("cali0123456789a", "drop"), ("cali*", "calfwd"))
+    policies_2x = [rule("cali*", "filter_FWD_policy_calfwd-forward", "jump", "cali*"),
+                   rule("cali*", "filter_FWD_calfwd", "jump"), {"expr": [{"accept": None}]},
+                   rule("cali0123456789a", "filter_FWD_drop", "jump")]
+    assert forward_dispatch({("inet", "firewalld", "filter_FORWARD_POLICIES"): policies_2x},
+                            {"calfwd", "drop"}) == (("cali*", "calfwd"), ("cali0123456789a", "drop"))

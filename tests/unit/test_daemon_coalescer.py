@@ -149,7 +149,7 @@ class Reconciler:
 def make_daemon(monkeypatch, tmp_path):
     monkeypatch.setenv("CALFWD_RUN_DIR", str(tmp_path))
     judged = []
-    monkeypatch.setattr(daemon_mod, "guard_auto_problem", lambda path: judged.append(path))
+    monkeypatch.setattr(daemon_mod, "judge_guard", lambda path, setting: judged.append(path))
     glib = Loop()
     notes = []
     d = Daemon("/etc/calfwd/calfwd.toml", CONFIG, None, Reconciler(), Reporter(io.StringIO(), journal=None), glib, notes.append)

@@ -97,17 +97,6 @@ def test_refusal(what, facts, paths, words):
         assert reason and words in reason
 
 
-def test_dropin_problem_for_the_daemon():
-    path = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
-    good = guard.render_dropin((NFT,))
-    assert guard.dropin_problem(good, (NFT,), path) is None
-    assert "does not exist" in guard.dropin_problem(None, (NFT,), path)
-    assert "calfwd guard enable" in guard.dropin_problem(None, (NFT,), path)
-    assert "not written by calfwd" in guard.dropin_problem("[Service]\n", (NFT,), path)
-    stale = guard.dropin_problem(good, (LEGACY, NFT), path)
-    assert LEGACY in stale and "calfwd guard enable" in stale
-
-
 def test_systemd_accepts_the_dropin(tmp_path):
     """systemd-analyze verify loads the drop-in next to a stand-in unit and reports nothing.
 
@@ -133,10 +122,65 @@ def test_systemd_accepts_the_dropin(tmp_path):
     assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), proc.stdout + proc.stderr
 
 
-def test_daemon_problem_only_when_wanted(tmp_path, monkeypatch):
-    monkeypatch.setenv("CALFWD_FLUSH_GUARD_DROPIN", str(tmp_path / "guard.conf"))
-    from calfwd.guard import daemon_problem
+# -- the one verdict: every state, from assess() alone ---------------------------------------
 
-    assert daemon_problem(False, lambda p: None, lambda: ("/usr/sbin/xtables-nft-multi",)) is None
-    problem = daemon_problem(True, lambda p: None, lambda: ("/usr/sbin/xtables-nft-multi",))
-    assert str(tmp_path / "guard.conf") in problem and "calfwd guard enable" in problem
+PATH = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
+OLD = FirewalldFacts("1.3.3", "nftables", False, ())  # flushes; the guard can work
+NEW = FirewalldFacts("2.1.0", "nftables", True, ())  # does not flush
+GOOD = guard.render_dropin((NFT,))
+
+
+def seen(text=None, firewalld=OLD, **changes):
+    return guard.GuardInputs(PATH, text, (NFT,), firewalld, config_path="/etc/calfwd/calfwd.toml", **changes)
+
+
+# (what, setting, inputs, state, severity, words in seen or fix, calfwd's drop-in installed and current)
+VERDICTS = [
+    ("unreadable", "auto", seen(unreadable="could not read the flush guard's drop-in: Permission denied"),
+     "unknown", guard.UNKNOWN, "Permission denied", False),
+    ("in effect? cannot tell", "auto", seen(GOOD, running=True, active_unreadable="cannot read /proc/7/mountinfo"),
+     "unknown", guard.UNKNOWN, "could not be read (cannot read /proc/7/mountinfo)", True),
+    ("2.x needs none", "auto", seen(firewalld=NEW), "not-wanted", guard.INFO, "is not installed", False),
+    ("opted out", False, seen(), "not-wanted", guard.INFO, 'flush_guard = "auto"', False),
+    ("auto, missing", "auto", seen(), "missing", guard.WARNING, "calfwd apply", False),
+    ("true, missing", True, seen(), "missing", guard.WARNING, "calfwd guard enable", False),
+    ("true, cannot be installed", True, seen(firewalld=FirewalldFacts("1.3.3", "iptables", False, ())),
+     "refused", guard.WARNING, "flush_guard = false in /etc/calfwd/calfwd.toml", False),
+    ("someone else's, true", True, seen("[Service]\nLimitNOFILE=1\n"), "foreign", guard.WARNING,
+     "not written by calfwd", False),
+    ("someone else's, auto", "auto", seen("[Service]\nLimitNOFILE=1\n"), "foreign", guard.INFO,
+     "not written by calfwd", False),
+    ("iptables backend", True, seen(GOOD, FirewalldFacts("1.3.3", "iptables", False, ())), "harmful",
+     guard.ERROR, "FirewallBackend=iptables", True),
+    ("direct rules", "auto", seen(GOOD, FirewalldFacts("1.3.3", "nftables", False, ("permanent rule ipv4 x",))),
+     "harmful", guard.ERROR, "1 direct rule(s)", True),
+    # Not needed outranks "not in effect": nothing flushes, so it is nothing to warn about.
+    ("2.x, installed", "auto", seen(GOOD, NEW, running=True, active=False), "not-needed", guard.INFO,
+     "calfwd guard disable", True),
+    ("stale", True, seen(guard.render_dropin((LEGACY,)), running=True, active=False), "stale", guard.WARNING,
+     "rewrites it", False),
+    ("not in effect", "auto", seen(GOOD, running=True, active=False), "not-in-effect", guard.WARNING,
+     "started without it", True),
+    ("in effect", True, seen(GOOD, running=True, active=True, pid=7), "ok", guard.OK, "(pid 7) cannot run", True),
+    ("firewalld stopped", "auto", seen(GOOD), "ok", guard.OK, "applies when firewalld starts", True),
+]
+
+
+@pytest.mark.parametrize("what,setting,inputs,state,severity,words,installed", VERDICTS,
+                         ids=[v[0] for v in VERDICTS])
+def test_each_state_is_judged_by_assess(what, setting, inputs, state, severity, words, installed):
+    verdict = guard.assess(setting, inputs)
+    assert (verdict.state, verdict.severity, verdict.installed) == (state, severity, installed), verdict
+    assert words in verdict.seen + " " + verdict.fix
+    # The daemon's line is the verdict itself, for exactly the warnings and errors.
+    if severity in (guard.WARNING, guard.ERROR):
+        assert verdict.problem == f"flush guard: {verdict.seen}; fix: {verdict.fix}" and verdict.fix
+    else:
+        assert verdict.problem is None
+
+
+def test_every_state_is_covered_and_speaks_doctors_severities():
+    from calfwd.doctor.findings import SEVERITIES
+
+    assert {v[3] for v in VERDICTS} == set(guard.STATES)
+    assert {v[4] for v in VERDICTS} <= set(SEVERITIES)

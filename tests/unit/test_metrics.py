@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from calfwd import metrics
+from calfwd import guard, metrics
 from calfwd.desired import HostFacts
 from calfwd.drivers import textfile
 from calfwd.events import Reporter
@@ -186,8 +186,32 @@ def keeper(path="/var/lib/prometheus/node-exporter/calfwd.prom", fail=False):
     writes = Writes(fail)
     box = {"path": path}
     kept = MetricsFile(reporter, lambda: box["path"], lambda: requests.append(1), clock=lambda: 42.0,
-                       write=writes, guard_installed=lambda: True)
+                       write=writes)
+    kept.guard(INSTALLED)
+    requests.clear()
     return kept, reporter, stream, requests, writes, box
+
+
+INSTALLED = guard.GuardVerdict("not-in-effect", guard.WARNING, "installed, firewalld started without it",
+                               installed=True)
+
+
+def test_the_guard_gauge_is_the_daemons_verdict_on_the_guard():
+    """calfwd_flush_guard_installed follows guard.assess()'s verdict (the one doctor gives),
+    not a reading of its own: installed and current is 1 whatever else the verdict says."""
+    kept, _reporter, _stream, requests, writes, _box = keeper()
+    assert kept.tally.flush_guard_installed is True
+    kept.guard(guard.GuardVerdict("ok", guard.OK, "installed and in effect", installed=True))
+    assert requests == [], "nothing changed: no write asked"
+    for verdict in (guard.GuardVerdict("stale", guard.WARNING, "hides the wrong binaries"),
+                    guard.GuardVerdict("missing", guard.WARNING, "does not exist"), None):
+        kept.guard(INSTALLED)
+        kept.guard(verdict)
+        kept.write()
+        assert "calfwd_flush_guard_installed 0\n" in writes.done[-1][1], verdict
+    kept.guard(INSTALLED)
+    kept.write()
+    assert "calfwd_flush_guard_installed 1\n" in writes.done[-1][1]
 
 
 def test_events_the_reporter_emits_are_counted_and_ask_for_a_write():
@@ -255,7 +279,7 @@ def test_a_path_no_longer_configured_is_removed_not_left_stale(tmp_path):
     box = {"path": str(first)}
     reporter = Reporter(stream=io.StringIO(), journal=None)
     requests = []
-    kept = MetricsFile(reporter, lambda: box["path"], lambda: requests.append(1), guard_installed=lambda: False)
+    kept = MetricsFile(reporter, lambda: box["path"], lambda: requests.append(1))
     kept.reconciled(outcome())
     kept.write()
     assert first.exists()
