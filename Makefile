@@ -1,14 +1,20 @@
 # calfwd: every target runs as root on Debian 12 or Fedora/RHEL and installs what it needs.
 PYTHON ?= /usr/bin/python3
 PYTEST ?= $(PYTHON) -m pytest
+# The distro's mypy (Debian's mypy, Fedora's python3-mypy): its settings are pyproject.toml's.
+MYPY ?= $(PYTHON) -m mypy
 
-.PHONY: test unit deps demo bench rpm clean
+.PHONY: test unit typecheck deps demo bench rpm clean
 
-test: deps
+test: deps typecheck
 	$(PYTEST) -q tests
 
-unit:
+unit: typecheck
 	$(PYTEST) -q tests/unit
+
+# The drivers' protocols (calfwd/drivers/__init__.py) against the drivers and their callers.
+typecheck:
+	$(MYPY)
 
 deps:
 	bash tests/install-deps.sh

@@ -26,8 +26,7 @@ import dbus
 
 from calfwd.config import parse
 from calfwd.desired import desired
-from calfwd.drivers.firewalld import Firewalld
-from calfwd.drivers.nftables import Nftables
+from calfwd import drivers
 from calfwd.plan import firewalld as fw_plan
 from calfwd.plan import firewalld_cleanup
 from calfwd.plan import nftables as nft_plan
@@ -70,7 +69,7 @@ def main():
     config = parse(config_text(cidrs, sources), "<bench>")
     out["parse_ms"] = ms(t)
 
-    nft = Nftables()
+    nft = drivers.nft_driver()
     want = desired(config).nft
     if nft.read_table(want.family, want.table) is not None:
         nft.run(nft_plan.delete_batch(want.family, want.table))
@@ -99,8 +98,8 @@ def main():
     nft.run(nft_plan.plan(want, nft.read_table(want.family, want.table)).batch)  # back
 
     try:
-        fw = Firewalld(dbus.SystemBus(), timeout=120.0, reload_timeout=600.0)
-        running = fw.running()
+        fw = drivers.firewalld_driver(timeout=120.0, reload_timeout=600.0)
+        running = fw.state() == "RUNNING"
     except dbus.exceptions.DBusException:
         fw, running = None, False
     out["firewalld_running"] = running

@@ -16,6 +16,7 @@ from typing import Any, List, Mapping, Tuple
 
 from calfwd.config import Config
 from calfwd.desired import HostFacts, desired_firewalld
+from calfwd import drivers
 from calfwd.drivers import STOPPED
 from calfwd.plan.firewalld_offline_apply import offline_apply_plan
 
@@ -116,13 +117,10 @@ def live_firewalld(directory: str, default_directory: str) -> str:
     if not shared:
         return ""
     try:
-        import dbus
-
-        from calfwd.drivers.firewalld import Firewalld
-        bus = dbus.SystemBus()
+        firewalld = drivers.firewalld_driver()
     except Exception:  # no system bus (a chroot, an image build): no firewalld runs on it
         return ""
-    kind, why = Firewalld(bus).reachability()
+    kind, why = firewalld.reachability()
     if kind == STOPPED:
         return ""
     via = "" if shared == f"{directory} is {directory}" else f" ({shared})"

@@ -15,7 +15,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from calfwd.config import Config
 from calfwd.desired import FirewalldDesired, HostFacts, desired, desired_firewalld
-from calfwd.drivers import RUNNING, STOPPED
+from calfwd.drivers import RUNNING, STOPPED, FirewalldDriver, NftDriver
 from calfwd.plan import firewalld_cleanup, firewalld_offline
 from calfwd.plan import nftables as nft_plan
 from calfwd.plan.firewalld_model import (FirewalldPlan, Op, Reload, RemoveFromZone, RemovePolicy,
@@ -36,7 +36,7 @@ class CleanupResult:
 class Cleanup:
     """One run; the drivers are the Reconciler's plus the offline one (firewalld's files)."""
 
-    def __init__(self, nft: Any, firewalld: Optional[Any], offline: Optional[Any], bus_error: str = "",
+    def __init__(self, nft: NftDriver, firewalld: Optional[FirewalldDriver], offline: Optional[Any], bus_error: str = "",
                  progress: Optional[Callable[[str], None]] = None) -> None:
         self.nft = nft
         self.firewalld = firewalld
@@ -66,12 +66,15 @@ class Cleanup:
         """[firewalld] enabled = false now, but calfwd may have made objects before the switch:
         removed where firewalld can be asked (running) or its files read (stopped); a host
         without a bus or without firewalld is not an error here."""
-        kind, why = self.firewalld.reachability() if self.firewalld is not None else ("", "")
+        firewalld = self.firewalld
+        if firewalld is None:
+            return
+        kind, why = firewalld.reachability()
         try:
             if kind == RUNNING:
-                self._online(config)
+                self._online(config, firewalld)
             elif kind == STOPPED and self.offline is not None and os.path.isdir(self.offline.directory):
-                self._on_disk(desired_firewalld(config, HostFacts()), True, why)
+                self._on_disk(desired_firewalld(config, HostFacts()), why, stopped=firewalld)
         except Exception as exc:
             self.remains.append(f"firewalld: {exc}")
 
@@ -80,7 +83,7 @@ class Cleanup:
         try:
             orphans = nft_orphans(self.nft, d.family, d.table)
             p = nft_plan.cleanup_plan(d.family, d.table, self.nft.read_table(d.family, d.table), orphans)
-            if not p.empty:
+            if p.batch is not None:  # not p.empty
                 self.nft.run(p.batch)
                 self._removed(*p.reasons)
             self.left_alone.extend(f"nftables: {c}" for c in p.conflicts)
@@ -88,31 +91,33 @@ class Cleanup:
             self.remains.append(f"nftables: {exc}")
 
     def _firewalld(self, config: Config) -> None:
-        if self.firewalld is None:
+        firewalld = self.firewalld
+        if firewalld is None:
             kind, why = "", self.bus_error or "no firewalld client"
         else:
-            kind, why = self.firewalld.reachability()
+            kind, why = firewalld.reachability()
         try:
-            if kind == RUNNING:
-                self._online(config)
+            if firewalld is not None and kind == RUNNING:
+                self._online(config, firewalld)
             else:
-                self._on_disk(desired_firewalld(config, HostFacts()), kind == STOPPED, why)
+                self._on_disk(desired_firewalld(config, HostFacts()), why,
+                              stopped=firewalld if kind == STOPPED else None)
         except Exception as exc:  # driver errors carry a one-line message
             self.remains.append(f"firewalld: {exc}")
 
     # -- firewalld running: D-Bus ---------------------------------------------------------
 
-    def _online(self, config: Config) -> None:
-        facts = self.firewalld.facts()
+    def _online(self, config: Config, firewalld: FirewalldDriver) -> None:
+        facts = firewalld.facts()
         want = desired_firewalld(config, facts)
         if want.host_service is not None:  # wherever calfwd put its service, whatever the version now
             want = replace(want, catch_all_zone=facts.default_zone)
-        plan = firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want))
+        plan = firewalld_cleanup.cleanup_plan(want, firewalld.read(want))
         self.left_alone.extend(f"firewalld: {c}" for c in plan.conflicts)
         failed = ""
         for op in plan.ops:  # one at a time: a failure stops the rest, which the read-back lists
             try:
-                self.firewalld.apply(FirewalldPlan((op,)))
+                firewalld.apply(FirewalldPlan((op,)))
             except Exception as exc:
                 failed = op.description
                 self.remains.append(f"firewalld: {_what(op)} not removed: {exc}")
@@ -120,51 +125,55 @@ class Cleanup:
             self._removed(op.description)
         # Read back: exit 0 only when nothing of calfwd's is left.
         self.remains.extend(f"firewalld: {_what(op)} still there after cleanup"
-                            for op in firewalld_cleanup.cleanup_plan(want, self.firewalld.read(want)).ops
+                            for op in firewalld_cleanup.cleanup_plan(want, firewalld.read(want)).ops
                             if op.description != failed)
 
     # -- firewalld stopped, or not reachable: its files -----------------------------------
 
-    def _on_disk(self, want: FirewalldDesired, stopped: bool, why: str) -> None:
-        if self.offline is None:
+    def _on_disk(self, want: FirewalldDesired, why: str, stopped: Optional[FirewalldDriver] = None) -> None:
+        """stopped: the client that found firewalld stopped, asked again before each edit; None:
+        firewalld is not known to be stopped, so its files are only read."""
+        offline = self.offline
+        if offline is None:
             self.remains.append(f"firewalld: its files were not looked at: {why}")
             return
-        plan = firewalld_offline.offline_cleanup_plan(want, self._read())
+        plan = firewalld_offline.offline_cleanup_plan(want, self._read(offline))
         self.left_alone.extend(f"firewalld: {c}" for c in plan.left_alone)
         self.remains.extend(f"firewalld: {line}" for line in plan.remains)
-        if not stopped:
+        if stopped is None:
             self.remains.extend(f"firewalld: {_what(op)} not removed: {why}; calfwd edits firewalld's "
                                 "files only while nobody owns its bus name" for op in plan.ops)
             if want.mode == "runtime":
                 self.remains.append(f"firewalld: calfwd's runtime bindings and policy entries, if any, "
                                     f"not removed: {why}")
             return
-        where = f"{self.offline.directory}, with firewall-offline-cmd"
+        where = f"{offline.directory}, with firewall-offline-cmd"
         failed = set()
         for op in plan.ops:
-            kind, why_now = self.firewalld.reachability()
+            kind, why_now = stopped.reachability()
             if kind != STOPPED:  # firewalld started meanwhile: the files are its own again
                 failed.add(op.description)
                 self.remains.append(f"firewalld: {_what(op)} not removed: firewalld started during "
                                     f"cleanup ({why_now or kind}); run calfwd cleanup again")
                 continue
             try:
-                self.offline.run(op)
+                offline.run(op)
             except Exception as exc:
                 failed.add(op.description)
                 self.remains.append(f"firewalld: {_what(op)} not removed from {where}: {exc}")
                 continue
             self._removed(f"{op.description} in {where}")
         if plan.ops:  # read back: exit 0 only when nothing of calfwd's is left
-            after = firewalld_offline.offline_cleanup_plan(want, self._read())
-            self.remains.extend(f"firewalld: {_what(op)} still in {self.offline.directory} after cleanup"
+            after = firewalld_offline.offline_cleanup_plan(want, self._read(offline))
+            self.remains.extend(f"firewalld: {_what(op)} still in {offline.directory} after cleanup"
                                 for op in after.ops if op.description not in failed)
 
-    def _read(self) -> firewalld_offline.OnDisk:
+    @staticmethod
+    def _read(offline: Any) -> firewalld_offline.OnDisk:
         try:
-            return self.offline.read()
+            return offline.read()
         except OSError as exc:
-            raise RuntimeError(f"{self.offline.directory} cannot be read ({exc.strerror or exc}): calfwd's "
+            raise RuntimeError(f"{offline.directory} cannot be read ({exc.strerror or exc}): calfwd's "
                                "zone and policies there, if any, were not removed") from None
 
 
@@ -179,7 +188,7 @@ def _what(op: Op) -> str:
     return op.description
 
 
-def nft_orphans(nft: Any, family: str, table: str) -> Tuple[str, ...]:
+def nft_orphans(nft: NftDriver, family: str, table: str) -> Tuple[str, ...]:
     """Tables of `family` other than `table` that carry calfwd's mark: made by calfwd under a
     name the config no longer has."""
     names = sorted(t["name"] for t in nft.tables() if t.get("family") == family and t.get("name") != table)

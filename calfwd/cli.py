@@ -16,7 +16,9 @@ from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, load_trusted
 from calfwd.doctor import checks as doctor
 from calfwd.doctor import findings as verdicts
 from calfwd.doctor import reads as host
+from calfwd import drivers
 from calfwd.drivers import dropin as dropin_file
+from calfwd.drivers import errors as driver_errors
 from calfwd.doctor.snapshot import Read
 from calfwd.events import Reporter
 from calfwd.exposure import exposures
@@ -106,23 +108,11 @@ def _load(path: str, strict_owner: bool, check_program: bool = True) -> Config:
     return load_trusted(path, check_program) if strict_owner else load(path)
 
 
-def connect_firewalld() -> Any:
-    """A firewalld client on the system bus. Without a bus, one whose every answer is that
-    error: calfwd cannot tell whether firewalld runs, so nothing may be called in sync."""
-    import dbus
-
-    from calfwd.drivers.firewalld import Firewalld, Unreachable
-    try:
-        return Firewalld(dbus.SystemBus())
-    except dbus.exceptions.DBusException as exc:
-        return Unreachable(exc.get_dbus_name() or "", exc.get_dbus_message() or str(exc))
-
-
-def _reconciler(config: Config) -> Any:
-    from calfwd.drivers.nftables import Nftables
-
-    firewalld = connect_firewalld() if config.firewalld.enabled else None
-    return Reconciler(Nftables(), firewalld)
+def _reconciler(config: Config) -> Reconciler:
+    """Without a system bus, a firewalld client whose every answer is that error: calfwd cannot
+    tell whether firewalld runs, so nothing may be called in sync."""
+    firewalld = drivers.firewalld_or_unreachable() if config.firewalld.enabled else None
+    return Reconciler(drivers.nft_driver(), firewalld)
 
 
 def _print_layers(layers: Sequence[Any], verb: str) -> None:
@@ -172,9 +162,7 @@ def _pools_line(state: Any) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config, strict_owner=True)
     if config.auto_pools:
-        from calfwd.drivers.nftables import Nftables
-
-        state = Reconciler(Nftables()).resolve_pools(config)
+        state = Reconciler(drivers.nft_driver()).resolve_pools(config)
         print(f'{args.config}: OK (ip_pools = "auto": the pools and their natOutgoing follow Felix\'s sets)')
         print(_pools_line(state))
         config = Reconciler.resolve_config(config, state)  # the exposures of the pools in use
@@ -345,21 +333,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from calfwd.drivers import statusfile
     from calfwd.drivers.firewalld_offline import OfflineFirewalld
-    from calfwd.drivers.nftables import Nftables
 
     config = _load(args.config, strict_owner=True, check_program=False)
-    firewalld, bus_error = None, ""
+    firewalld: Optional[drivers.FirewalldDriver] = None
+    bus_error = ""
     try:  # also with [firewalld] enabled = false: objects made before that switch go too
-        import dbus
-
-        from calfwd.drivers.firewalld import Firewalld
-        firewalld = Firewalld(dbus.SystemBus())
+        firewalld = drivers.firewalld_driver()
     except Exception as exc:  # no bus, or a wrong DBUS_SYSTEM_BUS_ADDRESS: firewalld may still run
         bus_error = f"no system bus, so whether firewalld runs is unknown: {exc}"
     offline = OfflineFirewalld(host.firewalld_dir(args.firewalld_dir))
     # Each removal is printed (and flushed) as it is done: package removal may be killed
     # halfway, and what it already removed must be on record.
-    result = Reconciler(Nftables(), firewalld).cleanup(config, offline, bus_error, progress=_said_removed)
+    result = Reconciler(drivers.nft_driver(), firewalld).cleanup(config, offline, bus_error, progress=_said_removed)
     removed, remains, left_alone = result.removed, result.remains, result.left_alone
     guard_action, guard_error = _remove_guard(None)
     if guard_action:
@@ -540,10 +525,5 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # drivers' errors: one line, no traceback
-        return _fail([f"{_layer(exc)}: {exc}"], EXIT_SYSTEM)
-
-
-def _layer(exc: Exception) -> str:
-    """Name the layer that failed, not the Python class that carried the news."""
-    return {"NftError": "nftables", "FirewalldError": "firewalld"}.get(type(exc).__name__,
-                                                                      type(exc).__name__)
+        # Name the layer that failed, not the Python class that carried the news.
+        return _fail([f"{driver_errors.layer(exc)}: {exc}"], EXIT_SYSTEM)

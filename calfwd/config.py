@@ -206,7 +206,9 @@ def parse(text: str, path: str) -> Config:
             values[section][key] = value
 
     problems.extend(_cross_checks(values, path))
-    calico_given = doc.get("calico") if isinstance(doc.get("calico"), dict) else {}
+    calico_given = doc.get("calico")
+    if not isinstance(calico_given, dict):
+        calico_given = {}
     if values["calico"].get("ip_pools") == AUTO_POOLS and "nat_outgoing" in calico_given:
         problems.append(f'{path}: calico.nat_outgoing: must be left out with ip_pools = "auto" '
                         "(natOutgoing then follows Felix's masq set, pool by pool)")
@@ -239,7 +241,7 @@ def parse(text: str, path: str) -> Config:
 
 def _cross_checks(values: Dict[str, Dict[str, Any]], path: str) -> List[str]:
     """Problems between keys: overlapping pools, NAT for a pool that is not configured."""
-    problems = []
+    problems: List[str] = []
     pools = values["calico"].get("ip_pools")
     if pools == AUTO_POOLS:
         pools = None
@@ -273,7 +275,7 @@ def _overlaps(pools: List[IPNetwork]) -> List[Tuple[int, int]]:
     """
     order = sorted(range(len(pools)), key=lambda i: (pools[i].version, pools[i].network_address,
                                                      pools[i].prefixlen, i))
-    found = []
+    found: List[Tuple[int, int]] = []
     outer = None
     for i in order:
         pool = pools[i]

@@ -39,6 +39,7 @@ from typing import Any, Callable, FrozenSet, List, Optional, Set, Tuple
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
 from calfwd import guard, health, pools
+from calfwd import drivers
 from calfwd.drivers import hostnet, statusfile
 from calfwd.events import Reporter
 from calfwd.kernelwatch import KernelWatch
@@ -268,8 +269,8 @@ class Daemon:
     def _on_owner_changed(self, name: str, old: str, new: str) -> None:
         if name != FIREWALLD:
             return
-        self.owner = new = self._current_owner()  # the bus's word, not the signal's arguments
-        if not new:
+        self.owner = owner = self._current_owner()  # the bus's word, not the signal's arguments
+        if not owner:
             self.reporter.emit("firewalld-vanished", "firewalld left the bus; calfwd's nftables "
                                "table stays in place and calfwd waits for firewalld to return")
             self._cancel_state_wait()
@@ -281,7 +282,7 @@ class Daemon:
         self.metrics.firewalld_restarted()
         self.kernel.begin("start")
         started = time.monotonic()
-        self._state_wait = self.glib.timeout_add(0, self._poll_state, str(new), started)
+        self._state_wait = self.glib.timeout_add(0, self._poll_state, owner, started)
 
     def _cancel_state_wait(self) -> None:
         self._state_asked = None  # a reply still on its way is for an owner that is gone
@@ -562,8 +563,6 @@ def run(config_path: str) -> int:
     from dbus.mainloop.glib import DBusGMainLoop
     from gi.repository import GLib
 
-    from calfwd.drivers.nftables import Nftables
-
     reporter = Reporter()
     try:
         config = load_trusted(config_path, check_program=False)
@@ -579,18 +578,17 @@ def run(config_path: str) -> int:
     firewalld = None
     if config.firewalld.enabled:
         try:
-            bus = dbus.SystemBus()
+            bus = drivers.system_bus()
             bus.set_exit_on_disconnect(False)
-            from calfwd.drivers.firewalld import Firewalld
-            firewalld = Firewalld(bus)
+            firewalld = drivers.firewalld_driver(bus)
         except dbus.exceptions.DBusException as exc:
             # Keep pod egress working now, then let systemd retry until the bus is back: a
             # fresh start wires every signal, which a half-started daemon would have to redo.
-            outcome = Reconciler(Nftables()).reconcile(config, "start")
+            outcome = Reconciler(drivers.nft_driver()).reconcile(config, "start")
             reporter.emit("reconcile-failed", f"no system bus ({exc.get_dbus_message()}); applied the "
                           "nftables layer" + (f" ({outcome.errors[0]})" if outcome.errors else "")
                           + f"; exiting {EXIT_BUS_LOST} so that systemd retries")
             return EXIT_BUS_LOST
-    daemon = Daemon(config_path, config, bus, Reconciler(Nftables(), firewalld), reporter, GLib,
+    daemon = Daemon(config_path, config, bus, Reconciler(drivers.nft_driver(), firewalld), reporter, GLib,
                     _notifier())
     return daemon.run()

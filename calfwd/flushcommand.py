@@ -52,7 +52,7 @@ EXIT_POLL = 0.05  # seconds between looks for its exit where there is no pidfd (
 
 def group_members(pgid: int) -> List[int]:
     """The processes of a process group, zombies aside, from /proc."""
-    found = []
+    found: List[int] = []
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -165,7 +165,7 @@ class CommandRunner:
         """Told of its exit without reaping it: the zombie keeps its pid (so its group's
         number) ours until _exited has signalled the group."""
         try:
-            self._pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+            self._pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):  # Linux < 5.3: look every EXIT_POLL instead
             self._pidfd = -1
             self._exit_watch = self._glib.timeout_add(int(EXIT_POLL * 1000), self._poll_exit, pid)
@@ -180,7 +180,7 @@ class CommandRunner:
 
     def _poll_exit(self, pid: int) -> bool:
         try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            info: Any = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             info = True  # reaped by someone else: end the run all the same
         if info is None:

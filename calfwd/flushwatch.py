@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from calfwd import guard
 from calfwd.kernel_events import CANARY
@@ -83,7 +83,7 @@ class JumpIndex:
         self._chains: Dict[ChainRef, Dict[Any, FrozenSet[str]]] = {}
         self._all: Optional[FrozenSet[str]] = frozenset()
 
-    def load(self, ref: ChainRef, rules: Optional[List[Mapping[str, Any]]]) -> None:
+    def load(self, ref: ChainRef, rules: Optional[Sequence[Mapping[str, Any]]]) -> None:
         """A read of the chain (None: it does not exist)."""
         self._all = None
         if rules is None:

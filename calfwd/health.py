@@ -146,5 +146,5 @@ def daemon_outages(doc: Dict[str, Any]) -> Tuple[Outage, ...]:
             continue
         missing, since = item.get("missing"), item.get("since")
         out.append(Outage(item["owner"], frozenset(str(j) for j in missing) if isinstance(missing, list) else frozenset(),
-                          str(item.get("cause", "")), float(since) if type(since) in (int, float) else 0.0))
+                          str(item.get("cause", "")), float(since) if isinstance(since, (int, float)) and not isinstance(since, bool) else 0.0))
     return tuple(out)

@@ -21,13 +21,16 @@ daemon still decides when to reconcile.
 from __future__ import annotations
 
 import time
-from typing import AbstractSet, Any, Callable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Any, Callable, List, Optional, Set, Tuple
 
 from calfwd import kernel_events
 from calfwd.config import Config
 from calfwd.drivers.nftmonitor import NftMonitor
 from calfwd.flushcommand import CommandRunner
 from calfwd.flushwatch import CALICO, Flush, FlushTracker, JumpIndex, flushed_message
+
+if TYPE_CHECKING:
+    from calfwd.reconcile import Reconciler
 
 KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
 MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
@@ -38,7 +41,7 @@ REPAIR_BURST, REPAIR_WINDOW = 20, 10.0
 
 
 class KernelWatch:
-    def __init__(self, glib: Any, reporter: Any, reconciler: Any, config: Callable[[], Config],
+    def __init__(self, glib: Any, reporter: Any, reconciler: Reconciler, config: Callable[[], Config],
                  owner: Callable[[], Optional[str]], on_status: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic,
                  on_pools: Callable[[], None] = lambda: None) -> None:

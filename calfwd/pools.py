@@ -237,7 +237,7 @@ def _collapse(nets: Iterable[IPNetwork]) -> Tuple[IPNetwork, ...]:
     kept: List[IPNetwork] = []
     for n in sorted(set(nets), key=_order):
         last = kept[-1] if kept else None
-        if last is None or last.version != n.version or n.broadcast_address > last.broadcast_address:
+        if last is None or last.version != n.version or int(n.broadcast_address) > int(last.broadcast_address):
             kept.append(n)
     return tuple(kept)
 

@@ -16,8 +16,9 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence
 from calfwd import blockers
 from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
-from calfwd.desired import Desired, HostFacts, desired
+from calfwd.desired import Desired, FirewalldDesired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
+from calfwd.drivers import budget as budgets
 from calfwd.exposure import HostNetwork, withheld_sources
 from calfwd.plan import firewalld as fw_plan
 from calfwd.plan import firewalld_rendered as rendered
@@ -99,7 +100,7 @@ class Reconciler:
 
     def __init__(self, nft: NftDriver, firewalld: Optional[FirewalldDriver] = None,
                  clock: Callable[[], float] = time.monotonic,
-                 links: Callable[[], Sequence[str]] = lambda: [name for _i, name in socket.if_nameindex()],
+                 links: Callable[[], Sequence[str]] = lambda: _link_names(),
                  felix_sets: Optional[Callable[[], FelixSets]] = None,
                  host_network: Optional[Callable[[], HostNetwork]] = None,
                  forwarding: Optional[Callable[[], Dict[str, str]]] = None) -> None:
@@ -187,24 +188,26 @@ class Reconciler:
     def plan_firewalld(self, want: Desired, facts: HostFacts) -> LayerPlan:
         if want.firewalld is None:
             return LayerPlan("firewalld", (), note="disabled in the config ([firewalld] enabled = false)")
-        if self.firewalld is None or not facts.firewalld_running:
+        firewalld = self.firewalld
+        if firewalld is None or not facts.firewalld_running:
             if facts.firewalld_state:  # it owns its name but is not RUNNING
                 why = (f"firewalld is in state {facts.firewalld_state}"
                        + (": its configuration did not load (see its log); calfwd retries at every "
                           "resync" if facts.firewalld_state == "FAILED" else ""))
                 return LayerPlan("firewalld", (), note=why, blocking=(why,))
             return LayerPlan("firewalld", (), note="firewalld is not running; nothing to do until it starts")
-        actual = self.firewalld.read(want.firewalld)
+        actual = firewalld.read(want.firewalld)
         p = fw_plan.plan(want.firewalld, actual)
         blocking = tuple(p.blocking)
         if facts.strict_forward_ports:
             blocking += (STRICT_FORWARD_PORTS,)
-        blocking += tuple(self._rendering_problems(want, facts, actual))
+        blocking += tuple(self._rendering_problems(want.firewalld, facts, actual, firewalld))
         return LayerPlan("firewalld", tuple(op.description for op in p.ops),
                          tuple(p.conflicts) + blocking[len(p.blocking):] + self.withheld_lines,
                          plan=p, blocking=blocking, read=actual)
 
-    def _rendering_problems(self, want: Desired, facts: HostFacts, actual: Any) -> List[str]:
+    def _rendering_problems(self, want: FirewalldDesired, facts: HostFacts, actual: Any,
+                            firewalld: FirewalldDriver) -> List[str]:
         """Read back (read-only) what firewalld rendered: its forward-policy dispatch. On 0.9.x
         it matters only for routed traffic into pods (no tunnel device) from a zone whose target
         drops: only then are the chains and those zones' targets read."""
@@ -213,9 +216,9 @@ class Reconciler:
         if rendered.zone_targets_matter(version):
             if set(self._links()) & set(TUNNEL_DEVICES):
                 return []  # traffic between nodes comes through calfwd's zone
-            zones = (set(actual.active_zones) | {facts.default_zone}) - {want.firewalld.zone.name}
+            zones = (set(actual.active_zones) | {facts.default_zone}) - {want.zone.name}
             try:
-                dropping = tuple(sorted(z for z in zones if z and self.firewalld.runtime_zone_target(z)
+                dropping = tuple(sorted(z for z in zones if z and firewalld.runtime_zone_target(z)
                                         in rendered.DROPPING_TARGETS))
             except Exception:
                 return []  # the firewalld layer's own read reports a firewalld that does not answer
@@ -225,7 +228,7 @@ class Reconciler:
             chains = self.nft.read_chains(rendered.DISPATCH_CHAINS)
         except Exception:
             return []  # the iptables backend, or no firewalld table: nothing rendered there
-        return rendered.rendering_problems(chains, version, want.firewalld.policies[0].name, dropping)
+        return rendered.rendering_problems(chains, version, want.policies[0].name, dropping)
 
     def plan(self, config: Config, orphans: bool = True,
              resolved: bool = False) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
@@ -315,12 +318,13 @@ class Reconciler:
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 layer = self.plan_firewalld(want, facts)
-                if not layer.empty:
+                firewalld = self.firewalld  # not None: a layer with changes was planned with it
+                if not layer.empty and firewalld is not None:
                     if reload_later is not None and _ends_in_reload(layer.plan):
-                        self.firewalld.apply(replace(layer.plan, ops=layer.plan.ops[:-1]))
+                        firewalld.apply(replace(layer.plan, ops=layer.plan.ops[:-1]))
                         pending = True
                     else:
-                        self.firewalld.apply(layer.plan)
+                        firewalld.apply(layer.plan)
                 layers.append(layer)
             except Exception as exc:
                 if getattr(exc, "code", "") == "NAME_CONFLICT" and attempt < RACE_ATTEMPTS:
@@ -420,6 +424,10 @@ class Reconciler:
         return Cleanup(self.nft, self.firewalld, offline, bus_error, progress).run(config)
 
 
+def _link_names() -> List[str]:
+    return [name for _i, name in socket.if_nameindex()]
+
+
 def with_dispatch(nft: NftDriver, paths: blockers.FirewalldPaths, backend: str, zone: str,
                   interfaces: Sequence[str], links: Sequence[str]) -> blockers.FirewalldPaths:
     """Where another zone binds one of Calico's interfaces, which binding firewalld asks first,
@@ -439,11 +447,8 @@ def _read_forwarding() -> Dict[str, str]:
 
 
 def firewalld_budget(seconds: Optional[float]) -> ContextManager[None]:
-    """drivers/firewalld.budget, or nothing when seconds is None (no dbus import then)."""
-    if seconds is None:
-        return nullcontext()
-    from calfwd.drivers.firewalld import budget  # dbus: only where firewalld is used
-    return budget(seconds)
+    """drivers/budget.budget, or nothing when seconds is None."""
+    return nullcontext() if seconds is None else budgets.budget(seconds)
 
 
 def _read_addresses() -> HostNetwork:

@@ -12,7 +12,7 @@ fi
 if command -v apt-get >/dev/null 2>&1; then
   pkgs=(firewalld nftables iptables ipset iproute2 dbus procps
         python3 python3-nftables python3-dbus python3-gi python3-systemd python3-tomli
-        python3-pytest python3-hypothesis systemd rpm rpmlint debootstrap
+        python3-pytest python3-hypothesis mypy systemd rpm rpmlint debootstrap
         man-db groff-base cpio apt dpkg debian-archive-keyring wireguard-tools wireguard-go
         prometheus-node-exporter prometheus)  # node_exporter and promtool (the metrics lab test)
   missing=()
@@ -38,11 +38,13 @@ elif command -v dnf >/dev/null 2>&1; then
         python3-pytest systemd rpm-build rpmlint python3-devel systemd-rpm-macros
         man-db groff-base cpio wireguard-tools)
   if ! /usr/bin/python3 -c 'import tomllib' 2>/dev/null; then pkgs+=(python3-tomli); fi
-  rpm -q "${pkgs[@]}" >/dev/null 2>&1 && /usr/bin/python3 -c 'import hypothesis' 2>/dev/null && exit 0
+  rpm -q "${pkgs[@]}" >/dev/null 2>&1 && /usr/bin/python3 -c 'import hypothesis, mypy' 2>/dev/null && exit 0
   dnf install -y "${pkgs[@]}"
   # Hypothesis and debootstrap (the real-systemd test's Debian root) are in Fedora; on RHEL
   # they come from EPEL.
   dnf install -y python3-hypothesis 2>/dev/null || /usr/bin/python3 -m pip install hypothesis
+  # mypy (`make unit`, `make test`: the drivers' protocols): Fedora's python3-mypy; RHEL has none.
+  dnf install -y python3-mypy 2>/dev/null || /usr/bin/python3 -m pip install mypy
   dnf install -y debootstrap 2>/dev/null ||
     echo "install-deps: no debootstrap package (enable EPEL on RHEL): tests/integration/test_real_systemd.py needs it" >&2
   # The lab fetches Debian's firewalld 0.9.3/1.3/2.3 packages with apt-get and dpkg-deb.

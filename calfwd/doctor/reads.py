@@ -17,11 +17,13 @@ import dataclasses
 import glob
 import os
 import xml.etree.ElementTree as ElementTree
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from calfwd import guard, health
 from calfwd.doctor.kernel_reads import read_ipsets, read_legacy, read_links, read_nftables, read_routes
 from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
+from calfwd import drivers
 from calfwd.drivers import statusfile
 from calfwd.drivers.hostnet import read_forwarding, read_host_network
 from calfwd.drivers.textfile import read_regular
@@ -47,49 +49,9 @@ def firewalld_dir(override: Optional[str] = None) -> str:
 # firewalld over D-Bus
 
 
-def _firewalld_reader(bus: Any) -> Any:
-    """A Firewalld client with the read-only extras doctor needs."""
-    from calfwd.drivers.firewalld import (BUS_NAME, CONFIG, CONFIG_PATH, PATH, Firewalld,
-                                          FirewalldError)
-
-    # READ-ONLY detection of direct rules: doctor and `guard enable` must know whether any
-    # exist (they switch firewalld 2.x's flush back on; the guard would break them). calfwd
-    # never adds, changes or removes direct rules or passthroughs.
-    direct_interface = BUS_NAME + ".direct"
-
-    class Reader(Firewalld):
-        def config_property(self, name: str) -> Optional[str]:
-            """A firewalld.conf setting as firewalld sees it; None where this version lacks it."""
-            try:
-                return str(self._get(CONFIG_PATH, CONFIG, name))
-            except FirewalldError as exc:
-                if "InvalidArgs" in exc.dbus_name or "does not exist" in exc.message:
-                    return None
-                raise
-
-        def runtime_direct(self) -> Tuple[str, ...]:
-            # Read-only listing (see above).
-            chains = self._call("list direct chains", PATH, direct_interface, "getAllChains")
-            rules = self._call("list direct rules", PATH, direct_interface, "getAllRules")
-            passes = self._call("list passthroughs", PATH, direct_interface, "getAllPassthroughs")
-            return (tuple(f"runtime chain {c[0]} {c[1]} {c[2]}" for c in chains)
-                    + tuple(f"runtime rule {r[0]} {r[1]} {r[2]} {' '.join(r[4])}" for r in rules)
-                    + tuple(f"runtime passthrough {p[0]} {' '.join(p[1])}" for p in passes))
-
-        def pid(self) -> Optional[int]:
-            try:
-                return int(self._call("find firewalld's process", "/org/freedesktop/DBus",
-                                      "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s",
-                                      BUS_NAME, bus_name="org.freedesktop.DBus"))
-            except FirewalldError:
-                return None
-
-    return Reader(bus)
-
-
 def read_firewalld(bus: Any, unknown: Dict[str, str], watch_paths: Tuple[str, ...]) -> FirewalldState:
     """firewalld's state as it reports it; unknown[...] gets what could not be read."""
-    reader = _firewalld_reader(bus)
+    reader = drivers.firewalld_reader(bus)
     info = reader.info()  # raises, saying why, when firewalld is there but calfwd cannot know
     if not info.running:
         return FirewalldState(running=False, state=info.state)
@@ -205,9 +167,7 @@ def _try(unknown: Dict[str, str], key: str, read: Callable[[], Any], default: An
 
 
 def connect_bus() -> Any:
-    import dbus
-
-    return dbus.SystemBus()
+    return drivers.system_bus()
 
 
 def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Optional[str] = None,
@@ -217,8 +177,8 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     installed package say everything and no bus is asked."""
     unknown: Dict[str, str] = {}
     snap: Dict[str, Any] = {"config_path": config_path}
-    fw_dir = firewalld_dir(fw_dir)
-    dropin = guard.dropin_path(dropin)
+    directory = firewalld_dir(fw_dir)
+    dropin_path = guard.dropin_path(dropin)
 
     config: Optional[Config] = None
     try:
@@ -230,8 +190,8 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
         snap["ownership"] = tuple(ownership_problems(config_path))
 
     snap["guard_paths"] = _try(unknown, Read.GUARD_PATHS, resolve_guard_paths, ())
-    snap["dropin_path"] = dropin
-    snap["dropin_text"] = _try(unknown, Read.GUARD_DROPIN, lambda: read_dropin(dropin))
+    snap["dropin_path"] = dropin_path
+    snap["dropin_text"] = _try(unknown, Read.GUARD_DROPIN, lambda: read_dropin(dropin_path))
     watch = tuple(snap["guard_paths"]) + guard.parse_dropin(snap["dropin_text"] or "")
     iptables = "/usr/sbin/iptables"
     snap["host_iptables"] = os.path.realpath(iptables) if os.path.exists(iptables) else ""
@@ -245,11 +205,10 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     if bus is not None:
         snap["firewalld"] = _try(unknown, Read.FIREWALLD, lambda: read_firewalld(bus, unknown, watch),
                                  FirewalldState())
-        from calfwd.drivers.firewalld import Firewalld
-        firewalld = Firewalld(bus)
-    snap["firewalld_conf"] = _try(unknown, Read.FIREWALLD_CONF, lambda: read_firewalld_conf(fw_dir), {})
+        firewalld = drivers.firewalld_driver(bus)
+    snap["firewalld_conf"] = _try(unknown, Read.FIREWALLD_CONF, lambda: read_firewalld_conf(directory), {})
     snap["permanent_direct"] = _try(unknown, Read.FIREWALLD_DIRECT_PERMANENT,
-                                    lambda: read_permanent_direct(fw_dir))
+                                    lambda: read_permanent_direct(directory))
     version, fixed = _try(unknown, Read.FIREWALLD_INSTALLED, installed_firewalld, ("", None))
     snap["installed_version"], snap["flush_fix"] = version, fixed
     if not full:  # `calfwd guard`: firewalld and the drop-in are all it needs
@@ -258,9 +217,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
 
     nft = None
     try:
-        from calfwd.drivers.nftables import Nftables
-
-        nft = Nftables()
+        nft = drivers.nft_driver()
         read_nftables(nft, snap)
     except Exception as exc:
         unknown[Read.NFTABLES] = str(exc) or type(exc).__name__
@@ -279,7 +236,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     snap["pool_sets"] = pool_sets
 
     if config is not None and nft is not None:
-        def plan() -> None:
+        def plan(config: Config, nft: drivers.NftDriver) -> None:
             reconciler = Reconciler(nft, firewalld if config.firewalld.enabled else None)
             layers, _facts = reconciler.plan(config)
             if config.auto_pools and reconciler.pools is not None:
@@ -287,7 +244,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
                 snap["config"] = reconciler.resolve_config(config, reconciler.pools)
             snap["drift"] = tuple(f"{l.layer}: {a}" for l in layers for a in l.actions)
             snap["conflicts"] = tuple(c for l in layers for c in l.conflicts)
-        _try(unknown, Read.DRIFT, plan)
+        _try(unknown, Read.DRIFT, partial(plan, config, nft))
     elif config is not None:
         unknown[Read.DRIFT] = "nftables could not be read"
     daemon = statusfile.read_running()

@@ -1,23 +1,29 @@
-"""The only code that touches the system, behind two small interfaces.
+"""The only code that touches the system, behind two small interfaces, made in one place.
 
 The reconciler and the daemon see the drivers only through these protocols, so a unit test
 can hand them a fake (tests/unit/test_reconcile.py) and a newcomer can see at a glance what
 each layer needs from the host: nftables is read and replaced as whole tables, firewalld is
-read into plain data and told to execute a plan.
+read into plain data and told to execute a plan. mypy (`make unit`) holds the drivers and
+their callers to them.
+
+Nothing here imports a binding (dbus-python, libnftables', gi, systemd): the factories below
+import the driver modules when called, and the errors (errors.py) and the firewalld call
+budget (budget.py) need none, so everything but the drivers themselves runs and is tested
+without them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from calfwd.drivers.errors import NOT_ANSWERING, RUNNING, STOPPED, UNREACHABLE, FirewalldError  # noqa: F401
+
+if TYPE_CHECKING:  # the types only: these modules need no binding either, but import much
+    from calfwd.blockers import FirewalldPaths
+    from calfwd.desired import FirewalldDesired, HostFacts
+    from calfwd.plan.firewalld_model import FirewalldActual, FirewalldInfo, FirewalldPlan
 
 ChainRef = Tuple[str, str, str]  # (family, table, chain)
-
-# Whether firewalld is there, as `calfwd cleanup` must know it: only STOPPED (nobody owns its bus
-# name) lets calfwd edit firewalld's files; the others mean a live daemon calfwd cannot reach.
-RUNNING = "running"
-STOPPED = "stopped"
-UNREACHABLE = "unreachable"  # the bus itself cannot be asked (no bus, wrong address, denied)
-NOT_ANSWERING = "not answering"  # firewalld owns its name but does not answer, or is not RUNNING
 
 
 class NftDriver(Protocol):
@@ -35,6 +41,8 @@ class NftDriver(Protocol):
 
     def run(self, batch: Dict[str, Any]) -> None: ...
 
+    def table_text(self, family: str, name: str) -> str: ...  # `nft list table`, for the audit
+
 
 class FirewalldDriver(Protocol):
     """drivers/firewalld.py: firewalld over D-Bus, read into plan/firewalld_model.py's types."""
@@ -42,18 +50,69 @@ class FirewalldDriver(Protocol):
     def state(self) -> Optional[str]: ...  # None: nobody owns its name; raises when unknowable
 
     # The daemon's two calls that may take long (a start, a reload) never block its loop.
-    def state_async(self, done: Callable[[Optional[str], Optional[Exception]], None]) -> None: ...
+    def state_async(self, done: Callable[[Optional[str], Optional[FirewalldError]], None]) -> None: ...
 
-    def reload_async(self, done: Callable[[Optional[Exception]], None]) -> None: ...
+    def reload_async(self, done: Callable[[Optional[FirewalldError]], None]) -> None: ...
 
-    def reachability(self) -> Tuple[str, str]: ...  # (RUNNING | STOPPED | ..., why)
+    def reachability(self) -> Tuple[str, str]: ...  # (RUNNING | STOPPED | ..., why): errors.py
 
-    def facts(self) -> Any: ...  # desired.HostFacts
+    def info(self) -> FirewalldInfo: ...
 
-    def read(self, desired: Any) -> Any: ...  # FirewalldDesired -> FirewalldActual
+    def facts(self) -> HostFacts: ...
 
-    def read_paths(self) -> Any: ...  # blockers.FirewalldPaths: panic mode, zones, policies
+    def read(self, desired: FirewalldDesired) -> FirewalldActual: ...
+
+    def read_paths(self) -> FirewalldPaths: ...  # panic mode, zones, policies
 
     def runtime_zone_target(self, name: str) -> str: ...
 
-    def apply(self, plan: Any) -> None: ...  # FirewalldPlan
+    def zone_runtime(self, name: str) -> Dict[str, Any]: ...  # the audit
+
+    def check_permanent_config(self) -> str: ...  # firewalld's verdict, "" when fine
+
+    def apply(self, plan: FirewalldPlan) -> None: ...
+
+
+class FirewalldReader(FirewalldDriver, Protocol):
+    """doctor's client: firewalld's own view beyond what the reconciler reads, read-only."""
+
+    def config_property(self, name: str) -> Optional[str]: ...
+
+    def runtime_direct(self) -> Tuple[str, ...]: ...
+
+    def pid(self) -> Optional[int]: ...
+
+
+# -- the one place drivers are made -------------------------------------------------------------
+
+
+def nft_driver() -> NftDriver:
+    """libnftables' context (drivers/nftables.py); one per process, on the main-loop thread."""
+    from calfwd.drivers.nftables import Nftables
+    return Nftables()
+
+
+def system_bus() -> Any:
+    """The system bus (dbus-python); raises its DBusException when it cannot be reached."""
+    from calfwd.drivers.firewalld import system_bus as connect_bus
+    return connect_bus()
+
+
+def firewalld_driver(bus: Any = None, timeout: float = 5.0, reload_timeout: float = 60.0) -> FirewalldDriver:
+    """firewalld over `bus` (a dbus connection: the daemon's, which it also listens on);
+    None: the system bus, raising dbus's DBusException when it cannot be reached."""
+    from calfwd.drivers.firewalld import Firewalld
+    return Firewalld(system_bus() if bus is None else bus, timeout, reload_timeout)
+
+
+def firewalld_reader(bus: Any) -> FirewalldReader:
+    """doctor's firewalld client (firewalld_driver's, and read-only extras)."""
+    from calfwd.drivers.firewalld import Reader
+    return Reader(bus)
+
+
+def firewalld_or_unreachable() -> FirewalldDriver:
+    """firewalld on the system bus; without a bus, a client whose every answer is that error:
+    calfwd cannot tell whether firewalld runs, so nothing may be called in sync."""
+    from calfwd.drivers.firewalld import connect
+    return connect()

@@ -1,6 +1,7 @@
 """The only code that talks to firewalld: its D-Bus API, through dbus-python.
 
-Never the direct interface or passthroughs, never nftables: firewalld's table is firewalld's.
+Never the direct interface or passthroughs (doctor's Reader only lists them), never nftables:
+firewalld's table is firewalld's.
 
 Every call goes through `bus.call_blocking` addressed to the well-known name
 org.fedoraproject.FirewallD1, with an explicit timeout, instead of through proxy objects:
@@ -17,17 +18,20 @@ so each operation looks its object up by name right before using it.
 
 from __future__ import annotations
 
-import re
-import time
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import dbus
 
 from calfwd.blockers import FirewalldPaths, PolicyFacts
 from calfwd.desired import STOCK_ZONES, FirewalldDesired, HostFacts
-from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED, UNREACHABLE
+from calfwd.drivers import FirewalldDriver
+from calfwd.drivers import budget as budgets
+# The errors and the reachability vocabulary live in a module without bindings; named here
+# too, where callers and tests have always found them.
+from calfwd.drivers.budget import Deadline, budget  # noqa: F401
+from calfwd.drivers.errors import (ABSENT, DENIED, NO_BUS, NOT_ANSWERING, RUNNING, SILENT,  # noqa: F401
+                                   STOPPED, UNREACHABLE, FirewalldError, Unreachable, explained,
+                                   reachability)
 from calfwd.schema import RESERVED_POLICIES
 from calfwd.plan.firewalld_model import (AddToZone, FirewalldActual, FirewalldInfo, FirewalldPlan, ObjectState,
                                          RemoveFromZone)
@@ -54,93 +58,27 @@ SIGNATURES = {
     "priority": "i",
 }
 
-_CODE = re.compile(r"^([A-Z][A-Z_]+):\s*(.*)$", re.S)
-
-# Why a call got no answer, from the bus's error name. "absent" is the only harmless one:
-# nobody owns firewalld's name, so there is nothing to verify. The others mean calfwd
-# cannot know what firewalld does, and must never be reported as "in sync".
-ABSENT = "absent"
-SILENT = "not-answering"
-DENIED = "denied"
-NO_BUS = "no-bus"
-_KINDS = {
-    "org.freedesktop.DBus.Error.ServiceUnknown": ABSENT,
-    "org.freedesktop.DBus.Error.NameHasNoOwner": ABSENT,
-    "org.freedesktop.DBus.Error.NoReply": SILENT,
-    "org.freedesktop.DBus.Error.Timeout": SILENT,
-    "org.freedesktop.DBus.Error.TimedOut": SILENT,
-    "org.freedesktop.DBus.Error.AccessDenied": DENIED,
-    "org.freedesktop.DBus.Error.AuthFailed": DENIED,
-    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": DENIED,
-    "org.fedoraproject.FirewallD1.NotAuthorizedException": DENIED,  # its polkit check
-    "org.freedesktop.DBus.Error.NoServer": NO_BUS,
-    "org.freedesktop.DBus.Error.NoNetwork": NO_BUS,
-    "org.freedesktop.DBus.Error.Disconnected": NO_BUS,
-    "org.freedesktop.DBus.Error.FileNotFound": NO_BUS,
-    "org.freedesktop.DBus.Error.BadAddress": NO_BUS,
-    "org.freedesktop.DBus.Error.NotSupported": NO_BUS,
-}
-_WHY = {
-    SILENT: "firewalld owns its bus name but does not answer (hung, or busy longer than "
-                   "calfwd waits)",
-    DENIED: "the bus or firewalld refused calfwd (not authorised: run as root)",
-    NO_BUS: "cannot reach the system bus",
-}
+_explained = explained
 
 
-class FirewalldError(Exception):
-    """A D-Bus call failed. `code` is firewalld's error code (ZONE_CONFLICT, INVALID_ZONE, ...),
-    parsed from the message: firewalld sends every error as org.fedoraproject.FirewallD1.Exception.
-    """
-
-    def __init__(self, action: str, dbus_name: str = "", message: str = "", text: str = ""):
-        self.action = action
-        self.dbus_name = dbus_name
-        self.message = message
-        match = _CODE.match(message or "")
-        self.code = match.group(1) if match else ""
-        self.kind = _KINDS.get(dbus_name, DENIED if self.code == "NOT_AUTHORIZED" else "")
-        if self.kind == SILENT and "disconnected" in (message or "").lower():
-            self.kind = ABSENT  # it exited during the call (a stop or restart): not hung
-        super().__init__(text or f"{action}: {message or dbus_name or 'failed'}"
-                         + (f" ({dbus_name})" if dbus_name and not match else ""))
-
-
-class Deadline:
-    """When the current budget (budget()) runs out, on its own clock."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
-        self.seconds = seconds
-        self.clock = clock
-        self.at = clock() + seconds
-
-    def left(self) -> float:
-        return self.at - self.clock()
-
-
-_DEADLINE: ContextVar[Optional[Deadline]] = ContextVar("calfwd_firewalld_deadline", default=None)
-
-
-@contextmanager
-def budget(seconds: float, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
-    """Every blocking firewalld call inside waits, in all, at most `seconds`: each call's timeout
-    is what is left, and once it is spent the rest fail at once as "not answering". The daemon's
-    loop is blocked by a hung firewalld once per reconcile, not once per call. A budget inside
-    another never extends it."""
-    outer = _DEADLINE.get()
-    inner = Deadline(seconds, clock)
-    token = _DEADLINE.set(outer if outer is not None and outer.left() <= inner.left() else inner)
-    try:
-        yield
-    finally:
-        _DEADLINE.reset(token)
-
-
-def _spent(action: str, deadline: Deadline) -> "FirewalldError":
+def _spent(action: str, deadline: Deadline) -> FirewalldError:
     error = FirewalldError(action, message=f"no answer within the {deadline.seconds:g} s calfwd "
                            "gives firewalld in one reconcile")
     error.kind = SILENT
     return _explained(error)
+
+
+def system_bus() -> Any:
+    """The system bus; raises dbus's DBusException when it cannot be reached."""
+    return dbus.SystemBus()
+
+
+def connect() -> FirewalldDriver:
+    """A client on the system bus; without a bus, one whose every answer is that error."""
+    try:
+        return Firewalld(system_bus())
+    except dbus.exceptions.DBusException as exc:
+        return Unreachable(exc.get_dbus_name() or "", exc.get_dbus_message() or str(exc))
 
 
 class Firewalld:
@@ -157,7 +95,7 @@ class Firewalld:
     def _call(self, action: str, path: str, interface: str, method: str, signature: Optional[str] = None,
               *args: Any, timeout: Optional[float] = None, bus_name: str = BUS_NAME) -> Any:
         wait = self.timeout if timeout is None else timeout
-        deadline = _DEADLINE.get()
+        deadline = budgets.current()
         if deadline is not None:
             left = deadline.left()
             if left <= 0:
@@ -227,7 +165,7 @@ class Firewalld:
         try:
             state = self.state()
         except FirewalldError as exc:
-            return (NOT_ANSWERING if exc.kind == SILENT else UNREACHABLE), str(exc)
+            return reachability(exc.kind), str(exc)  # ABSENT never: state() says None
         if state is None:
             return STOPPED, "nobody owns " + BUS_NAME
         if state != "RUNNING":
@@ -524,33 +462,38 @@ class Firewalld:
         return FirewalldError(op.description, exc.dbus_name, exc.message, text=text)
 
 
-class Unreachable:
-    """The firewalld client when the system bus itself could not be reached: every question
-    fails with that reason, so nothing is ever reported as in sync."""
+class Reader(Firewalld):
+    """The client with the read-only extras `calfwd doctor` needs (made by
+    drivers.firewalld_reader). It lists direct rules READ-ONLY: doctor and `guard enable` must
+    know whether any exist (they switch firewalld 2.x's flush back on; the guard would break
+    them). calfwd never adds, changes or removes direct rules or passthroughs."""
 
-    def __init__(self, dbus_name: str, message: str) -> None:
-        error = FirewalldError("connect to the system bus", dbus_name, message)
-        error.kind = error.kind if error.kind in (NO_BUS, DENIED) else NO_BUS
-        self.error = _explained(error)
+    def config_property(self, name: str) -> Optional[str]:
+        """A firewalld.conf setting as firewalld sees it; None where this version lacks it."""
+        try:
+            return str(self._get(CONFIG_PATH, CONFIG, name))
+        except FirewalldError as exc:
+            if "InvalidArgs" in exc.dbus_name or "does not exist" in exc.message:
+                return None
+            raise
 
-    def _fail(self, *_args: Any, **_kwargs: Any) -> Any:
-        raise self.error
+    def runtime_direct(self) -> Tuple[str, ...]:
+        # Read-only listing (see above).
+        direct = BUS_NAME + ".direct"
+        chains = self._call("list direct chains", PATH, direct, "getAllChains")
+        rules = self._call("list direct rules", PATH, direct, "getAllRules")
+        passes = self._call("list passthroughs", PATH, direct, "getAllPassthroughs")
+        return (tuple(f"runtime chain {c[0]} {c[1]} {c[2]}" for c in chains)
+                + tuple(f"runtime rule {r[0]} {r[1]} {r[2]} {' '.join(r[4])}" for r in rules)
+                + tuple(f"runtime passthrough {p[0]} {' '.join(p[1])}" for p in passes))
 
-    state = info = facts = read = apply = zone_runtime = check_permanent_config = _fail
-
-    def reachability(self) -> Tuple[str, str]:
-        return UNREACHABLE, str(self.error)
-
-
-def _explained(exc: FirewalldError) -> FirewalldError:
-    """Put the meaning of a bus-level failure in front of the bus's own words."""
-    why = _WHY.get(exc.kind)
-    if not why:
-        return exc
-    out = FirewalldError(exc.action, exc.dbus_name, exc.message,
-                         text=f"{why}: {exc.action}: {exc.message or exc.dbus_name}")
-    out.kind = exc.kind
-    return out
+    def pid(self) -> Optional[int]:
+        try:
+            return int(self._call("find firewalld's process", "/org/freedesktop/DBus",
+                                  "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s",
+                                  BUS_NAME, bus_name="org.freedesktop.DBus"))
+        except FirewalldError:
+            return None
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 from typing import Any, Dict, List, Optional, Tuple
 
+from calfwd.drivers.errors import OfflineError
 from calfwd.drivers.textfile import file_kind, read_regular
 from calfwd.plan.firewalld_model import Op
 from calfwd.plan.firewalld_offline_apply import Args, DiskConfig, removal_args
@@ -28,10 +29,6 @@ SHIPPED_DIR = "/usr/lib/firewalld"  # the tool's --default-config: stock zones a
 # directory: its files, and every *.xml in these subdirectories.
 CONFIG_FILES = ("firewalld.conf", "direct.xml", "lockdown-whitelist.xml")
 CONFIG_DIRS = ("zones", "policies", "services", "icmptypes", "ipsets", "helpers")
-
-
-class OfflineError(Exception):
-    """firewall-offline-cmd is missing, failed or timed out; the message says which."""
 
 
 def read_disk(directory: str) -> OnDisk:

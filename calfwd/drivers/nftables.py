@@ -2,21 +2,19 @@
 
 One instance per process, created and used on the main-loop thread: libnftables contexts are
 not thread-safe, and one context keeps its netlink socket and cache warm between reconciles.
+The binding is imported when the context is made (drivers.nft_driver), so the rest of this
+module (nft's error lines, the capability check, the reading of listings) is usable, and
+tested, without it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
-import nftables
-
-ChainRef = Tuple[str, str, str]  # (family, table, chain)
-
-
-class NftError(Exception):
-    """libnftables refused a command; the message is nft's own, trimmed to one line."""
+from calfwd.drivers import ChainRef
+from calfwd.drivers.errors import NftError  # noqa: F401 (named here too, where callers found it)
 
 
 CAP_NET_ADMIN = 12
@@ -38,6 +36,8 @@ def has_net_admin(status_path: str = "/proc/self/status") -> bool:
 
 class Nftables:
     def __init__(self) -> None:
+        import nftables  # the binding: only where a context is made
+
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)

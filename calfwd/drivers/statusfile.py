@@ -121,7 +121,7 @@ def read_running(directory: Optional[str] = None, now: Callable[[], float] = tim
     if doc is None:
         return None
     pid, updated = doc.get("pid"), doc.get("updated")
-    if type(pid) is not int or pid <= 0 or type(updated) not in (int, float):
+    if type(pid) is not int or pid <= 0 or isinstance(updated, bool) or not isinstance(updated, (int, float)):
         return None
     start = process_start(pid)  # None: no such process
     if now() - updated > STALE_AFTER or start is None or start != doc.get("pid_start"):

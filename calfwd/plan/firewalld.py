@@ -350,10 +350,10 @@ def _plan_permanent(desired: FirewalldDesired, actual: FirewalldActual) -> Firew
     conflicts.extend(inactive)
     if zone_usable and len(usable_specs) == len(desired.policies):
         # Only once the configured objects can take over: never leave Calico with neither.
-        ops, why, blocked = _orphan_ops(desired, actual, held)
+        ops, why, orphan_conflicts = _orphan_ops(desired, actual, held)
         perm_ops += ops
         reload += why
-        conflicts += blocked
+        conflicts += orphan_conflicts
     elif held or any(orphans(actual, spec.description)):
         conflicts.append("calfwd's objects from an earlier configuration stay until the configured "
                          "ones can be made (see above)")
@@ -430,7 +430,7 @@ def _plan_runtime(desired: FirewalldDesired, actual: FirewalldActual) -> Firewal
                 "that at runtime (mode = \"runtime\"): run `calfwd apply` once with [firewalld] mode = "
                 f"\"permanent\", or fix it with firewall-cmd --permanent --policy={pspec.name} ... && "
                 "firewall-cmd --reload")
-        keys = POLICY_LISTS + POLICY_BOOLS
+        keys: Tuple[str, ...] = POLICY_LISTS + POLICY_BOOLS
         if not is_ours(p.permanent if p.permanent is not None else p.runtime, pspec.description):
             # Someone else's policy (runtime mode cannot have made it). Its zones decide who
             # reaches what it allows: where they differ from calfwd's, adding Calico's ports to

@@ -5,7 +5,7 @@ Pure, like the planner: read state in (FirewalldActual), operations out (Firewal
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from calfwd.desired import FirewalldDesired
 from calfwd.plan.firewalld_model import (FirewalldActual, FirewalldPlan, Op, Reload, RemoveFromZone, RemoveService,
@@ -174,7 +174,7 @@ def _calfwds_runtime_entries(pspec: Any, runtime: Mapping[str, Any],
             continue
         have = [v for v in runtime.get(key) or ()]
         if key == "ports":  # firewalld merges adjacent ports: 5472/tcp + 5473/tcp = 5472-5473/tcp
-            keep = _ports_without(have, _ports_without(want[key], permanent.get(key) or ()))
+            keep: Sequence[Any] = _ports_without(have, _ports_without(want[key], permanent.get(key) or ()))
             if policy_value({key: keep}, key) == policy_value(runtime, key):
                 continue
             changes[key] = send_value(key, keep)

@@ -165,7 +165,7 @@ def test_cleanup_removes_the_table_and_only_it():
 def test_a_concurrent_writer_is_settled_by_planning_again():
     """Six concurrent `calfwd apply`: the losers of the race to create the zone get
     NAME_CONFLICT from firewalld; calfwd reads again and goes on (issue 11, item 12)."""
-    from calfwd.drivers.firewalld import FirewalldError
+    from calfwd.drivers.errors import FirewalldError
 
     class Racing(FakeFirewalld):
         def apply(self, plan: Any) -> None:
@@ -191,7 +191,7 @@ class UnknowableFirewalld(FakeFirewalld):
     """firewalld owns its name but calfwd cannot know its state (hung, no bus, denied)."""
 
     def facts(self) -> HostFacts:
-        from calfwd.drivers.firewalld import FirewalldError
+        from calfwd.drivers.errors import FirewalldError
         raise FirewalldError("read property state", "org.freedesktop.DBus.Error.NoReply", "no reply")
 
 
