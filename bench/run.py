@@ -11,7 +11,7 @@ Sections (bench/README.md explains the method and what each number means):
   kernel   repair time of calfwd's table; CPU cost of following Felix's and kube-proxy's churn
            (bench/kernel.py)
 
-Writes bench/results/<date>.json (or --out) and prints the Markdown tables of the README.
+Writes bench/results/<date>.json (or --out) and prints the Markdown tables of docs/benchmarks.md.
 Runs as root; needs what the test lab needs (tests/install-deps.sh). Nothing leaves the lab's
 namespaces: the probers connect to the lab's own echo servers.
 """
