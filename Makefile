@@ -37,13 +37,13 @@ clean:
 	rm -rf build dist .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
-# --- packaging (see packaging/ and README "Packaging") ------------------------------------
+# --- packaging (see packaging/ and docs/packaging.md) ------------------------------------
 RPM_TOPDIR ?= $(CURDIR)/build/rpm
 MAN_DIR ?= $(CURDIR)/build/man
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' calfwd/__init__.py)
 # Debian's rpm has an empty rpmdb, so BuildRequires cannot be checked there.
 RPMBUILD_NODEPS := $(shell rpm -q rpm >/dev/null 2>&1 || echo --nodeps)
-RPM_SOURCES := calfwd etc systemd packaging README.md LICENSE pyproject.toml
+RPM_SOURCES := calfwd etc systemd packaging README.md docs LICENSE pyproject.toml
 
 .PHONY: man
 man:
@@ -61,7 +61,7 @@ rpm:
 	rpmbuild -ba $(RPMBUILD_NODEPS) --define '_topdir $(RPM_TOPDIR)' $(RPM_TOPDIR)/SPECS/calfwd.spec
 	@ls -1 $(RPM_TOPDIR)/RPMS/noarch/calfwd-*.rpm $(RPM_TOPDIR)/SRPMS/calfwd-*.src.rpm
 
-# --- soak and benchmarks (see bench/README.md and README "Benchmarks") ----------------------
+# --- soak and benchmarks (see bench/README.md and docs/benchmarks.md) ----------------------
 # The full soak: 300 firewalld reloads, 20 restarts, 5 SIGKILLs under a running calfwd (~5 min).
 # CI runs the same test with reduced counts.
 .PHONY: soak

@@ -15,7 +15,7 @@ Sections (bench/README.md explains the method and what each number means):
   pools    ip_pools = "auto": reading and merging Felix's sets of 10, 256, 4,000 members
            (bench/pools_read.py)
 
-Writes bench/results/<date>.json (or --out) and prints the Markdown tables of the README.
+Writes bench/results/<date>.json (or --out) and prints the Markdown tables of docs/benchmarks.md.
 Runs as root; needs what the test lab needs (tests/install-deps.sh). Nothing leaves the lab's
 namespaces: the probers connect to the lab's own echo servers.
 """

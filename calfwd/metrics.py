@@ -2,7 +2,7 @@
 
 The unit opens no IP socket, so nothing is served: the daemon writes a file that
 node_exporter serves (metricsfile.py). Pure: Tally counts what the daemon saw, snapshot()
-freezes it, render() prints it. The names are an interface (README "Metrics"): never rename
+freezes it, render() prints it. The names are an interface (docs/metrics.md): never rename
 one, add a new one instead.
 """
 

@@ -201,7 +201,7 @@ def test_firewalld_hung_then_killed_in_the_middle_of_the_reconcile_that_creates_
     wait_until(lambda: calfwd.cli("status").returncode == 0, 10, "calfwd status in sync")
     fp = footprint(lab)
     # public.xml: calfwd's service in the default zone, whose catch-all holds the lab's uplink
-    # (firewalld < 2.0 applies no policy there; README "Host ports and the default zone").
+    # (firewalld < 2.0 applies no policy there; docs/behaviour.md "Host ports and the default zone").
     zone_files = [f for f in fp["zone_files"] if f != "public.xml"]
     assert zone_files == ["calfwd.xml", "calfwd.xml.old"] or zone_files == ["calfwd.xml"], fp
     assert fp["policy_files"] in (["calfwd-forward.xml", "calfwd-host.xml"],), fp["policy_files"]

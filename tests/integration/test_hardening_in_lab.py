@@ -118,7 +118,7 @@ def test_a_hung_firewalld_is_an_error_never_in_sync(lab):
 
 def test_a_hung_firewalld_holds_the_daemons_loop_at_most_5s_per_reconcile(lab):
     """Issue 19: with firewalld hung, a SIGHUP's reconcile held the loop 10.9 s, two 5 s calls
-    in a row (the reconcile's, then the flush guard's check), where the README promises 5 s:
+    in a row (the reconcile's, then the flush guard's check), where docs/behaviour.md promises 5 s:
     one budget for the whole reconcile. The bound is that promise, not a performance number."""
     lab.firewalld.start()
     calfwd = Calfwd(lab)

@@ -82,7 +82,7 @@ class HungBus:
 
 def test_a_budget_bounds_every_call_of_a_reconcile_in_all():
     """Issue 19: with firewalld hung a SIGHUP blocked the daemon's loop 10.9 s (two 5 s calls
-    in a row) where the README promises 5 s."""
+    in a row) where docs/behaviour.md promises 5 s."""
     bus = HungBus()
     firewalld = fwd.Firewalld(bus, timeout=5.0)
     with fwd.budget(5.0, clock=lambda: bus.now):

@@ -568,6 +568,12 @@ def test_rpm_ships_the_program_unit_catalog_config_and_man_pages(rpm_package):
     assert any(p.startswith(sitelib + "/calfwd/__pycache__/cli.") and p.endswith(".pyc") for p in files)
     for page in ("/usr/share/man/man8/calfwd.8", "/usr/share/man/man5/calfwd.toml.5"):
         assert any(re.fullmatch(re.escape(page) + r"(\.gz|\.bz2|\.xz|\.zst)?", p) for p in files), page
+    # The README links into docs/: both ship as documentation, or the installed README's
+    # links lead nowhere.
+    docdir = next(f.rsplit("/", 1)[0] for f in files
+                  if f.startswith("/usr/share/doc/") and f.endswith("/README.md"))
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        assert "%s/docs/%s" % (docdir, doc.name) in files, doc.name
     assert files["/usr/bin/calfwd"][0] == "-rwxr-xr-x"
     assert any(p.endswith("/calfwd/calfwd-npd-check") and files[p][0] == "-rwxr-xr-x" for p in files)
     assert files["/etc/calfwd"][:3] == ("drwxr-xr-x", "root", "root")
