@@ -19,6 +19,11 @@ the resync repairs the table, as in 0.1. Where [firewalld] flush_guard wants the
 the daemon also reports, once, what guard.assess() finds wrong with it (missing, stale, not in
 effect...); it never writes it (its file system is read-only): `calfwd guard enable` does.
 
+What shuts a Calico path besides calfwd's objects (blockers.py: panic mode, a binding to a
+dropping zone, a policy asked first, forwarding off) is judged at every reconcile and again,
+read-only, on firewalld's runtime signals and on a change of the forwarding sysctls (polled
+every second: the kernel sends no event), so the verdict follows within about a second.
+
 After every reconcile and every change in what it saw (a flush, its undoing), one verdict
 (health.py) goes to STATUS= and to /run/calfwd (status.json for `calfwd status`, a one-line
 health file for node-problem-detector), rewritten at least every HEARTBEAT seconds so that
@@ -65,11 +70,6 @@ METRICS_HOLDOFF = 0.25  # seconds: the metrics file is written at most about 4 t
 # all, however many calls it makes: a hung firewalld holds the loop this long, once.
 FIREWALLD_BUDGET = 5.0
 
-
-def label(triggers: FrozenSet[str]) -> str:
-    """The name one run goes by: its most significant trigger (SIGNIFICANCE)."""
-    unknown = SIGNIFICANCE.index("resync") - 0.5
-    return min(triggers, key=lambda t: (SIGNIFICANCE.index(t) if t in SIGNIFICANCE else unknown, t))
 # firewalld's runtime changes that can shut or reopen a Calico path (blockers.py): the verdict
 # is judged again on the signal, not at the next resync. Reloaded has its own handler.
 RUNTIME_SIGNALS = frozenset({
@@ -78,6 +78,12 @@ RUNTIME_SIGNALS = frozenset({
     "SourceAdded", "SourceRemoved", "ZoneOfSourceChanged"})
 JUDGE_HOLDOFF = 0.2  # seconds: a script's burst of firewall-cmd calls is judged about once
 FORWARDING_POLL = 1.0  # seconds: the kernel sends no event when a sysctl changes
+
+
+def label(triggers: FrozenSet[str]) -> str:
+    """The name one run goes by: its most significant trigger (SIGNIFICANCE)."""
+    unknown = SIGNIFICANCE.index("resync") - 0.5
+    return min(triggers, key=lambda t: (SIGNIFICANCE.index(t) if t in SIGNIFICANCE else unknown, t))
 
 
 class Coalescer:
