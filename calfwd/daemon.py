@@ -256,19 +256,16 @@ class Daemon:
         self._forwarding = now
         return True
 
-    def _judge_paths(self, triggers: FrozenSet[str]) -> None:
+    def _judge_paths(self, _triggers: FrozenSet[str]) -> None:
         """A firewalld runtime change or a sysctl: judge the paths again (read only, no apply)
         and publish the verdict now. A reconcile under way judges them itself."""
         if self.last is None or self._reloading:
             return
-        why = ", ".join(sorted(triggers))
         try:
             with firewalld_budget(FIREWALLD_BUDGET if self.reconciler.firewalld is not None else None):
                 layer = self.reconciler.judge_paths(self.config)
-        except Exception as exc:  # firewalld gone meanwhile: its own events follow
-            self.reporter.emit("reconcile-failed", f"judging Calico's paths after {why} failed: "
-                               f"{type(exc).__name__}: {exc}", trigger=why)
-            return
+        except Exception:  # firewalld stopping or gone meanwhile: the reconcile its own
+            return  # events bring judges and reports it (a firewalld that stops answering too)
         self.last = replace(self.last, layers=tuple(l for l in self.last.layers if l.layer != PATHS) + (layer,))
         self._publish(self.last)
 
