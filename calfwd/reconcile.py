@@ -438,7 +438,8 @@ def with_dispatch(nft: NftDriver, paths: blockers.FirewalldPaths, backend: str, 
         chains = nft.read_chains(rendered.FORWARD_DISPATCH)
     except Exception:
         return paths
-    return replace(paths, dispatch=rendered.forward_dispatch(chains, paths.active))
+    # Nothing recognised (a release that names its chains otherwise): unread, never "no one wins".
+    return replace(paths, dispatch=rendered.forward_dispatch(chains, paths.active) or None)
 
 
 def _read_forwarding() -> Dict[str, str]:

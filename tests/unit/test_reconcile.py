@@ -260,3 +260,12 @@ def test_strict_forward_ports_is_never_in_sync():
             pass
     layers, _facts = Reconciler(FakeNft(), Strict()).plan(CONFIG)
     assert not layers[1].in_sync and "StrictForwardPorts=yes" in layers[1].blocking[0]
+
+
+def test_a_dispatch_with_nothing_recognised_is_unread_not_nobody_wins():
+    from calfwd.reconcile import with_dispatch
+    contested = FirewalldPaths(active={"calfwd": (("cali+",), ()), "drop": (("cali0123456789a",), ())},
+                               targets={"drop": "DROP"})
+    nft = FakeNft()
+    assert with_dispatch(nft, contested, "nftables", "calfwd", ("cali+",), ("cali0123456789a",)).dispatch is None
+    assert with_dispatch(nft, contested, "iptables", "calfwd", ("cali+",), ("cali0123456789a",)) is contested
