@@ -20,7 +20,7 @@ import time
 
 import nftables
 
-from calfwd import pools
+from calfwd.judge import pools
 from calfwd.drivers import felixsets
 from calfwd.drivers.nftables import Nftables
 

@@ -27,8 +27,8 @@ import dbus
 from calfwd.config import parse
 from calfwd.desired import desired
 from calfwd import drivers
-from calfwd.plan import firewalld as fw_plan
-from calfwd.plan import firewalld_cleanup
+from calfwd.plan.firewalld import online as fw_plan
+from calfwd.plan.firewalld import cleanup as firewalld_cleanup
 from calfwd.plan import nftables as nft_plan
 from calfwd.reconcile import Reconciler
 

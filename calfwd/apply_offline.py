@@ -18,7 +18,7 @@ from calfwd.config import Config
 from calfwd.desired import HostFacts, desired_firewalld
 from calfwd import drivers
 from calfwd.drivers import STOPPED
-from calfwd.plan.firewalld_offline_apply import offline_apply_plan
+from calfwd.plan.firewalld.offline_apply import offline_apply_plan
 
 FALLBACK_ZONE = "public"  # firewalld's DefaultZone when firewalld.conf does not set one
 

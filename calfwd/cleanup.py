@@ -1,8 +1,8 @@
 """`calfwd cleanup`: remove what calfwd made, and say exactly what stays and why.
 
 Package removal runs it, so nothing may stay silently. firewalld is handled according to
-what its bus says: RUNNING, over D-Bus (the plan in plan/firewalld_cleanup.py); STOPPED (nobody
-owns its name), in its files with firewall-offline-cmd (plan/firewalld_offline.py);
+what its bus says: RUNNING, over D-Bus (the plan in plan/firewalld/cleanup.py); STOPPED (nobody
+owns its name), in its files with firewall-offline-cmd (plan/firewalld/offline.py);
 anything else (bus unreachable, access denied, firewalld hung or not RUNNING) is a live
 daemon calfwd cannot talk to: its files are not edited under it, and what stays is reported.
 """
@@ -16,9 +16,10 @@ from typing import Any, Callable, List, Optional, Tuple
 from calfwd.config import Config
 from calfwd.desired import FirewalldDesired, HostFacts, desired, desired_firewalld
 from calfwd.drivers import RUNNING, STOPPED, FirewalldDriver, NftDriver
-from calfwd.plan import firewalld_cleanup, firewalld_offline
+from calfwd.plan.firewalld import cleanup as firewalld_cleanup
+from calfwd.plan.firewalld import offline as firewalld_offline
 from calfwd.plan import nftables as nft_plan
-from calfwd.plan.firewalld_model import (FirewalldPlan, Op, Reload, RemoveFromZone, RemovePolicy,
+from calfwd.plan.firewalld.model import (FirewalldPlan, Op, Reload, RemoveFromZone, RemovePolicy,
                                          RemoveZone)
 
 

@@ -11,7 +11,8 @@ import json
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
-from calfwd import __version__, daemon, guard
+from calfwd import __version__, daemon
+from calfwd.judge import guard
 from calfwd.config import DEFAULT_PATH, Config, ConfigError, load, load_trusted
 from calfwd.doctor import checks as doctor
 from calfwd.doctor import findings as verdicts
@@ -21,8 +22,8 @@ from calfwd.drivers import dropin as dropin_file
 from calfwd.drivers import errors as driver_errors
 from calfwd.doctor.snapshot import Read
 from calfwd.events import Reporter
-from calfwd.exposure import exposures
-from calfwd.guard import DROPIN_PATH
+from calfwd.judge.exposure import exposures
+from calfwd.judge.guard import DROPIN_PATH
 from calfwd.reconcile import PATHS, Reconciler
 
 EXIT_OK = 0
@@ -140,7 +141,7 @@ def _print_layers(layers: Sequence[Any], verb: str) -> None:
 
 
 def _warn_exposures(config: Config) -> None:
-    """check, plan: what the config would open on this host (exposure.py), as warnings on
+    """check, plan: what the config would open on this host (judge/exposure.py), as warnings on
     stderr. Not a refusal: the file is valid, interfaces come and go, and doctor says the same
     as findings (error for the uplink carrying the default route)."""
     from calfwd.drivers.hostnet import read_host_network
@@ -171,7 +172,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
     _warn_exposures(config)
     if config.metrics_textfile:
-        from calfwd.metricsfile import directory_warning
+        from calfwd.status.metrics_file import directory_warning
 
         warning = directory_warning(config.metrics_textfile)
         if warning:
@@ -260,7 +261,7 @@ def _apply_offline(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from calfwd import health
+    from calfwd.status import health
     from calfwd.drivers import statusfile
 
     config = _load(args.config, strict_owner=False)
@@ -312,8 +313,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Reads what `status` reads (one plan, no second read that could disagree), plus the
-    few host facts the page needs (audit_reads.py); exit 3 unless all of it is as configured."""
-    from calfwd import audit, audit_reads, audit_render
+    few host facts the page needs (audit/reads.py); exit 3 unless all of it is as configured."""
+    from calfwd.audit import build as audit
+    from calfwd.audit import reads as audit_reads
+    from calfwd.audit import render as audit_render
     from calfwd.desired import desired
 
     config = _load(args.config, strict_owner=False)
@@ -379,8 +382,8 @@ def _said_removed(action: str) -> str:
 def _remove_metrics(path: str) -> Tuple[str, str]:
     """cleanup: the metrics file, or node_exporter serves its last values for ever; (what was
     removed, what was left alone and why). Only the regular file calfwd wrote goes: a link,
-    FIFO or device there is neither followed nor waited on (metricsfile.remove_written)."""
-    from calfwd.metricsfile import remove_written
+    FIFO or device there is neither followed nor waited on (status/metrics_file.remove_written)."""
+    from calfwd.status.metrics_file import remove_written
 
     if not path:
         return "", ""

@@ -20,7 +20,7 @@ try:  # Python 3.11+
 except ImportError:  # RHEL 9 (Python 3.9) ships python3-tomli
     import tomli as _toml  # type: ignore[no-redef]
 
-from calfwd import trust
+from calfwd.drivers import trust
 from calfwd.schema import AUTO_POOLS, CONTROL, REQUIRED, SCHEMA, IPNetwork, type_name
 
 DEFAULT_PATH = "/etc/calfwd/calfwd.toml"
@@ -42,7 +42,7 @@ class FirewalldSettings:
     forward_policy: str
     host_policy: str
     trust_pool_sources: bool
-    # calfwd's flush guard drop-in for firewalld.service (guard.py). "auto": `calfwd apply` and
+    # calfwd's flush guard drop-in for firewalld.service (judge/guard.py). "auto": `calfwd apply` and
     # the package install it where the installed firewalld flushes iptables (and it can be);
     # True: this host must have it (the daemon and doctor report when it is missing);
     # False: never, and `calfwd apply` removes calfwd's own.
@@ -55,7 +55,7 @@ class Config:
 
     path: str
     # With ip_pools = "auto" both are empty here: the Reconciler fills them in from Felix's sets
-    # (pools.py) before computing the desired state, so that stays pure.
+    # (judge/pools.py) before computing the desired state, so that stays pure.
     ip_pools: Tuple[IPNetwork, ...]
     nat_outgoing: Tuple[IPNetwork, ...]  # the pools that masquerade
     interfaces: Tuple[str, ...]
@@ -72,7 +72,7 @@ class Config:
     # Follow the kernel's nftables changes (`nft --json monitor`): repair calfwd's table and
     # see every flush of Felix's and kube-proxy's rules as it happens; false: resync only.
     kernel_events: bool
-    # Prometheus metrics for node_exporter's textfile collector (metricsfile.py); "": none.
+    # Prometheus metrics for node_exporter's textfile collector (status/metrics_file.py); "": none.
     metrics_textfile: str
     auto_pools: bool = False  # ip_pools = "auto": the pools and natOutgoing follow Felix's sets
     # ip_pools = "auto" with trust_pool_sources: pools holding one of the node's addresses, which

@@ -7,10 +7,10 @@ reload fails), SIGHUP. Bursts coalesce: the first trigger runs at once, later on
 HOLDOFF collapse into one more run, which sees every trigger it stands for (the flush guard is
 judged again after a firewalld-started even when a resync came first).
 
-Kernel events (`nft --json monitor`, drivers/nftmonitor.py, filtered by kernel_events.py):
+Kernel events (`nft --json monitor`, drivers/nftmonitor.py, filtered by watch/kernel_events.py):
 a change to calfwd's own table that calfwd did not make is repaired at once (nftables layer
 only, never waiting on firewalld); a change to the chains holding Felix's and kube-proxy's
-top-level jumps makes the daemon read those jumps again, and flushwatch.py turns a loss into
+top-level jumps makes the daemon read those jumps again, and watch/flushes.py turns a loss into
 one warning per flush, naming firewalld's start, reload or stop when it was the cause
 (firewalld's drop table on the monitor says a reload is in progress). firewalld's own table
 vanishing while firewalld runs (a `flush ruleset`) is reported, never touched. Without the
@@ -19,13 +19,13 @@ the resync repairs the table, as in 0.1. Where [firewalld] flush_guard wants the
 the daemon also reports, once, what guard.assess() finds wrong with it (missing, stale, not in
 effect...); it never writes it (its file system is read-only): `calfwd guard enable` does.
 
-What shuts a Calico path besides calfwd's objects (blockers.py: panic mode, a binding to a
+What shuts a Calico path besides calfwd's objects (judge/blockers.py: panic mode, a binding to a
 dropping zone, a policy asked first, forwarding off) is judged at every reconcile and again,
 read-only, on firewalld's runtime signals and on a change of the forwarding sysctls (polled
 every second: the kernel sends no event), so the verdict follows within about a second.
 
 After every reconcile and every change in what it saw (a flush, its undoing), one verdict
-(health.py) goes to STATUS= and to /run/calfwd (status.json for `calfwd status`, a one-line
+(status/health.py) goes to STATUS= and to /run/calfwd (status.json for `calfwd status`, a one-line
 health file for node-problem-detector), rewritten at least every HEARTBEAT seconds so that
 their age tells a hung daemon.
 
@@ -43,12 +43,14 @@ from dataclasses import replace
 from typing import Any, Callable, FrozenSet, List, Optional, Set, Tuple
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
-from calfwd import guard, health, pools
+from calfwd.judge import guard
+from calfwd.status import health
+from calfwd.judge import pools
 from calfwd import drivers
 from calfwd.drivers import hostnet, statusfile
 from calfwd.events import Reporter
-from calfwd.kernelwatch import KernelWatch
-from calfwd.metricsfile import MetricsFile
+from calfwd.watch.kernel import KernelWatch
+from calfwd.status.metrics_file import MetricsFile
 from calfwd.reconcile import PATHS, Outcome, Reconciler, firewalld_budget
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
@@ -70,7 +72,7 @@ METRICS_HOLDOFF = 0.25  # seconds: the metrics file is written at most about 4 t
 # all, however many calls it makes: a hung firewalld holds the loop this long, once.
 FIREWALLD_BUDGET = 5.0
 
-# firewalld's runtime changes that can shut or reopen a Calico path (blockers.py): the verdict
+# firewalld's runtime changes that can shut or reopen a Calico path (judge/blockers.py): the verdict
 # is judged again on the signal, not at the next resync. Reloaded has its own handler.
 RUNTIME_SIGNALS = frozenset({
     "PanicModeEnabled", "PanicModeDisabled", "DefaultZoneChanged", "ZoneUpdated", "PolicyUpdated",
@@ -481,7 +483,7 @@ class Daemon:
             self._publish(self.last)
 
     def _publish(self, outcome: Outcome) -> None:
-        """One verdict (health.py) for STATUS=, /run/calfwd and node-problem-detector."""
+        """One verdict (status/health.py) for STATUS=, /run/calfwd and node-problem-detector."""
         pools_problem = outcome.pools.problem if self.config.auto_pools and outcome.pools is not None else None
         verdict = health.assess(outcome, self.kernel.flushes.outages(), self._guard_problem,
                                 self.kernel.firewalld_table_missing, pools_problem,

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 from calfwd.config import Config
 from calfwd.schema import IPNetwork
-from calfwd.guard import version_tuple
+from calfwd.judge.guard import version_tuple
 from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES
 
 CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."

@@ -54,7 +54,7 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     # ip_pools = "auto": the pools read from Felix's sets changed; or none can be known.
     Kind("pools-changed", "a857d80e024d439da2af1f54254bb44a", PRIORITY_NOTICE),
     Kind("pools-unknown", "dfbd1112eaa64e369aecd376c6ec3a6e", PRIORITY_WARNING),
-    # Something outside calfwd's objects shuts a Calico path (blockers.py), and its end.
+    # Something outside calfwd's objects shuts a Calico path (judge/blockers.py), and its end.
     Kind("path-blocked", "9cce70a8d95e4f2d9c91d7aac6cf1474", PRIORITY_WARNING),
     Kind("path-unblocked", "67d9e459457741f4bb14396295fa3f9a", PRIORITY_INFO),
 )}

@@ -13,24 +13,24 @@ from dataclasses import dataclass, field, replace
 from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
-from calfwd import blockers
+from calfwd.judge import blockers
 from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
 from calfwd.desired import Desired, FirewalldDesired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.drivers import budget as budgets
-from calfwd.exposure import HostNetwork, withheld_sources
-from calfwd.plan import firewalld as fw_plan
-from calfwd.plan import firewalld_rendered as rendered
+from calfwd.judge.exposure import HostNetwork, withheld_sources
+from calfwd.plan.firewalld import online as fw_plan
+from calfwd.plan.firewalld import rendered
 from calfwd.plan import nftables as nft_plan
-from calfwd import pools as felix_pools
-from calfwd.pools import FelixSets, PoolState
+from calfwd.judge import pools as felix_pools
+from calfwd.judge.pools import FelixSets, PoolState
 from calfwd.schema import IPNetwork, WIREGUARD_DEVICES
 
 # Calico's encapsulation devices: traffic between nodes through them arrives in calfwd's zone.
 TUNNEL_DEVICES = ("tunl0", "vxlan.calico", "vxlan-v6.calico") + tuple(WIREGUARD_DEVICES)
 # The third layer: nothing to apply, only what shuts a Calico path from outside calfwd's objects
-# (blockers.py). It never counts against "verified" (calfwd's objects are as configured), only
+# (judge/blockers.py). It never counts against "verified" (calfwd's objects are as configured), only
 # against the verdict: a path can be shut while everything of calfwd's is in place.
 PATHS = "paths"
 
@@ -250,7 +250,7 @@ class Reconciler:
         return (self.plan_nft(want, orphans), fw, self.plan_paths(config, want, facts)), facts
 
     def plan_paths(self, config: Config, want: Desired, facts: HostFacts) -> LayerPlan:
-        """What shuts a Calico path now besides calfwd's objects (blockers.py). config: resolved.
+        """What shuts a Calico path now besides calfwd's objects (judge/blockers.py). config: resolved.
         A firewalld that cannot be read here is the firewalld layer's error already."""
         fw_paths, note = None, ""
         fw = want.firewalld

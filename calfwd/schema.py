@@ -332,7 +332,7 @@ AUTO_POOLS = "auto"
 
 
 def _pools(value: Any) -> Checked:
-    """The pool list, or "auto": the pools Felix has on this node (pools.py), followed live."""
+    """The pool list, or "auto": the pools Felix has on this node (judge/pools.py), followed live."""
     if value == AUTO_POOLS:
         return value, None
     if isinstance(value, str):

@@ -1,7 +1,7 @@
 """`calfwd doctor`: what on this host breaks Calico under firewalld, and what to do about it.
 
 This module runs every check (firewalld's own are in firewalld_checks.py) and holds the
-node's: config, exposure (exposure.py's judgement), forwarding, zones, pools, calfwd's drift.
+node's: config, exposure (judge/exposure.py's judgement), forwarding, zones, pools, calfwd's drift.
 
 Pure: a HostSnapshot (everything doctor/reads.py read) in, findings out, so every verdict
 is testable without root. Each finding says what was seen, why it matters and the fix (a
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import List
 
-from calfwd import blockers
+from calfwd.judge import blockers
 from calfwd.desired import HostFacts, desired
-from calfwd.exposure import exposures
+from calfwd.judge.exposure import exposures
 
 from calfwd.doctor.findings import (ERROR, INFO, OK, UNKNOWN, WARNING, Finding, Report, as_networks,
                                     iface_matches, in_any, unknown_finding, unread, zone_of)

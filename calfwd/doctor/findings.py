@@ -10,8 +10,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from calfwd import guard
-from calfwd.blockers import matches as iface_matches  # noqa: F401 (firewalld's and Calico's wildcards: one function)
+from calfwd.judge import guard
+from calfwd.judge.blockers import matches as iface_matches  # noqa: F401 (firewalld's and Calico's wildcards: one function)
 from calfwd.doctor.snapshot import HostSnapshot, Read
 
 OK, INFO, WARNING, ERROR, UNKNOWN = "ok", "info", "warning", "error", "unknown"

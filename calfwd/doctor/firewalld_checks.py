@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import List
 
-from calfwd import guard
+from calfwd.judge import guard
 from calfwd.doctor.findings import (ERROR, INFO, OK, UNKNOWN, WARNING, Finding, facts, felix_refresh,
                                     guard_active, guard_finding, guard_verdict, iface_matches, unknown_finding)
 from calfwd.doctor.snapshot import HostSnapshot, Read

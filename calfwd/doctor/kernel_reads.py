@@ -10,7 +10,7 @@ import os
 from typing import Any, Dict, List, Tuple
 
 from calfwd.doctor.snapshot import Read, Route
-from calfwd.pools import nft_member
+from calfwd.judge.pools import nft_member
 from calfwd.drivers.tools import run, which
 
 # Felix's tables in iptables-nft mode, and its native nftables dataplane's.

@@ -20,7 +20,8 @@ import xml.etree.ElementTree as ElementTree
 from functools import partial
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from calfwd import guard, health
+from calfwd.judge import guard
+from calfwd.status import health
 from calfwd.doctor.kernel_reads import read_ipsets, read_legacy, read_links, read_nftables, read_routes
 from calfwd.drivers.dropin import read_dropin, resolve_guard_paths
 from calfwd import drivers

@@ -12,11 +12,11 @@ import enum
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
-from calfwd import guard
-from calfwd.blockers import FirewalldPaths
+from calfwd.judge import guard
+from calfwd.judge.blockers import FirewalldPaths
 from calfwd.config import Config
-from calfwd.exposure import HostNetwork
-from calfwd.plan.firewalld_model import FirewalldInfo
+from calfwd.judge.exposure import HostNetwork
+from calfwd.plan.firewalld.model import FirewalldInfo
 
 
 

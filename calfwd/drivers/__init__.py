@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol,
 from calfwd.drivers.errors import NOT_ANSWERING, RUNNING, STOPPED, UNREACHABLE, FirewalldError  # noqa: F401
 
 if TYPE_CHECKING:  # the types only: these modules need no binding either, but import much
-    from calfwd.blockers import FirewalldPaths
+    from calfwd.judge.blockers import FirewalldPaths
     from calfwd.desired import FirewalldDesired, HostFacts
-    from calfwd.plan.firewalld_model import FirewalldActual, FirewalldInfo, FirewalldPlan
+    from calfwd.plan.firewalld.model import FirewalldActual, FirewalldInfo, FirewalldPlan
 
 ChainRef = Tuple[str, str, str]  # (family, table, chain)
 
@@ -45,7 +45,7 @@ class NftDriver(Protocol):
 
 
 class FirewalldDriver(Protocol):
-    """drivers/firewalld.py: firewalld over D-Bus, read into plan/firewalld_model.py's types."""
+    """drivers/firewalld.py: firewalld over D-Bus, read into plan/firewalld/model.py's types."""
 
     def state(self) -> Optional[str]: ...  # None: nobody owns its name; raises when unknowable
 

@@ -2,7 +2,7 @@
 
 The only file calfwd writes outside its own package: only `calfwd guard enable|disable` and
 `calfwd cleanup` write or remove it (the daemon's file system is read-only); the daemon and
-doctor read it. What it should say, and whether it is right, is guard.py's (pure).
+doctor read it. What it should say, and whether it is right, is judge/guard.py's (pure).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Tuple
 
-from calfwd import guard
+from calfwd.judge import guard
 from calfwd.drivers import textfile
 
 

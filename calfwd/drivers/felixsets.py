@@ -4,7 +4,7 @@ Read only. Felix runs one dataplane: native nftables keeps the sets in `ip calic
 calico`, read through calfwd's one libnftables instance, one set at a time (Felix's tables
 hold thousands of rules that calfwd never needs); the iptables dataplane keeps them as ip
 sets, read with `ipset save NAME` (drivers/tools.py: argument list, timeout). A failure is
-raised as one line; pools.py decides what it means.
+raised as one line; judge/pools.py decides what it means.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 from calfwd.drivers.tools import run, which
-from calfwd.pools import ALL_KINDS, IPSET, NFTABLES, SET_NAMES, FelixSets, ipset_members, nft_member
+from calfwd.judge.pools import ALL_KINDS, IPSET, NFTABLES, SET_NAMES, FelixSets, ipset_members, nft_member
 
 NFT_FAMILIES = {4: "ip", 6: "ip6"}
 FELIX_TABLE = "calico"

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import dbus
 
-from calfwd.blockers import FirewalldPaths, PolicyFacts
+from calfwd.judge.blockers import FirewalldPaths, PolicyFacts
 from calfwd.desired import STOCK_ZONES, FirewalldDesired, HostFacts
 from calfwd.drivers import FirewalldDriver
 from calfwd.drivers import budget as budgets
@@ -33,7 +33,7 @@ from calfwd.drivers.errors import (ABSENT, DENIED, NO_BUS, NOT_ANSWERING, RUNNIN
                                    STOPPED, UNREACHABLE, FirewalldError, Unreachable, explained,
                                    reachability)
 from calfwd.schema import RESERVED_POLICIES
-from calfwd.plan.firewalld_model import (AddToZone, FirewalldActual, FirewalldInfo, FirewalldPlan, ObjectState,
+from calfwd.plan.firewalld.model import (AddToZone, FirewalldActual, FirewalldInfo, FirewalldPlan, ObjectState,
                                          RemoveFromZone)
 
 BUS_NAME = "org.fedoraproject.FirewallD1"
@@ -266,7 +266,7 @@ class Firewalld:
                                service=service, catch_all=catch_all)
 
     def read_paths(self) -> FirewalldPaths:
-        """What decides Calico's paths at runtime besides calfwd's objects (blockers.py): panic
+        """What decides Calico's paths at runtime besides calfwd's objects (judge/blockers.py): panic
         mode, every active zone's bindings and target, every runtime policy's rank and target."""
         panic = bool(self._call("query panic mode", PATH, MAIN, "queryPanicMode"))
         active = self._call("list active zones", PATH, ZONE, "getActiveZones")

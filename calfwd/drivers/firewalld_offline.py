@@ -18,10 +18,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from calfwd.drivers.errors import OfflineError
 from calfwd.drivers.textfile import file_kind, read_regular
-from calfwd.plan.firewalld_model import Op
-from calfwd.plan.firewalld_offline_apply import Args, DiskConfig, removal_args
-from calfwd.plan.firewalld_offline import DiskObject, OnDisk
-from calfwd.plan.firewalld_settings import OWNER_MARK
+from calfwd.plan.firewalld.model import Op
+from calfwd.plan.firewalld.offline_apply import Args, DiskConfig, removal_args
+from calfwd.plan.firewalld.offline import DiskObject, OnDisk
+from calfwd.plan.firewalld.settings import OWNER_MARK
 
 TOOL = "firewall-offline-cmd"
 SHIPPED_DIR = "/usr/lib/firewalld"  # the tool's --default-config: stock zones and policies

@@ -1,5 +1,5 @@
-"""The host's interfaces, their addresses and its default routes, for exposure.py; its
-forwarding sysctls (over rtnetlink, as `ip netconf` asks), for blockers.py.
+"""The host's interfaces, their addresses and its default routes, for judge/exposure.py; its
+forwarding sysctls (over rtnetlink, as `ip netconf` asks), for judge/blockers.py.
 
 Read only, with iproute2's JSON output (`ip -j addr`, `ip -j -4/-6 route show default`): an
 argument list, no shell, a timeout, the system's PATH. Parsing is separate (parse()) so that
@@ -15,9 +15,9 @@ import socket
 import struct
 from typing import Any, Dict, List, Optional
 
-from calfwd.blockers import FORWARDING
+from calfwd.judge.blockers import FORWARDING
 from calfwd.drivers.tools import run, which
-from calfwd.exposure import HostLink, HostNetwork
+from calfwd.judge.exposure import HostLink, HostNetwork
 
 
 # rtnetlink's netconf request (linux/netconf.h): what `ip netconf show dev all` asks. /proc/sys is
@@ -28,7 +28,7 @@ _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
 def read_forwarding() -> Dict[str, str]:
-    """The forwarding sysctls blockers.py judges, "0"/"1" ("" where IPv6 is disabled on the
+    """The forwarding sysctls judge/blockers.py judges, "0"/"1" ("" where IPv6 is disabled on the
     host); a family the kernel would not answer for is left out (unknown, never guessed)."""
     values = {}
     for key, version in FORWARDING:

@@ -116,7 +116,7 @@ class Nftables:
         """The rules of each (family, table, chain) that exists; absent ones are left out.
 
         Read-only and cheap (one listing per chain, not whole tables): the daemon looks at
-        Felix's base chains after every reconcile to notice a flush (flushwatch.py).
+        Felix's base chains after every reconcile to notice a flush (watch/flushes.py).
         """
         present = {(t["family"], t["name"]) for t in self.tables()}
         found: Dict[ChainRef, List[Dict[str, Any]]] = {}

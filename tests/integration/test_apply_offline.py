@@ -23,7 +23,7 @@ import pytest
 from lab import probe
 from lab.calfwd import Calfwd, minimal_config
 
-from calfwd import guard
+from calfwd.judge import guard
 
 BGP = 179
 

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from calfwd import guard
+from calfwd.judge import guard
 from lab import unavailable
 from lab import paths
 from lab.cluster import Cluster

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from calfwd import guard
+from calfwd.judge import guard
 from lab.calfwd import PYTHON, Calfwd
 
 
@@ -80,7 +80,7 @@ def test_misconfigured_node(lab):
     assert severities(report, "config-owner") == ["error"]
     assert "error" in severities(report, "forwarding")
     # trusted accepts: the pod's traffic flows, judged by trusted's rules instead of calfwd's zone
-    # (blockers.py); calfwd cannot bind cali+ there (ZONE_CONFLICT), a conflict of its own.
+    # (judge/blockers.py); calfwd cannot bind cali+ there (ZONE_CONFLICT), a conflict of its own.
     zones = by_check(report, "zones")
     assert zones[0]["severity"] == "warning" and "--zone=trusted --remove-interface=cali+" in zones[0]["fix"]
     pools = by_check(report, "pools")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 
-from calfwd import guard
+from calfwd.judge import guard
 from lab.calfwd import Calfwd
 
 

@@ -28,8 +28,8 @@ import dbus
 from calfwd.config import load
 from calfwd.desired import desired
 from calfwd.drivers.firewalld import Firewalld, FirewalldError
-from calfwd.plan import firewalld as fp
-from calfwd.plan import firewalld_cleanup as fc
+from calfwd.plan.firewalld import online as fp
+from calfwd.plan.firewalld import cleanup as fc
 
 command, path = sys.argv[1], sys.argv[2]
 fw = Firewalld(dbus.SystemBus())
@@ -369,7 +369,7 @@ import dbus
 from calfwd.config import load
 from calfwd.desired import desired
 from calfwd.drivers.firewalld import Firewalld, FirewalldError
-from calfwd.plan import firewalld as fp
+from calfwd.plan.firewalld import online as fp
 
 fw = Firewalld(dbus.SystemBus())
 want = desired(load(sys.argv[1]), fw.facts()).firewalld

@@ -9,7 +9,7 @@ Calico's simulated Felix included, still runs iptables-nft normally.
 
 from __future__ import annotations
 
-from calfwd import guard
+from calfwd.judge import guard
 from lab.calfwd import Calfwd
 
 

@@ -14,7 +14,8 @@ from typing import Dict, FrozenSet, Tuple
 
 import pytest
 
-from calfwd import __version__, guard
+from calfwd import __version__
+from calfwd.judge import guard
 from lab.calfwd import PYTHON, Calfwd, minimal_config
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-from calfwd import guard
+from calfwd.judge import guard
 
 from . import probe
 from .calfwd import Calfwd

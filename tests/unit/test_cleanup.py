@@ -10,12 +10,12 @@ from calfwd import config as cfg
 from calfwd.cleanup import Cleanup
 from calfwd.desired import CALFWD_DESCRIPTION, HostFacts
 from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED
-from calfwd.plan.firewalld_model import RemovePolicy, RemoveZone
-from calfwd.plan.firewalld_offline import DiskObject, OnDisk
+from calfwd.plan.firewalld.model import RemovePolicy, RemoveZone
+from calfwd.plan.firewalld.offline import DiskObject, OnDisk
 
-from test_plan_firewalld import FakeFirewalld as DictFirewalld
-from test_plan_firewalld import converge, want
-from test_reconcile import FakeNft
+from fakes.firewalld import FakeFirewalld as DictFirewalld
+from fakes.firewalld import converge, want
+from fakes.nft import FakeNft
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n', "/etc/calfwd/calfwd.toml")
 RUNTIME = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n[firewalld]\nmode = "runtime"\n',

@@ -1,0 +1,47 @@
+"""An nftables driver as lists of objects: a batch is applied whole, as the kernel does."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+
+class FakeNft:
+    """Tables as lists of objects; a batch is applied whole, as the kernel does."""
+
+    def __init__(self, fail: Optional[str] = None) -> None:
+        self.tables_: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+        self.batches = 0
+        self.fail = fail
+
+    def tables(self) -> List[Dict[str, Any]]:
+        return [{"family": f, "name": n} for f, n in self.tables_]
+
+    def read_table(self, family: str, name: str) -> Optional[List[Dict[str, Any]]]:
+        if self.fail:
+            raise RuntimeError(self.fail)
+        objs = self.tables_.get((family, name))
+        return None if objs is None else list(objs)
+
+    def has_set(self, family: str, table: str, name: str) -> bool:
+        return any(next(iter(o.values())).get("name") == name and "set" in o
+                   for o in self.tables_.get((family, table), ()))
+
+    def read_chains(self, wanted):
+        return {}
+
+    def run(self, batch: Dict[str, Any]) -> None:
+        self.batches += 1
+        current: Optional[Tuple[str, str]] = None
+        for command in batch["nftables"]:
+            (verb, obj), = command.items()
+            (kind, body), = obj.items()
+            if kind == "table":
+                current = (body["family"], body["name"])
+                if verb == "delete":
+                    self.tables_.pop(current, None)
+                    continue
+                self.tables_.setdefault(current, [])
+                if not self.tables_[current]:
+                    self.tables_[current].append(obj)
+            else:
+                self.tables_[current].append(obj)
