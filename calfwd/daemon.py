@@ -49,7 +49,7 @@ from calfwd.judge import pools
 from calfwd import drivers
 from calfwd.drivers import hostnet, statusfile
 from calfwd.events import Reporter
-from calfwd.watch.kernel import KernelWatch
+from calfwd.watch import KernelWatch, Watch
 from calfwd.status.metrics_file import MetricsFile
 from calfwd.reconcile import PATHS, Outcome, Reconciler, firewalld_budget
 
@@ -153,9 +153,11 @@ class Daemon:
         self._guard_checked = float("-inf")
         self._pid_start = statusfile.process_start(os.getpid())
         self._pools_key: Optional[tuple] = None  # ip_pools = "auto": what was last said
-        self.kernel = KernelWatch(glib, reporter, reconciler, lambda: self.config, lambda: self.owner,
-                                  self._notify_status,
-                                  on_pools=lambda: self.coalescer.request("felix-pools-changed"))
+        # The watch wing reads with the nft driver; its repairs are the reconciler's nftables layer.
+        self.kernel: Watch = KernelWatch(glib, reporter, reconciler.nft,
+                                         lambda config: self.reconciler.reconcile_nft(config),
+                                         lambda: self.config, lambda: self.owner, self._notify_status,
+                                         on_pools=lambda: self.coalescer.request("felix-pools-changed"))
         self._metrics_due = Coalescer(lambda _why: self.metrics.write(), METRICS_HOLDOFF, glib)
         self._judge_due = Coalescer(self._judge_paths, JUDGE_HOLDOFF, glib)
         self._blocked: Tuple[str, ...] = ()  # what blocks a path, as last said in the journal
@@ -198,7 +200,7 @@ class Daemon:
             self.kernel.start()
         previous = statusfile.read_previous()  # a flush the last run saw is not undone by a restart
         if previous is not None:
-            self.kernel.flushes.carry(health.daemon_outages(previous))
+            self.kernel.carry(health.daemon_outages(previous))
         self.kernel.observe()  # before the first reconcile, whose reload may flush them
         self._reconcile(frozenset({"start"}))
 
@@ -279,7 +281,7 @@ class Daemon:
             self.reporter.emit("firewalld-vanished", "firewalld left the bus; calfwd's nftables "
                                "table stays in place and calfwd waits for firewalld to return")
             self._cancel_state_wait()
-            if self.kernel.flushes.busy("start"):
+            if self.kernel.busy("start"):
                 self.kernel.end("start")
             self.kernel.end("stop", observe=True)  # its exit cleanup has flushed by now
             return
@@ -386,7 +388,7 @@ class Daemon:
             if outcome.pending_reload:
                 self._reloading = True
                 # A flush report may come before the reload is over: it names the version.
-                self.kernel.firewalld_version = outcome.facts.firewalld_version or self.kernel.firewalld_version
+                self.kernel.track_version(outcome.facts.firewalld_version)
                 self.notify(f"STATUS=applying: firewalld reloading (after {trigger})")
                 return
             self._report(outcome, triggers)
@@ -485,7 +487,7 @@ class Daemon:
     def _publish(self, outcome: Outcome) -> None:
         """One verdict (status/health.py) for STATUS=, /run/calfwd and node-problem-detector."""
         pools_problem = outcome.pools.problem if self.config.auto_pools and outcome.pools is not None else None
-        verdict = health.assess(outcome, self.kernel.flushes.outages(), self._guard_problem,
+        verdict = health.assess(outcome, self.kernel.outages(), self._guard_problem,
                                 self.kernel.firewalld_table_missing, pools_problem,
                                 kernel_blocking=self.kernel.blocking())
         self._say_blocked(outcome, verdict)

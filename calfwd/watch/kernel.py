@@ -14,23 +14,23 @@ concern calfwd; this module acts on them, on the daemon's GLib loop:
   while firewalld runs is reported, never touched;
 - Felix's pool sets in its nftables tables changed (ip_pools = "auto"): the daemon reconciles.
 
-The daemon tells it what firewalld does on the bus (begin/end) and when it reconciled; the
-daemon still decides when to reconcile.
+The daemon tells it what firewalld does on the bus (begin/end) and when it reconciled, through
+interface.Watch only; the daemon still decides when to reconcile. It reads with the nft
+driver and repairs with the callable the daemon binds to its reconciler, never seeing that.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, AbstractSet, Any, Callable, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, List, Optional, Set, Tuple
 
 from calfwd.watch import kernel_events
 from calfwd.config import Config
+from calfwd.drivers import NftDriver
 from calfwd.drivers.nftmonitor import NftMonitor
 from calfwd.watch.flush_command import CommandRunner
-from calfwd.watch.flushes import CALICO, Flush, FlushTracker, JumpIndex, flushed_message
-
-if TYPE_CHECKING:
-    from calfwd.reconcile import Reconciler
+from calfwd.watch.flushes import CALICO, Flush, FlushTracker, JumpIndex, Outage, flushed_message
+from calfwd.watch.interface import Repair
 
 KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
 MONITOR_SETTLE = 0.2  # look at everything this long after the monitor (re)started
@@ -41,13 +41,19 @@ REPAIR_BURST, REPAIR_WINDOW = 20, 10.0
 
 
 class KernelWatch:
-    def __init__(self, glib: Any, reporter: Any, reconciler: Reconciler, config: Callable[[], Config],
+    """interface.Watch, its one implementation (the daemon sees nothing else of it).
+
+    nft: the driver it reads firewalld's tables and the watched chains with; repair: puts
+    calfwd's table back (the daemon binds it to its reconciler)."""
+
+    def __init__(self, glib: Any, reporter: Any, nft: NftDriver, repair: Repair, config: Callable[[], Config],
                  owner: Callable[[], Optional[str]], on_status: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic,
                  on_pools: Callable[[], None] = lambda: None) -> None:
         self.glib = glib
         self.reporter = reporter
-        self.reconciler = reconciler
+        self.nft = nft
+        self._repair_table = repair
         self._config = config
         self._owner = owner
         self._on_status = on_status
@@ -95,9 +101,23 @@ class KernelWatch:
             self.observe(late=True)
         self.arm_flush_timer()
 
+    def busy(self, activity: str) -> bool:
+        return self.flushes.busy(activity)
+
+    def track_version(self, firewalld_version: str) -> None:
+        """The version a flush report names: the last one known (a failed read says "")."""
+        self.firewalld_version = firewalld_version or self.firewalld_version
+
+    def carry(self, outages: Tuple[Outage, ...]) -> None:
+        """What a previous run saw flushed and not undone: still gone until observed back."""
+        self.flushes.carry(outages)
+
+    def outages(self) -> Tuple[Outage, ...]:
+        return self.flushes.outages()
+
     def reconciled(self, triggers: AbstractSet[str], firewalld_version: str) -> None:
         """triggers: every one the run stood for (a resync coalesced with others still counts)."""
-        self.firewalld_version = firewalld_version or self.firewalld_version
+        self.track_version(firewalld_version)
         if "resync" in triggers:
             self._repairs_paused, self._repair_times = False, []
             self._own_table_missing = False  # that reconcile put it back (or says why not)
@@ -200,7 +220,7 @@ class KernelWatch:
             self.reporter.emit("firewalld-table-restored", "firewalld's table inet firewalld is back")
 
     def _inet_tables(self) -> set:
-        return {t.get("name") for t in self.reconciler.nft.tables() if t.get("family") == "inet"}
+        return {t.get("name") for t in self.nft.tables() if t.get("family") == "inet"}
 
     def _check_firewalld_table(self) -> bool:
         self._table_timer = None
@@ -260,7 +280,7 @@ class KernelWatch:
         if self._repairs_paused:  # the resync's reconcile still repairs it, and resumes event repair
             self._judge_paused_table()
             return
-        layer, errors, seconds = self.reconciler.reconcile_nft(self._config())
+        layer, errors, seconds = self._repair_table(self._config())
         ms = round(seconds * 1000, 2)
         if errors:
             if errors[0] != self._repair_error:  # the resync reports it again if it persists
@@ -297,7 +317,7 @@ class KernelWatch:
             self._own_table_missing = missing
             self._on_status()
 
-    def blocking(self) -> tuple:
+    def blocking(self) -> Tuple[str, ...]:
         """What the kernel side knows shuts a path now (health.assess's kernel_blocking)."""
         if not (self._repairs_paused and self._own_table_missing):
             return ()
@@ -318,7 +338,7 @@ class KernelWatch:
         monitor runs, only its (re)start and lost events come here: changes are followed."""
         refs = refs if refs is not None else kernel_events.watched_chain_refs()
         try:
-            chains = self.reconciler.nft.read_chains(refs)
+            chains = self.nft.read_chains(refs)
         except Exception:
             return  # reconcile reports nftables errors; the next event or resync looks again
         for ref in refs:

@@ -78,8 +78,8 @@ class Host:
 def watch() -> Tuple[KernelWatch, Loop, Reporter, Host]:
     loop, reporter, host = Loop(), Reporter(), Host()
     nft = SimpleNamespace(read_chains=host.read_chains, tables=host.table_list)
-    reconciler = SimpleNamespace(nft=nft, reconcile_nft=host.reconcile_nft)
-    kw = KernelWatch(loop, reporter, reconciler, lambda: CONFIG, lambda: ":1.1", lambda: None, clock=loop.clock)
+    kw = KernelWatch(loop, reporter, nft, host.reconcile_nft, lambda: CONFIG, lambda: ":1.1", lambda: None,
+                     clock=loop.clock)
     kw.monitor = SimpleNamespace(running=True, stop=lambda: None)  # following the kernel
     kw.observe()
     return kw, loop, reporter, host
@@ -166,8 +166,8 @@ def test_a_flush_inside_firewalds_reload_is_one_report_blaming_the_reload():
 def test_rules_that_only_felix_changes_cost_no_read():
     kw, loop, reporter, host = watch()
     reads = []
-    original = kw.reconciler.nft.read_chains
-    kw.reconciler.nft.read_chains = lambda refs: reads.append(refs) or original(refs)
+    original = kw.nft.read_chains
+    kw.nft.read_chains = lambda refs: reads.append(refs) or original(refs)
     kw._on_kernel_line(line("add", "rule", "ip", "filter", "cali-fw-cali0123456789a"))
     kw._on_kernel_line(line("add", "rule", "ip", "nat", "KUBE-SVC-ABCDEF"))
     loop.run(1.0)
@@ -187,8 +187,8 @@ def test_felix_pool_sets_changing_ask_for_a_reconcile_only_with_auto_pools():
     asked = []
     for config, expected in ((CONFIG, []), (cfg.parse('[calico]\nip_pools = "auto"\n', "/c.toml"), ["pools"])):
         asked.clear()
-        kw = KernelWatch(Loop(), Reporter(), SimpleNamespace(), lambda: config, lambda: ":1.1", lambda: None,
-                         on_pools=lambda: asked.append("pools"))
+        kw = KernelWatch(Loop(), Reporter(), SimpleNamespace(), Host().reconcile_nft, lambda: config,
+                         lambda: ":1.1", lambda: None, on_pools=lambda: asked.append("pools"))
         kw._on_kernel_line('{"add": {"element": {"family": "ip", "table": "calico", "name": '
                            '"cali40all-ipam-pools", "elem": {"set": ["10.9.0.0/16"]}}}}')
         assert asked == expected
@@ -217,8 +217,8 @@ def long_watch() -> Tuple[KernelWatch, Loop, Reporter, List[Any]]:
     loop, reporter, host = Loop(), Reporter(), LongChain()
     reads: List[Any] = []
     nft = SimpleNamespace(read_chains=lambda refs: reads.append(refs) or host.read_chains(refs), tables=host.table_list)
-    reconciler = SimpleNamespace(nft=nft, reconcile_nft=host.reconcile_nft)
-    kw = KernelWatch(loop, reporter, reconciler, lambda: CONFIG, lambda: ":1.1", lambda: None, clock=loop.clock)
+    kw = KernelWatch(loop, reporter, nft, host.reconcile_nft, lambda: CONFIG, lambda: ":1.1", lambda: None,
+                     clock=loop.clock)
     kw.monitor = SimpleNamespace(running=True, stop=lambda: None)
     kw.observe()  # the baseline: one read at start
     reads.clear()
