@@ -261,7 +261,7 @@ def _apply_offline(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from calfwd.status import health
+    from calfwd.status import document, health
     from calfwd.drivers import statusfile
 
     config = _load(args.config, strict_owner=False)
@@ -276,27 +276,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     in_sync = all(layer.in_sync for layer in layers) and not seen
     errors = [f"{layer.layer}: {layer.error}" for layer in layers if layer.error]
     if args.json:
-        print(json.dumps({
-            "config": args.config,
-            "in_sync": in_sync,
-            "daemon": {"running": daemon is not None, "pid": daemon.get("pid") if daemon else None,
-                       "state": daemon.get("state") if daemon else None,
-                       "updated": daemon.get("updated") if daemon else None,
-                       "flushed": daemon.get("flushed", []) if daemon else [],
-                       "firewalld_table_missing": bool(daemon and daemon.get("firewalld_table_missing")),
-                       "kernel_blocking": list(health.daemon_blocking(daemon)) if daemon else []},
-            "blocking": [b for l in layers for b in l.blocking] + seen,
-            "firewalld": {"running": facts.firewalld_running, "version": facts.firewalld_version,
-                          "default_zone": facts.default_zone, "state": facts.firewalld_state},
-            "errors": errors,
-            "pools": None if pools is None else {
-                "auto": True, "pools": [n.with_prefixlen for n in pools.pools],
-                "nat_outgoing": [n.with_prefixlen for n in pools.masq], "source": pools.source,
-                "problem": pools.problem, "described": pools.describe()},
-            "layers": [{"layer": l.layer, "in_sync": l.in_sync, "drift": list(l.actions),
-                        "conflicts": list(l.conflicts), "blocking": list(l.blocking), "note": l.note,
-                        "error": l.error} for l in layers],
-        }, indent=2))
+        print(json.dumps(document.status_json(config_path=args.config, in_sync=in_sync, daemon=daemon,
+                                              seen=seen, facts=facts, errors=errors, pools=pools,
+                                              layers=layers), indent=2))
     else:
         if pools is not None:
             print(_pools_line(pools))
