@@ -44,7 +44,7 @@ from typing import Any, Callable, FrozenSet, List, Optional, Set, Tuple
 
 from calfwd.config import Config, ConfigError, command_problems, load_trusted
 from calfwd.judge import guard
-from calfwd.status import health
+from calfwd.status import document, health
 from calfwd.judge import pools
 from calfwd import drivers
 from calfwd.drivers import hostnet, statusfile
@@ -500,7 +500,7 @@ class Daemon:
         zone = self.config.firewalld.zone
         self.notify(health.status_line(verdict, outcome, zone, shown, time.strftime("%H:%M:%S")))
         try:
-            doc = health.document(verdict, outcome, pid=os.getpid(), updated=time.time(),
+            doc = document.daemon(verdict, outcome, pid=os.getpid(), updated=time.time(),
                                   config_path=self.config_path, zone=zone,
                                   pools=[n.with_prefixlen for n in nets],
                                   following_kernel=self.kernel.following_kernel,

@@ -1,6 +1,6 @@
 """One reconcile: read each layer, plan the difference, apply it, read again to verify.
 
-The daemon decides *when* this runs; the CLI's plan/apply/status/cleanup are single calls.
+The daemon decides *when* this runs; the CLI's plan/apply/status are single calls (commands/).
 The nftables layer never depends on firewalld being there: pod egress must keep working
 while firewalld is down, restarting or misconfigured.
 """
@@ -14,7 +14,6 @@ from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from calfwd.judge import blockers
-from calfwd.cleanup import Cleanup, CleanupResult, nft_orphans
 from calfwd.config import Config
 from calfwd.desired import Desired, FirewalldDesired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
@@ -416,13 +415,6 @@ class Reconciler:
         return (all(layer.in_sync for layer in layers if layer.layer != PATHS),
                 {l.layer: l.blocking for l in layers if l.blocking})
 
-    def cleanup(self, config: Config, offline: Any = None, bus_error: str = "",
-                progress: Any = None) -> CleanupResult:
-        """Remove what calfwd made (calfwd/cleanup.py); offline: firewalld's files, for when
-        firewalld is stopped; bus_error: why there is no firewalld client; progress: told of
-        each removal as it is done."""
-        return Cleanup(self.nft, self.firewalld, offline, bus_error, progress).run(config)
-
 
 def _link_names() -> List[str]:
     return [name for _i, name in socket.if_nameindex()]
@@ -465,3 +457,10 @@ def _with_blocking(layers: Sequence[LayerPlan], found: Dict[str, Tuple[str, ...]
     """The applied layers, with what the read-back found blocking (said, not only unverified)."""
     return tuple(replace(layer, blocking=layer.blocking + tuple(
         b for b in found.get(layer.layer, ()) if b not in layer.blocking)) for layer in layers)
+
+
+def nft_orphans(nft: NftDriver, family: str, table: str) -> Tuple[str, ...]:
+    """Tables of `family` other than `table` that carry calfwd's mark: made by calfwd under a
+    name the config no longer has (plan_nft removes them; so does `calfwd cleanup`)."""
+    names = sorted(t["name"] for t in nft.tables() if t.get("family") == family and t.get("name") != table)
+    return tuple(n for n in names if nft.has_set(family, n, nft_plan.MARK_SET))

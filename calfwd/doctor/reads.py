@@ -28,9 +28,9 @@ from calfwd import drivers
 from calfwd.drivers import statusfile
 from calfwd.drivers.hostnet import read_forwarding, read_host_network
 from calfwd.drivers.textfile import read_regular
-from calfwd.reconcile import Reconciler, with_dispatch
+from calfwd.reconcile import with_dispatch
 from calfwd.config import Config, ConfigError, load, ownership_problems
-from calfwd.doctor.snapshot import FirewalldState, HostSnapshot, Read
+from calfwd.doctor.snapshot import Drift, FirewalldState, HostSnapshot, Read
 
 FIREWALLD_DIR = "/etc/firewalld"
 FIREWALLD_DIR_ENV = "CALFWD_FIREWALLD_DIR"  # tests: the lab's --system-config directory
@@ -171,11 +171,17 @@ def connect_bus() -> Any:
     return drivers.system_bus()
 
 
+# calfwd's drift, computed by the caller through the drivers read_snapshot made (the firewalld
+# client: None without a system bus): commands/doctor.py plans as `calfwd plan` does.
+DriftReader = Callable[[Config, drivers.NftDriver, Optional[drivers.FirewalldDriver]], Drift]
+
+
 def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Optional[str] = None,
-                  full: bool = True, offline: bool = False) -> HostSnapshot:
+                  full: bool = True, offline: bool = False, drift: Optional[DriftReader] = None) -> HostSnapshot:
     """Read everything doctor looks at (full=False: only what the guard needs); never raises
     for a failed read. offline (`apply --offline`): firewalld does not run, so its files and
-    installed package say everything and no bus is asked."""
+    installed package say everything and no bus is asked. drift: how the caller computes
+    calfwd's own drift (full reads only; without it the drift is recorded as not read)."""
     unknown: Dict[str, str] = {}
     snap: Dict[str, Any] = {"config_path": config_path}
     directory = firewalld_dir(fw_dir)
@@ -236,16 +242,15 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
     pool_sets.update(snap.pop("nft_pool_sets", {}))
     snap["pool_sets"] = pool_sets
 
-    if config is not None and nft is not None:
-        def plan(config: Config, nft: drivers.NftDriver) -> None:
-            reconciler = Reconciler(nft, firewalld if config.firewalld.enabled else None)
-            layers, _facts = reconciler.plan(config)
-            if config.auto_pools and reconciler.pools is not None:
-                # The other checks (forwarding, zones, exposure) judge the pools calfwd uses.
-                snap["config"] = reconciler.resolve_config(config, reconciler.pools)
-            snap["drift"] = tuple(f"{l.layer}: {a}" for l in layers for a in l.actions)
-            snap["conflicts"] = tuple(c for l in layers for c in l.conflicts)
-        _try(unknown, Read.DRIFT, partial(plan, config, nft))
+    if config is not None and nft is not None and drift is not None:
+        def read_drift(config: Config, nft: drivers.NftDriver, compute: DriftReader) -> None:
+            found = compute(config, nft, firewalld)
+            if found.resolved is not None:
+                snap["config"] = found.resolved
+            snap["drift"], snap["conflicts"] = found.lines, found.conflicts
+        _try(unknown, Read.DRIFT, partial(read_drift, config, nft, drift))
+    elif config is not None and nft is not None:
+        unknown[Read.DRIFT] = "not read: the caller computes calfwd's drift, and none was asked for"
     elif config is not None:
         unknown[Read.DRIFT] = "nftables could not be read"
     daemon = statusfile.read_running()

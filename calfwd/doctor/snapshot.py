@@ -86,6 +86,18 @@ class FirewalldState(FirewalldInfo):
 
 
 @dataclass(frozen=True)
+class Drift:
+    """calfwd's own drift, handed to doctor/reads.py by its caller (commands/doctor.py, which
+    plans as `calfwd plan` does): what apply would change and the conflicts, one line each."""
+
+    lines: Tuple[str, ...] = ()
+    conflicts: Tuple[str, ...] = ()
+    # ip_pools = "auto": the config with the pools calfwd uses, which the other checks judge;
+    # None: the config as loaded.
+    resolved: Optional[Config] = None
+
+
+@dataclass(frozen=True)
 class HostSnapshot:
     """Everything doctor looks at. `unknown` maps a read's name to why it failed."""
 

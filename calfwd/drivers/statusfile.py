@@ -1,6 +1,6 @@
 """The daemon's status files under /run/calfwd (the unit's RuntimeDirectory).
 
-status.json: what `calfwd status --json` says plus what only the daemon knows (status/health.py).
+status.json: what `calfwd status --json` says plus what only the daemon knows (status/document.py).
 health: one line, "<state> <why>", for node-problem-detector's check (packaging/npd/), which
 may run in a container with nothing but a shell: no JSON to parse there.
 

@@ -1,7 +1,8 @@
 """The flush guard: a firewalld.service drop-in that keeps firewalld <= 1.x off Calico's rules.
 
 Pure: what the drop-in says, whether firewalld flushes, when installing the guard would be
-wrong. doctor/reads.py reads the facts and writes the file; cli.py (`calfwd guard`) runs it.
+wrong. doctor/reads.py reads the facts, drivers/dropin.py writes the file; commands/guard.py
+(`calfwd guard`, and `apply`) runs it.
 
 Why it works (firewalld 1.3.3, checked in the lab): at start and reload firewalld runs
 `iptables -t filter -L -n` (and ip6tables, ebtables) to see whether iptables is usable; when

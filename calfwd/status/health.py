@@ -20,7 +20,6 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from calfwd.watch.flushes import CALICO, KUBE_PROXY, Outage
 
 OK, WARNING, NOT_VERIFIED, BLOCKED, ERROR, STOPPED = "ok", "warning", "not-verified", "blocked", "error", "stopped"
-SCHEMA = 1
 TABLE_GONE = "firewalld's table inet firewalld is gone (systemctl restart firewalld)"
 
 
@@ -96,39 +95,6 @@ def health_line(health: Health, limit: int = 200) -> str:
     """One line for node-problem-detector's check: the state word, then why."""
     text = f"{health.state} {health.summary}" if health.state != OK else "ok calfwd: in sync"
     return text[:limit]
-
-
-def document(health: Health, outcome: Any, *, pid: int, updated: float, config_path: str,
-             zone: str, pools: Sequence[str], following_kernel: bool,
-             pid_start: Optional[str] = None) -> Dict[str, Any]:
-    """The status file: what `status --json` says, plus what only the daemon knows."""
-    facts = outcome.facts
-    return {
-        "schema": SCHEMA,
-        "pid": pid,
-        "pid_start": pid_start,
-        "updated": round(updated, 3),
-        "config": config_path,
-        "state": health.state,
-        "in_sync": health.in_sync,
-        "problems": list(health.problems),
-        "firewalld": {"running": facts.firewalld_running, "version": facts.firewalld_version,
-                      "default_zone": facts.default_zone, "state": facts.firewalld_state},
-        "zone": zone,
-        "pools": list(pools),
-        "last_reconcile": {"trigger": outcome.trigger, "verified": outcome.verified,
-                           "duration_ms": round(outcome.duration * 1000, 2),
-                           "changes": outcome.changes, "errors": list(outcome.errors)},
-        "layers": [{"layer": l.layer, "in_sync": l.in_sync, "drift": list(l.actions),
-                    "conflicts": list(l.conflicts), "blocking": list(l.blocking), "note": l.note,
-                    "error": l.error} for l in outcome.layers],
-        "flushed": [{"owner": o.owner, "cause": o.cause, "since": round(o.since, 3),
-                     "missing": sorted(o.missing)} for o in health.outages],
-        "flush_guard_problem": health.guard_problem,
-        "firewalld_table_missing": health.firewalld_table_missing,
-        "kernel_blocking": list(health.kernel_blocking),
-        "kernel_events": following_kernel,
-    }
 
 
 def daemon_blocking(doc: Dict[str, Any]) -> Tuple[str, ...]:

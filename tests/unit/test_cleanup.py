@@ -1,13 +1,13 @@
-"""calfwd/cleanup.py with fake drivers: which way firewalld's objects are removed (D-Bus, its
-files, or not at all) follows what the bus says, and whatever stays is reported. The real
-tool and firewalld are in the lab (tests/integration/test_cleanup_offline.py)."""
+"""calfwd/commands/cleanup.py with fake drivers: which way firewalld's objects are removed
+(D-Bus, its files, or not at all) follows what the bus says, and whatever stays is reported.
+The real tool and firewalld are in the lab (tests/integration/test_cleanup_offline.py)."""
 
 from __future__ import annotations
 
 from typing import Any, List, Tuple
 
 from calfwd import config as cfg
-from calfwd.cleanup import Cleanup
+from calfwd.commands.cleanup import Cleanup
 from calfwd.desired import CALFWD_DESCRIPTION, HostFacts
 from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED
 from calfwd.plan.firewalld.model import RemovePolicy, RemoveZone

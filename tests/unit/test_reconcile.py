@@ -11,7 +11,8 @@ from calfwd.desired import HostFacts
 from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.plan.firewalld.model import FirewalldActual, ObjectState
 from calfwd.judge.blockers import FirewalldPaths
-from calfwd.reconcile import PATHS, CleanupResult, Reconciler
+from calfwd.commands.cleanup import Cleanup, CleanupResult
+from calfwd.reconcile import PATHS, Reconciler
 from fakes.nft import FakeNft
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16", "fd00:10:244::/48"]\nnat_outgoing = true\n',
@@ -115,10 +116,10 @@ def test_cleanup_removes_the_table_and_only_it():
     nft.tables_[("inet", "filter")] = [{"table": {"family": "inet", "name": "filter"}}]
     r = Reconciler(nft)
     r.reconcile(NO_FIREWALLD)
-    result = r.cleanup(NO_FIREWALLD)
+    result = Cleanup(r.nft, r.firewalld, None).run(NO_FIREWALLD)
     assert result.removed == ("remove table inet calfwd",) and result.clean
     assert list(nft.tables_) == [("inet", "filter")]
-    assert r.cleanup(NO_FIREWALLD) == CleanupResult()
+    assert Cleanup(r.nft, r.firewalld, None).run(NO_FIREWALLD) == CleanupResult()
 
 
 def test_a_concurrent_writer_is_settled_by_planning_again():

@@ -11,6 +11,7 @@ import io
 import pytest
 
 from calfwd import cli
+from calfwd.commands import guard as guard_command
 from calfwd.judge import guard
 from calfwd import config as cfg
 from calfwd import daemon as daemon_mod
@@ -51,7 +52,7 @@ def configured(snap, setting):
 
 
 def status_lines(snap, monkeypatch, capsys):
-    monkeypatch.setattr(cli.host, "read_snapshot", lambda *a, **k: snap)
+    monkeypatch.setattr(guard_command.host, "read_snapshot", lambda *a, **k: snap)
     code = cli.main(["--config", snap.config_path, "guard", "status", "--dropin", snap.dropin_path])
     return code, capsys.readouterr().out.splitlines()
 

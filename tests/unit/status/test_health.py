@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from calfwd.status import health
+from calfwd.status import document, health
 from calfwd.watch.flushes import Outage
 from calfwd.desired import HostFacts
 from calfwd.reconcile import LayerPlan, Outcome
@@ -68,7 +68,7 @@ def test_firewalld_table_gone_is_said_first_in_every_state():
 
 def test_the_document_round_trips_the_outages_for_calfwd_status():
     verdict = health.assess(outcome(), [FELIX, KUBE])
-    doc = health.document(verdict, outcome(), pid=42, updated=SINCE, config_path="/etc/calfwd/calfwd.toml",
+    doc = document.daemon(verdict, outcome(), pid=42, updated=SINCE, config_path="/etc/calfwd/calfwd.toml",
                           zone="calfwd", pools=["10.0.0.0/16"], following_kernel=True)
     assert doc["state"] == "blocked" and doc["in_sync"] is False and doc["pid"] == 42
     assert health.daemon_outages(doc) == (FELIX, KUBE)
@@ -87,7 +87,7 @@ def test_what_shuts_a_path_outside_calfwds_objects_is_blocked_though_verified():
     kernel = health.assess(outcome(), kernel_blocking=("calfwd's table inet calfwd is missing",))
     assert (kernel.state, kernel.in_sync, kernel.kernel_blocking) == (
         "blocked", False, ("calfwd's table inet calfwd is missing",))
-    doc = health.document(kernel, outcome(), pid=1, updated=0.0, config_path="c", zone="calfwd", pools=[],
+    doc = document.daemon(kernel, outcome(), pid=1, updated=0.0, config_path="c", zone="calfwd", pools=[],
                           following_kernel=True)
     assert health.daemon_blocking(doc) == ("calfwd's table inet calfwd is missing",)
     assert health.daemon_blocking({"kernel_blocking": [1, "x"]}) == ("x",)

@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 import pytest
 
-from calfwd.apply_offline import apply_offline, offline_facts
+from calfwd.commands.apply_offline import apply_offline, offline_facts
 from calfwd.config import parse
 from calfwd.desired import CALFWD_DESCRIPTION, desired
 from calfwd.drivers.firewalld_offline import OfflineFirewalld
@@ -225,7 +225,7 @@ def test_a_link_to_a_fifo_is_refused_and_a_link_to_a_file_is_read(tmp_path, no_h
 
 
 def test_a_directory_sharing_the_running_firewalld_s_files_is_found_by_identity_not_by_name(tmp_path):
-    from calfwd.apply_offline import shared_with
+    from calfwd.commands.apply_offline import shared_with
 
     live = tmp_path / "etc-firewalld"
     for sub in ("zones", "policies", "services"):

@@ -5,18 +5,24 @@ The facts the online path reads from the running firewalld come from what is ins
 from the directory instead: the version from firewall-offline-cmd (the firewalld that will
 run), the default zone from its firewalld.conf (firewalld's own fallback, public, without one).
 No WireGuard device exists yet: the daemon opens its port when Calico makes one. nftables is
-left to the daemon; its table is runtime state and firewalld never removes it.
+left to the daemon; its table is runtime state and firewalld never removes it. The flush guard
+is carried out as `apply` does (commands/guard.py), judged offline, and only for this host's
+own firewalld directory.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Tuple
 
+from calfwd.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_SYSTEM, fail
+from calfwd.commands.guard import guard_auto
 from calfwd.config import Config
 from calfwd.desired import HostFacts, desired_firewalld
 from calfwd import drivers
+from calfwd.doctor import reads as host
 from calfwd.drivers import STOPPED
 from calfwd.plan.firewalld.offline_apply import offline_apply_plan
 
@@ -29,6 +35,49 @@ class OfflineResult:
     conflicts: Tuple[str, ...] = ()
     remains: Tuple[str, ...] = ()  # what could not be written, with why: exit 3
     version: str = ""
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """`calfwd apply --offline`, config loaded already (commands/apply.py)."""
+    from calfwd.drivers.firewalld_offline import OfflineFirewalld, nonregular_files
+
+    directory = host.firewalld_dir(args.firewalld_dir)
+    print("nftables: not touched offline (the daemon makes calfwd's table when it runs)")
+    if not config.firewalld.enabled:
+        print("firewalld: disabled in the config ([firewalld] enabled = false); nothing written")
+        return EXIT_OK
+    if config.firewalld.mode != "permanent":
+        return fail([f"{args.config}: [firewalld] mode: \"{config.firewalld.mode}\" never writes firewalld's "
+                     "permanent configuration, which is all apply --offline writes: set mode = \"permanent\" "
+                     "or run `calfwd apply` once firewalld runs"], EXIT_CONFIG)
+    busy = live_firewalld(directory, host.firewalld_dir(None))
+    if busy:
+        return fail([busy], EXIT_SYSTEM)
+    blocking = nonregular_files(directory)  # firewall-offline-cmd would hang on them, and calfwd
+    if blocking:
+        return fail([f"firewalld: nothing written to {directory}: {line}" for line in blocking], EXIT_SYSTEM)
+    try:
+        conf = host.read_firewalld_conf(directory)
+    except OSError as exc:
+        return fail([f"firewalld: nothing written: {directory}/firewalld.conf: {exc.strerror or exc}"], EXIT_SYSTEM)
+    result = apply_offline(config, OfflineFirewalld(directory), conf)
+    where = f"firewalld ({directory}, offline, firewalld {result.version or 'version unknown'})"
+    if result.changed:
+        print(f"{where}: changed:")
+        for action in result.changed:
+            print(f"  - {action}")
+    elif not result.remains:
+        print(f"{where}: {'nothing changed' if result.conflicts else 'in sync, nothing changed'}")
+    for conflict in result.conflicts:
+        print(f"firewalld: conflict: {conflict}")
+    if directory == host.firewalld_dir(None) or same_directory(directory, host.firewalld_dir(None)):
+        guard_error = guard_auto(args.config, config, fw_dir=directory, offline=True)
+    else:  # an image's tree: its firewalld and its /etc/systemd are not this host's
+        guard_error = ""
+        print(f"flush guard: not judged: {directory} is not this host's firewalld configuration; the "
+              "image's own `calfwd guard auto` (the package's %post) installs it where needed")
+    remains = list(result.remains) + ([guard_error] if guard_error else [])
+    return fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
 
 
 def offline_facts(version: str, firewalld_conf: Mapping[str, str]) -> HostFacts:

@@ -1,4 +1,11 @@
-"""`calfwd cleanup`: remove what calfwd made, and say exactly what stays and why.
+"""`calfwd cleanup`: remove everything calfwd made, and say exactly what stays and why.
+
+What it removes, in this order (run() reads as this list):
+  1. calfwd's nftables table, and tables it made under an earlier name (by its mark);
+  2. calfwd's firewalld zone, policies, service and entries (class Cleanup, below);
+  3. the flush guard's firewalld.service drop-in, if calfwd wrote it (commands/guard.py);
+  4. the daemon's status files under /run/calfwd (drivers/statusfile.py);
+  5. the [metrics] textfile, if calfwd wrote it (status/metrics_file.py).
 
 Package removal runs it, so nothing may stay silently. firewalld is handled according to
 what its bus says: RUNNING, over D-Bus (the plan in plan/firewalld/cleanup.py); STOPPED (nobody
@@ -9,18 +16,83 @@ daemon calfwd cannot talk to: its files are not edited under it, and what stays 
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable, List, Optional, Tuple
 
+from calfwd import drivers
+from calfwd.commands.common import EXIT_OK, EXIT_SYSTEM, fail, load_config
+from calfwd.commands.guard import remove_guard
 from calfwd.config import Config
 from calfwd.desired import FirewalldDesired, HostFacts, desired, desired_firewalld
+from calfwd.doctor import reads as host
 from calfwd.drivers import RUNNING, STOPPED, FirewalldDriver, NftDriver
+from calfwd.events import Reporter
 from calfwd.plan.firewalld import cleanup as firewalld_cleanup
 from calfwd.plan.firewalld import offline as firewalld_offline
 from calfwd.plan import nftables as nft_plan
 from calfwd.plan.firewalld.model import (FirewalldPlan, Op, Reload, RemoveFromZone, RemovePolicy,
                                          RemoveZone)
+from calfwd.reconcile import nft_orphans
+
+
+def run(args: argparse.Namespace) -> int:
+    from calfwd.drivers import statusfile
+    from calfwd.drivers.firewalld_offline import OfflineFirewalld
+
+    config = load_config(args.config, strict_owner=True, check_program=False)
+    firewalld: Optional[drivers.FirewalldDriver] = None
+    bus_error = ""
+    try:  # also with [firewalld] enabled = false: objects made before that switch go too
+        firewalld = drivers.firewalld_driver()
+    except Exception as exc:  # no bus, or a wrong DBUS_SYSTEM_BUS_ADDRESS: firewalld may still run
+        bus_error = f"no system bus, so whether firewalld runs is unknown: {exc}"
+    offline = OfflineFirewalld(host.firewalld_dir(args.firewalld_dir))
+    # 1, 2: nftables and firewalld. Each removal is printed (and flushed) as it is done:
+    # package removal may be killed halfway, and what it already removed must be on record.
+    result = Cleanup(drivers.nft_driver(), firewalld, offline, bus_error, progress=_said_removed).run(config)
+    removed, remains, left_alone = result.removed, result.remains, result.left_alone
+    guard_action, guard_error = remove_guard(None)  # 3: the flush guard
+    if guard_action:
+        removed += (_said_removed(guard_action),)
+    try:  # 4: the daemon's status files
+        status_files = statusfile.remove()
+    except OSError as exc:
+        status_files, remains = None, remains + (f"{statusfile.run_dir()}: {exc.strerror or exc}",)
+    if status_files:
+        removed += (_said_removed(status_files),)
+    metrics_file, metrics_left = _remove_metrics(config.metrics_textfile)  # 5: the metrics file
+    removed += (_said_removed(metrics_file),) if metrics_file else ()
+    left_alone += (metrics_left,) if metrics_left else ()
+    if guard_error:
+        remains += (guard_error,)
+    for line in left_alone:
+        print(line)
+    if not removed and not remains:
+        print("nothing of calfwd's was there")
+    if removed:  # package removal runs this: leave a record in the journal
+        Reporter().emit("cleanup", "calfwd cleanup removed: " + "; ".join(removed)
+                        + ("; NOT removed: " + "; ".join(remains) if remains else ""),
+                        removed=len(removed), remains=len(remains))
+    return fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
+
+
+def _said_removed(action: str) -> str:
+    print(f"removed: {action}", flush=True)
+    return action
+
+
+def _remove_metrics(path: str) -> Tuple[str, str]:
+    """The metrics file, or node_exporter serves its last values for ever; (what was
+    removed, what was left alone and why). Only the regular file calfwd wrote goes: a link,
+    FIFO or device there is neither followed nor waited on (status/metrics_file.remove_written)."""
+    from calfwd.status.metrics_file import remove_written
+
+    if not path:
+        return "", ""
+    removed, left = remove_written(path)
+    return (f"metrics file {path}" if removed else ""), left
 
 
 @dataclass(frozen=True)
@@ -35,10 +107,11 @@ class CleanupResult:
 
 
 class Cleanup:
-    """One run; the drivers are the Reconciler's plus the offline one (firewalld's files)."""
+    """Step 1 and 2 of run(): nftables, then firewalld (D-Bus, or its files through the offline
+    driver)."""
 
     def __init__(self, nft: NftDriver, firewalld: Optional[FirewalldDriver], offline: Optional[Any], bus_error: str = "",
-                 progress: Optional[Callable[[str], None]] = None) -> None:
+                 progress: Optional[Callable[[str], object]] = None) -> None:
         self.nft = nft
         self.firewalld = firewalld
         self.offline = offline
@@ -188,9 +261,3 @@ def _what(op: Op) -> str:
         return f"runtime state ({'; '.join(op.reasons)})"
     return op.description
 
-
-def nft_orphans(nft: NftDriver, family: str, table: str) -> Tuple[str, ...]:
-    """Tables of `family` other than `table` that carry calfwd's mark: made by calfwd under a
-    name the config no longer has."""
-    names = sorted(t["name"] for t in nft.tables() if t.get("family") == family and t.get("name") != table)
-    return tuple(n for n in names if nft.has_set(family, n, nft_plan.MARK_SET))

@@ -1,0 +1,31 @@
+"""`calfwd check`: validate the config file (and, with ip_pools = "auto", read Felix's pools);
+change nothing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from calfwd import drivers
+from calfwd.commands.common import EXIT_OK, load_config, pools_line, warn_exposures
+from calfwd.reconcile import Reconciler
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, strict_owner=True)
+    if config.auto_pools:
+        state = Reconciler(drivers.nft_driver()).resolve_pools(config)
+        print(f'{args.config}: OK (ip_pools = "auto": the pools and their natOutgoing follow Felix\'s sets)')
+        print(pools_line(state))
+        config = Reconciler.resolve_config(config, state)  # the exposures of the pools in use
+    else:
+        pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
+        print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
+    warn_exposures(config)
+    if config.metrics_textfile:
+        from calfwd.status.metrics_file import directory_warning
+
+        warning = directory_warning(config.metrics_textfile)
+        if warning:
+            print(f"calfwd: warning: {args.config}: metrics.textfile: {warning}", file=sys.stderr)
+    return EXIT_OK
