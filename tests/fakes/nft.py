@@ -55,4 +55,5 @@ class FakeNft:
                 if not self.tables_[current]:
                     self.tables_[current].append(obj)
             else:
+                assert current is not None, "an object before its table"
                 self.tables_[current].append(obj)
