@@ -157,7 +157,7 @@ def test_before_felix_has_run(bare_lab):
     assert "Felix's sets not found" in unknown[0] and "masquerades no pod traffic" in unknown[0]
     assert calfwd_sets(lab) == {"pools4": [], "masq4": [], "pools6": [], "masq6": []}
     assert "calfwd" in lab.firewalld.firewall_cmd("--get-zones").split()
-    time.sleep(2.5)  # resyncs (every second)
+    calfwd.wait_resyncs(2)  # each finding no sets, none saying so again
     mark = calfwd.line_count()
     calfwd.signal(signal.SIGHUP)  # and a reconcile that is said
     calfwd.wait_for("reconciled", after=mark, timeout=10)
@@ -193,7 +193,7 @@ def test_felix_sets_destroyed_keep_the_pools_and_natoutgoing(lab):
             lab.node.run("ipset", "destroy", "cali%d0%s" % (family, kind))
     assert not lab.calico.present()
     unknown = calfwd.wait_for("pools-unknown", after=mark, timeout=10)
-    time.sleep(2.5)  # more resyncs (every second), each finding the sets absent
+    calfwd.wait_resyncs(2)  # more resyncs, each finding the sets absent
     assert calfwd_sets(lab) == before
     assert lab.pod_reaches_proxy(), "pod -> proxy: calfwd's natOutgoing is the only one left"
     assert lab.pod_reaches_proxy(v6=True), "pod -> proxy (IPv6)"
@@ -218,7 +218,7 @@ def test_a_felix_pool_holding_the_nodes_address_is_never_a_trusted_source(lab):
     calfwd.wait_for("pools-changed", after=mark, timeout=10)
     conflict = calfwd.wait_for("conflict", after=mark, timeout=10)
     assert f"Felix's pool {lan}" in conflict[0] and f"contains {lab.addr.node_v4}" in conflict[0], conflict[0]
-    time.sleep(2.5)  # resyncs (every second)
+    calfwd.wait_resyncs(2)  # each judging the pool again, none saying so again
     sources = lab.firewalld.firewall_cmd("--zone=calfwd", "--list-sources").split()
     assert lan not in sources and lab.addr.pool_v4 in sources, sources
     assert len([e for e in calfwd.events("conflict") if lan in e]) == 1, "said once"
