@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -233,7 +232,7 @@ def test_daemon_follows_felix_nft_sets_on_kernel_events(bare_lab):
     calfwd = Calfwd(lab, AUTO + "[firewalld]\nenabled = false\n[daemon]\nresync_interval = 3600\n")
     calfwd.start()
     calfwd.wait_for("pools-changed")
-    time.sleep(0.5)  # the monitor has subscribed
+    calfwd.wait_monitor_listening()
     mark = calfwd.line_count()
     cmds = set_commands("cali40all-ipam-pools", ("192.168.0.0/16", lab.addr.pool_v4))
     lab.node.run("nft", "-j", "-f", "-", input=json.dumps({"nftables": cmds}))
