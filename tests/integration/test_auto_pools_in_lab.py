@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import Lab, unavailable
+from lab import Lab, incident, unavailable
 from lab.calfwd import Calfwd
 from lab.calico import load_nft_dataplane
 from lab.felix import set_commands
@@ -244,16 +244,9 @@ def test_daemon_follows_felix_nft_sets_on_kernel_events(bare_lab):
 
 # -- the incident with the one-line config (issue 13 item 1's acceptance) ----------------------
 
-def _incident_cases():
-    import test_incident
-
-    return [test_incident.test_firewalld_starting_after_calfwd, test_incident.test_reloads_restarts_and_kills,
-            test_incident.test_calfwd_restarted, test_incident.test_felix_rules_flushed_then_restored]
-
-
-@pytest.mark.parametrize("incident", _incident_cases(), ids=lambda case: case.__name__[5:])
+@pytest.mark.parametrize("incident", incident.SCENARIOS, ids=lambda case: case.__name__)
 def test_the_incident_with_the_same_one_line_config_as_every_node(lab, monkeypatch, incident):
-    """test_incident.py's scenarios, unchanged, with `ip_pools = "auto"` as the whole config."""
+    """The incident's scenarios (tests/lab/incident.py, test_incident.py's), unchanged, with `ip_pools = "auto"` as the whole config."""
     monkeypatch.setenv("CALFWD_LAB_POOLS", "auto")
     incident(lab)
     assert (lab.workdir / "calfwd.toml").read_text() == AUTO, "the scenario ran on the one-line config"
