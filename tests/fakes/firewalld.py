@@ -1,17 +1,22 @@
-"""A firewalld as dicts: permanent and runtime zones, policies and services, changed by a
-plan's ops the way firewalld 1.3.3 does (checked in the lab), so "apply, then plan again" must
-come out empty. For the planners' and cleanup's unit tests; the real daemon is in the lab."""
+"""The one fake firewalld: permanent and runtime zones, policies and services as dicts, changed
+by a plan's ops the way firewalld 1.3.3 does (checked in the lab), so "apply, then plan again"
+must come out empty. It is a whole calfwd.drivers.FirewalldDriver, so the planners', cleanup's
+and the Reconciler's unit tests share it; a test wanting a firewalld that is stopped, refuses
+writes or cannot be asked says so with the constructor's flags or a subclass of its own.
+The real daemon is in the lab."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from calfwd.config import parse
 from calfwd.desired import STOCK_ZONES, HostFacts, desired
+from calfwd.drivers.errors import RUNNING, STOPPED
+from calfwd.judge.blockers import FirewalldPaths
 from calfwd.plan.firewalld import online as fp
 from calfwd.plan.firewalld.model import (AddToZone, CreatePolicy, CreateService, CreateZone, FirewalldActual,
-                                         FirewalldPlan, ObjectState, Reload, RemoveFromZone, RemovePolicy,
+                                         FirewalldInfo, FirewalldPlan, ObjectState, Reload, RemoveFromZone, RemovePolicy,
                                          RemoveService, RemoveZone, SetPolicyRuntime, UpdatePolicy,
                                          UpdateService, UpdateZone)
 
@@ -31,9 +36,21 @@ def _toml(value: Any) -> str:
 
 
 class FakeFirewalld:
-    """Permanent and runtime zones/policies as dicts; reload copies permanent to runtime."""
+    """Permanent and runtime zones/policies as dicts; reload copies permanent to runtime.
 
-    def __init__(self) -> None:
+    running=False: nobody owns firewalld's bus name. fail: every apply() raises
+    RuntimeError(fail) (to prove the layers' independence), or, with fail_on (op types), only
+    a plan holding one of them. applied counts apply() calls, ops keeps what they carried."""
+
+    def __init__(self, running: bool = True, version: str = "1.3.3", fail: str = "",
+                 fail_on: Tuple[type, ...] = ()) -> None:
+        self.running = running
+        self.version = version
+        self.fail = fail
+        self.fail_on = fail_on
+        self.applied = 0
+        self.ops: List[Any] = []
+        self.paths = FirewalldPaths()  # what read_paths() answers
         self.perm_zones: Dict[str, Dict[str, Any]] = {z: {"target": "default", "description": z} for z in STOCK}
         self.perm_zones["trusted"]["target"] = "ACCEPT"
         self.perm_zones["public"]["interfaces"] = ["eth0"]  # as NetworkManager binds the uplink
@@ -47,6 +64,42 @@ class FakeFirewalld:
         self.rt_policies = copy.deepcopy(self.perm_policies)
         self.rt_services = copy.deepcopy(getattr(self, "perm_services", {}))
         self.reloads = getattr(self, "reloads", 0) + 1
+
+    # -- firewalld as a whole -------------------------------------------------------------
+
+    def state(self) -> Optional[str]:
+        return "RUNNING" if self.running else None
+
+    def state_async(self, done: Callable[[Optional[str], Any], None]) -> None:
+        done(self.state(), None)
+
+    def reload_async(self, done: Callable[[Any], None]) -> None:
+        self.reload()
+        done(None)
+
+    def reachability(self) -> Tuple[str, str]:
+        return (RUNNING, "") if self.running else (STOPPED, "")
+
+    def info(self) -> FirewalldInfo:
+        return FirewalldInfo(self.running, self.state() or "", self.version if self.running else "", "nftables",
+                             "public" if self.running else "")
+
+    def facts(self) -> HostFacts:
+        return HostFacts(self.running, self.version, "public")
+
+    def read_paths(self) -> FirewalldPaths:
+        return self.paths
+
+    def runtime_zone_target(self, name: str) -> str:
+        return str(self.rt_zones.get(name, {}).get("target", "default"))
+
+    def zone_runtime(self, name: str) -> Dict[str, Any]:
+        return copy.deepcopy(self.rt_zones.get(name, {}))
+
+    def check_permanent_config(self) -> str:
+        return ""
+
+    # -- calfwd's objects -----------------------------------------------------------------
 
     def read(self, d) -> FirewalldActual:
         items = [("interface", i) for i in d.zone.interfaces] + [("source", s) for s in d.zone.sources]
@@ -77,6 +130,10 @@ class FakeFirewalld:
         )
 
     def apply(self, plan) -> None:
+        self.applied += 1
+        if self.fail and (not self.fail_on or any(isinstance(op, self.fail_on) for op in plan.ops)):
+            raise RuntimeError(self.fail)
+        self.ops.extend(plan.ops)
         for op in plan.ops:
             if isinstance(op, (CreateZone, CreatePolicy)):
                 target = self.perm_zones if isinstance(op, CreateZone) else self.perm_policies

@@ -1,4 +1,5 @@
-"""An nftables driver as lists of objects: a batch is applied whole, as the kernel does."""
+"""The one fake nftables driver (a whole calfwd.drivers.NftDriver): tables as lists of objects,
+a batch applied whole, as the kernel does."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ class FakeNft:
     """Tables as lists of objects; a batch is applied whole, as the kernel does."""
 
     def __init__(self, fail: Optional[str] = None) -> None:
+        """fail: every read raises RuntimeError(fail), as a driver without CAP_NET_ADMIN."""
         self.tables_: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
         self.batches = 0
         self.fail = fail
@@ -26,8 +28,17 @@ class FakeNft:
         return any(next(iter(o.values())).get("name") == name and "set" in o
                    for o in self.tables_.get((family, table), ()))
 
+    def read_set(self, family: str, table: str, name: str) -> Optional[List[Any]]:
+        for obj in self.tables_.get((family, table), ()):
+            if "set" in obj and obj["set"].get("name") == name:
+                return list(obj["set"].get("elem", ()))
+        return None
+
     def read_chains(self, wanted):
         return {}
+
+    def table_text(self, family: str, name: str) -> str:
+        return f"table {family} {name} {{\n}}\n" if (family, name) in self.tables_ else ""
 
     def run(self, batch: Dict[str, Any]) -> None:
         self.batches += 1
@@ -44,4 +55,5 @@ class FakeNft:
                 if not self.tables_[current]:
                     self.tables_[current].append(obj)
             else:
+                assert current is not None, "an object before its table"
                 self.tables_[current].append(obj)

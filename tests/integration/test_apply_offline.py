@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from typing import Dict
 
 import pytest
 
 from lab import probe
 from lab.calfwd import Calfwd, minimal_config
+from lab.wait import quiet_for, wait_until
 
 from calfwd.judge import guard
 
@@ -42,10 +42,7 @@ def watch_reloads(lab, log):
                              "type='signal',interface='org.fedoraproject.FirewallD1',member='Reloaded'",
                              env=lab.firewalld.env, stdout=out, stderr=subprocess.STDOUT)
     out.close()
-    deadline = time.monotonic() + 10
-    while "NameAcquired" not in log.read_text():
-        assert time.monotonic() < deadline, "dbus-monitor did not start"
-        time.sleep(0.02)
+    wait_until(lambda: "NameAcquired" in log.read_text(), 10, "dbus-monitor started", interval=0.02)
     return monitor
 
 
@@ -92,8 +89,10 @@ def test_offline_apply_then_firewalld_start_lets_pod_traffic_through_and_calfwd_
             assert online.returncode == 0, (online.stdout, online.stderr)
             assert "firewalld: in sync" in online.stdout.splitlines(), online.stdout
             assert "reload" not in online.stdout and "conflict" not in online.stdout, online.stdout
-            time.sleep(0.3)  # a Reloaded signal would be on its way by now
-            assert "member=Reloaded" not in (lab.workdir / "reloaded.log").read_text()
+            log = lab.workdir / "reloaded.log"
+            quiet_for(lambda: "member=Reloaded" not in log.read_text(), 0.3,
+                      "an apply with nothing to change sends firewalld no reload")
+            assert "member=Reloaded" not in log.read_text()
         finally:
             monitor.kill()
             monitor.wait()

@@ -11,12 +11,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from lab import Lab, unavailable
+from lab import Lab, incident, unavailable
 from lab.calfwd import Calfwd
 from lab.calico import load_nft_dataplane
 from lab.felix import set_commands
@@ -157,7 +156,7 @@ def test_before_felix_has_run(bare_lab):
     assert "Felix's sets not found" in unknown[0] and "masquerades no pod traffic" in unknown[0]
     assert calfwd_sets(lab) == {"pools4": [], "masq4": [], "pools6": [], "masq6": []}
     assert "calfwd" in lab.firewalld.firewall_cmd("--get-zones").split()
-    time.sleep(2.5)  # resyncs (every second)
+    calfwd.wait_resyncs(2)  # each finding no sets, none saying so again
     mark = calfwd.line_count()
     calfwd.signal(signal.SIGHUP)  # and a reconcile that is said
     calfwd.wait_for("reconciled", after=mark, timeout=10)
@@ -193,7 +192,7 @@ def test_felix_sets_destroyed_keep_the_pools_and_natoutgoing(lab):
             lab.node.run("ipset", "destroy", "cali%d0%s" % (family, kind))
     assert not lab.calico.present()
     unknown = calfwd.wait_for("pools-unknown", after=mark, timeout=10)
-    time.sleep(2.5)  # more resyncs (every second), each finding the sets absent
+    calfwd.wait_resyncs(2)  # more resyncs, each finding the sets absent
     assert calfwd_sets(lab) == before
     assert lab.pod_reaches_proxy(), "pod -> proxy: calfwd's natOutgoing is the only one left"
     assert lab.pod_reaches_proxy(v6=True), "pod -> proxy (IPv6)"
@@ -218,7 +217,7 @@ def test_a_felix_pool_holding_the_nodes_address_is_never_a_trusted_source(lab):
     calfwd.wait_for("pools-changed", after=mark, timeout=10)
     conflict = calfwd.wait_for("conflict", after=mark, timeout=10)
     assert f"Felix's pool {lan}" in conflict[0] and f"contains {lab.addr.node_v4}" in conflict[0], conflict[0]
-    time.sleep(2.5)  # resyncs (every second)
+    calfwd.wait_resyncs(2)  # each judging the pool again, none saying so again
     sources = lab.firewalld.firewall_cmd("--zone=calfwd", "--list-sources").split()
     assert lan not in sources and lab.addr.pool_v4 in sources, sources
     assert len([e for e in calfwd.events("conflict") if lan in e]) == 1, "said once"
@@ -233,7 +232,7 @@ def test_daemon_follows_felix_nft_sets_on_kernel_events(bare_lab):
     calfwd = Calfwd(lab, AUTO + "[firewalld]\nenabled = false\n[daemon]\nresync_interval = 3600\n")
     calfwd.start()
     calfwd.wait_for("pools-changed")
-    time.sleep(0.5)  # the monitor has subscribed
+    calfwd.wait_monitor_listening()
     mark = calfwd.line_count()
     cmds = set_commands("cali40all-ipam-pools", ("192.168.0.0/16", lab.addr.pool_v4))
     lab.node.run("nft", "-j", "-f", "-", input=json.dumps({"nftables": cmds}))
@@ -245,16 +244,9 @@ def test_daemon_follows_felix_nft_sets_on_kernel_events(bare_lab):
 
 # -- the incident with the one-line config (issue 13 item 1's acceptance) ----------------------
 
-def _incident_cases():
-    import test_incident
-
-    return [test_incident.test_firewalld_starting_after_calfwd, test_incident.test_reloads_restarts_and_kills,
-            test_incident.test_calfwd_restarted, test_incident.test_felix_rules_flushed_then_restored]
-
-
-@pytest.mark.parametrize("incident", _incident_cases(), ids=lambda case: case.__name__[5:])
+@pytest.mark.parametrize("incident", incident.SCENARIOS, ids=lambda case: case.__name__)
 def test_the_incident_with_the_same_one_line_config_as_every_node(lab, monkeypatch, incident):
-    """test_incident.py's scenarios, unchanged, with `ip_pools = "auto"` as the whole config."""
+    """The incident's scenarios (tests/lab/incident.py, test_incident.py's), unchanged, with `ip_pools = "auto"` as the whole config."""
     monkeypatch.setenv("CALFWD_LAB_POOLS", "auto")
     incident(lab)
     assert (lab.workdir / "calfwd.toml").read_text() == AUTO, "the scenario ran on the one-line config"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import signal
-import time
 
 from lab.calfwd import Calfwd
+from lab.wait import quiet_for, until_steady, wait_until
 
 HOLDOFF_MARGIN = 1.0  # seconds: longer than the daemon's coalescing hold-off
 
@@ -26,7 +26,7 @@ def test_fake_reloaded_from_another_client_is_ignored(lab):
     calfwd = Calfwd(lab)
     calfwd.start()
     calfwd.wait_for("reconciled", count=1)
-    time.sleep(0.6)  # let the start-up burst settle
+    until_steady(calfwd.line_count, 0.6, 15, "the start-up burst is over")
     mark = calfwd.line_count()
     before = table(lab)
     fake_reloaded(lab, 50)
@@ -34,7 +34,9 @@ def test_fake_reloaded_from_another_client_is_ignored(lab):
     lab.firewalld.reload()
     calfwd.wait_for("firewalld-reloaded", after=mark)
     calfwd.wait_for("reconciled", after=mark)
-    time.sleep(HOLDOFF_MARGIN)
+    quiet_for(lambda: len(calfwd.events("firewalld-reloaded", after=mark)) == 1
+              and len(calfwd.events("reconciled", after=mark)) == 1, HOLDOFF_MARGIN,
+              "the 50 fake Reloaded signals bring no reconcile of their own")
     assert len(calfwd.events("firewalld-reloaded", after=mark)) == 1
     assert len(calfwd.events("reconciled", after=mark)) == 1
     assert table(lab) == before
@@ -81,9 +83,7 @@ def test_resync_repairs_drift_without_any_signal(lab):
     calfwd.start()
     good = table(lab)
     lab.node.run("nft", "delete", "table", "inet", "calfwd")
-    deadline = time.monotonic() + 5
-    while table(lab) != good and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: table(lab) == good, 5, "the resync restores calfwd's table")
     assert table(lab) == good
     assert any("after resync" in line and "1 change" in line for line in calfwd.events("reconciled"))
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from typing import List, Optional
 
 import pytest
 
 from lab.calfwd import PYTHON, STORM, Calfwd, footprint, traffic_ok
-from lab.wait import wait_until
+from lab.wait import quiet_for, until_steady, wait_until
 
 FIREWALLD_DBUS = ("org.fedoraproject.FirewallD1", "/org/fedoraproject/FirewallD1")
 BROKEN_ZONE = "<zone><this is not xml"
@@ -278,7 +277,7 @@ def test_firewalld_failed_state_is_reported_and_recovered_from(lab):
     line = calfwd.wait_for("firewalld-failed", after=mark)[0]
     assert "FAILED" in line and "keeps its nftables table" in line
     assert table(lab) == baseline["table"]
-    time.sleep(2.5)  # two resyncs while FAILED: no error, no change, calfwd stays
+    calfwd.wait_resyncs(2)  # two resyncs while FAILED: no error, no change, calfwd stays
     assert calfwd.running and not calfwd.events("reconcile-failed", after=mark)
     assert table(lab) == baseline["table"]
 
@@ -315,7 +314,7 @@ def test_a_failed_reload_sends_nothing_and_the_resync_catches_up(lab):
     calfwd = Calfwd(lab, config=resync_config(lab, 1) + "kernel_events = false\n")
     calfwd.start()
     baseline = footprint(lab)
-    time.sleep(0.6)
+    until_steady(calfwd.line_count, 0.6, 15, "the start-up burst is over")
 
     mark = calfwd.line_count()
     fw.firewall_cmd("--zone=calfwd", "--remove-interface=cali+")
@@ -411,10 +410,10 @@ def test_interface_bound_to_another_zone_is_reported_naming_both_not_fought(lab)
     assert "leaves it there" in conflicts[0]
 
     mark = calfwd.line_count()
-    time.sleep(2.5)  # resyncs
+    calfwd.wait_resyncs(2)
     fw.reload()
     calfwd.wait_for("reconciled", after=mark)
-    time.sleep(1.5)
+    calfwd.wait_resyncs(1)  # and one after the reload's
     assert [c for c in calfwd.events("conflict", after=mark) if "tunl0" in c] == [], "said once, not every resync"
     for args in (("--permanent",), ()):
         assert fw.firewall_cmd(*args, "--get-zone-of-interface=tunl0").strip() == "trusted"
@@ -471,7 +470,7 @@ def test_invalid_config_on_sighup_keeps_the_last_good_one_in_force(lab):
     mark = calfwd.line_count()
     calfwd.signal(signal.SIGHUP)
     assert "lets group or others write" in calfwd.wait_for("config-invalid", after=mark)[0]
-    time.sleep(1.5)
+    calfwd.wait_resyncs(1)  # a reconcile since, with the last good config
     assert "198.18.96.0/20" not in table(lab)
 
     calfwd.config_path.chmod(0o644)
@@ -523,7 +522,7 @@ def test_storm_of_fake_reloaded_costs_little_and_changes_nothing(lab):
     lab.firewalld.start()
     calfwd = Calfwd(lab)
     calfwd.start()
-    time.sleep(1.0)  # the start-up burst (create, reload, verify) is over
+    until_steady(calfwd.line_count, 1.0, 20, "the start-up burst (create, reload, verify) is over")
     before = footprint(lab)
     mark = calfwd.line_count()
     cpu_before = cpu_seconds(calfwd.proc.pid)
@@ -533,7 +532,9 @@ def test_storm_of_fake_reloaded_costs_little_and_changes_nothing(lab):
     lab.firewalld.reload()
     calfwd.wait_for("firewalld-reloaded", after=mark)
     calfwd.wait_for("reconciled", after=mark)
-    time.sleep(1.0)
+    quiet_for(lambda: len(calfwd.events("firewalld-reloaded", after=mark)) == 1
+              and len(calfwd.events("reconciled", after=mark)) == 1, 1.0,
+              "the storm brings no reconcile of its own")
     cpu = cpu_seconds(calfwd.proc.pid) - cpu_before
     assert len(calfwd.events("firewalld-reloaded", after=mark)) == 1
     assert len(calfwd.events("reconciled", after=mark)) == 1
@@ -547,12 +548,14 @@ def test_spoofed_name_owner_changed_does_not_change_firewalds_owner(lab, who):
     lab.firewalld.start()
     calfwd = Calfwd(lab)
     calfwd.start()
-    time.sleep(1.0)
+    until_steady(calfwd.line_count, 1.0, 20, "the start-up burst is over")
     mark = calfwd.line_count()
-    bus_client(lab, SPOOF_OWNER, who)
-    time.sleep(0.5)
+    bus_client(lab, SPOOF_OWNER, who)  # routed to calfwd before the reload's signals (bus order)
     lab.firewalld.reload()
-    time.sleep(1.0)
+    wait_until(lambda: calfwd.events("firewalld-reloaded", after=mark), 10, "the real Reloaded honoured")
+    quiet_for(lambda: not calfwd.events("firewalld-vanished", after=mark)
+              and not calfwd.events("firewalld-appeared", after=mark), 1.0,
+              "a spoofed NameOwnerChanged changes nobody's ownership")
     assert not calfwd.events("firewalld-vanished", after=mark)
     assert not calfwd.events("firewalld-appeared", after=mark)
     assert len(calfwd.events("firewalld-reloaded", after=mark)) == 1, "the real Reloaded was ignored"
@@ -563,9 +566,10 @@ def test_a_fake_reloaded_from_a_spoofer_is_not_honoured(lab):
     lab.firewalld.start()
     calfwd = Calfwd(lab)
     calfwd.start()
-    time.sleep(1.0)
+    until_steady(calfwd.line_count, 1.0, 20, "the start-up burst is over")
     mark = calfwd.line_count()
     bus_client(lab, STORM, "5")
-    time.sleep(1.0)
+    quiet_for(lambda: not calfwd.events("firewalld-reloaded", after=mark)
+              and not calfwd.events("reconciled", after=mark), 1.0, "a spoofer's Reloaded is not honoured")
     assert not calfwd.events("firewalld-reloaded", after=mark)
     assert not calfwd.events("reconciled", after=mark)

@@ -18,6 +18,7 @@ from typing import Dict, List
 import pytest
 
 from lab import probe
+from lab.wait import quiet_for, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 POOLS = '["198.18.64.0/20", "2001:db8:64::/64"]'
@@ -90,19 +91,20 @@ class Calfwd:
             "type='signal',interface='org.fedoraproject.FirewallD1',member='Reloaded'",
             env=self.fw.env, stdout=out, stderr=subprocess.STDOUT)
         out.close()
-        deadline = time.monotonic() + 10
-        while "NameAcquired" not in self.monitor_log.read_text():  # monitoring has begun
-            assert time.monotonic() < deadline, "dbus-monitor did not start"
-            time.sleep(0.02)
+        wait_until(lambda: "NameAcquired" in self.monitor_log.read_text(), 10, "dbus-monitor started",
+                   interval=0.02)
 
     def reloads(self, expect: int = 0) -> int:
-        """Reloaded signals seen so far; waits up to 2 s for `expect` of them, else 0.3 s for strays."""
-        deadline = time.monotonic() + (2.0 if expect else 0.3)
-        while True:
-            count = self.monitor_log.read_text().count("member=Reloaded")
-            if (expect and count >= expect) or time.monotonic() > deadline:
-                return count
-            time.sleep(0.02)
+        """Reloaded signals seen so far: once `expect` of them were (within 2 s); with expect 0,
+        after 0.3 s in which a stray one would have arrived (and none did)."""
+        def count() -> int:
+            return self.monitor_log.read_text().count("member=Reloaded")
+        if expect:
+            wait_until(lambda: count() >= expect, 2.0, f"{expect} Reloaded signal(s)", interval=0.02)
+        else:
+            seen = count()
+            quiet_for(lambda: count() == seen, 0.3, "no stray Reloaded signal follows", interval=0.02)
+        return count()
 
     def permanent_files(self) -> Dict[str, str]:
         """firewalld's permanent config directory, every file (backups included)."""

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from lab.calfwd import PYTHON, Calfwd, footprint, minimal_config
-from lab.wait import wait_until
+from lab.wait import quiet_for, until_steady, wait_until
 
 # Fake Reloaded signals for `seconds`, as fast as the bus takes them; prints how many.
 FLOOD = r"""
@@ -46,7 +46,7 @@ def test_a_local_users_flood_of_fake_reloaded_never_reaches_calfwd(lab):
     calfwd = Calfwd(lab)
     calfwd.start()
     calfwd.wait_for("reconciled", count=2)
-    time.sleep(1.0)
+    until_steady(calfwd.line_count, 1.0, 20, "the start-up burst is over before the baseline")
     rss0, cpu0 = _proc(calfwd.proc.pid)
     mark = calfwd.line_count()
     sent = lab.node.run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",  # nobody
@@ -193,7 +193,7 @@ def test_a_hung_reload_never_holds_the_daemons_loop(lab):
                 pid = _hung(lab)
                 break
         assert pid is not None
-        time.sleep(0.5)
+        quiet_for(lambda: not calfwd.events("reconciled"), 0.5, "the hung reload stays in flight")
         assert not calfwd.events("reconciled"), "the reload must still be in flight"
         mark = calfwd.line_count()
         lab.node.run("nft", "delete", "table", "inet", "calfwd")

@@ -1,4 +1,5 @@
-"""The incident, end to end: calfwd on the minimal two-line config keeps pod traffic working.
+"""The incident, end to end: calfwd on the minimal two-line config keeps pod traffic working
+(the scenarios: tests/lab/incident.py).
 
 Real firewalld (on a private bus), real kernel, Calico simulated from Felix's real rules.
 After every disturbance, a *new* connection pod -> proxy (needs natOutgoing) and peer -> pod
@@ -10,16 +11,8 @@ from __future__ import annotations
 
 import re
 
-from lab.calfwd import Calfwd, footprint, traffic_ok
-
-
-
-
-def assert_traffic(lab, when: str) -> None:
-    assert lab.pod_reaches_proxy(), f"pod -> proxy broken {when}"
-    assert lab.peer_reaches_pod(), f"peer -> pod broken {when}"
-
-
+from lab import incident
+from lab.calfwd import Calfwd, traffic_ok
 
 
 def test_without_calfwd_the_incident_happens(lab):
@@ -31,65 +24,19 @@ def test_without_calfwd_the_incident_happens(lab):
 
 
 def test_firewalld_starting_after_calfwd(lab):
-    calfwd = Calfwd(lab)
-    calfwd.start()
-    assert_traffic(lab, "with calfwd alone")
-    mark = calfwd.line_count()
-    lab.firewalld.start()
-    assert_traffic(lab, "after firewalld started")
-    calfwd.wait_for("firewalld-appeared", after=mark)
-    assert calfwd.running
+    incident.firewalld_starting_after_calfwd(lab)
 
 
 def test_reloads_restarts_and_kills(lab):
-    lab.firewalld.start()
-    calfwd = Calfwd(lab)
-    calfwd.start()
-    assert_traffic(lab, "after calfwd started")
-    baseline = footprint(lab)
-
-    for i in range(3):
-        lab.firewalld.reload()
-        assert not lab.calico.present(), "firewalld 1.x should flush Felix's rules on reload"
-        assert_traffic(lab, f"after reload {i + 1}")
-    lab.firewalld.restart()
-    assert_traffic(lab, "after firewalld restart")
-    lab.firewalld.kill()
-    assert_traffic(lab, "while firewalld is SIGKILLed (its table stays loaded)")
-    lab.firewalld.start()
-    assert_traffic(lab, "after firewalld SIGKILL and start")
-
-    calfwd.wait_for("reconciled", count=3)
-    assert calfwd.running
-    assert footprint(lab) == baseline, "something grew or changed across reloads"
+    incident.reloads_restarts_and_kills(lab)
 
 
 def test_calfwd_restarted(lab):
-    lab.firewalld.start()
-    calfwd = Calfwd(lab)
-    calfwd.start()
-    baseline = footprint(lab)
-    assert calfwd.stop() == 0
-    assert_traffic(lab, "with calfwd stopped (SIGTERM leaves every rule)")
-    lab.firewalld.reload()
-    assert_traffic(lab, "after a reload while calfwd is stopped (permanent config)")
-    calfwd.start()
-    assert_traffic(lab, "after calfwd restarted")
-    assert footprint(lab) == baseline
+    incident.calfwd_restarted(lab)
 
 
 def test_felix_rules_flushed_then_restored(lab):
-    lab.firewalld.start()
-    calfwd = Calfwd(lab)
-    calfwd.start()
-    lab.calico.restore()
-    assert lab.calico.present()
-    assert_traffic(lab, "with Felix's rules in place")
-    lab.firewalld.reload()  # flushes Felix's rules; Felix would take up to 180 s
-    assert not lab.calico.present()
-    assert_traffic(lab, "with Felix's rules flushed and not restored")
-    lab.calico.restore()
-    assert_traffic(lab, "after Felix restored its rules")
+    incident.felix_rules_flushed_then_restored(lab)
 
 
 def test_reconcile_latency_is_reported(lab):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import random
 import signal
-import time
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +19,7 @@ from lab import Lab
 from lab.calfwd import Calfwd, minimal_config
 from lab.calico import CalicoSim, load_nft_dataplane
 from lab.kubeproxy import KubeProxySim
+from lab.wait import quiet_for, settle, until_steady, wait_until
 
 
 def listing(lab) -> str:
@@ -29,24 +28,12 @@ def listing(lab) -> str:
 
 def monitor_pid(calfwd: Calfwd) -> int:
     """The `nft --json monitor` child of the daemon."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        children = Path(f"/proc/{calfwd.proc.pid}/task/{calfwd.proc.pid}/children").read_text().split()
-        for pid in children:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmdline[1:3] == [b"--json", b"monitor"]:
-                return int(pid)
-        time.sleep(0.05)
-    raise AssertionError("calfwd runs no nft monitor")
+    return int(wait_until(calfwd.monitor_pid, 10, "calfwd runs an nft monitor", interval=0.05))  # type: ignore[arg-type]
 
 
 def settled(calfwd: Calfwd) -> None:
     """The monitor is up and has looked once (it reports nothing when nothing changed)."""
-    monitor_pid(calfwd)
-    time.sleep(0.5)
+    calfwd.wait_monitor_listening()
 
 
 @pytest.mark.parametrize("damage", [
@@ -71,7 +58,7 @@ def test_own_table_is_repaired_whatever_changed(lab, damage):
     line = calfwd.wait_for("table-repaired", after=mark, timeout=10)[0]
     assert "changed by someone else" in line
     assert listing(lab) == before, "byte for byte what calfwd had written"
-    time.sleep(0.5)
+    quiet_for(lambda: len(calfwd.events("table-repaired", after=mark)) == 1, 0.5, "its own write is no new repair")
     assert len(calfwd.events("table-repaired", after=mark)) == 1, "its own write is no new repair"
     assert lab.pod_reaches_proxy()
 
@@ -91,7 +78,8 @@ def test_no_loop_and_nothing_at_rest(lab):
         line = calfwd.wait_for("reconciled", after=mark)[0]
         assert "set pools4" in line, line  # calfwd itself rewrote its table
         assert pool in listing(lab)
-    time.sleep(1.0)
+    quiet_for(lambda: calfwd.events("table-repaired") == [] and calfwd.events("conflict", after=mark) == [], 1.0,
+              "calfwd's own writes, back on the monitor, plan nothing")
     assert calfwd.events("table-repaired") == [] and calfwd.events("conflict", after=mark) == []
 
 
@@ -104,7 +92,7 @@ def test_flush_ruleset_in_the_node(lab):
     calfwd.wait_for("reconciled", count=2)  # after the reload that created its zone
     settled(calfwd)
     lab.calico.restore()
-    time.sleep(1.5)  # firewalld's last reload is over, not "just finished"
+    until_steady(calfwd.line_count, 1.5, 20, 'firewalld\'s last reload is long over, not "just finished"')
     before = listing(lab)
     mark = calfwd.line_count()
     lab.node.run("nft", "flush", "ruleset")
@@ -139,7 +127,7 @@ def test_every_flush_is_reported_however_soon_after_felix_restored(lab):
     for n in range(1, 21):
         lab.calico.restore()
         kube.restore()
-        time.sleep(rng.uniform(0.0, 2.0))
+        settle(rng.uniform(0.0, 2.0), "Felix and kube-proxy restore at a random moment 0-2 s before the reload")
         lab.firewalld.reload()
         if lab.calico.present():  # firewalld 2.x: no flush with the nftables backend, no report
             calfwd.wait_for("reconciled", after=mark, count=n)
@@ -147,8 +135,8 @@ def test_every_flush_is_reported_however_soon_after_felix_restored(lab):
         line = calfwd.wait_for("calico-flushed", after=mark, count=n, timeout=15)[-1]
         assert "flushed Calico's and kube-proxy's iptables rules on reload" in line, line
         assert "cluster DNS" in line and "within 90 s" in line
-    time.sleep(1.0)
     flushes = 0 if lab.calico.present() else 20
+    quiet_for(lambda: len(calfwd.events("calico-flushed", after=mark)) == flushes, 1.0, "each flush reported once")
     assert len(calfwd.events("calico-flushed", after=mark)) == flushes
     assert calfwd.events("kube-proxy-flushed") == []
 
@@ -161,11 +149,11 @@ def test_kube_proxy_alone_and_the_cause_of_a_stop(lab):
     calfwd.start()
     settled(calfwd)
     kube.restore()
-    time.sleep(0.3)
+    settle(0.3, "calfwd's monitor sees kube-proxy's rules back before the stop (nothing is said)")
     mark = calfwd.line_count()
     lab.firewalld.stop()
     if kube.present():  # firewalld 2.x flushes nothing on stop: nothing to report
-        time.sleep(3.0)
+        quiet_for(lambda: calfwd.events("kube-proxy-flushed", after=mark) == [], 3.0, "a stop that flushes nothing")
         assert calfwd.events("kube-proxy-flushed", after=mark) == []
         return
     line = calfwd.wait_for("kube-proxy-flushed", after=mark, timeout=15)[0]
@@ -212,13 +200,14 @@ def test_without_the_monitor_nothing_is_repaired_or_seen_between_resyncs(lab):
     calfwd.wait_for("reconciled", count=2)  # after the reload that created its zone
     mark = calfwd.line_count()
     lab.node.run("nft", "delete", "table", "inet", "calfwd")
-    time.sleep(2.0)
+    quiet_for(lambda: "masquerade" not in listing(lab), 2.0, "no repair without the monitor before the resync")
     assert "masquerade" not in listing(lab), "not repaired before the next resync (60 s)"
     lab.calico.restore()
-    time.sleep(0.5)
+    settle(0.5, "Felix's rules back a while before the reload (unseen without the monitor)")
     lab.firewalld.reload()  # its reconcile repairs the table, but sees no flush
     calfwd.wait_for("reconciled", after=mark)
-    time.sleep(2.0)
+    quiet_for(lambda: calfwd.events("table-repaired", after=mark) == []
+              and calfwd.events("calico-flushed", after=mark) == [], 2.0, "without the monitor nothing is seen")
     assert calfwd.events("table-repaired", after=mark) == []
     assert calfwd.events("calico-flushed", after=mark) == []
 
@@ -245,7 +234,8 @@ def test_no_report_where_calico_is_not_in_the_nft_tables(tmp_path, dataplane):
         lab.firewalld.reload()
         lab.firewalld.stop()
         calfwd.wait_for("firewalld-vanished")
-        time.sleep(2.5)
+        quiet_for(lambda: calfwd.events("calico-flushed") == [] and calfwd.events("kube-proxy-flushed") == [], 2.5,
+                  "nothing of Calico's in the nft tables: nothing to report")
         assert calfwd.events("calico-flushed") == [] and calfwd.events("kube-proxy-flushed") == []
         if dataplane == "legacy":
             assert lab.calico.present(), "firewalld's flush never reached legacy x_tables"

@@ -17,6 +17,7 @@ import pytest
 from calfwd import __version__
 from calfwd.judge import guard
 from lab.calfwd import PYTHON, Calfwd, minimal_config
+from lab.wait import quiet_for, until_steady, wait_until
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 PORT = 9100  # on the node namespace's own loopback: nothing outside the lab can reach it
@@ -74,11 +75,9 @@ def test_node_exporter_serves_calfwd_metrics_and_promtool_accepts_them(lab):
         calfwd.wait_for("calico-flushed")
     calfwd.wait_for("firewalld-appeared")
     # calfwd's own reload (it created its zone) and the reconcile after it are over first.
-    deadline = time.monotonic() + 30
-    while not any("after firewalld-started" in line for line in calfwd.events("reconciled")):
-        assert time.monotonic() < deadline, "\n".join(calfwd.lines()[-20:])
-        time.sleep(0.05)
-    time.sleep(1.0)
+    wait_until(lambda: any("after firewalld-started" in line for line in calfwd.events("reconciled")), 30,
+               "the reconcile after firewalld-started", interval=0.05)
+    until_steady(calfwd.line_count, 1.0, 30, "calfwd's own reload and the reconcile after it are over")
     lab.calico.restore()
     mark = calfwd.line_count()
     calfwd.signal(signal.SIGHUP)  # calfwd looks at Felix's restored rules again
@@ -92,9 +91,9 @@ def test_node_exporter_serves_calfwd_metrics_and_promtool_accepts_them(lab):
     if flushing:
         assert len(flushes) >= 2 and " on start " in flushes[0] and " on reload " in flushes[-1]
     else:
-        time.sleep(1.0)
+        quiet_for(lambda: not calfwd.events("calico-flushed"), 1.0, "firewalld 2.x flushes nothing")
         assert flushes == []
-    time.sleep(1.0)  # the file is written at most every 0.25 s
+    until_steady(prom.read_text, 0.6, 10, "the metrics file is written (at most every 0.25 s)")
     assert oct(prom.stat().st_mode & 0o777) == "0o644"  # node_exporter need not run as root
     assert not [p.name for p in textdir.iterdir() if p.name != "calfwd.prom"]  # no temporary left
 

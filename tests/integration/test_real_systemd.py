@@ -31,9 +31,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -41,6 +40,7 @@ from calfwd import events
 from lab.netns import SYSTEM_PATH
 from lab.systemd_root import (POWERED_OFF, RootBuildError, SystemdContainer, Unavailable,
                               ensure_root, is_ci, prerequisites, wait_until)
+from lab.wait import quiet_for
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
@@ -199,18 +199,15 @@ def test_enabled_calfwd_starts_at_boot_after_firewalld(box):
 def test_status_shows_the_status_line(box):
     # Each reconcile rewrites the line (the one after calfwd's own reload may land between the
     # two reads): compare the two views of one unchanged line.
-    for _ in range(20):
+    def one_line() -> Optional[str]:
         status = box.run("systemctl", "status", "calfwd", "--no-pager", check=False).stdout
         line = re.search(r'Status: "(.*)"', status)
         assert line, status
-        if box.show("calfwd", "StatusText")["StatusText"] == line.group(1):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"StatusText never matched systemctl status: {line.group(1)}")
+        return line.group(1) if box.show("calfwd", "StatusText")["StatusText"] == line.group(1) else None
+    text = str(wait_until(one_line, 10, "StatusText matching systemctl status's line", interval=0.5))
     assert re.fullmatch(r"in sync; firewalld \d+\.\d+\.\d+; zone calfwd; pools %s; "
                         r"last reconcile \d\d:\d\d:\d\d \([a-z-]+, [\d.]+ ms\)" % re.escape(POOL),
-                        line.group(1)), line.group(1)
+                        text), text
 
 
 def test_firewalld_objects_and_nftables_table(box):
@@ -353,10 +350,14 @@ def test_watchdog_pings_and_restarts_a_hung_daemon(box):
         restarts = int(box.show("calfwd", "NRestarts")["NRestarts"])
         # Pings every second (WatchdogSec/2): the timestamp of the last one keeps moving.
         stamps = set()
-        for _ in range(8):
+
+        def moving() -> bool:
             stamps.add(box.show("calfwd", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
-            time.sleep(0.5)
+            return len(stamps) >= 3
+        wait_until(moving, 4.0, "the watchdog's timestamp moving (pings every second)", interval=0.5)
         assert len(stamps) >= 3, stamps
+        quiet_for(lambda: _main_pid(box) == pid and int(box.show("calfwd", "NRestarts")["NRestarts"]) == restarts,
+                  2.5, "pinged in time: systemd neither kills nor restarts calfwd", interval=0.5)
         assert _main_pid(box) == pid and int(box.show("calfwd", "NRestarts")["NRestarts"]) == restarts
 
         # A hung main loop stops pinging: systemd kills it (SIGABRT) and restarts it.

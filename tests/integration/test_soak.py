@@ -14,10 +14,10 @@ set with CALFWD_SOAK=reloads,restarts,kills (e.g. CALFWD_SOAK=50,5,2).
 from __future__ import annotations
 
 import os
-import time
 from typing import List, Tuple
 
 from lab.calfwd import Calfwd, footprint
+from lab.wait import until_steady
 
 CI = (15, 3, 2)
 FULL = (300, 20, 5)
@@ -55,14 +55,7 @@ def resources(pid: int) -> Tuple[int, int]:
 
 def settle(calfwd: Calfwd, quiet: float = 1.0, timeout: float = 30.0) -> None:
     """Wait until calfwd has logged nothing for `quiet` seconds (its reconciles are done)."""
-    deadline = time.monotonic() + timeout
-    last, since = calfwd.line_count(), time.monotonic()
-    while time.monotonic() - since < quiet:
-        assert time.monotonic() < deadline, "calfwd never went quiet"
-        time.sleep(0.1)
-        now = calfwd.line_count()
-        if now != last:
-            last, since = now, time.monotonic()
+    until_steady(calfwd.line_count, quiet, timeout, "calfwd going quiet (its reconciles done)")
 
 
 def test_soak(lab):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lab.calfwd import Calfwd, minimal_config
 from lab.kubeproxy import KubeProxySim
+from lab.wait import quiet_for, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK = REPO / "packaging" / "npd" / "calfwd-npd-check"
@@ -33,14 +34,6 @@ def npd_check(calfwd: Calfwd, max_age: int = 300) -> subprocess.CompletedProcess
 
 def status_file(calfwd: Calfwd) -> dict:
     return json.loads((Path(calfwd.env["CALFWD_RUN_DIR"]) / "status.json").read_text())
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_a_flush_not_yet_undone_is_blocked_everywhere_until_felix_and_kube_proxy_restore(lab):
@@ -60,8 +53,8 @@ def test_a_flush_not_yet_undone_is_blocked_everywhere_until_felix_and_kube_proxy
     mark = calfwd.line_count()
     lab.firewalld.reload()
     calfwd.wait_for("reconciled", after=mark)
-    time.sleep(1.0)
     if lab.calico.present() and kube.present():  # firewalld 2.x: nothing was flushed
+        quiet_for(lambda: calfwd.events("calico-flushed", after=mark) == [], 1.0, "firewalld 2.x flushes nothing")
         assert calfwd.events("calico-flushed", after=mark) == []
         assert calfwd.cli("status").returncode == 0 and npd_check(calfwd).returncode == 0
         return
@@ -144,7 +137,8 @@ def test_a_missing_flush_guard_where_firewalld_flushes_is_a_warning_for_npd(lab)
     mark = calfwd.line_count()
     calfwd.signal(signal.SIGHUP)
     calfwd.wait_for("reconciled", after=mark)
-    time.sleep(0.5)
+    wait_until(lambda: "started without it" in (status_file(calfwd)["flush_guard_problem"] or ""), 5,
+               "status.json saying the guard is not in effect")
     assert "started without it" in status_file(calfwd)["flush_guard_problem"]
 
 

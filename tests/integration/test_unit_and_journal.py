@@ -409,7 +409,7 @@ def container(tmp_path):
 
 
 def test_rpm_lifecycle_under_systemd(container, tmp_path):
-    from lab.wait import wait_until
+    from lab.wait import quiet_for, wait_until
 
     box = container
     topdir = tmp_path / "rpmbuild"
@@ -464,7 +464,10 @@ def test_rpm_lifecycle_under_systemd(container, tmp_path):
     shipped = box.run("cat", "/etc/calfwd/calfwd.toml").stdout
     box.write("/etc/calfwd/calfwd.toml", "[calico]\nip_pools = []\n")
     assert box.run("systemctl", "restart", "calfwd", check=False).returncode != 0
-    time.sleep(6)  # longer than RestartSec=5s
+    failed = {"ActiveState": "failed", "ExecMainStatus": "2", "NRestarts": "0"}
+    wait_until(lambda: _show(box, "ActiveState", "ExecMainStatus", "NRestarts") == failed, 10, "calfwd failed, exit 2")
+    quiet_for(lambda: _show(box, "ActiveState", "ExecMainStatus", "NRestarts") == failed, 6,
+              "RestartPreventExitStatus=2: no restart, even after RestartSec=5s", interval=0.5)
     show = _show(box, "ActiveState", "ExecMainStatus", "NRestarts")
     assert show == {"ActiveState": "failed", "ExecMainStatus": "2", "NRestarts": "0"}, show
     invalid = box.journal("-u", "calfwd", "CALFWD_EVENT=config-invalid")

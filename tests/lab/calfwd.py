@@ -6,6 +6,7 @@ events go to a log file (stderr), read back line by line for assertions.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -151,3 +152,95 @@ class Calfwd:
                 raise AssertionError(f"no '{event}' event within {timeout}s:\n"
                                      + "\n".join(self.lines()[-30:]))
             time.sleep(0.02)
+
+    # -- its status file -------------------------------------------------------------------
+
+    def status_doc(self) -> Optional[dict]:
+        """The daemon's status.json (rewritten at each reconcile it reports), None before the first."""
+        try:
+            return json.loads((Path(self.env["CALFWD_RUN_DIR"]) / "status.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def wait_resyncs(self, count: int, timeout: float = 15.0) -> None:
+        """Block until the daemon has finished `count` more reconciles after a resync: each
+        rewrites status.json (a new `updated`, last_reconcile.trigger "resync"), including the
+        quiet ones that log nothing. A test that "resyncs change nothing" needs them to happen."""
+        from lab.wait import wait_until
+
+        seen = set()
+        first = self.status_doc()
+        before = first["updated"] if first else None
+
+        def done() -> bool:
+            doc = self.status_doc()
+            if doc and doc["updated"] != before and doc["last_reconcile"]["trigger"] == "resync":
+                seen.add(doc["updated"])
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"calfwd exited ({self.proc.returncode}) during the resyncs")
+            return len(seen) >= count
+        wait_until(done, timeout, f"{count} resync(s) of calfwd's daemon", interval=0.05)
+
+    # -- its nft monitor -------------------------------------------------------------------
+
+    def monitor_pid(self) -> Optional[int]:
+        """The daemon's `nft --json monitor` child, None while it has none."""
+        assert self.proc is not None
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return None
+        for pid in children:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[1:3] == [b"--json", b"monitor"]:
+                return int(pid)
+        return None
+
+    def wait_monitor_listening(self, timeout: float = 10.0) -> int:
+        """Block until the daemon's nft monitor has joined nftables' netlink group (its socket
+        in /proc/PID/net/netlink, the node's namespace): from then on every nftables change
+        reaches calfwd. Then until the daemon has had its first look at the chains
+        (MONITOR_SETTLE after the monitor started, by the monitor's own start time). Its pid."""
+        from calfwd.watch.kernel import MONITOR_SETTLE
+        from lab.wait import wait_until
+
+        def listening() -> Optional[int]:
+            pid = self.monitor_pid()
+            return pid if pid is not None and _in_nftables_group(pid) else None
+        pid = int(wait_until(listening, timeout, "calfwd's nft monitor listens to nftables' netlink group",
+                             interval=0.02))  # type: ignore[arg-type]
+        wait_until(lambda: _age(pid) > MONITOR_SETTLE + 0.1, timeout,
+                   "calfwd's first look at the chains after its monitor started", interval=0.02)
+        return pid
+
+
+NFNLGRP_NFTABLES = 7  # linux/netfilter/nfnetlink.h
+NETLINK_NETFILTER = 12
+
+
+def _in_nftables_group(pid: int) -> bool:
+    """A NETLINK_NETFILTER socket of `pid` (its port id, nft's autobind) in the nftables group."""
+    try:
+        rows = Path(f"/proc/{pid}/net/netlink").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for row in rows:
+        fields = row.split()
+        if int(fields[1]) == NETLINK_NETFILTER and int(fields[2]) == pid \
+                and int(fields[3], 16) & (1 << (NFNLGRP_NFTABLES - 1)):
+            return True
+    return False
+
+
+def _age(pid: int) -> float:
+    """Seconds since process `pid` started (/proc/PID/stat's starttime), 0 when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return 0.0
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after comm
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")

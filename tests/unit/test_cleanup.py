@@ -4,17 +4,16 @@ The real tool and firewalld are in the lab (tests/integration/test_cleanup_offli
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import List, Tuple
 
 from calfwd import config as cfg
 from calfwd.commands.cleanup import Cleanup
-from calfwd.desired import CALFWD_DESCRIPTION, HostFacts
+from calfwd.desired import CALFWD_DESCRIPTION
 from calfwd.drivers import NOT_ANSWERING, RUNNING, STOPPED
 from calfwd.plan.firewalld.model import RemovePolicy, RemoveZone
 from calfwd.plan.firewalld.offline import DiskObject, OnDisk
 
-from fakes.firewalld import FakeFirewalld as DictFirewalld
-from fakes.firewalld import converge, want
+from fakes.firewalld import FakeFirewalld, converge, want
 from fakes.nft import FakeNft
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n', "/etc/calfwd/calfwd.toml")
@@ -93,25 +92,8 @@ def test_a_failing_tool_and_a_firewalld_starting_meanwhile_are_reported():
     assert line.startswith("firewalld: zone 'calfwd' (permanent) not removed: firewalld started during cleanup")
 
 
-class Running(DictFirewalld):
-    """firewalld running (test_plan_firewalld's dict model); fail_on: an op type it refuses."""
-
-    fail_on: Any = None
-
-    def reachability(self) -> Tuple[str, str]:
-        return RUNNING, ""
-
-    def facts(self) -> HostFacts:
-        return HostFacts(True, "1.3.3", "public")
-
-    def apply(self, plan) -> None:
-        if self.fail_on and any(isinstance(op, self.fail_on) for op in plan.ops):
-            raise RuntimeError("ACCESS_DENIED")
-        super().apply(plan)
-
-
 def test_running_firewalld_after_a_switch_to_runtime_mode_loses_the_permanent_objects_too():
-    fw = Running()
+    fw = FakeFirewalld()
     converge(fw, want())
     offline = FakeOffline()
     result = Cleanup(FakeNft(), fw, offline).run(RUNTIME)
@@ -121,9 +103,9 @@ def test_running_firewalld_after_a_switch_to_runtime_mode_loses_the_permanent_ob
 
 
 def test_a_failed_removal_is_reported_with_everything_still_there():
-    fw = Running()
+    fw = FakeFirewalld()
     converge(fw, want())
-    fw.fail_on = RemoveZone
+    fw.fail, fw.fail_on = "ACCESS_DENIED", (RemoveZone,)
     result = Cleanup(FakeNft(), fw, None).run(CONFIG)
     assert result.removed == ("delete policy 'calfwd-forward' (permanent)", "delete policy 'calfwd-host' (permanent)")
     assert result.remains == ("firewalld: zone 'calfwd' (permanent) not removed: ACCESS_DENIED",
@@ -159,9 +141,9 @@ def test_each_removal_is_said_as_it_is_done_not_at_the_end():
             log.append(f"run: {op.description}")
             super().run(op)
 
-    fw = Running()
+    fw = FakeFirewalld()
     converge(fw, want())
-    fw.fail_on = RemoveZone
+    fw.fail, fw.fail_on = "ACCESS_DENIED", (RemoveZone,)
     online = Cleanup(FakeNft(), fw, None, progress=lambda line: log.append(f"said: {line}")).run(CONFIG)
     assert [line[len("said: "):] for line in log] == list(online.removed)
     log.clear()

@@ -4,42 +4,19 @@ repair brake), with fake drivers."""
 
 from __future__ import annotations
 
-import heapq
-
-from types import SimpleNamespace
-
 import io
 
 from calfwd import config as cfg
 from calfwd import daemon as daemon_mod
 from calfwd.daemon import Coalescer, Daemon, label
 from calfwd.events import Reporter
-from calfwd.reconcile import ORPHAN_TRIGGERS, Outcome
-
-
-class FakeGLib:
-    """timeout_add on a virtual clock: run() advances time to each due timer."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.timers = []
-        self._seq = 0
-
-    def timeout_add(self, ms, callback, *args):
-        self._seq += 1
-        heapq.heappush(self.timers, (self.now + ms / 1000, self._seq, callback, args))
-        return self._seq
-
-    def run_until(self, t):
-        while self.timers and self.timers[0][0] <= t:
-            due, _seq, callback, args = heapq.heappop(self.timers)
-            self.now = due
-            callback(*args)
-        self.now = t
+from calfwd.reconcile import ORPHAN_TRIGGERS
+from fakes.loop import Loop
+from fakes.reconciler import FakeReconciler
 
 
 def make(holdoff=0.5):
-    glib = FakeGLib()
+    glib = Loop()
     runs = []
     c = Coalescer(lambda trigger: runs.append((glib.now, trigger)), holdoff, glib, clock=lambda: glib.now)
     return glib, c, runs
@@ -116,43 +93,13 @@ CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n\n[firewalld]\nflush
                    "/etc/calfwd/calfwd.toml")
 
 
-class Loop(FakeGLib):
-    PRIORITY_HIGH = 0
-
-    def MainLoop(self):
-        return SimpleNamespace(run=lambda: None, quit=lambda: None)
-
-    def source_remove(self, source):
-        self.timers = [t for t in self.timers if t[1] != source]
-        heapq.heapify(self.timers)
-
-
-class Reconciler:
-    """Reconciles instantly; with `reload`, the run ends in a firewalld reload answered later."""
-
-    def __init__(self):
-        self.nft = SimpleNamespace(read_chains=lambda refs: {})
-        self.firewalld = None
-        self.labels = []
-        self.reload = False
-        self.reloads = []
-
-    def reconcile(self, config, trigger, reload_later=None, budget=None):
-        self.labels.append(trigger)
-        outcome = Outcome(trigger, (), (), True, 0.0, 0.0)
-        if self.reload:
-            self.reloads.append(lambda: reload_later(outcome))
-            return Outcome(trigger, (), (), False, 0.0, 0.0, pending_reload=True)
-        return outcome
-
-
 def make_daemon(monkeypatch, tmp_path):
     monkeypatch.setenv("CALFWD_RUN_DIR", str(tmp_path))
     judged = []
     monkeypatch.setattr(daemon_mod, "judge_guard", lambda path, setting: judged.append(path))
     glib = Loop()
     notes = []
-    d = Daemon("/etc/calfwd/calfwd.toml", CONFIG, None, Reconciler(), Reporter(io.StringIO(), journal=None), glib, notes.append)
+    d = Daemon("/etc/calfwd/calfwd.toml", CONFIG, None, FakeReconciler(), Reporter(io.StringIO(), journal=None), glib, notes.append)
     d.coalescer = Coalescer(d._reconcile, daemon_mod.HOLDOFF, glib, clock=lambda: glib.now)
     d.owner = ":1.7"  # firewalld is on the bus
     return d, glib, judged, notes

@@ -4,15 +4,15 @@ Reconciler's own decisions are (the fakes implement calfwd.drivers' protocols)."
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List
 
 from calfwd import config as cfg
 from calfwd.desired import HostFacts
 from calfwd.drivers import FirewalldDriver, NftDriver
-from calfwd.plan.firewalld.model import FirewalldActual, ObjectState
 from calfwd.judge.blockers import FirewalldPaths
 from calfwd.commands.cleanup import Cleanup, CleanupResult
 from calfwd.reconcile import PATHS, Reconciler
+from fakes.firewalld import FakeFirewalld
 from fakes.nft import FakeNft
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16", "fd00:10:244::/48"]\nnat_outgoing = true\n',
@@ -21,33 +21,9 @@ NO_FIREWALLD = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n[firewalld]\ne
                          "/etc/calfwd/calfwd.toml")
 
 
-class FakeFirewalld:
+def refusing(running: bool = True) -> FakeFirewalld:
     """Running, nothing of calfwd's there; every write fails (to prove layer independence)."""
-
-    def __init__(self, running: bool = True) -> None:
-        self.running = running
-        self.applied = 0
-        self.paths = FirewalldPaths()
-
-    def state(self) -> Optional[str]:
-        return "RUNNING" if self.running else None
-
-    def facts(self) -> HostFacts:
-        return HostFacts(firewalld_running=self.running, firewalld_version="1.3.3")
-
-    def read(self, desired: Any) -> FirewalldActual:
-        return FirewalldActual(zone=ObjectState(desired.zone.name), zones_permanent=frozenset({"public"}),
-                               zones_runtime=frozenset({"public"}), active_zones=frozenset({"public"}))
-
-    def apply(self, plan: Any) -> None:
-        self.applied += 1
-        raise RuntimeError("ACCESS_DENIED")
-
-    def read_paths(self) -> FirewalldPaths:
-        return self.paths
-
-    def runtime_zone_target(self, name: str) -> str:
-        return "default"
+    return FakeFirewalld(running=running, fail="ACCESS_DENIED")
 
 
 def test_fakes_fit_the_protocols():
@@ -57,7 +33,7 @@ def test_fakes_fit_the_protocols():
 
 
 def test_what_shuts_a_path_is_the_paths_layer_and_never_unverifies_calfwds_objects():
-    nft, fw = FakeNft(), FakeFirewalld()
+    nft, fw = FakeNft(), refusing()
     fw.paths = FirewalldPaths(panic=True)
     forwarding = {"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "1"}
     r = Reconciler(nft, fw, forwarding=lambda: forwarding)
@@ -84,24 +60,24 @@ def test_creates_the_table_then_finds_nothing_to_do():
 
 
 def test_a_failing_layer_never_stops_the_other():
-    nft, fw = FakeNft(), FakeFirewalld()
+    nft, fw = FakeNft(), refusing()
     outcome = Reconciler(nft, fw).reconcile(CONFIG, "start")
     assert nft.batches == 1 and fw.applied == 1
     assert outcome.errors == ("firewalld: ACCESS_DENIED",) and not outcome.verified
-    broken = Reconciler(FakeNft(fail="netlink: Operation not permitted"), FakeFirewalld())
+    broken = Reconciler(FakeNft(fail="netlink: Operation not permitted"), refusing())
     outcome = broken.reconcile(CONFIG, "start")
     assert outcome.errors[0] == "nftables: netlink: Operation not permitted"
     assert len(outcome.errors) == 2 and outcome.facts.firewalld_version == "1.3.3"
 
 
 def test_firewalld_absent_is_a_note_not_an_error():
-    outcome = Reconciler(FakeNft(), FakeFirewalld(running=False)).reconcile(CONFIG, "start")
+    outcome = Reconciler(FakeNft(), refusing(running=False)).reconcile(CONFIG, "start")
     assert outcome.verified and outcome.errors == ()
     assert outcome.layers[1].note.startswith("firewalld is not running")
 
 
 def test_the_repair_path_touches_nftables_only_and_its_own_write_plans_nothing():
-    nft, fw = FakeNft(), FakeFirewalld()
+    nft, fw = FakeNft(), refusing()
     r = Reconciler(nft, fw)
     layer, errors, _seconds = r.reconcile_nft(CONFIG)
     assert errors == () and not layer.empty and nft.batches == 1 and fw.applied == 0
@@ -170,11 +146,7 @@ class ReloadingFirewalld(FakeFirewalld):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ops: List[Any] = []
         self.reload_done: Any = None
-
-    def apply(self, plan: Any) -> None:
-        self.ops.extend(plan.ops)
 
     def reload_async(self, done: Any) -> None:
         self.reload_done = done

@@ -18,8 +18,8 @@ from calfwd.judge.exposure import HostLink, HostNetwork, exposures, withheld_sou
 from calfwd.judge.pools import FelixSets
 from calfwd.reconcile import Reconciler
 
+from fakes.firewalld import FakeFirewalld
 from fakes.nft import FakeNft
-from test_reconcile import FakeFirewalld
 
 PATH = "/etc/calfwd/calfwd.toml"
 

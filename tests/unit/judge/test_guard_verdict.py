@@ -21,8 +21,9 @@ from calfwd.doctor.firewalld_checks import check_guard
 from calfwd.doctor.findings import ERROR, WARNING
 from calfwd.doctor.snapshot import Read
 from calfwd.events import Reporter
-from test_daemon_coalescer import Loop, Reconciler
 from fakes.host import CONFIG, NFT, fw, healthy, old
+from fakes.loop import Loop
+from fakes.reconciler import FakeReconciler
 
 LEGACY = "/usr/sbin/xtables-legacy-multi"
 GOOD = guard.render_dropin((NFT,))
@@ -84,7 +85,7 @@ def make_daemon(monkeypatch, tmp_path, text):
     config = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n' + text, "/etc/calfwd/calfwd.toml")
     glib = Loop()
     stream = io.StringIO()
-    d = Daemon("/etc/calfwd/calfwd.toml", config, None, Reconciler(), Reporter(stream, journal=None), glib,
+    d = Daemon("/etc/calfwd/calfwd.toml", config, None, FakeReconciler(), Reporter(stream, journal=None), glib,
                lambda _note: None)
     d.coalescer = Coalescer(d._reconcile, daemon_mod.HOLDOFF, glib, clock=lambda: glib.now)
     d.metrics._write = lambda path, text: None

@@ -16,16 +16,9 @@ import mainloop
 from recorder import Reporter
 
 from calfwd.watch.flush_command import KILL_GRACE, TAIL_BYTES, CommandRunner, OutputTail
+from fakes.loop import Clock
 
 GLib = pytest.importorskip("gi.repository.GLib")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 
@@ -43,7 +36,7 @@ def script(root_dir, body: str, name: str = "cmd.sh") -> str:
 
 
 def test_runner_captures_output_without_blocking(root_dir):
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     cmd = script(root_dir, 'echo "restarting calico-node $1"; echo oops >&2; exit 0\n')
     started = time.monotonic()
@@ -58,7 +51,7 @@ def test_runner_captures_output_without_blocking(root_dir):
 
 
 def test_runner_at_most_once_per_interval_and_one_at_a_time(root_dir):
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     cmd = script(root_dir, "sleep 1\n")
     assert runner.maybe_run((cmd,), 600, 30).startswith("Started")
@@ -73,7 +66,7 @@ def test_runner_at_most_once_per_interval_and_one_at_a_time(root_dir):
 
 
 def test_runner_kills_on_timeout_and_reports_failures(tmp_path, root_dir):
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     pidfile = tmp_path / "child.pid"
     cmd = script(root_dir, f"sleep 30 &\necho $! > {pidfile}\nexec sleep 30\n")
@@ -102,7 +95,7 @@ def test_runner_kills_on_timeout_and_reports_failures(tmp_path, root_dir):
 
 def test_runner_checks_the_program_again_before_each_run(root_dir):
     """Changed after the config was loaded: refused, reported, and nothing executed."""
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     marker = root_dir / "ran"
     cmd = script(root_dir, f"touch {marker}\n")
@@ -141,7 +134,7 @@ def _group(pgid: int) -> list:
 
 def test_what_the_command_leaves_running_is_killed_when_it_exits(root_dir, tmp_path):
     """One at a time means everything it started: the run ends once its group is empty."""
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     pidfile = tmp_path / "bg.pid"
     cmd = script(root_dir, f"sleep 1000 &\necho $! > {pidfile}\n(sleep 1000; echo never) &\necho done\n")
@@ -160,7 +153,7 @@ def test_what_the_command_leaves_running_is_killed_when_it_exits(root_dir, tmp_p
 
 
 def test_at_the_timeout_the_whole_group_dies_even_what_ignores_sigterm(root_dir, tmp_path):
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     pidfile = tmp_path / "stubborn.pid"
     cmd = script(root_dir, f"(trap '' TERM; exec sleep 1000) &\necho $! > {pidfile}\nexec sleep 1000\n")
@@ -210,7 +203,7 @@ def _max_rss_mib() -> float:
 
 def run_and_watch(argv, timeout: float):
     """Run to the end; the event, and the regular files this process opened meanwhile."""
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     before = _file_fds()
     opened = set()
@@ -298,7 +291,7 @@ def test_the_group_is_signalled_before_its_leader_is_reaped(monkeypatch, root_di
     if not pidfd:
         _no_pidfd(monkeypatch)
     calls = _record_group_signals(monkeypatch)
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     runner.maybe_run((script(root_dir, body),), 1, 30)
     run_until(lambda: reporter.events)
@@ -316,7 +309,7 @@ def test_at_the_timeout_the_group_is_signalled_before_its_leader_is_reaped(monke
     if not pidfd:
         _no_pidfd(monkeypatch)
     calls = _record_group_signals(monkeypatch)
-    reporter, clock = Reporter(), Clock()
+    reporter, clock = Reporter(), Clock(1000.0)
     runner = CommandRunner(GLib, reporter, clock)
     runner.maybe_run((script(root_dir, "sleep 1000 &\nexec sleep 1000\n"),), 1, 0.3)
     run_until(lambda: reporter.events)

@@ -7,6 +7,7 @@ from typing import Any, Dict
 from calfwd import config as cfg
 from calfwd.watch.flushes import (CAUSE_GRACE, SETTLE, Flush, FlushTracker, flushed_message,
                                watched_jumps)
+from fakes.loop import Clock
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\n', "/etc/calfwd/calfwd.toml")
 
@@ -22,17 +23,6 @@ KUBE = watched_jumps({("ip", "filter", "FORWARD"): [jump("KUBE-FORWARD")],
                       ("ip", "nat", "PREROUTING"): [jump("KUBE-SERVICES")],
                       ("ip", "mangle", "KUBE-PROXY-CANARY"): []})
 NOTHING: frozenset = frozenset()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def settle(tracker: FlushTracker, clock: Clock, limit: float = 60.0):
@@ -56,7 +46,7 @@ def test_watched_jumps():
 
 
 def test_a_loss_during_a_reload_is_one_flush_blamed_on_the_reload():
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     t.observe(FELIX | KUBE)
     t.begin("reload")  # firewalld's drop table appeared
@@ -75,7 +65,7 @@ def test_the_cause_may_arrive_after_the_loss():
     """firewalld's stop flushes first and releases its bus name afterwards; in the fallback
     a reconcile can read the loss before the Reloaded signal is dispatched (0.1's race)."""
     for cause in ("stop", "reload"):
-        clock = Clock()
+        clock = Clock(1000.0)
         t = FlushTracker(clock)
         t.observe(FELIX)
         clock.advance(10)
@@ -87,7 +77,7 @@ def test_the_cause_may_arrive_after_the_loss():
 
 
 def test_no_firewalld_activity_means_someone_else():
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     t.end("reload")
     clock.advance(60)  # long ago: not "just finished"
@@ -99,7 +89,7 @@ def test_no_firewalld_activity_means_someone_else():
 
 def test_restores_are_followed_so_every_flush_counts():
     """No resync-sized blind spot: each observation is compared with the one before."""
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     reports = []
     for _ in range(5):
@@ -114,7 +104,7 @@ def test_restores_are_followed_so_every_flush_counts():
 
 
 def test_calico_never_in_nft_tables_never_warns():
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     for _ in range(3):
         t.begin("start")
@@ -124,7 +114,7 @@ def test_calico_never_in_nft_tables_never_warns():
 
 
 def test_start_in_progress_wins_over_an_older_reload():
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     t.observe(FELIX)
     t.end("reload")
@@ -139,7 +129,7 @@ def test_start_in_progress_wins_over_an_older_reload():
 def test_a_later_activity_does_not_take_over_the_blame():
     """firewalld's start flushed; calfwd's own zone-creating reload began before the episode
     was reported: it stays the start's flush."""
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     t.observe(FELIX)
     t.begin("start")
@@ -153,7 +143,7 @@ def test_a_later_activity_does_not_take_over_the_blame():
 
 
 def test_the_bus_confirming_a_reload_late_does_not_make_it_recent():
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     t.observe(FELIX)
     t.begin("reload")  # the monitor: firewalld's drop table appeared ...
@@ -185,7 +175,7 @@ def test_a_drop_table_left_behind_is_not_a_reload_forever():
     """firewalld's panic mode (or a crash) leaves its drop table: 'reload' ends by itself."""
     from calfwd.watch.flushes import MAX_BUSY
 
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     t.observe(FELIX)
     t.begin("reload")
@@ -196,7 +186,7 @@ def test_a_drop_table_left_behind_is_not_a_reload_forever():
 
 
 def test_a_firewalld_flush_stays_an_outage_until_each_owner_puts_its_jumps_back():
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock, wall=lambda: 1700000000.0)
     t.observe(FELIX | KUBE)
     t.begin("reload")
@@ -218,7 +208,7 @@ def test_a_firewalld_flush_stays_an_outage_until_each_owner_puts_its_jumps_back(
 
 def test_a_loss_firewalld_did_not_cause_is_reported_but_no_outage():
     """Felix leaving iptables for its nftables dataplane never puts the jumps back."""
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     t.observe(FELIX)
     clock.advance(5)
@@ -228,7 +218,7 @@ def test_a_loss_firewalld_did_not_cause_is_reported_but_no_outage():
 
 
 def test_jumps_back_before_the_episode_closes_are_no_outage():
-    clock = Clock()
+    clock = Clock(1000.0)
     t = FlushTracker(clock)
     t.observe(FELIX)
     t.begin("reload")

@@ -4,11 +4,9 @@ repair, a re-read, a flush report with which cause; the repair brake; what lost 
 
 from __future__ import annotations
 
-import heapq
 import json
-import itertools
 from types import SimpleNamespace
-from typing import Any, Callable, List, Tuple
+from typing import Any, List, Tuple
 
 from recorder import Reporter
 
@@ -16,41 +14,10 @@ from calfwd import config as cfg
 from calfwd.watch.kernel import REPAIR_BURST, KernelWatch
 from calfwd.reconcile import LayerPlan
 from calfwd.plan.nftables import NftPlan
+from fakes.loop import Loop
 
 CONFIG = cfg.parse('[calico]\nip_pools = ["10.244.0.0/16"]\nnat_outgoing = true\n', "/etc/calfwd/calfwd.toml")
 JUMP = {"expr": [{"jump": {"target": "cali-FORWARD"}}]}
-
-
-class Loop:
-    """GLib's timeout_add/source_remove on a fake clock; run() fires what is due, in order."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self._timers: List[Tuple[float, int, Callable[..., bool], tuple]] = []
-        self._ids = itertools.count(1)
-        self._removed: set = set()
-
-    def clock(self) -> float:
-        return self.now
-
-    def timeout_add(self, ms: int, fn: Callable[..., bool], *args: Any) -> int:
-        source = next(self._ids)
-        heapq.heappush(self._timers, (self.now + ms / 1000, source, fn, args))
-        return source
-
-    def source_remove(self, source: int) -> None:
-        self._removed.add(source)
-
-    def run(self, seconds: float = 10.0) -> None:
-        end = self.now + seconds
-        while self._timers and self._timers[0][0] <= end:
-            due, source, fn, args = heapq.heappop(self._timers)
-            if source in self._removed:
-                continue
-            self.now = max(self.now, due)
-            if fn(*args):
-                heapq.heappush(self._timers, (self.now + 0.001, source, fn, args))
-        self.now = max(self.now, end)
 
 
 class Host:
@@ -76,7 +43,7 @@ class Host:
 
 
 def watch() -> Tuple[KernelWatch, Loop, Reporter, Host]:
-    loop, reporter, host = Loop(), Reporter(), Host()
+    loop, reporter, host = Loop(100.0), Reporter(), Host()
     nft = SimpleNamespace(read_chains=host.read_chains, tables=host.table_list)
     kw = KernelWatch(loop, reporter, nft, host.reconcile_nft, lambda: CONFIG, lambda: ":1.1", lambda: None,
                      clock=loop.clock)
@@ -187,7 +154,7 @@ def test_felix_pool_sets_changing_ask_for_a_reconcile_only_with_auto_pools():
     asked = []
     for config, expected in ((CONFIG, []), (cfg.parse('[calico]\nip_pools = "auto"\n', "/c.toml"), ["pools"])):
         asked.clear()
-        kw = KernelWatch(Loop(), Reporter(), SimpleNamespace(), Host().reconcile_nft, lambda: config,
+        kw = KernelWatch(Loop(100.0), Reporter(), SimpleNamespace(), Host().reconcile_nft, lambda: config,
                          lambda: ":1.1", lambda: None, on_pools=lambda: asked.append("pools"))
         kw._on_kernel_line('{"add": {"element": {"family": "ip", "table": "calico", "name": '
                            '"cali40all-ipam-pools", "elem": {"set": ["10.9.0.0/16"]}}}}')
@@ -214,7 +181,7 @@ class LongChain(Host):
 
 
 def long_watch() -> Tuple[KernelWatch, Loop, Reporter, List[Any]]:
-    loop, reporter, host = Loop(), Reporter(), LongChain()
+    loop, reporter, host = Loop(100.0), Reporter(), LongChain()
     reads: List[Any] = []
     nft = SimpleNamespace(read_chains=lambda refs: reads.append(refs) or host.read_chains(refs), tables=host.table_list)
     kw = KernelWatch(loop, reporter, nft, host.reconcile_nft, lambda: CONFIG, lambda: ":1.1", lambda: None,
