@@ -6,15 +6,22 @@ The plan modules compare this with what the drivers read; only the drivers touch
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calfwd.config import Config
-from calfwd.schema import IPNetwork
-from calfwd.judge.guard import version_tuple
-from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES
+from calfwd.config.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES, IPNetwork
 
 CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."
+
+
+def version_tuple(version: str) -> Optional[Tuple[int, ...]]:
+    """firewalld's version as numbers: what it can do depends on it (policies from 1.0)."""
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", version or "")
+    if not match:
+        return None
+    return tuple(int(g) for g in match.groups() if g is not None)
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class NftDesired:
     """calfwd's one nftables table: natOutgoing that firewalld's iptables flush cannot reach."""
 
     table: str
-    # Network objects, parsed once by config.py; rendered to nft's prefix form without parsing.
+    # Network objects, parsed once by config/__init__.py; rendered to nft's prefix form without parsing.
     pools4: Tuple[IPNetwork, ...]
     pools6: Tuple[IPNetwork, ...]
     masq4: Tuple[IPNetwork, ...]

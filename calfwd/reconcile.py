@@ -24,7 +24,7 @@ from calfwd.plan.firewalld import rendered
 from calfwd.plan import nftables as nft_plan
 from calfwd.judge import pools as felix_pools
 from calfwd.judge.pools import FelixSets, PoolState
-from calfwd.schema import IPNetwork, WIREGUARD_DEVICES
+from calfwd.config.schema import IPNetwork, WIREGUARD_DEVICES
 
 # Calico's encapsulation devices: traffic between nodes through them arrives in calfwd's zone.
 TUNNEL_DEVICES = ("tunl0", "vxlan.calico", "vxlan-v6.calico") + tuple(WIREGUARD_DEVICES)

@@ -4,7 +4,7 @@
 One source for each fact, so the pages cannot drift from the program:
 
 - commands, options and exit codes: the CLI's argparse parser (calfwd/cli.py);
-- configuration keys, defaults and sections: the schema in calfwd/schema.py;
+- configuration keys, defaults and sections: the schema in calfwd/config/schema.py;
 - what each key means: the comment above it in the shipped etc/calfwd/calfwd.toml;
 - journal events: calfwd/events.py KINDS, with the Subject: of each catalog entry
   (packaging/calfwd.catalog).
@@ -30,7 +30,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from calfwd import __version__  # noqa: E402
-from calfwd import cli, config, events, schema  # noqa: E402
+from calfwd import cli, config, events  # noqa: E402
+from calfwd.config import schema  # noqa: E402
 
 TOML = os.path.join(ROOT, "etc", "calfwd", "calfwd.toml")
 CATALOG = os.path.join(HERE, "calfwd.catalog")

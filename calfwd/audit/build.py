@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from calfwd.audit.items import NOT_CALFWDS, Item, Owners, accepted
 from calfwd.config import Config
 from calfwd.desired import Desired, HostFacts
-from calfwd.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES
+from calfwd.config.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES
 
 FEATURES = {  # host_ports names: the Calico feature each one carries
     "bgp": "BGP peering: Calico's BIRD on the other nodes exchanges pod routes with this one",

@@ -32,7 +32,7 @@ from calfwd.drivers.budget import Deadline, budget  # noqa: F401
 from calfwd.drivers.errors import (ABSENT, DENIED, NO_BUS, NOT_ANSWERING, RUNNING, SILENT,  # noqa: F401
                                    STOPPED, UNREACHABLE, FirewalldError, Unreachable, explained,
                                    reachability)
-from calfwd.schema import RESERVED_POLICIES
+from calfwd.config.schema import RESERVED_POLICIES
 from calfwd.plan.firewalld.model import (AddToZone, FirewalldActual, FirewalldInfo, FirewalldPlan, ObjectState,
                                          RemoveFromZone)
 

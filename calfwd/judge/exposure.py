@@ -1,6 +1,6 @@
 """Does this config open this host? The config against the interfaces the host really has.
 
-config.py refuses what can never be right (eth0, e+, 0.0.0.0/0); what is wrong only on a given
+config/__init__.py refuses what can never be right (eth0, e+, 0.0.0.0/0); what is wrong only on a given
 host is judged here: a configured interface pattern that matches one of the host's own
 interfaces (above all the one carrying the default route), and a pool that holds one of the
 node's addresses. Pure: drivers/hostnet.py reads the host into a HostNetwork; `calfwd check`,
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import List, Tuple
 
 from calfwd.config import Config
-from calfwd.schema import IPNetwork, is_calico_interface
+from calfwd.config.schema import IPNetwork, is_calico_interface
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
+from calfwd.desired import version_tuple
+
 DROPIN_PATH = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
 # Tests (and unusual layouts) point calfwd at another file; the CLI options override this too.
 DROPIN_ENV = "CALFWD_FLUSH_GUARD_DROPIN"
@@ -100,13 +102,6 @@ def stale(text: str, paths: Tuple[str, ...]) -> Optional[Tuple[str, ...]]:
 
 # ---------------------------------------------------------------------------------------
 # Does this firewalld flush Calico's iptables rules?
-
-
-def version_tuple(version: str) -> Optional[Tuple[int, ...]]:
-    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", version or "")
-    if not match:
-        return None
-    return tuple(int(g) for g in match.groups() if g is not None)
 
 
 @dataclass(frozen=True)

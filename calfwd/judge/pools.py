@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from calfwd.schema import IPNetwork, pool_problem
+from calfwd.config.schema import IPNetwork, pool_problem
 
 # Every pool: "all-ipam-pools", renamed "network-ip-pools" by newer Felix releases (read both).
 # The natOutgoing pools: "masq-ipam-pools"; there Felix also puts natOutgoing pools that hold

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from calfwd.desired import NftDesired
-from calfwd.schema import IPNetwork
+from calfwd.config.schema import IPNetwork
 
 # Integer, not "srcnat": nft 1.0.6 silently makes a hookless chain from a named priority in JSON.
 SRCNAT_PRIORITY = 100

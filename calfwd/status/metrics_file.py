@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from calfwd import __version__
 from calfwd.judge import guard
-from calfwd.drivers import trust
+from calfwd.config import trust
 from calfwd.drivers import textfile
 from calfwd.status.metrics import Tally, render
 

@@ -39,7 +39,7 @@ import subprocess
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-from calfwd.drivers import trust
+from calfwd.config import trust
 
 TAIL_BYTES = 4096  # the end of the command's output kept for the journal
 CHUNK = 65536

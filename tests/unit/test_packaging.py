@@ -39,7 +39,8 @@ MAX_EXPOSURE = 2.5
 sys.path.insert(0, str(REPO / "packaging"))
 import manpages  # noqa: E402
 
-from calfwd import __version__, cli, events, schema  # noqa: E402
+from calfwd import __version__, cli, events  # noqa: E402
+from calfwd.config import schema  # noqa: E402
 
 
 def _which(tool: str) -> Optional[str]:

@@ -23,7 +23,7 @@ from calfwd.plan.firewalld.model import (AddToZone, CreatePolicy, CreateService,
                                          ObjectState, Op, RemoveFromZone, RemovePolicy, RemoveService,
                                          RemoveZone, UpdatePolicy, UpdateService, UpdateZone)
 from calfwd.plan.firewalld.settings import items, members
-from calfwd.schema import RESERVED_POLICIES
+from calfwd.config.schema import RESERVED_POLICIES
 
 Args = Tuple[str, ...]  # one run of firewall-offline-cmd, without the tool and --system-config
 

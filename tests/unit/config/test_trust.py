@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from calfwd.drivers.trust import program_problems
+from calfwd.config.trust import program_problems
 
 NOBODY = 65534
 

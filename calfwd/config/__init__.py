@@ -20,8 +20,8 @@ try:  # Python 3.11+
 except ImportError:  # RHEL 9 (Python 3.9) ships python3-tomli
     import tomli as _toml  # type: ignore[no-redef]
 
-from calfwd.drivers import trust
-from calfwd.schema import AUTO_POOLS, CONTROL, REQUIRED, SCHEMA, IPNetwork, type_name
+from calfwd.config import trust
+from calfwd.config.schema import AUTO_POOLS, CONTROL, REQUIRED, SCHEMA, IPNetwork, type_name
 
 DEFAULT_PATH = "/etc/calfwd/calfwd.toml"
 

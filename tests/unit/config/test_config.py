@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from calfwd import config as cfg
-from calfwd import schema
+from calfwd.config import schema
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MINIMAL = '[calico]\nip_pools = ["10.244.0.0/16"]     # IPv4 and/or IPv6 pool CIDRs\nnat_outgoing = true\n'
 
 

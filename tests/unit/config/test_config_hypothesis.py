@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from calfwd import config as cfg
-from calfwd import schema
+from calfwd.config import schema
 
 PATH = "/etc/calfwd/calfwd.toml"
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -307,7 +307,7 @@ def refused(text: str):
 
 
 # -----------------------------------------------------------------------------------------
-# Regression tests for bugs the properties above found (fixed in config.py).
+# Regression tests for bugs the properties above found (fixed in config/__init__.py).
 
 
 @pytest.mark.parametrize("key", ["ip_pools", "nat_outgoing"])
