@@ -111,9 +111,12 @@ def test_flush_ruleset_in_the_node(lab):
     calfwd.wait_for("firewalld-table-restored", after=mark, timeout=10)
 
 
+FLUSH_ROUNDS = 10
+
+
 def test_every_flush_is_reported_however_soon_after_felix_restored(lab):
-    """Felix (and kube-proxy) restore at random moments 0-2 s before a reload, 20 times: 20
-    reports, each naming the reload and both owners. 0.1 saw only those older than a resync."""
+    """Felix (and kube-proxy) restore 0, 0.2, ... 1.8 s before a reload, in a shuffled order:
+    10 reports, each naming the reload and both owners. 0.1 saw only those older than a resync."""
     kube = KubeProxySim(lab.node)
     kube.install()
     calfwd = Calfwd(lab, minimal_config(lab) + "felix_refresh_interval = 90\n")
@@ -122,12 +125,13 @@ def test_every_flush_is_reported_however_soon_after_felix_restored(lab):
     if not lab.calico.present():  # firewalld <= 1.x: its start flushed them once
         calfwd.wait_for("calico-flushed")
     settled(calfwd)
-    rng = random.Random(9)
+    delays = [step / 5 for step in range(FLUSH_ROUNDS)]  # 0 to 1.8 s, every 0.2 s
+    random.Random(9).shuffle(delays)
     mark = calfwd.line_count()
-    for n in range(1, 21):
+    for n, delay in enumerate(delays, 1):
         lab.calico.restore()
         kube.restore()
-        settle(rng.uniform(0.0, 2.0), "Felix and kube-proxy restore at a random moment 0-2 s before the reload")
+        settle(delay, "Felix and kube-proxy restore at a chosen moment 0-1.8 s before the reload")
         lab.firewalld.reload()
         if lab.calico.present():  # firewalld 2.x: no flush with the nftables backend, no report
             calfwd.wait_for("reconciled", after=mark, count=n)
@@ -135,7 +139,7 @@ def test_every_flush_is_reported_however_soon_after_felix_restored(lab):
         line = calfwd.wait_for("calico-flushed", after=mark, count=n, timeout=15)[-1]
         assert "flushed Calico's and kube-proxy's iptables rules on reload" in line, line
         assert "cluster DNS" in line and "within 90 s" in line
-    flushes = 0 if lab.calico.present() else 20
+    flushes = 0 if lab.calico.present() else FLUSH_ROUNDS
     quiet_for(lambda: len(calfwd.events("calico-flushed", after=mark)) == flushes, 1.0, "each flush reported once")
     assert len(calfwd.events("calico-flushed", after=mark)) == flushes
     assert calfwd.events("kube-proxy-flushed") == []

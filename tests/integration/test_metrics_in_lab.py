@@ -10,6 +10,7 @@ import shutil
 import signal
 import json
 import time
+from pathlib import Path
 from typing import Dict, FrozenSet, Tuple
 
 import pytest
@@ -21,16 +22,8 @@ from lab.wait import quiet_for, until_steady, wait_until
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 PORT = 9100  # on the node namespace's own loopback: nothing outside the lab can reach it
-FETCH = r"""
-import sys, time, urllib.request
-deadline = time.monotonic() + 15
-while True:
-    try:
-        print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()); break
-    except OSError:
-        if time.monotonic() > deadline: raise
-        time.sleep(0.1)
-"""
+FETCH = str(Path(__file__).resolve().parents[1] / "lab" / "scripts" / "fetch_url.py")
+
 
 Sample = Tuple[str, FrozenSet[Tuple[str, str]]]
 LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
@@ -101,7 +94,7 @@ def test_node_exporter_serves_calfwd_metrics_and_promtool_accepts_them(lab):
                               "--collector.disable-defaults", "--collector.textfile",
                               f"--collector.textfile.directory={textdir}", "--web.disable-exporter-metrics")
     try:
-        served = lab.node.run(PYTHON, "-c", FETCH, f"http://127.0.0.1:{PORT}/metrics", timeout=30).stdout
+        served = lab.node.run(PYTHON, FETCH, f"http://127.0.0.1:{PORT}/metrics", timeout=30).stdout
     finally:
         exporter.terminate()
         exporter.wait(timeout=10)
