@@ -1,5 +1,5 @@
 """doctor's checks of firewalld itself: its state, its flush of Calico's rules, the flush
-guard, direct rules, and the 2.x settings that break Calico (StrictForwardPorts,
+guard, direct rules (and who made them), and the 2.x settings that break Calico (StrictForwardPorts,
 NftablesTableOwner). Pure, like every check.
 
 Direct rules and passthroughs appear here on purpose, read-only: they switch firewalld 2.x's
@@ -9,7 +9,8 @@ firewall-cmd commands below are advice printed for the administrator."""
 
 from __future__ import annotations
 
-from typing import List
+import re
+from typing import List, Tuple
 
 from calfwd.judge import guard
 from calfwd.doctor.findings import (ERROR, INFO, OK, UNKNOWN, WARNING, Finding, facts, felix_refresh,
@@ -154,15 +155,45 @@ def check_direct(snap: HostSnapshot) -> List[Finding]:
         return [Finding(OK, "direct-rules", "no firewalld direct rules or passthroughs")]
     listing = "; ".join(f.iptables_direct[:3]) + (" ..." if len(f.iptables_direct) > 3 else "")
     saw = f"{len(f.iptables_direct)} firewalld direct rule(s) or passthrough(s): {listing}"
+    owners = direct_owners(f.iptables_direct)
+    if owners:
+        saw += f" (made by {', '.join(owners)})"
     # Advice for the admin, printed only: calfwd never runs firewall-cmd --direct.
     fix = ("move them to policies or rich rules, then remove them (firewall-cmd --permanent --direct "
            "--get-all-rules lists them; --remove-rules ...) and firewall-cmd --reload")
+    if any(owner.startswith("fail2ban") for owner in owners):
+        fix = (f"make fail2ban ban with firewalld rich rules instead: banaction = {FAIL2BAN_ACTION} in "
+               "/etc/fail2ban/jail.local (and in any jail naming its own firewallcmd action), then systemctl "
+               "restart fail2ban (its stop removes its f2b- chains); for any other direct rule, " + fix)
     if f.fixed:
         return [Finding(WARNING, "direct-rules", saw, f"firewalld {f.version} skips the iptables flush only "
                         "while no direct rule exists: these switch it back on (Calico's rules are flushed "
                         "on every reload)", fix)]
     return [Finding(INFO, "direct-rules", saw, "direct rules are deprecated, need iptables and rule out "
                     "calfwd's flush guard; on firewalld >= 2.0 they switch the iptables flush back on", fix)]
+
+
+FAIL2BAN_ACTION = "firewallcmd-rich-rules"
+_F2B_CHAIN = re.compile(r"\bf2b-[\w.-]+")
+_COMMENT = re.compile(r"--comment\s+(\"[^\"]*\"|'[^']*'|\S+)")
+
+
+def direct_owners(direct: Tuple[str, ...]) -> Tuple[str, ...]:
+    """Who made the direct rules, where their chains or comments say so: fail2ban's firewalld
+    actions (firewallcmd-ipset, -multiport, -allports, -new) make f2b-<jail> chains; any other
+    rule's --comment is named as written."""
+    owners: List[str] = []
+    chains = sorted({m.group(0) for line in direct for m in _F2B_CHAIN.finditer(line)})
+    if chains:
+        owners.append(f"fail2ban: chain(s) {', '.join(chains)}")
+    for line in direct:
+        if _F2B_CHAIN.search(line):
+            continue
+        for match in _COMMENT.finditer(line):
+            comment = f"comment {match.group(1).strip(chr(34) + chr(39))!r}"
+            if comment not in owners:
+                owners.append(comment)
+    return tuple(owners)
 
 
 def check_strict_forward_ports(snap: HostSnapshot) -> List[Finding]:
@@ -176,9 +207,12 @@ def check_strict_forward_ports(snap: HostSnapshot) -> List[Finding]:
         return []
     if value.lower() in ("yes", "true", "1"):
         return [Finding(ERROR, "strict-forward-ports", f"StrictForwardPorts=yes ({source})",
-                        "firewalld then drops DNAT it did not create itself: kube-proxy NodePorts and "
-                        "CNI hostPorts stop working", "set StrictForwardPorts=no in firewalld.conf, then "
-                        "firewall-cmd --reload")]
+                        "firewalld then rejects every new connection DNAT'd by anyone but itself (its "
+                        "filter_FORWARD_dnat, filter_INPUT_dnat and filter_OUTPUT_dnat chains accept only "
+                        "its own forward-ports): all Service traffic kube-proxy DNATs to pods is blocked, "
+                        "ClusterIP from pods and from the host as well as NodePorts, LoadBalancer and "
+                        "external IPs, and so are CNI hostPorts", "set StrictForwardPorts=no in "
+                        "firewalld.conf, then firewall-cmd --reload")]
     return [Finding(OK, "strict-forward-ports", f"StrictForwardPorts={value} ({source})")]
 
 

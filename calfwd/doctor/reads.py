@@ -34,6 +34,12 @@ from calfwd.doctor.snapshot import Drift, FirewalldState, HostSnapshot, Read
 
 FIREWALLD_DIR = "/etc/firewalld"
 FIREWALLD_DIR_ENV = "CALFWD_FIREWALLD_DIR"  # tests: the lab's --system-config directory
+SYSTEMD_DIR = "/etc/systemd/system"
+SYSTEMD_DIR_ENV = "CALFWD_SYSTEMD_DIR"  # tests: a directory of their own, never the host's
+# The targets nftables.service is wanted by when enabled: Debian's unit has
+# WantedBy=sysinit.target, Fedora's and RHEL's WantedBy=multi-user.target.
+NFTABLES_SERVICE_TARGETS = ("sysinit.target.wants", "multi-user.target.wants", "basic.target.wants",
+                            "network-pre.target.wants")
 # Where distributions install firewalld's Python package.
 FIREWALLD_PACKAGES = ("/usr/lib/python3*/site-packages/firewall", "/usr/lib/python3/dist-packages/firewall",
                       "/usr/lib64/python3*/site-packages/firewall")
@@ -134,6 +140,17 @@ def read_permanent_direct(directory: str) -> Tuple[str, ...]:
         text = " ".join((element.text or "").split())
         found.append(f"permanent {element.tag} {attrs} {text}".strip())
     return tuple(found)
+
+
+def read_nftables_service(directory: Optional[str] = None) -> Tuple[str, ...]:
+    """The enablement links of nftables.service (its start, reload and stop flush the whole
+    ruleset): the wants symlinks `systemctl enable` makes, read from the file system so that no
+    D-Bus call to systemd is needed; () when not enabled or masked."""
+    directory = directory or os.environ.get(SYSTEMD_DIR_ENV) or SYSTEMD_DIR
+    if os.path.realpath(os.path.join(directory, "nftables.service")) == os.devnull:
+        return ()  # masked
+    return tuple(link for link in (os.path.join(directory, target, "nftables.service")
+                                   for target in NFTABLES_SERVICE_TARGETS) if os.path.lexists(link))
 
 
 def installed_firewalld() -> Tuple[str, Optional[bool]]:
@@ -237,6 +254,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
                               snap["links"])
         snap["firewalld"] = dataclasses.replace(fw_state, paths=paths)
     snap["routes"] = _try(unknown, Read.ROUTES, read_routes, ())
+    snap["nftables_service"] = _try(unknown, Read.NFTABLES_SERVICE, read_nftables_service, ())
     snap["host_network"] = _try(unknown, Read.HOST_NETWORK, read_host_network)
     pool_sets = dict(_try(unknown, Read.IPSET, read_ipsets, {}))
     pool_sets.update(snap.pop("nft_pool_sets", {}))

@@ -42,6 +42,7 @@ class Read(str, enum.Enum):
     GUARD_DROPIN = "guard-dropin"
     GUARD_PATHS = "guard-paths"
     GUARD_ACTIVE = "guard-active"
+    NFTABLES_SERVICE = "nftables-service"
 
     @property
     def description(self) -> str:
@@ -60,6 +61,7 @@ DESCRIPTIONS = {
     Read.HOST_NETWORK: "the interfaces' addresses and the default routes", Read.IPSET: "Calico's ip sets", Read.DRIFT: "calfwd's state",
     Read.GUARD_DROPIN: "the flush guard's drop-in", Read.GUARD_PATHS: "the iptables binaries",
     Read.GUARD_ACTIVE: "firewalld's mounts",
+    Read.NFTABLES_SERVICE: "whether nftables.service is enabled",
 }
 
 
@@ -127,4 +129,7 @@ class HostSnapshot:
     # The running daemon's status file (None: no daemon running): what it saw flushed and not
     # yet undone, as health.outage_text() lines. Only the daemon sees a flush happen.
     daemon_flushed: Optional[Tuple[str, ...]] = None
+    # nftables.service's enablement links (systemd's *.target.wants/nftables.service); (): not
+    # enabled. Its start, reload and stop run `flush ruleset`.
+    nftables_service: Tuple[str, ...] = ()
     unknown: Mapping[str, str] = field(default_factory=dict)

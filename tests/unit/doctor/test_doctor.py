@@ -302,10 +302,11 @@ def test_every_read_is_made_and_named_by_a_check():
     reader and consumed by a check, by name (not a string that could drift)."""
     import inspect
 
-    from calfwd.doctor import checks, firewalld_checks, reads
+    from calfwd.doctor import checks, firewalld_checks, reads, ruleset_checks
     from calfwd.doctor.snapshot import Read
 
-    checks_src = inspect.getsource(checks) + inspect.getsource(firewalld_checks) + inspect.getsource(verdicts)
+    checks_src = (inspect.getsource(checks) + inspect.getsource(firewalld_checks) + inspect.getsource(verdicts)
+                  + inspect.getsource(ruleset_checks))
     reads_src = inspect.getsource(reads)
     for read in Read:
         assert f"Read.{read.name}" in reads_src, f"{read} is never recorded by doctor/reads.py"
