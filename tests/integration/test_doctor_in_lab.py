@@ -18,6 +18,9 @@ def prepare(lab, config=None):
     calfwd = Calfwd(lab, config)
     calfwd.env[guard.DROPIN_ENV] = str(lab.workdir / "guard.conf")
     calfwd.env["CALFWD_FIREWALLD_DIR"] = str(lab.firewalld.config_dir)
+    systemd = lab.workdir / "systemd"  # where doctor looks for nftables.service's wants links
+    systemd.mkdir(exist_ok=True)
+    calfwd.env["CALFWD_SYSTEMD_DIR"] = str(systemd)
     return calfwd
 
 
@@ -109,6 +112,53 @@ def test_direct_rules_on_1x_rule_out_the_guard(lab):
     assert direct[0]["severity"] == "info" and "permanent rule ipv4 filter INPUT" in direct[0]["saw"]
     flush = by_check(report, "flush")[0]
     assert "upgrade firewalld" in flush["fix"] and "guard enable" not in flush["fix"]
+
+
+def test_2x_knobs_and_fail2ban_on_each_firewalld(lab_versions, firewalld_case):
+    """Issue 22: ReloadPolicy (2.1+) and NftablesFlowtable (2.0+) are said only by the
+    firewalld that has them; fail2ban's direct chain is named on every release, and on 2.x it
+    switches the iptables flush back on."""
+    fw = lab_versions.firewalld
+    fw.configure(ReloadPolicy="INPUT:DROP,FORWARD:REJECT,OUTPUT:DROP")
+    fw.start()
+    # Saved after the start, for the next reload: a kernel without CONFIG_NF_FLOW_TABLE (the CI
+    # machine's) refuses firewalld's flowtable, and 2.3 then falls back to its stock config.
+    # doctor judges firewalld.conf, so the finding comes before the reload that would apply it.
+    fw.configure(NftablesFlowtable=lab_versions.uplink)
+    calfwd = prepare(lab_versions)
+    fw.firewall_cmd("--permanent", "--direct", "--add-chain", "ipv4", "filter", "f2b-sshd")
+    fw.firewall_cmd("--permanent", "--direct", "--add-rule", "ipv4", "filter", "INPUT_direct", "0",
+                    "-p", "tcp", "--dport", "22", "-j", "f2b-sshd")
+    report = doctor(calfwd)
+    firewalld = by_check(report, "firewalld")[0]
+    assert firewalld["severity"] == "ok" and fw.build.version in firewalld["saw"], firewalld
+    major = fw.build.major
+    reload_policy = by_check(report, "reload-policy")
+    flowtable = by_check(report, "flowtable")
+    if major >= 2:  # 2.3 has both knobs
+        assert [f["severity"] for f in reload_policy] == ["warning"], reload_policy
+        assert "FORWARD:REJECT" in reload_policy[0]["saw"] and "firewalld_policy_drop" in reload_policy[0]["why"]
+        assert [f["severity"] for f in flowtable] == ["warning"], flowtable
+        assert f"{lab_versions.uplink} (the uplink)" in flowtable[0]["saw"]
+    else:
+        assert reload_policy == [] and flowtable == [], (reload_policy, flowtable)
+    direct = by_check(report, "direct-rules")
+    assert len(direct) == 1 and "made by fail2ban: chain(s) f2b-sshd" in direct[0]["saw"], direct
+    assert "banaction = firewallcmd-rich-rules" in direct[0]["fix"]
+    assert direct[0]["severity"] == ("warning" if major >= 2 else "info")
+
+
+def test_nftables_service_enabled_beside_firewalld(lab):
+    calfwd = prepare(lab)
+    wants = lab.workdir / "systemd" / "sysinit.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "nftables.service").symlink_to("/lib/systemd/system/nftables.service")
+    report = doctor(calfwd)
+    found = by_check(report, "nftables-service")
+    assert [f["severity"] for f in found] == ["warning"], found
+    assert str(wants / "nftables.service") in found[0]["saw"] and "flush ruleset" in found[0]["why"]
+    (wants / "nftables.service").unlink()
+    assert by_check(doctor(calfwd), "nftables-service") == []
 
 
 def test_not_root_every_failed_read_is_an_unknown_finding(lab):
