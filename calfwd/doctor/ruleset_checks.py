@@ -59,7 +59,7 @@ def parse_reload_policy(value: Optional[str]) -> Optional[Dict[str, str]]:
 OPT_IN = ("to keep pods' new connections flowing during reloads, an administrator may set "
           "ReloadPolicy=INPUT:DROP,FORWARD:ACCEPT,OUTPUT:DROP in firewalld.conf; its cost: for the "
           "reload's duration firewalld filters no forwarded traffic at all (every zone's and policy's "
-          "forward rules are gone), so whatever reaches the host is routed on unchecked; calfwd never sets it")
+          "forward rules are gone), so whatever reaches the host is routed on unchecked by firewalld; calfwd never sets it")
 
 
 def check_reload_policy(snap: HostSnapshot) -> List[Finding]:
@@ -79,7 +79,7 @@ def check_reload_policy(snap: HostSnapshot) -> List[Finding]:
         parsed = parse_reload_policy("")
     assert parsed is not None
     forward = parsed["FORWARD"]
-    hook = ("while firewalld reloads (firewall-cmd --reload, a config change applied by reload), its table "
+    hook = ("while firewalld reloads (firewall-cmd --reload, systemctl reload firewalld), its table "
             "inet firewalld_policy_drop sits in the forward hook before every other table")
     if forward == "DROP":
         return [Finding(INFO, "reload-policy", f"{setting}: forwarded traffic is dropped during a reload",
