@@ -59,7 +59,8 @@ def parse_reload_policy(value: Optional[str]) -> Optional[Dict[str, str]]:
 OPT_IN = ("to keep pods' new connections flowing during reloads, an administrator may set "
           "ReloadPolicy=INPUT:DROP,FORWARD:ACCEPT,OUTPUT:DROP in firewalld.conf; its cost: for the "
           "reload's duration firewalld filters no forwarded traffic at all (every zone's and policy's "
-          "forward rules are gone), so whatever reaches the host is routed on unchecked by firewalld; calfwd never sets it")
+          "forward rules are gone), so whatever reaches the host is routed on unchecked by firewalld; "
+          "calfwd never sets it")
 
 
 def check_reload_policy(snap: HostSnapshot) -> List[Finding]:
