@@ -1,5 +1,5 @@
 """`calfwd check`: validate the config file (and, with ip_pools = "auto", read Felix's pools);
-change nothing."""
+say which CNI calfwd serves here (judge/cni.py); change nothing."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from calfwd.reconcile import Reconciler
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, strict_owner=True)
+    rec = Reconciler(drivers.nft_driver())
     if config.auto_pools:
-        state = Reconciler(drivers.nft_driver()).resolve_pools(config)
+        state = rec.resolve_pools(config)
         print(f'{args.config}: OK (ip_pools = "auto": the pools and their natOutgoing follow Felix\'s sets)')
         print(pools_line(state))
         config = Reconciler.resolve_config(config, state)  # the exposures of the pools in use
     else:
         pools = ", ".join(n.with_prefixlen for n in config.ip_pools)
         print(f"{args.config}: OK (pools {pools}; natOutgoing for {len(config.nat_outgoing)} of them)")
+    print(rec.judge_cni(config).line())
     warn_exposures(config)
     if config.metrics_textfile:
         from calfwd.status.metrics_file import directory_warning
