@@ -179,6 +179,13 @@ class Reconciler:
         facts = replace(facts, wireguard_devices=tuple(d for d in WIREGUARD_DEVICES if d in present))
         return facts if config is None else replace(facts, cni=self.judge_cni(config))
 
+    def _facts_without_firewalld(self, config: Config) -> HostFacts:
+        """firewalld could not be read: still say which CNI is served (the nft layer needs none)."""
+        try:
+            return HostFacts(cni=self.judge_cni(config))
+        except Exception:
+            return HostFacts()
+
     def judge_cni(self, config: Config) -> cni.CniVerdict:
         """judge/cni.py's verdict on this node now (or the configured kind, with its backend)."""
         return cni.judge(self._cni_facts(config), config.cni_kind)
@@ -288,7 +295,7 @@ class Reconciler:
         try:
             want, facts = self.desired(config)
         except Exception as exc:
-            facts = HostFacts()
+            facts = self._facts_without_firewalld(config)
             want = desired(config, facts)
             return (self.plan_nft(want, orphans), LayerPlan("firewalld", (), error=str(exc)),
                     self.plan_paths(config, want, facts)), facts
@@ -304,6 +311,8 @@ class Reconciler:
         fw_paths, note = None, ""
         fw = want.firewalld
         links = tuple(self._links())
+        # The zone's interfaces: calico.interfaces on Calico, flannel's devices too on Canal.
+        interfaces = fw.zone.interfaces if fw is not None else config.interfaces
         if fw is not None and self.firewalld is not None and facts.firewalld_running:
             try:
                 fw_paths = self.firewalld.read_paths()
@@ -311,14 +320,14 @@ class Reconciler:
                 note = f"firewalld's runtime not judged: {exc}"
             if fw_paths is not None:
                 fw_paths = with_dispatch(self.nft, fw_paths, facts.firewalld_backend, fw.zone.name,
-                                         config.interfaces, links)
+                                         interfaces, links)
         try:
             forwarding = self._forwarding()
         except OSError as exc:
             forwarding, note = {}, note or f"forwarding not judged: {exc}"
         found = blockers.judge(
             blockers.PathFacts(fw_paths, forwarding, links),
-            zone=fw.zone.name if fw is not None else config.firewalld.zone, interfaces=config.interfaces,
+            zone=fw.zone.name if fw is not None else config.firewalld.zone, interfaces=interfaces,
             pools=config.ip_pools, policies=fw.policies if fw is not None else (),
             host_zone=next((p.ingress_zones[0] for p in fw.policies if "HOST" in p.egress_zones), "")
             if fw is not None else "")
@@ -452,7 +461,7 @@ class Reconciler:
             return self.desired(config)
         except Exception as exc:
             errors.append(f"firewalld: cannot read its state: {exc}")
-            facts = HostFacts()
+            facts = self._facts_without_firewalld(config)
             return desired(config, facts), facts
 
     def _verify(self, config: Config) -> Tuple[bool, Dict[str, Tuple[str, ...]]]:
