@@ -30,8 +30,6 @@ from calfwd.config.schema import IPNetwork, WIREGUARD_DEVICES
 
 # Calico's encapsulation devices: traffic between nodes through them arrives in calfwd's zone.
 TUNNEL_DEVICES = ("tunl0", "vxlan.calico", "vxlan-v6.calico") + tuple(WIREGUARD_DEVICES)
-# Felix's forward chain in iptables-nft's filter tables: Felix's rules are on this node.
-FELIX_CHAINS = (("ip", "filter", "cali-FORWARD"), ("ip6", "filter", "cali-FORWARD"))
 # The third layer: nothing to apply, only what shuts a Calico path from outside calfwd's objects
 # (judge/blockers.py). It never counts against "verified" (calfwd's objects are as configured), only
 # against the verdict: a path can be shut while everything of calfwd's is in place.
@@ -194,7 +192,9 @@ class Reconciler:
         """The node's signs of its CNI, read only as far as the judgement needs them: the link
         names always (one netlink dump); `ip -d -j link` only where a flannel device or one of
         Calico's tunnels exists (their ports and state); BIRD's routes only beside a flannel
-        device; Felix's rules only when no cali* interface already shows Calico."""
+        device; Felix's rules only when no cali* interface already shows Calico, and its ip sets
+        (which outlive a firewalld flush of its chains, so Canal is not taken for flannel
+        meanwhile) only beside a flannel device."""
         names = tuple(self._links())
         links: Tuple[cni.Link, ...] = tuple(cni.Link(n) for n in names)
         error = ""
@@ -212,21 +212,14 @@ class Reconciler:
                 bird = False  # unread: Calico's BGP port stays shut on Canal (the common case)
         felix: Optional[bool] = True
         if not any(cni.is_calico_workload(n) for n in names):
-            felix = self._felix_present()
+            felix = self._felix_present(ip_sets=flannel)
         path = config.flannel_subnet_file
         return cni.CniFacts(links=links, felix=felix, subnet_file=path, subnet_file_exists=os.path.isfile(path),
                             bird_routes=bird, error=error)
 
-    def _felix_present(self) -> Optional[bool]:
-        """Felix's rules: its native nftables table, or its FORWARD chain in iptables-nft's
-        filter table (legacy iptables is not read here: its cali* interfaces show it). None: unread."""
-        try:
-            tables = {(t["family"], t["name"]) for t in self.nft.tables()}
-            if tables & {("ip", "calico"), ("ip6", "calico")}:
-                return True
-            return bool(self.nft.read_chains(FELIX_CHAINS))
-        except Exception:
-            return None
+    def _felix_present(self, ip_sets: bool) -> Optional[bool]:
+        from calfwd.drivers import felixsets
+        return felixsets.present(self.nft, ip_sets)
 
     def desired(self, config: Config) -> Tuple[Desired, HostFacts]:
         """config: resolved already (resolve()), so a firewalld failure here cannot lose the pools."""
