@@ -104,6 +104,9 @@ class CniVerdict:
 
 
 def judge(facts: CniFacts, configured: str = AUTO) -> CniVerdict:
+    """The CNI to serve, and why in one line: the configured kind when one is set (with the
+    backend the node shows), else as the module's docstring says. Calico whenever in doubt,
+    which is what calfwd did before it knew of any other CNI."""
     names = {link.name for link in facts.links}
     flannel = tuple(sorted(n for n in names if is_flannel_device(n)))
     ports = tuple(sorted({link.port or VXLAN_DEFAULT_PORT for link in facts.links
@@ -148,7 +151,8 @@ def judge(facts: CniFacts, configured: str = AUTO) -> CniVerdict:
     if calico or calico_net:
         seen = calico or net_why
         return verdict("calico", f"Calico ({seen}), no flannel device{stray}")
-    return verdict("calico", "not detected yet (no Calico, flannel or bridge device, no Felix's rules): "
+    felix = "Felix's rules unread" if facts.felix is None else "no Felix's rules"
+    return verdict("calico", f"not detected yet (no Calico, flannel or bridge device, {felix}): "
                    f"serving Calico{stray}")
 
 

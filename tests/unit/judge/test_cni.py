@@ -123,3 +123,7 @@ def test_flannels_device_names(name, flannel):
 def test_calicos_workload_names():
     assert is_calico_workload("cali1a2b3c4d5e6")
     assert not is_calico_workload("vxlan.calico") and not is_calico_workload("wireguard.cali")
+
+
+def test_not_detected_yet_says_when_felix_could_not_be_read():
+    assert "Felix's rules unread" in judge(facts(felix=None)).why
