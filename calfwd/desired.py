@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 
 from calfwd.config import Config
 from calfwd.config.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES, IPNetwork
+from calfwd.judge.cni import CALICO_TUNNELS, FLANNEL_BRIDGE, FLANNEL_DEVICES, CniVerdict
 
 CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."
 
@@ -35,6 +36,7 @@ class HostFacts:
     wireguard_devices: Tuple[str, ...] = ()  # Calico's WireGuard devices present on the host
     strict_forward_ports: bool = False  # firewalld >= 2.3 with StrictForwardPorts=yes
     firewalld_backend: str = ""  # FirewallBackend, for the metrics' info line
+    cni: CniVerdict = CniVerdict()  # which CNI is served (judge/cni.py); the default is Calico
 
 
 @dataclass(frozen=True)
@@ -149,15 +151,12 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
     zone = ZoneSpec(
         name=fw.zone,
         owned=fw.zone not in STOCK_ZONES,
-        interfaces=config.interfaces,
+        interfaces=zone_interfaces(config, facts.cni),
         sources=tuple(n.with_prefixlen for n in config.ip_pools if n not in config.withheld_sources)
         if fw.trust_pool_sources else (),
     )
     host_zone = fw.host_zone or facts.default_zone
-    ports = tuple(p for name in config.host_ports for p in HOST_PORTS.get(name, ()))
-    if "wireguard" not in config.host_ports:
-        ports += tuple(WIREGUARD_DEVICES[d] for d in facts.wireguard_devices if d in WIREGUARD_DEVICES)
-    protocols = tuple(p for name in config.host_ports for p in HOST_PROTOCOLS.get(name, ()))
+    ports, protocols = host_ports(config, facts)
     policies = [forward_policy(config, zone)]
     service = None
     catch_all = ""
@@ -177,6 +176,49 @@ def desired_firewalld(config: Config, facts: HostFacts) -> FirewalldDesired:
     return FirewalldDesired(mode=fw.mode, zone=zone, policies=tuple(policies), host_service=service,
                             catch_all_zone=catch_all)
 
+
+
+# calico.host_ports that carry Calico's own networking between nodes: on Canal and flannel nodes
+# flannel carries it, so these stay shut unless Calico's own networking is in use too.
+CALICO_NETWORKING_PORTS = ("bgp", "ipip", "vxlan")
+
+
+def zone_interfaces(config: Config, cni: CniVerdict) -> Tuple[str, ...]:
+    """What calfwd's zone binds, per CNI.
+
+    calico (and unknown): calico.interfaces, as always. canal: those (Calico's tunnel devices
+    only while Calico's own networking is in use) plus flannel's devices, through which the
+    other nodes' pods arrive. flannel: the bridge its pods hang off and flannel's devices;
+    never the veths themselves (`veth+` is every container's, and bridge ports are judged by
+    the bridge's zone anyway). flannel's devices at their defaults are bound whether present or
+    not, like Calico's, so the zone does not change when flanneld recreates them.
+    """
+    flannel = tuple(dict.fromkeys(FLANNEL_DEVICES + cni.flannel_devices))
+    if cni.kind == "canal":
+        calico = tuple(i for i in config.interfaces if cni.calico_networking or i not in CALICO_TUNNELS)
+        return calico + tuple(d for d in flannel if d not in calico)
+    if cni.kind == "flannel":
+        return (FLANNEL_BRIDGE,) + flannel
+    return config.interfaces
+
+
+def host_ports(config: Config, facts: HostFacts) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[str, ...]]:
+    """The ports and IP protocols the host policy opens: calico.host_ports (Calico's WireGuard
+    ports while its devices exist); on Canal without Calico's networking calico.host_ports
+    less BGP, IP-in-IP and VXLAN (4789), plus flannel's backend ports; on flannel those alone."""
+    cni = facts.cni
+    names = config.host_ports
+    if cni.kind == "flannel":
+        names = ()
+    elif cni.kind == "canal" and not cni.calico_networking:
+        names = tuple(n for n in names if n not in CALICO_NETWORKING_PORTS)
+    ports = tuple(p for name in names for p in HOST_PORTS.get(name, ()))
+    if "wireguard" not in names:
+        ports += tuple(WIREGUARD_DEVICES[d] for d in facts.wireguard_devices if d in WIREGUARD_DEVICES)
+    if cni.kind in ("canal", "flannel"):
+        ports += tuple(p for p in cni.flannel_ports if p not in ports)
+    protocols = tuple(p for name in names for p in HOST_PROTOCOLS.get(name, ()))
+    return ports, protocols
 
 
 def forward_policy(config: Config, zone: ZoneSpec) -> PolicySpec:

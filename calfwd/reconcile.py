@@ -7,6 +7,7 @@ while firewalld is down, restarting or misconfigured.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,7 @@ from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from calfwd.judge import blockers
+from calfwd.judge import cni
 from calfwd.config import Config
 from calfwd.desired import Desired, FirewalldDesired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
@@ -102,7 +104,8 @@ class Reconciler:
                  links: Callable[[], Sequence[str]] = lambda: _link_names(),
                  felix_sets: Optional[Callable[[], FelixSets]] = None,
                  host_network: Optional[Callable[[], HostNetwork]] = None,
-                 forwarding: Optional[Callable[[], Dict[str, str]]] = None) -> None:
+                 forwarding: Optional[Callable[[], Dict[str, str]]] = None,
+                 cni_facts: Optional[Callable[[Config], cni.CniFacts]] = None) -> None:
         self.nft = nft
         self.firewalld = firewalld
         self._clock = clock
@@ -111,6 +114,7 @@ class Reconciler:
         self.pools: Optional[PoolState] = None  # ip_pools = "auto": the last pools resolved
         self._host_network = host_network or _read_addresses
         self._forwarding = forwarding or _read_forwarding
+        self._cni_facts = cni_facts or self._read_cni_facts
         # ip_pools = "auto" with trust_pool_sources: pools kept out of the zone's sources, and
         # why (conflicts of the firewalld layer, said once by the daemon).
         self._withheld: Tuple[IPNetwork, ...] = ()
@@ -166,14 +170,60 @@ class Reconciler:
 
     # -- reading -----------------------------------------------------------------------
 
-    def facts(self) -> HostFacts:
+    def facts(self, config: Optional[Config] = None) -> HostFacts:
+        """firewalld's facts, the WireGuard devices and, given the config, which CNI is served."""
         facts = HostFacts() if self.firewalld is None else self.firewalld.facts()
         present = set(self._links())
-        return replace(facts, wireguard_devices=tuple(d for d in WIREGUARD_DEVICES if d in present))
+        facts = replace(facts, wireguard_devices=tuple(d for d in WIREGUARD_DEVICES if d in present))
+        return facts if config is None else replace(facts, cni=self.judge_cni(config))
+
+    def _facts_without_firewalld(self, config: Config) -> HostFacts:
+        """firewalld could not be read: still say which CNI is served (the nft layer needs none)."""
+        try:
+            return HostFacts(cni=self.judge_cni(config))
+        except Exception:
+            return HostFacts()
+
+    def judge_cni(self, config: Config) -> cni.CniVerdict:
+        """judge/cni.py's verdict on this node now (or the configured kind, with its backend)."""
+        return cni.judge(self._cni_facts(config), config.cni_kind)
+
+    def _read_cni_facts(self, config: Config) -> cni.CniFacts:
+        """The node's signs of its CNI, read only as far as the judgement needs them: the link
+        names always (one netlink dump); `ip -d -j link` only where a flannel device or one of
+        Calico's tunnels exists (their ports and state); BIRD's routes only beside a flannel
+        device; Felix's rules only when no cali* interface already shows Calico, and its ip sets
+        (which outlive a firewalld flush of its chains, so Canal is not taken for flannel
+        meanwhile) only beside a flannel device."""
+        names = tuple(self._links())
+        links: Tuple[cni.Link, ...] = tuple(cni.Link(n) for n in names)
+        error = ""
+        flannel = any(cni.is_flannel_device(n) for n in names)
+        if flannel or set(names) & set(cni.CALICO_TUNNELS):
+            try:
+                links = _read_links()
+            except Exception as exc:  # drivers/hostnet.py: one line
+                error = str(exc)
+        bird = False
+        if flannel:
+            try:
+                bird = _read_bird_routes()
+            except Exception:
+                bird = False  # unread: Calico's BGP port stays shut on Canal (the common case)
+        felix: Optional[bool] = True
+        if not any(cni.is_calico_workload(n) for n in names):
+            felix = self._felix_present(ip_sets=flannel)
+        path = config.flannel_subnet_file
+        return cni.CniFacts(links=links, felix=felix, subnet_file=path, subnet_file_exists=os.path.isfile(path),
+                            bird_routes=bird, error=error)
+
+    def _felix_present(self, ip_sets: bool) -> Optional[bool]:
+        from calfwd.drivers import felixsets
+        return felixsets.present(self.nft, ip_sets)
 
     def desired(self, config: Config) -> Tuple[Desired, HostFacts]:
         """config: resolved already (resolve()), so a firewalld failure here cannot lose the pools."""
-        facts = self.facts()
+        facts = self.facts(config)
         return desired(config, facts), facts
 
     def plan_nft(self, want: Desired, orphans: bool = True) -> LayerPlan:
@@ -238,7 +288,7 @@ class Reconciler:
         try:
             want, facts = self.desired(config)
         except Exception as exc:
-            facts = HostFacts()
+            facts = self._facts_without_firewalld(config)
             want = desired(config, facts)
             return (self.plan_nft(want, orphans), LayerPlan("firewalld", (), error=str(exc)),
                     self.plan_paths(config, want, facts)), facts
@@ -254,6 +304,8 @@ class Reconciler:
         fw_paths, note = None, ""
         fw = want.firewalld
         links = tuple(self._links())
+        # The zone's interfaces: calico.interfaces on Calico, flannel's devices too on Canal.
+        interfaces = fw.zone.interfaces if fw is not None else config.interfaces
         if fw is not None and self.firewalld is not None and facts.firewalld_running:
             try:
                 fw_paths = self.firewalld.read_paths()
@@ -261,14 +313,14 @@ class Reconciler:
                 note = f"firewalld's runtime not judged: {exc}"
             if fw_paths is not None:
                 fw_paths = with_dispatch(self.nft, fw_paths, facts.firewalld_backend, fw.zone.name,
-                                         config.interfaces, links)
+                                         interfaces, links)
         try:
             forwarding = self._forwarding()
         except OSError as exc:
             forwarding, note = {}, note or f"forwarding not judged: {exc}"
         found = blockers.judge(
             blockers.PathFacts(fw_paths, forwarding, links),
-            zone=fw.zone.name if fw is not None else config.firewalld.zone, interfaces=config.interfaces,
+            zone=fw.zone.name if fw is not None else config.firewalld.zone, interfaces=interfaces,
             pools=config.ip_pools, policies=fw.policies if fw is not None else (),
             host_zone=next((p.ingress_zones[0] for p in fw.policies if "HOST" in p.egress_zones), "")
             if fw is not None else "")
@@ -402,7 +454,7 @@ class Reconciler:
             return self.desired(config)
         except Exception as exc:
             errors.append(f"firewalld: cannot read its state: {exc}")
-            facts = HostFacts()
+            facts = self._facts_without_firewalld(config)
             return desired(config, facts), facts
 
     def _verify(self, config: Config) -> Tuple[bool, Dict[str, Tuple[str, ...]]]:
@@ -442,6 +494,16 @@ def _read_forwarding() -> Dict[str, str]:
 def firewalld_budget(seconds: Optional[float]) -> ContextManager[None]:
     """drivers/budget.budget, or nothing when seconds is None."""
     return nullcontext() if seconds is None else budgets.budget(seconds)
+
+
+def _read_links() -> Tuple[cni.Link, ...]:
+    from calfwd.drivers.hostnet import read_links
+    return read_links()
+
+
+def _read_bird_routes() -> bool:
+    from calfwd.drivers.hostnet import read_bird_routes
+    return read_bird_routes()
 
 
 def _read_addresses() -> HostNetwork:

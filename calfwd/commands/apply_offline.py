@@ -80,8 +80,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return fail(remains, EXIT_SYSTEM) if remains else EXIT_OK
 
 
-def offline_facts(version: str, firewalld_conf: Mapping[str, str]) -> HostFacts:
-    return HostFacts(firewalld_version=version, default_zone=firewalld_conf.get("DefaultZone") or FALLBACK_ZONE)
+def offline_facts(version: str, firewalld_conf: Mapping[str, str], cni_kind: str = "auto") -> HostFacts:
+    """The files' firewalld, and the configured CNI: the directory may be an image's, so
+    nothing of this host is read ("auto" serves Calico, as before; the daemon judges later)."""
+    from calfwd.judge.cni import CniFacts, judge
+    return HostFacts(firewalld_version=version, default_zone=firewalld_conf.get("DefaultZone") or FALLBACK_ZONE,
+                     cni=judge(CniFacts(), cni_kind))
 
 
 def apply_offline(config: Config, offline: Any, firewalld_conf: Mapping[str, str]) -> OfflineResult:
@@ -90,7 +94,7 @@ def apply_offline(config: Config, offline: Any, firewalld_conf: Mapping[str, str
     where = offline.directory
     try:
         version = offline.version()
-        want = desired_firewalld(config, offline_facts(version, firewalld_conf))
+        want = desired_firewalld(config, offline_facts(version, firewalld_conf, config.cni_kind))
         plan = offline_apply_plan(want, offline.read_config())
     except Exception as exc:  # the tool missing or failing, a file that cannot be read
         return OfflineResult(remains=(f"firewalld: nothing written to {where}: {_why(exc)}",))

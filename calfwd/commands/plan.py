@@ -12,7 +12,8 @@ from calfwd.reconcile import Reconciler
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, strict_owner=False)
     rec = reconciler(config)
-    layers, _facts = rec.plan(config)
+    layers, facts = rec.plan(config)
+    print(facts.cni.line())
     if config.auto_pools:
         print(pools_line(rec.pools))
     warn_exposures(Reconciler.resolve_config(config, rec.pools) if rec.pools else config)

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
                                               seen=seen, facts=facts, errors=errors, pools=pools,
                                               layers=layers), indent=2))
     else:
+        print(facts.cni.line())
         if pools is not None:
             print(pools_line(pools))
         print_layers(layers, "drift")

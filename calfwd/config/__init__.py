@@ -74,6 +74,10 @@ class Config:
     kernel_events: bool
     # Prometheus metrics for node_exporter's textfile collector (status/metrics_file.py); "": none.
     metrics_textfile: str
+    # Which CNI calfwd serves: "auto" (judge/cni.py decides from the node) or the one named.
+    cni_kind: str = SCHEMA["cni"]["kind"][1]
+    # flannel's --subnet-file: one of the signs of flannel on the node (judge/cni.py).
+    flannel_subnet_file: str = SCHEMA["flannel"]["subnet_file"][1]
     auto_pools: bool = False  # ip_pools = "auto": the pools and natOutgoing follow Felix's sets
     # ip_pools = "auto" with trust_pool_sources: pools holding one of the node's addresses, which
     # the Reconciler (exposure.withheld_sources) keeps out of the zone's sources. Never parsed.
@@ -235,6 +239,8 @@ def parse(text: str, path: str) -> Config:
         on_calico_flush_timeout=values["daemon"]["on_calico_flush_timeout"],
         kernel_events=values["daemon"]["kernel_events"],
         metrics_textfile=values["metrics"]["textfile"],
+        cni_kind=values["cni"]["kind"],
+        flannel_subnet_file=values["flannel"]["subnet_file"],
         auto_pools=auto,
     )
 

@@ -379,6 +379,31 @@ def _textfile(value: Any) -> Checked:
     return value, None
 
 
+CNI_KINDS = ("auto", "calico", "canal", "flannel")  # judge/cni.py decides "auto"
+
+
+def _cni_kind(value: Any) -> Checked:
+    value, why = _string(value)
+    if why:
+        return None, why
+    if value not in CNI_KINDS:
+        return None, f"{value!r} is not one of: {', '.join(CNI_KINDS)}"
+    return value, None
+
+
+def _absolute_path(value: Any) -> Checked:
+    """A file calfwd only looks at (flannel's subnet file): absolute, so the daemon's working
+    directory never changes what it means."""
+    value, why = _string(value)
+    if why:
+        return None, why
+    if not value.startswith("/"):
+        return None, f"{value!r} must be an absolute path"
+    if value.endswith("/"):
+        return None, f"{value!r} names a directory, not a file"
+    return value, None
+
+
 REQUIRED = object()
 
 # section -> key -> (checker, default)
@@ -412,5 +437,11 @@ SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
     },
     "metrics": {
         "textfile": (_textfile, ""),
+    },
+    "cni": {
+        "kind": (_cni_kind, "auto"),
+    },
+    "flannel": {
+        "subnet_file": (_absolute_path, "/run/flannel/subnet.env"),
     },
 }

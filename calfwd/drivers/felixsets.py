@@ -1,4 +1,5 @@
-"""Reading Felix's pool sets (ip_pools = "auto"): its nftables tables first, then kernel ip sets.
+"""Reading Felix's pool sets (ip_pools = "auto"): its nftables tables first, then kernel ip sets;
+and whether Felix's rules are on the node at all (present(), for judge/cni.py).
 
 Read only. Felix runs one dataplane: native nftables keeps the sets in `ip calico` / `ip6
 calico`, read through calfwd's one libnftables instance, one set at a time (Felix's tables
@@ -9,7 +10,7 @@ raised as one line; judge/pools.py decides what it means.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from calfwd.drivers.tools import run, which
 from calfwd.judge.pools import ALL_KINDS, IPSET, NFTABLES, SET_NAMES, FelixSets, ipset_members, nft_member
@@ -38,3 +39,33 @@ def read(nft: Any) -> FelixSets:
     if sets:
         return FelixSets(IPSET, sets)
     return FelixSets("", {}, why=f"{looked}, nor as ip sets")
+
+
+# Felix's forward chain in iptables-nft's filter tables.
+FELIX_CHAINS = (("ip", "filter", "cali-FORWARD"), ("ip6", "filter", "cali-FORWARD"))
+
+
+def present(nft: Any, ip_sets: bool = True) -> Optional[bool]:
+    """Whether Felix's rules are on this node (judge/cni.py), without reading any set's members:
+    its native nftables table `calico`, its FORWARD chain in iptables-nft, or, for a Felix whose
+    iptables chains firewalld has just flushed, its ip sets (`ipset list -n`: no flush of
+    firewalld's removes those). Legacy iptables' chains are not read: Calico's cali* interfaces
+    show it there. ip_sets=False: the nftables reads alone. None: nothing could be read."""
+    read = False
+    try:
+        tables = {(t["family"], t["name"]) for t in nft.tables()}
+        if tables & {("ip", FELIX_TABLE), ("ip6", FELIX_TABLE)}:
+            return True
+        if nft.read_chains(FELIX_CHAINS):
+            return True
+        read = True
+    except Exception:  # no CAP_NET_ADMIN, no bindings: the ip sets may still say
+        pass
+    tool = which("ipset") if ip_sets else None
+    if tool is None:
+        return False if read else None
+    try:
+        names = run([tool, "list", "-n"]).split()
+    except Exception:
+        return False if read else None
+    return any(name.startswith(("cali40", "cali60")) for name in names)

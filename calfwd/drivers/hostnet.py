@@ -1,5 +1,6 @@
 """The host's interfaces, their addresses and its default routes, for judge/exposure.py; its
-forwarding sysctls (over rtnetlink, as `ip netconf` asks), for judge/blockers.py.
+forwarding sysctls (over rtnetlink, as `ip netconf` asks), for judge/blockers.py; its links'
+kinds and VXLAN ports and BIRD's routes, for judge/cni.py.
 
 Read only, with iproute2's JSON output (`ip -j addr`, `ip -j -4/-6 route show default`): an
 argument list, no shell, a timeout, the system's PATH. Parsing is separate (parse()) so that
@@ -13,10 +14,11 @@ import json
 import os
 import socket
 import struct
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from calfwd.judge.blockers import FORWARDING
 from calfwd.drivers.tools import run, which
+from calfwd.judge.cni import Link
 from calfwd.judge.exposure import HostLink, HostNetwork
 
 
@@ -116,3 +118,44 @@ def _load(text: str) -> List[Any]:
     except ValueError as exc:
         raise RuntimeError(f"ip printed something that is not JSON: {exc}") from None
     return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+
+
+def read_links() -> Tuple[Link, ...]:
+    """Every interface with its kind, a VXLAN device's UDP port and whether it is up
+    (`ip -d -j link show`), for judge/cni.py. Raises RuntimeError, as read_host_network."""
+    tool = which("ip")
+    if tool is None:
+        raise RuntimeError("the ip tool (iproute2) is not installed")
+    return parse_links(run([tool, "-d", "-j", "link", "show"]))
+
+
+def parse_links(text: str) -> Tuple[Link, ...]:
+    """`ip -d -j link` to Links: linkinfo's info_kind, info_data's port (VXLAN; iproute2
+    prints the kernel's 8472 for a device made with port 0), UP among the flags."""
+    links = []
+    for entry in _load(text):
+        name = str(entry.get("ifname", ""))
+        if not name:
+            continue
+        info = entry.get("linkinfo") if isinstance(entry.get("linkinfo"), dict) else {}
+        data = info.get("info_data") if isinstance(info.get("info_data"), dict) else {}
+        port = data.get("port")
+        links.append(Link(name, str(info.get("info_kind", "")),
+                          port if isinstance(port, int) and not isinstance(port, bool) and port > 0 else None,
+                          "UP" in (entry.get("flags") or ())))
+    return tuple(links)
+
+
+def read_bird_routes() -> bool:
+    """Whether BIRD (Calico's BGP) has installed routes in the main table, either family: protocol
+    "bird" (12; the number where /etc/iproute2 does not name it). Read whole, not with `proto
+    bird`, which fails where the name is unknown."""
+    tool = which("ip")
+    if tool is None:
+        raise RuntimeError("the ip tool (iproute2) is not installed")
+    return any(has_bird_route(run([tool, "-j", f"-{family}", "route", "show", "table", "main"]))
+               for family in (4, 6))
+
+
+def has_bird_route(text: str) -> bool:
+    return any(str(route.get("protocol", "")) in ("bird", "12") for route in _load(text))

@@ -20,6 +20,14 @@ def _firewalld(facts: Any) -> Dict[str, Any]:
             "default_zone": facts.default_zone, "state": facts.firewalld_state}
 
 
+def _cni(facts: Any) -> Dict[str, Any]:
+    """Which CNI calfwd serves (judge/cni.py), and why."""
+    verdict = facts.cni
+    return {"kind": verdict.kind, "why": verdict.why, "flannel_devices": list(verdict.flannel_devices),
+            "ports": [f"{port}/{proto}" for port, proto in verdict.flannel_ports]
+            if verdict.kind in ("canal", "flannel") else []}
+
+
 def _layers(layers: Sequence[Any]) -> List[Dict[str, Any]]:
     return [{"layer": l.layer, "in_sync": l.in_sync, "drift": list(l.actions),
              "conflicts": list(l.conflicts), "blocking": list(l.blocking), "note": l.note,
@@ -40,6 +48,7 @@ def daemon(health: Health, outcome: Any, *, pid: int, updated: float, config_pat
         "in_sync": health.in_sync,
         "problems": list(health.problems),
         "firewalld": _firewalld(outcome.facts),
+        "cni": _cni(outcome.facts),
         "zone": zone,
         "pools": list(pools),
         "last_reconcile": {"trigger": outcome.trigger, "verified": outcome.verified,
@@ -71,6 +80,7 @@ def status_json(*, config_path: str, in_sync: bool, daemon: Optional[Dict[str, A
                    "kernel_blocking": list(health_mod.daemon_blocking(daemon)) if daemon else []},
         "blocking": [b for l in layers for b in l.blocking] + list(seen),
         "firewalld": _firewalld(facts),
+        "cni": _cni(facts),
         "errors": list(errors),
         "pools": None if pools is None else {
             "auto": True, "pools": [n.with_prefixlen for n in pools.pools],

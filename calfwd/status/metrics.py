@@ -56,6 +56,7 @@ class Snapshot:
     flush_guard_installed: bool
     health: str = ""  # status/health.py's state; "" before the first verdict
     flushed_now: Tuple[str, ...] = ()  # owners whose flushed rules are not back yet
+    cni: str = ""  # judge/cni.py's kind at the last reconcile; "" before the first
 
 
 def result(outcome: Any) -> str:
@@ -96,6 +97,7 @@ class Tally:
         self.flush_guard_installed = False
         self.health = ""
         self.flushed_now: Tuple[str, ...] = ()
+        self._cni = ""
 
     def verdict(self, state: str, flushed_owners: Sequence[str]) -> bool:
         """status/health.py's verdict; True when it changed a metric."""
@@ -112,6 +114,7 @@ class Tally:
         self._duration_sum += outcome.duration
         facts = outcome.facts
         self._firewalld = (facts.firewalld_version, facts.firewalld_backend, facts.firewalld_running)
+        self._cni = facts.cni.kind
         self._in_sync = layers_in_sync(outcome)
         self._conflicts = len(outcome.conflicts)
         if outcome.verified:
@@ -143,7 +146,7 @@ class Tally:
             flushes=tuple(sorted(self._flushes.items())), conflicts=self._conflicts,
             table_repairs=self.table_repairs, last_success=self._last_success,
             flush_guard_installed=self.flush_guard_installed, health=self.health,
-            flushed_now=self.flushed_now)
+            flushed_now=self.flushed_now, cni=self._cni)
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,6 +202,9 @@ def render(s: Snapshot) -> str:
                     "at the last reconcile (empty when firewalld was not running).",
                     [((("version", s.version), ("firewalld_version", s.firewalld_version),
                        ("firewalld_backend", s.firewalld_backend)), 1)])
+    lines += family("calfwd_cni_info", "gauge", "1 for the CNI calfwd served at the last reconcile "
+                    "(calico, canal, flannel; unknown is served as calico).",
+                    [((("kind", s.cni),), 1)] if s.cni else [])
     lines += family("calfwd_firewalld_running", "gauge", "1 when firewalld was RUNNING at the last reconcile.",
                     [((), s.firewalld_running)])
     lines += family("calfwd_in_sync", "gauge", "1 when the layer was as configured after the last "

@@ -85,3 +85,48 @@ def connect(netns: Netns, dst_ip: str, port: int, timeout: float = 1.0) -> bool:
     proc = netns.run(PYTHON, "-c", CONNECT, dst_ip, str(port), str(timeout),
                      check=False, timeout=timeout * 2 + 10)
     return proc.returncode == 0
+
+
+# Dual-stack UDP listener; prints "ready" once bound, then each datagram's text on a line.
+UDP_LISTENER = r"""
+import socket, sys
+srv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+srv.bind(("::", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, _ = srv.recvfrom(2048)
+    print(data.decode(errors="replace"), flush=True)
+"""
+
+UDP_SEND = r"""
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+with socket.socket(family, socket.SOCK_DGRAM) as s:
+    s.sendto(sys.argv[3].encode(), (host, port))
+"""
+
+
+def start_udp_listener(netns: Netns, port: int, timeout: float = 10.0) -> subprocess.Popen:
+    """A UDP listener in `netns` on `port` (both families); returns once it is bound."""
+    proc = netns.popen(PYTHON, "-c", UDP_LISTENER, str(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if line.strip() != "ready":
+        raise RuntimeError("UDP listener on port %d failed: %s%s" % (port, line, proc.stderr.read() if ready else ""))
+    return proc
+
+
+def udp_arrives(src: Netns, listener: subprocess.Popen, dst_ip: str, port: int, within: float = 1.0) -> bool:
+    """True once a datagram sent from `src` to dst_ip:port is printed by `listener`
+    (start_udp_listener); a datagram is sent again every ATTEMPT seconds until `within`."""
+    deadline = time.monotonic() + within
+    token = "calfwd-probe-%d" % port
+    while True:
+        src.run(PYTHON, "-c", UDP_SEND, dst_ip, str(port), token, timeout=10)
+        ready, _, _ = select.select([listener.stdout], [], [], ATTEMPT)
+        if ready and listener.stdout.readline().strip() == token:
+            return True
+        if time.monotonic() > deadline:
+            return False

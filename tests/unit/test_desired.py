@@ -94,3 +94,88 @@ def test_the_reconciler_reads_the_devices_from_the_hosts_links():
     from calfwd.reconcile import Reconciler
     facts = Reconciler(nft=None, links=lambda: ["lo", "eth0", "wg-v6.cali"]).facts()  # type: ignore[arg-type]
     assert facts.wireguard_devices == ("wg-v6.cali",)
+
+
+# -- per CNI (judge/cni.py's verdict in HostFacts.cni) ------------------------------------
+
+def _cni(kind, devices=("flannel.1",), ports=(8472,), wireguard=(), calico_networking=False):
+    from calfwd.judge.cni import CniVerdict
+    return HostFacts(True, "1.3.3", "public", cni=CniVerdict(kind, "test", tuple(devices), tuple(ports),
+                                                             tuple(wireguard), calico_networking))
+
+
+def test_calico_is_served_exactly_as_before_whatever_the_verdict_says_of_flannel():
+    before = desired(conf(), HostFacts(True, "1.3.3", "public"))
+    assert desired(conf(), _cni("calico")) == before
+    assert desired(conf(), _cni("unknown")) == before
+
+
+def test_canal_binds_cali_and_flannels_devices_and_opens_flannels_port_not_calicos_networking():
+    fw = desired(conf(), _cni("canal")).firewalld
+    assert fw.zone.interfaces == ("cali+", "wireguard.cali", "wg-v6.cali", "flannel.1", "flannel-v6.1",
+                                  "flannel-wg", "flannel-wg-v6")
+    host = fw.policies[1]
+    assert host.ports == (("5473", "tcp"), ("8472", "udp")) and host.protocols == ()
+    assert fw.host_service.ports == host.ports
+
+
+def test_canal_with_calicos_own_networking_keeps_calicos_devices_and_ports():
+    fw = desired(conf(), _cni("canal", calico_networking=True)).firewalld
+    assert fw.zone.interfaces[:6] == ("cali+", "tunl0", "vxlan.calico", "vxlan-v6.calico", "wireguard.cali",
+                                      "wg-v6.cali")
+    host = fw.policies[1]
+    assert set(host.ports) == {("179", "tcp"), ("4789", "udp"), ("5473", "tcp"), ("8472", "udp")}
+    assert host.protocols == ("4",)
+
+
+def test_canal_on_flannels_wireguard_backend_opens_51820_and_51821():
+    facts = _cni("canal", devices=("flannel-wg", "flannel-wg-v6"), ports=(), wireguard=("flannel-wg", "flannel-wg-v6"))
+    ports = desired(conf(), facts).firewalld.policies[1].ports
+    assert ports == (("5473", "tcp"), ("51820", "udp"), ("51821", "udp"))
+
+
+def test_canal_binds_a_flannel_device_of_another_vni_too():
+    interfaces = desired(conf(), _cni("canal", devices=("flannel.7",), ports=(4790,))).firewalld.zone.interfaces
+    assert interfaces[-1] == "flannel.7" and "flannel.1" in interfaces
+    assert desired(conf(), _cni("canal", devices=("flannel.7",), ports=(4790,))).firewalld.policies[1].ports[-1] \
+        == ("4790", "udp")
+
+
+def test_flannel_binds_the_bridge_and_flannels_devices_never_veths_and_opens_flannels_port_alone():
+    fw = desired(conf(), _cni("flannel")).firewalld
+    assert fw.zone.interfaces == ("cni0", "flannel.1", "flannel-v6.1", "flannel-wg", "flannel-wg-v6")
+    assert not any(i.startswith(("veth", "cali")) for i in fw.zone.interfaces)
+    assert fw.policies[1].ports == (("8472", "udp"),) and fw.policies[1].protocols == ()
+
+
+def test_the_nft_layer_is_the_same_for_every_cni():
+    assert {desired(conf(), _cni(kind)).nft for kind in ("calico", "canal", "flannel")} == {desired(conf()).nft}
+
+
+def test_the_reconciler_judges_the_cni_from_its_reads():
+    from calfwd.judge.cni import CniFacts, Link
+    from calfwd.reconcile import Reconciler
+    seen = {}
+
+    def read(config):
+        seen["path"] = config.flannel_subnet_file
+        return CniFacts(links=(Link("cali1a2b3c4d5e6"), Link("flannel.1", "vxlan", 8472, True)), felix=True)
+    r = Reconciler(nft=None, links=lambda: ["lo"], cni_facts=read)  # type: ignore[arg-type]
+    config = conf('[flannel]\nsubnet_file = "/tmp/subnet.env"\n')
+    assert r.facts(config).cni.kind == "canal" and seen["path"] == "/tmp/subnet.env"
+    assert r.facts().cni.why == "not judged"  # no config: the default (Calico)
+    assert r.facts(conf('[cni]\nkind = "calico"\n')).cni.kind == "calico"
+
+
+def test_the_reconciler_reads_only_what_the_judgement_needs(tmp_path):
+    """Plain Calico (cali* veths, no flannel device): no `ip -d`, no routes, no Felix read."""
+    from calfwd.reconcile import Reconciler
+
+    class NoReads:
+        def tables(self):
+            raise AssertionError("Felix's rules read although a cali* interface shows Calico")
+    subnet = tmp_path / "subnet.env"
+    subnet.write_text("FLANNEL_NETWORK=10.42.0.0/16\n")
+    r = Reconciler(nft=NoReads(), links=lambda: ["lo", "eth0", "cali1a2b3c4d5e6"])  # type: ignore[arg-type]
+    verdict = r.judge_cni(conf(f'[flannel]\nsubnet_file = "{subnet}"\n'))
+    assert verdict.kind == "calico" and "ignored: no flannel device" in verdict.why

@@ -159,6 +159,13 @@ BAD = [
     ("out of range: flush interval", _key("daemon", "on_calico_flush_interval = -1"), "daemon.on_calico_flush_interval:", "out of range"),
     ("wrong type: flush timeout", _key("daemon", 'on_calico_flush_timeout = "60"'), "daemon.on_calico_flush_timeout:", "number of seconds"),
     ("out of range: flush timeout", _key("daemon", "on_calico_flush_timeout = 100000"), "daemon.on_calico_flush_timeout:", "out of range"),
+    ("unknown cni kind", _key("cni", 'kind = "cilium"'), "cni.kind:", "not one of: auto, calico, canal, flannel"),
+    ("wrong type: cni kind", _key("cni", "kind = true"), "cni.kind:", "must be a string"),
+    ("subnet file relative", _key("flannel", 'subnet_file = "run/flannel/subnet.env"'), "flannel.subnet_file:",
+     "absolute path"),
+    ("subnet file a directory", _key("flannel", 'subnet_file = "/run/flannel/"'), "flannel.subnet_file:", "directory"),
+    ("subnet file not a string", _key("flannel", "subnet_file = 1"), "flannel.subnet_file:", "must be a string"),
+    ("unknown key in cni", _key("cni", 'type = "canal"'), "cni.type:", "unknown key"),
 ]
 
 
@@ -445,3 +452,22 @@ def test_check_warns_when_others_can_write_the_metrics_directory(tmp_path):
         else:
             assert len(warned) == 1 and warned[0].startswith(f"calfwd: warning: {path}: metrics.textfile: "), warned
             assert f"its directory {textdir}" in warned[0] and why in warned[0], warned
+
+
+def test_cni_defaults_to_auto_and_flannels_subnet_file():
+    c = parse(MINIMAL)
+    assert c.cni_kind == "auto" and c.flannel_subnet_file == "/run/flannel/subnet.env"
+    for kind in ("auto", "calico", "canal", "flannel"):
+        assert parse(MINIMAL + f'[cni]\nkind = "{kind}"\n').cni_kind == kind
+    assert parse(MINIMAL + '[flannel]\nsubnet_file = "/tmp/x.env"\n').flannel_subnet_file == "/tmp/x.env"
+
+
+def test_cni_refusals_through_cli_exit_2_one_line_each(tmp_path):
+    for text, key, why in (('[cni]\nkind = "cilium"\n', "cni.kind", "not one of"),
+                           ('[flannel]\nsubnet_file = "subnet.env"\n', "flannel.subnet_file", "absolute path")):
+        path = tmp_path / "c.toml"
+        path.write_text(MINIMAL + text)
+        result = run_check(str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"calfwd: {path}: {key}: ") and why in lines[0], lines

@@ -4,7 +4,10 @@ firewalld facts and the per-layer entries. Pure."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from calfwd.desired import HostFacts
+from calfwd.judge.cni import CniVerdict
 from calfwd.reconcile import LayerPlan, Outcome
 from calfwd.status import document, health
 
@@ -19,7 +22,7 @@ def test_the_daemons_document_keeps_its_keys():
     doc = document.daemon(health.assess(outcome), outcome, pid=7, updated=1.0, config_path="c", zone="calfwd",
                           pools=["10.0.0.0/16"], following_kernel=True)
     assert list(doc) == ["schema", "pid", "pid_start", "updated", "config", "state", "in_sync", "problems",
-                         "firewalld", "zone", "pools", "last_reconcile", "layers", "flushed",
+                         "firewalld", "cni", "zone", "pools", "last_reconcile", "layers", "flushed",
                          "flush_guard_problem", "firewalld_table_missing", "kernel_blocking", "kernel_events"]
 
 
@@ -29,8 +32,23 @@ def test_status_json_keeps_its_keys_and_shares_the_firewalld_facts_and_the_layer
                               zone="calfwd", pools=[], following_kernel=True)
     doc = document.status_json(config_path="c", in_sync=False, daemon=None, seen=["flushed"], facts=FACTS,
                                errors=[], pools=None, layers=LAYERS)
-    assert list(doc) == ["config", "in_sync", "daemon", "blocking", "firewalld", "errors", "pools", "layers"]
+    assert list(doc) == ["config", "in_sync", "daemon", "blocking", "firewalld", "cni", "errors", "pools", "layers"]
     assert doc["firewalld"] == daemons["firewalld"] and doc["layers"] == daemons["layers"]
+    assert doc["cni"] == daemons["cni"] == {"kind": "calico", "why": "not judged", "flannel_devices": [],
+                                            "ports": []}
     assert doc["blocking"] == ["net.ipv4.ip_forward = 0", "flushed"]
     assert doc["daemon"] == {"running": False, "pid": None, "state": None, "updated": None, "flushed": [],
                              "firewalld_table_missing": False, "kernel_blocking": []}
+
+
+def test_both_documents_name_the_cni_and_flannels_ports():
+    canal = replace(FACTS, cni=CniVerdict("canal", "flannel's flannel.1 with Calico's policy (Felix's rules)",
+                                          ("flannel.1",), (8472,), (), False))
+    outcome = Outcome("resync", LAYERS, (), False, 0.0123, 0.001, canal)
+    daemons = document.daemon(health.assess(outcome), outcome, pid=7, updated=1.0, config_path="c",
+                              zone="calfwd", pools=[], following_kernel=True)
+    doc = document.status_json(config_path="c", in_sync=False, daemon=None, seen=[], facts=canal,
+                               errors=[], pools=None, layers=LAYERS)
+    assert doc["cni"] == daemons["cni"] == {
+        "kind": "canal", "why": "flannel's flannel.1 with Calico's policy (Felix's rules)",
+        "flannel_devices": ["flannel.1"], "ports": ["8472/udp"]}

@@ -37,12 +37,15 @@ SNAPSHOT = Snapshot(
     reconciles=((("resync", "verified"), 3), (("start", "failed"), 1)),
     duration=Histogram((0.01, 0.1), (1, 2, 1), 0.5625), firewalld_reloads=2, firewalld_restarts=1,
     flushes=((("calico", "reload"), 1),), conflicts=0, table_repairs=4, last_success=1764547200.25,
-    flush_guard_installed=False)
+    flush_guard_installed=False, cni="canal")
 
 EXPECTED = """\
 # HELP calfwd_info calfwd's version, and firewalld's version and backend at the last reconcile (empty when firewalld was not running).
 # TYPE calfwd_info gauge
 calfwd_info{version="0.1.0",firewalld_version="1.3.3",firewalld_backend="nftables"} 1
+# HELP calfwd_cni_info 1 for the CNI calfwd served at the last reconcile (calico, canal, flannel; unknown is served as calico).
+# TYPE calfwd_cni_info gauge
+calfwd_cni_info{kind="canal"} 1
 # HELP calfwd_firewalld_running 1 when firewalld was RUNNING at the last reconcile.
 # TYPE calfwd_firewalld_running gauge
 calfwd_firewalld_running 1
@@ -92,6 +95,7 @@ def test_a_known_snapshot_renders_exactly():
 def test_before_the_first_reconcile_families_without_series_are_left_out():
     text = render(Tally("0.1.0").snapshot())
     assert "calfwd_in_sync" not in text and "calfwd_last_success_timestamp_seconds" not in text
+    assert "calfwd_cni_info" not in text  # no verdict before the first reconcile
     # Counters are there from the start at 0, so that increase() counts the first event.
     assert 'calfwd_reconciles_total{trigger="firewalld-reloaded",result="failed"} 0\n' in text
     assert 'calfwd_flushes_total{owner="kube-proxy",cause="stop"} 0\n' in text
@@ -349,3 +353,15 @@ def test_cleanup_leaves_a_fifo_a_link_a_device_and_anothers_file_alone_and_says_
         assert removed == "" and why in left and str(path) in left and "\n" not in left, (path, left)
         assert os.path.lexists(path)
     assert ours.read_text() == text, "the link's target untouched"
+
+
+def test_the_cni_served_at_the_last_reconcile_is_one_series():
+    from dataclasses import replace
+    from calfwd.judge.cni import CniVerdict
+    tally = Tally("0.1.0")
+    tally.reconciled(outcome(), now=1.0)
+    assert 'calfwd_cni_info{kind="calico"} 1\n' in render(tally.snapshot())
+    canal = Outcome("resync", (), (), True, 0.01, 0.001, replace(FACTS, cni=CniVerdict("canal", "seen")))
+    tally.reconciled(canal, now=2.0)
+    text = render(tally.snapshot())
+    assert 'calfwd_cni_info{kind="canal"} 1\n' in text and 'kind="calico"' not in text

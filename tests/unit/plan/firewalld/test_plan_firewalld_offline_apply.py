@@ -243,3 +243,11 @@ def test_a_directory_sharing_the_running_firewalld_s_files_is_found_by_identity_
     (image / "zones").mkdir()
     assert shared_with(str(image), str(live)) == "", "a directory of its own"
     assert shared_with(str(image), str(tmp_path / "missing")) == ""
+
+
+def test_offline_serves_the_configured_cni_and_reads_nothing_of_the_host():
+    """The directory may be an image's: "auto" serves Calico as before, a named kind is served."""
+    assert offline_facts("2.3.1", {}).cni.kind == "calico"
+    canal = desired(parse(BASE + '[cni]\nkind = "canal"\n', "calfwd.toml"), offline_facts("2.3.1", {}, "canal"))
+    assert "flannel.1" in canal.firewalld.zone.interfaces
+    assert ("8472", "udp") in canal.firewalld.policies[1].ports
