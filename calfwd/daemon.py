@@ -202,6 +202,10 @@ class Daemon:
         if previous is not None:
             self.kernel.carry(health.daemon_outages(previous))
         self.kernel.observe()  # before the first reconcile, whose reload may flush them
+        # The poll's baseline is read before the first judgement, never after it: a sysctl
+        # changed between that judgement and the first poll would otherwise be the baseline,
+        # and the verdict would stay "ok" until the next reconcile.
+        self._forwarding = self._read_forwarding()
         self._reconcile(frozenset({"start"}))
 
     def _arm_watchdog(self) -> None:
@@ -250,10 +254,15 @@ class Daemon:
         if member in RUNTIME_SIGNALS and sender is not None and sender == self.owner:
             self._judge_due.request(f"firewalld-{member}")
 
-    def _poll_forwarding(self) -> bool:
+    def _read_forwarding(self) -> Optional[dict]:
         try:
-            now = hostnet.read_forwarding()
+            return hostnet.read_forwarding()
         except OSError:
+            return None
+
+    def _poll_forwarding(self) -> bool:
+        now = self._read_forwarding()
+        if now is None:
             return True
         if self._forwarding is not None and now != self._forwarding:
             self._judge_due.request("forwarding-changed")
