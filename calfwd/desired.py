@@ -6,23 +6,15 @@ The plan modules compare this with what the drivers read; only the drivers touch
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calfwd.config import Config
 from calfwd.config.schema import HOST_PORTS, HOST_PROTOCOLS, WIREGUARD_DEVICES, IPNetwork
+from calfwd.judge.guard import version_tuple
 from calfwd.judge.cni import CALICO_TUNNELS, FLANNEL_BRIDGE, FLANNEL_DEVICES, CniVerdict
 
 CALFWD_DESCRIPTION = "Managed by calfwd: Calico pod traffic. Edit /etc/calfwd/calfwd.toml, not this."
-
-
-def version_tuple(version: str) -> Optional[Tuple[int, ...]]:
-    """firewalld's version as numbers: what it can do depends on it (policies from 1.0)."""
-    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", version or "")
-    if not match:
-        return None
-    return tuple(int(g) for g in match.groups() if g is not None)
 
 
 @dataclass(frozen=True)

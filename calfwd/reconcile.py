@@ -22,7 +22,7 @@ from calfwd.drivers import FirewalldDriver, NftDriver
 from calfwd.drivers import budget as budgets
 from calfwd.judge.exposure import HostNetwork, withheld_sources
 from calfwd.plan.firewalld import online as fw_plan
-from calfwd.plan.firewalld import rendered
+from calfwd.judge import rendered
 from calfwd.plan import nftables as nft_plan
 from calfwd.judge import pools as felix_pools
 from calfwd.judge.pools import FelixSets, PoolState

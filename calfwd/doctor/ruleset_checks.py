@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from calfwd.desired import version_tuple
+from calfwd.judge.guard import version_tuple
 from calfwd.doctor.findings import INFO, OK, WARNING, Finding, iface_matches, unknown_finding
 from calfwd.doctor.snapshot import HostSnapshot, Read
 

@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-from calfwd.plan.firewalld.rendered import nft_matches
+from calfwd.judge.rendered import nft_matches
 
 DROPPING = frozenset({"DROP", "REJECT", "%%REJECT%%"})
 FORWARDING = (("net.ipv4.ip_forward", 4), ("net.ipv6.conf.all.forwarding", 6))
@@ -45,7 +45,7 @@ class FirewalldPaths:
     targets: Mapping[str, str] = field(default_factory=dict)
     policies: Tuple[PolicyFacts, ...] = ()
     # The zone each interface pattern hands forwarded traffic to, in the order firewalld asks
-    # (plan/firewalld/rendered.forward_dispatch); None: not read (the iptables backend).
+    # (judge/rendered.forward_dispatch); None: not read (the iptables backend).
     dispatch: Optional[Tuple[Tuple[str, str], ...]] = None
 
 

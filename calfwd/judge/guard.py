@@ -33,7 +33,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
-from calfwd.desired import version_tuple
 
 DROPIN_PATH = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
 # Tests (and unusual layouts) point calfwd at another file; the CLI options override this too.
@@ -49,6 +48,14 @@ FIREWALLD_COMMANDS = (
 )
 MULTI_BINARIES = ("/usr/sbin/xtables-nft-multi", "/usr/sbin/xtables-legacy-multi")
 _IPTABLES_NAME = re.compile(r"^(xtables-.*-multi|iptables.*|ip6tables.*|ebtables.*)$")
+
+
+def version_tuple(version: str) -> Optional[Tuple[int, ...]]:
+    """firewalld's version as numbers: what it can do depends on it (policies from 1.0)."""
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", version or "")
+    if not match:
+        return None
+    return tuple(int(g) for g in match.groups() if g is not None)
 
 
 def dropin_path(override: Optional[str] = None) -> str:

@@ -16,7 +16,7 @@ FIXTURES = REPO.parent / "shared" / "fixtures" / "firewalld"
 READ_BACK = r"""
 import json, sys
 from calfwd.drivers.nftables import Nftables
-from calfwd.plan.firewalld import rendered as r
+from calfwd.judge import rendered as r
 chains = Nftables().read_chains(r.DISPATCH_CHAINS)
 print(json.dumps(r.rendering_problems(chains, sys.argv[1], "calfwd-forward")))
 """

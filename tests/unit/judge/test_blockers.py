@@ -118,7 +118,7 @@ def test_which_binding_wins_is_read_from_firewalds_rendered_dispatch():
 
 
 def test_forward_dispatch_as_each_release_renders_it():
-    from calfwd.plan.firewalld.rendered import forward_dispatch
+    from calfwd.judge.rendered import forward_dispatch
 
     def rule(iif, target, verb="goto", oif=None):
         expr = [{"match": {"left": {"meta": {"key": "iifname"}}, "op": "==", "right": iif}}]

@@ -4,7 +4,7 @@ into a real kernel in tests/integration/test_firewalld_rendered.py."""
 
 from __future__ import annotations
 
-from calfwd.plan.firewalld import rendered as r
+from calfwd.judge import rendered as r
 
 
 def rule(right):
