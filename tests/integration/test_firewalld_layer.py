@@ -398,10 +398,10 @@ def test_a_binding_made_between_plan_and_apply_fails_clearly(node):
 
 
 NOT_RUNNING = r"""
-import json, dbus
+import dataclasses, json, dbus
 from calfwd.drivers.firewalld import Firewalld
 fw = Firewalld(dbus.SystemBus(), timeout=2)
-print(json.dumps([fw.state(), fw.running(), fw.info().__dict__, fw.facts().__dict__]))
+print(json.dumps([fw.state(), fw.running(), dataclasses.asdict(fw.info()), dataclasses.asdict(fw.facts())]))
 """
 
 
@@ -412,3 +412,4 @@ def test_facts_when_firewalld_is_not_on_the_bus(node):
     assert state is None and running is False and info["running"] is False and info["state"] == ""
     assert {k: facts[k] for k in ("firewalld_running", "firewalld_version", "default_zone", "firewalld_state")} \
         == {"firewalld_running": False, "firewalld_version": "", "default_zone": "public", "firewalld_state": ""}
+    assert facts["cni"]["kind"] == "calico"  # the driver never judges the CNI; reconcile does
