@@ -266,6 +266,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
             if found.resolved is not None:
                 snap["config"] = found.resolved
             snap["drift"], snap["conflicts"] = found.lines, found.conflicts
+            snap["cni"], snap["auto_pools"] = found.cni, found.pools
         _try(unknown, Read.DRIFT, partial(read_drift, config, nft, drift))
     elif config is not None and nft is not None:
         unknown[Read.DRIFT] = "not read: the caller computes calfwd's drift, and none was asked for"

@@ -84,7 +84,7 @@ class PoolState:
         extra = [n.with_prefixlen for n in _outside(self.masq, self.pools)]
         if extra:  # Felix masquerades these sources too, though no pod lives there
             shown += ", " + ", ".join(f"{n} (natOutgoing only)" for n in extra)
-        tail = f" ({_whose(self.source)})" if self.source else ""
+        tail = f" ({whose(self.source)})" if self.source else ""
         if self.problem:
             tail += f"; {self.problem}"
         if self.refused:
@@ -174,14 +174,16 @@ def unreadable(error: str, last: Optional[PoolState]) -> PoolState:
 
 
 def keeping(last: PoolState, what: str = "the pools") -> str:
-    where = f"read before from {_whose(last.source)}" if last.source in (IPSET, NFTABLES) \
+    where = f"read before from {whose(last.source)}" if last.source in (IPSET, NFTABLES) \
         or last.source.startswith("flannel's") else last.source or "read before"
     return f"keeping {what} {where}"
 
 
-def _whose(source: str) -> str:
+def whose(source: str) -> str:
     """Felix's sources are named by kind ("ip sets"); flannel's and calfwd's carry their owner."""
-    return f"Felix's {source}" if source in (IPSET, NFTABLES) else source
+    if source in (IPSET, NFTABLES):
+        return f"Felix's {source}"
+    return f"the pools {source}" if source.startswith("applied before") else source
 
 
 # The sets of calfwd's own table (plan/nftables.py render()) and the IP version of each.

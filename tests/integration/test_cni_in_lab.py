@@ -77,6 +77,9 @@ def canal_lab(tmp_path):
         lab.flannel = FlannelSim(lab.node, lab.addr.pool_v4, lab.addr.block_v4)
         lab.flannel.add_vxlan(lab.uplink)
         lab.flannel.install()
+        # A default Canal node is IPv4 only (FELIX_IPV6SUPPORT=false): no IPv6 pod route or block.
+        lab.node.run("ip", "-6", "route", "del", lab.addr.pod_v6 + "/128", "dev", lab.workload.iface)
+        lab.node.run("ip", "-6", "route", "del", "blackhole", lab.addr.block_v6)
         yield lab
 
 
@@ -122,6 +125,11 @@ def test_canal_pools_come_from_flannel_and_pod_egress_survives_the_flush(canal_l
     flush_as_firewalld_does(lab)
     assert not lab.pod_reaches_proxy(), "following Felix's pools on Canal, the flush takes pod egress away"
     lab.flannel.restore()
+    doctor = calfwd.cli("doctor")
+    assert (f"ERROR   pools: pod route {lab.addr.pod_v4}/32 dev {lab.workload.iface} lies in none of the pools "
+            f"calfwd uses ({DEFAULT_POOL}) (they follow Felix's ip sets), on a node running flannel (flannel.1)") \
+        in doctor.stdout, doctor.stdout
+    assert doctor.returncode != 0
 
     calfwd.write_config(AUTO + f'[flannel]\nsubnet_file = "{absent}"\n')
     calfwd.start()
@@ -129,6 +137,12 @@ def test_canal_pools_come_from_flannel_and_pod_egress_survives_the_flush(canal_l
     assert f"auto -> {lab.addr.pool_v4} (natOutgoing) (flannel's iptables rules (FLANNEL-POSTRTG))" in changed, changed
     assert DEFAULT_POOL not in changed
     assert calfwd_masq4(lab) == [lab.addr.pool_v4]
+    lab.flannel.restore()  # flannel's resync after the flush of calfwd's own firewalld reload
+    doctor = calfwd.cli("doctor")
+    assert "cni: canal (flannel's flannel.1 with Calico's policy" in doctor.stdout, doctor.stdout
+    assert (f'ip_pools = "auto" follows flannel\'s iptables rules (FLANNEL-POSTRTG): {lab.addr.pool_v4} '
+            "(natOutgoing)") in doctor.stdout, doctor.stdout
+    assert "lies in none of the pools" not in doctor.stdout
     listing = lab.node.run("nft", "list", "chain", "inet", "calfwd", "postrouting").stdout
     assert "meta mark & 0x00004000 == 0x00004000 return" in listing and "ip daddr != 224.0.0.0/4" in listing, listing
     for i in range(2):
