@@ -21,7 +21,7 @@ TRIGGERS = ("start", "firewalld-reloaded", "firewalld-started", "resync", "confi
 # status/health.py's verdicts, worst last: one series each, 1 for the current one (a state set).
 HEALTH_STATES = ("ok", "warning", "not-verified", "blocked", "error")
 RESULTS = ("verified", "not-verified", "failed")
-FLUSH_OWNERS = ("calico", "kube-proxy")
+FLUSH_OWNERS = ("calico", "kube-proxy", "flannel", "kube-router", "portmap")
 FLUSH_CAUSES = ("start", "reload", "stop", "not-firewalld")
 
 Labels = Tuple[Tuple[str, str], ...]
@@ -126,7 +126,7 @@ class Tally:
             self.firewalld_reloads += 1
         elif kind == "table-repaired":
             self.table_repairs += 1
-        elif kind in ("calico-flushed", "kube-proxy-flushed"):
+        elif kind in ("calico-flushed", "kube-proxy-flushed", "cni-flushed"):
             cause = str(fields.get("cause") or "not-firewalld")
             for owner in fields.get("owners") or ():
                 key = (str(owner).lower(), cause)

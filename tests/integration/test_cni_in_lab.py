@@ -11,6 +11,7 @@ import pytest
 from lab import CalicoSim, Lab, probe, unavailable
 from lab.calfwd import AUTO_CONFIG as AUTO, Calfwd, minimal_config
 from lab.flannel import FlannelSim
+from lab.wait import wait_until
 
 
 def test_a_canal_node_gets_flannels_device_and_port_not_calicos(lab):
@@ -131,7 +132,7 @@ def test_canal_pools_come_from_flannel_and_pod_egress_survives_the_flush(canal_l
         in doctor.stdout, doctor.stdout
     assert doctor.returncode != 0
 
-    calfwd.write_config(AUTO + f'[flannel]\nsubnet_file = "{absent}"\n')
+    calfwd.write_config(AUTO + f'[flannel]\nsubnet_file = "{absent}"\n[daemon]\nresync_interval = 1\n')
     calfwd.start()
     changed = calfwd.wait_for("pools-changed")[0]
     assert f"auto -> {lab.addr.pool_v4} (natOutgoing) (flannel's iptables rules (FLANNEL-POSTRTG))" in changed, changed
@@ -146,12 +147,30 @@ def test_canal_pools_come_from_flannel_and_pod_egress_survives_the_flush(canal_l
     listing = lab.node.run("nft", "list", "chain", "inet", "calfwd", "postrouting").stdout
     assert "meta mark & 0x00004000 == 0x00004000 return" in listing and "ip daddr != 224.0.0.0/4" in listing, listing
     for i in range(2):
+        lab.calico.restore()  # Felix's and flannel's resyncs since the last flush
+        lab.flannel.restore()
+        wait_until(lambda: calfwd.cli("status").returncode == 0, 10, "in sync before the flush")
+        mark = calfwd.line_count()
         flush_as_firewalld_does(lab)
         assert lab.pod_reaches_proxy(), f"pod -> proxy broken after flush {i + 1}"
         assert lab.peer_reaches_pod(), f"peer -> pod broken after flush {i + 1}"
+        # The flush watch names flannel beside Calico, with flannel's own way back.
+        flushed = calfwd.wait_for("calico-flushed", after=mark)[0]
+        assert "Calico's and flannel's iptables rules" in flushed and "ip nat POSTROUTING -> FLANNEL-POSTRTG" in flushed
+        assert "flannel's masquerade (FLANNEL-POSTRTG) and forward rules are gone until its resync" in flushed, flushed
+    if lab.firewalld.build.major < 2:  # a firewalld flush is an outage until flannel's resync
+        status = calfwd.cli("status")
+        assert status.returncode == 1 and "flushed flannel's iptables rules" in status.stdout, status.stdout
+        lab.calico.restore()
+        wait_until(lambda: [f["owner"] for f in calfwd.status_doc()["flushed"]] == ["flannel"], 10,
+                   "Felix restored; flannel's rules still gone")
+        lab.flannel.restore()  # flannel's resync
+        wait_until(lambda: calfwd.cli("status").returncode == 0, 10, "status ok once flannel's rules are back")
 
-    # Restarted while flannel's rules are still gone: the pools calfwd applied stay.
+    # Stopped, a flush meanwhile, restarted while flannel's rules are still gone: the pools
+    # calfwd applied stay.
     assert calfwd.stop() == 0
+    flush_as_firewalld_does(lab)
     calfwd.start()
     assert calfwd_masq4(lab) == [lab.addr.pool_v4]
     assert lab.pod_reaches_proxy(), "pod -> proxy after calfwd restarted with flannel's rules flushed"
