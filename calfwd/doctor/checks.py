@@ -29,6 +29,7 @@ from calfwd.doctor.findings import (ERROR, INFO, OK, UNKNOWN, WARNING, Finding, 
                                     iface_matches, in_any, unknown_finding, unread, zone_of)
 from calfwd.doctor.firewalld_checks import (check_direct, check_firewalld, check_flush, check_guard,
                                             check_strict_forward_ports, check_table_owner)
+from calfwd.doctor.cni_checks import check_networkmanager, check_nm_cloud_setup
 from calfwd.doctor.ruleset_checks import check_flowtable, check_nftables_service, check_reload_policy
 from calfwd.doctor.snapshot import HostSnapshot, Read
 
@@ -37,7 +38,7 @@ def diagnose(snap: HostSnapshot) -> Report:
     findings: List[Finding] = []
     for check in (_config, check_firewalld, check_flush, check_guard, check_direct, check_strict_forward_ports,
                   check_table_owner, check_reload_policy, check_flowtable, check_nftables_service, _exposure,
-                  _paths, _cni, _pools, _drift, _flushed_now):
+                  _paths, _cni, check_networkmanager, check_nm_cloud_setup, _pools, _drift, _flushed_now):
         findings.extend(check(snap))
     shown = {f.read for f in findings if f.read is not None}
     for read in Read:  # a failed read no check needed this time is still said

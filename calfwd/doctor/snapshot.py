@@ -45,6 +45,8 @@ class Read(str, enum.Enum):
     GUARD_PATHS = "guard-paths"
     GUARD_ACTIVE = "guard-active"
     NFTABLES_SERVICE = "nftables-service"
+    NETWORKMANAGER = "networkmanager"
+    NM_CLOUD_SETUP = "nm-cloud-setup"
 
     @property
     def description(self) -> str:
@@ -64,6 +66,7 @@ DESCRIPTIONS = {
     Read.GUARD_DROPIN: "the flush guard's drop-in", Read.GUARD_PATHS: "the iptables binaries",
     Read.GUARD_ACTIVE: "firewalld's mounts",
     Read.NFTABLES_SERVICE: "whether nftables.service is enabled",
+    Read.NETWORKMANAGER: "NetworkManager's configuration", Read.NM_CLOUD_SETUP: "whether nm-cloud-setup is enabled",
 }
 
 
@@ -140,4 +143,7 @@ class HostSnapshot:
     # nftables.service's enablement links (systemd's *.target.wants/nftables.service); (): not
     # enabled. Its start, reload and stop run `flush ruleset`.
     nftables_service: Tuple[str, ...] = ()
+    # NetworkManager's [keyfile] unmanaged-devices; None: NetworkManager is not in use.
+    networkmanager: Optional[Tuple[str, ...]] = None
+    nm_cloud_setup: Tuple[str, ...] = ()  # nm-cloud-setup's enablement links; (): not enabled
     unknown: Mapping[str, str] = field(default_factory=dict)

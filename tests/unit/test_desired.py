@@ -226,7 +226,7 @@ def test_auto_pools_on_canal_come_from_flannel_never_from_felixs_sets(tmp_path):
     subnet.mkdir()  # not a regular file: the last pools stay, the reason is named
     state = r.resolve_pools(config)
     assert [str(n) for n in state.pools] == ["10.43.0.0/16"]
-    assert state.problem.startswith(f"cannot read flannel's network: {subnet}: not a regular file (keeping")
+    assert state.problem.startswith(f"cannot read flannel's network: {subnet}: a directory, not a regular file (keeping")
 
 
 def test_the_repair_path_keeps_flannels_masquerade_on_canal():

@@ -87,3 +87,68 @@ def test_flannels_network_unread_keeps_the_pools_and_warns():
     none = PoolState(problem="flannel's network not found", follows=FLANNEL)
     found = findings(healthy(config=config, auto_pools=none, cni=CANAL), "pools")
     assert [f.severity for f in found] == [WARNING] and "until flannel's network is known" in found[0].why
+
+
+# -- NetworkManager and nm-cloud-setup (RKE2's known issues) ---------------------------
+
+from calfwd.doctor import reads  # noqa: E402
+from calfwd.doctor.cni_checks import RKE2_UNMANAGED, unmanaged, unmanaged_specs  # noqa: E402
+
+
+def test_unmanaged_devices_as_networkmanager_merges_them():
+    files = [("NetworkManager.conf", "[main]\nplugins=keyfile\n[keyfile]\nunmanaged-devices=interface-name:docker0\n"),
+             ("10-rke2.conf", f"[keyfile]\nunmanaged-devices+={RKE2_UNMANAGED}\n"),
+             ("20-undo.conf", "# not ours\n[keyfile]\nunmanaged-devices-=interface-name:tunl*\n"),
+             ("30-other.conf", "[device]\nunmanaged-devices=interface-name:eth9\n")]
+    specs = unmanaged_specs(files)
+    assert specs[0] == "interface-name:docker0" and "interface-name:flannel*" in specs
+    assert "interface-name:tunl*" not in specs and "interface-name:eth9" not in specs
+    assert unmanaged("flannel.1", specs) and unmanaged("cali0123456789a", specs)
+    assert not unmanaged("eth0", specs) and not unmanaged("tunl0", specs)
+    assert unmanaged("cni0", ["interface-name:=cni0"]) and not unmanaged("cni01", ["interface-name:=cni0"])
+    assert unmanaged("Flannel.1", ["interface-name:~flannel*"]) and not unmanaged("flannel.1", ["mac:00:11"])
+    assert unmanaged_specs([("a.conf", "[keyfile]\nunmanaged-devices=interface-name:a\n"),
+                            ("b.conf", "[keyfile]\nunmanaged-devices=interface-name:b\n")]) == ("interface-name:b",)
+
+
+def nm_findings(tmp_path, monkeypatch, dropin=None, enabled=True, cloud=False, cni=CANAL):
+    nm, systemd = tmp_path / "NetworkManager", tmp_path / "systemd"
+    (nm / "conf.d").mkdir(parents=True)
+    (nm / "NetworkManager.conf").write_text("[main]\nplugins=keyfile\n")
+    if dropin is not None:
+        (nm / "conf.d" / "rke2-canal.conf").write_text(dropin)
+    (systemd / "multi-user.target.wants").mkdir(parents=True)
+    (systemd / "timers.target.wants").mkdir(parents=True)
+    if enabled:
+        (systemd / "multi-user.target.wants" / "NetworkManager.service").symlink_to("/usr/lib/systemd/system/x")
+    if cloud:
+        (systemd / "timers.target.wants" / "nm-cloud-setup.timer").symlink_to("/usr/lib/systemd/system/y")
+    monkeypatch.setenv(reads.NM_DIR_ENV, str(nm))
+    monkeypatch.setenv(reads.SYSTEMD_DIR_ENV, str(systemd))
+    snap = healthy(cni=cni, networkmanager=reads.read_networkmanager(), nm_cloud_setup=reads.read_nm_cloud_setup())
+    return findings(snap, "networkmanager"), findings(snap, "nm-cloud-setup")
+
+
+def test_networkmanager_managing_flannels_and_calicos_devices_is_a_warning(tmp_path, monkeypatch):
+    nm, cloud = nm_findings(tmp_path, monkeypatch)
+    assert [(f.severity, f.saw) for f in nm] == [(WARNING, "NetworkManager manages flannel*, cali* on this canal node")]
+    assert RKE2_UNMANAGED in nm[0].fix and "systemctl reload NetworkManager" in nm[0].fix
+    assert [f.severity for f in cloud] == [INFO]
+
+
+def test_rke2s_dropin_makes_it_ok_and_nm_cloud_setup_is_a_warning(tmp_path, monkeypatch):
+    nm, cloud = nm_findings(tmp_path, monkeypatch, dropin=f"[keyfile]\nunmanaged-devices={RKE2_UNMANAGED}\n",
+                            cloud=True)
+    assert [f.severity for f in nm] == [OK]
+    assert [f.severity for f in cloud] == [WARNING] and "rancher/rke2#1053" in cloud[0].why
+    assert "nm-cloud-setup.timer" in cloud[0].saw
+
+
+def test_silent_without_networkmanager_and_on_plain_calico(tmp_path, monkeypatch):
+    nm, _cloud = nm_findings(tmp_path, monkeypatch, enabled=False)
+    assert nm == []
+    nm, cloud = nm_findings(tmp_path / "calico", monkeypatch, cni=CniVerdict("calico", "Calico"))
+    assert nm == [] and cloud == []
+    nm, _cloud = nm_findings(tmp_path / "flannel", monkeypatch, cni=FLANNEL_NODE,
+                             dropin="[keyfile]\nunmanaged-devices=interface-name:flannel*\n")
+    assert [f.severity for f in nm] == [OK], "flannel (k3s) has no cali* veths to leave alone"
