@@ -10,7 +10,7 @@ import pytest
 
 from lab import CalicoSim, Lab, probe, unavailable
 from lab.calfwd import AUTO_CONFIG as AUTO, Calfwd, minimal_config
-from lab.flannel import FlannelSim
+from lab.flannel import FlannelSim, make_k3s_node
 from lab.wait import wait_until
 
 
@@ -213,5 +213,58 @@ def test_a_subnet_file_wins_and_is_followed_and_a_garbled_one_keeps_the_pools(ca
     assert calfwd_masq4(lab) == [wider], "the last good pools stay in force"
     flush_as_firewalld_does(lab)
     assert lab.pod_reaches_proxy(), "pod egress masqueraded by the kept pools"
+    assert calfwd.stop() == 0
+    assert calfwd.cli("cleanup").returncode == 0
+
+
+@pytest.fixture
+def k3s_lab(tmp_path):
+    """A k3s node: flannel alone (no Calico), the pod on the bridge cni0 with an address from
+    the node's lease, flannel's masquerade and forward rules, its subnet file on the host."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Lab(tmp_path, calico=False) as lab:
+        lab.flannel = FlannelSim(lab.node, lab.addr.pool_v4, lab.addr.block_v4)
+        make_k3s_node(lab, lab.flannel)
+        lab.flannel.install()
+        lab.flannel.forward_rules()
+        lab.subnet_file = lab.workdir / "subnet.env"
+        lab.flannel.write_subnet_file(lab.subnet_file)
+        yield lab
+
+
+def test_a_k3s_node_is_served_on_cni0_and_pod_egress_survives_the_flush(k3s_lab):
+    """flannel's bridge cni0 (never veth+) in calfwd's zone, flannel's port, the pools from the
+    subnet file; after firewalld flushes flannel's rules, pods still reach the outside
+    (calfwd's masquerade) and are reached from the peer; the flush is reported as flannel's."""
+    lab = k3s_lab
+    assert lab.pod_reaches_proxy(), "flannel masquerades pod egress (the lab is sound)"
+    lab.firewalld.start()
+    lab.flannel.install()
+    assert not lab.pod_reaches_proxy(), "firewalld alone rejects what comes from cni0"
+    calfwd = Calfwd(lab, AUTO + f'[flannel]\nsubnet_file = "{lab.subnet_file}"\n')
+    calfwd.start()
+    changed = calfwd.wait_for("pools-changed")[0]
+    assert f"auto -> {lab.addr.pool_v4} (natOutgoing) (flannel's subnet file {lab.subnet_file})" in changed, changed
+    status = calfwd.cli("status")
+    assert "cni: flannel (flannel's flannel.1 and the bridge cni0, no Calico)" in status.stdout, status.stdout
+    interfaces = lab.firewalld.firewall_cmd("--zone=calfwd", "--list-interfaces").split()
+    assert "cni0" in interfaces and "flannel.1" in interfaces
+    assert not any(i.startswith(("veth", "cali")) for i in interfaces), interfaces
+    assert lab.firewalld.firewall_cmd("--policy=calfwd-host", "--list-ports").split() == ["8472/udp"]
+    lab.flannel.install()  # flannel's resync after calfwd's own firewalld reload
+    lab.flannel.forward_rules()
+    assert lab.pod_reaches_proxy() and lab.peer_reaches_pod()
+    for i in range(2):
+        mark = calfwd.line_count()
+        flush_as_firewalld_does(lab)
+        assert lab.pod_reaches_proxy(), f"pod -> proxy broken after flush {i + 1}"
+        assert lab.peer_reaches_pod(), f"peer -> pod broken after flush {i + 1}"
+        if lab.firewalld.build.major < 2:
+            flushed = calfwd.wait_for("cni-flushed", after=mark)[0]
+            assert "flushed flannel's iptables rules on reload" in flushed, flushed
+        lab.flannel.install()
+        lab.flannel.forward_rules()
     assert calfwd.stop() == 0
     assert calfwd.cli("cleanup").returncode == 0

@@ -64,6 +64,15 @@ class FlannelSim:
         listing = self.netns.run("iptables-nft", "-w", "-t", "nat", "-S", "FLANNEL-POSTRTG", check=False)
         return listing.returncode == 0 and f"-s {self.network} ! -d 224.0.0.0/4" in listing.stdout
 
+    def forward_rules(self) -> None:
+        """flannel's FORWARD accepts (--iptables-forward-rules, on by default and on k3s; RKE2's
+        Canal turns it off), one iptables-nft-restore as flannel writes them."""
+        comment = '-m comment --comment "flanneld forward"'
+        lines = ["*filter", ":FLANNEL-FWD - [0:0]", f"-A FORWARD {comment} -j FLANNEL-FWD",
+                 f"-A FLANNEL-FWD -s {self.network} {comment} -j ACCEPT",
+                 f"-A FLANNEL-FWD -d {self.network} {comment} -j ACCEPT", "COMMIT"]
+        self.netns.run("iptables-nft-restore", "--noflush", input="\n".join(lines) + "\n")
+
     def flush(self) -> None:
         """What firewalld 0.9 and 1.x do to iptables' tables on start, reload and stop."""
         self.netns.run("iptables-nft", "-w", "-t", "nat", "-F")
@@ -83,3 +92,25 @@ class FlannelSim:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
+
+
+def make_k3s_node(lab, sim: "FlannelSim") -> None:
+    """Turns the lab's Calico node into a k3s flannel node (call before anything else runs):
+    the pod's veth becomes a port of the bridge `cni0`, which holds the lease's first address
+    (flannel's CNI plugin delegates to the bridge plugin with isGateway), the pod routes by it,
+    and flannel.1 exists. IPv4 only, as k3s masquerades IPv6 only when asked."""
+    node, pod, veth = lab.node, lab.pod, lab.workload.iface
+    lease = ipaddress.ip_network(sim.lease)
+    gateway = str(lease.network_address + 1)
+    node.run("ip", "link", "add", "cni0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+    node.run("ip", "addr", "add", f"{gateway}/{lease.prefixlen}", "dev", "cni0")
+    node.run("ip", "link", "set", "cni0", "up")
+    node.run("ip", "-4", "route", "del", lab.addr.pod_v4 + "/32", "dev", veth)
+    node.run("ip", "-4", "route", "del", "blackhole", lab.addr.block_v4)
+    node.run("ip", "-6", "route", "del", lab.addr.pod_v6 + "/128", "dev", veth)
+    node.run("ip", "-6", "route", "del", "blackhole", lab.addr.block_v6)
+    node.run("ip", "link", "set", veth, "down")
+    node.run("ip", "link", "set", veth, "name", "veth" + veth[4:12])
+    node.run("ip", "link", "set", "veth" + veth[4:12], "master", "cni0", "up")
+    pod.run("ip", "-4", "route", "replace", "default", "via", gateway, "dev", "eth0", "onlink")
+    sim.add_vxlan(lab.uplink)
