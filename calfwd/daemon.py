@@ -66,7 +66,7 @@ GUARD_TRIGGERS = frozenset({"start", "config-reloaded", "firewalld-started"})
 # first of them in this order. start and config-reloaded lead: reconcile.ORPHAN_TRIGGERS is
 # keyed on the label. Unknown names rank just above resync.
 SIGNIFICANCE = ("config-reloaded", "start", "firewalld-started", "firewalld-reloaded",
-                "felix-pools-changed", "resync")
+                "felix-pools-changed", "flannel-subnet-changed", "resync")
 METRICS_HOLDOFF = 0.25  # seconds: the metrics file is written at most about 4 times a second
 # seconds: the most one reconcile (the flush guard's check included) waits on firewalld in
 # all, however many calls it makes: a hung firewalld holds the loop this long, once.
@@ -79,7 +79,8 @@ RUNTIME_SIGNALS = frozenset({
     "InterfaceAdded", "InterfaceRemoved", "ZoneChanged", "ZoneOfInterfaceChanged",
     "SourceAdded", "SourceRemoved", "ZoneOfSourceChanged"})
 JUDGE_HOLDOFF = 0.2  # seconds: a script's burst of firewall-cmd calls is judged about once
-FORWARDING_POLL = 1.0  # seconds: the kernel sends no event when a sysctl changes
+FORWARDING_POLL = 1.0  # seconds: the kernel sends no event when a sysctl changes (nor for
+# flannel's subnet file, looked at in the same poll: one stat())
 
 
 def label(triggers: FrozenSet[str]) -> str:
@@ -162,6 +163,7 @@ class Daemon:
         self._judge_due = Coalescer(self._judge_paths, JUDGE_HOLDOFF, glib)
         self._blocked: Tuple[str, ...] = ()  # what blocks a path, as last said in the journal
         self._forwarding: Optional[dict] = None
+        self._subnet_stamp: Optional[tuple] = None  # flannel's subnet file as last seen (auto pools)
         self.metrics = MetricsFile(reporter, lambda: self.config.metrics_textfile,
                                    lambda: self._metrics_due.request("metrics"))
 
@@ -261,6 +263,7 @@ class Daemon:
             return None
 
     def _poll_forwarding(self) -> bool:
+        self._poll_subnet_file()
         now = self._read_forwarding()
         if now is None:
             return True
@@ -268,6 +271,29 @@ class Daemon:
             self._judge_due.request("forwarding-changed")
         self._forwarding = now
         return True
+
+    def _subnet_file_stamp(self) -> Optional[tuple]:
+        """flannel's subnet file as (inode, mtime, size), ("absent",) when gone; None where the
+        pools cannot follow it (not "auto")."""
+        if not self.config.auto_pools:
+            return None
+        try:
+            st = os.stat(self.config.flannel_subnet_file)
+        except OSError:
+            return ("absent",)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _poll_subnet_file(self) -> None:
+        """flannel rewrites the file (by rename) when its lease or network changes: on a Canal or
+        flannel node the pools follow within a poll, not at the next resync. The baseline is
+        taken by each reconcile just before it reads the file (_reconcile), never here: a
+        change between that read and a later poll would otherwise become the baseline."""
+        if self.last is None or self.last.facts.cni.kind not in ("canal", "flannel"):
+            return
+        stamp = self._subnet_file_stamp()
+        if stamp != self._subnet_stamp:
+            self._subnet_stamp = stamp
+            self.coalescer.request("flannel-subnet-changed")
 
     def _judge_paths(self, _triggers: FrozenSet[str]) -> None:
         """A firewalld runtime change or a sysctl: judge the paths again (read only, no apply)
@@ -391,6 +417,7 @@ class Daemon:
             return
         trigger = label(triggers)
         wait = FIREWALLD_BUDGET if self.reconciler.firewalld is not None else None
+        self._subnet_stamp = self._subnet_file_stamp()  # before the reconcile reads the file
         with firewalld_budget(wait):  # the reconcile and what _report asks firewalld, together
             outcome = self.reconciler.reconcile(self.config, trigger, budget=wait,
                                                 reload_later=lambda done: self._reload_done(done, triggers))

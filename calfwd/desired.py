@@ -44,6 +44,9 @@ class NftDesired:
     calico_interfaces: Tuple[str, ...]  # nft spelling: 'cali*' for Calico's 'cali+'
 
     family: str = "inet"
+    # Canal and flannel: masquerade as flannel's FLANNEL-POSTRTG does (plan/nftables.py), since
+    # there flannel, not Felix, masquerades pod egress.
+    flannel_nat: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def nft_interface(name: str) -> str:
     return name[:-1] + "*" if name.endswith("+") else name
 
 
-def desired_nft(config: Config) -> NftDesired:
+def desired_nft(config: Config, cni: CniVerdict = CniVerdict()) -> NftDesired:
     def cidrs(nets, version):
         return tuple(sorted((n for n in nets if n.version == version), key=lambda n: (n.network_address, n.prefixlen)))
 
@@ -125,6 +128,7 @@ def desired_nft(config: Config) -> NftDesired:
         masq4=cidrs(config.nat_outgoing, 4),
         masq6=cidrs(config.nat_outgoing, 6),
         calico_interfaces=tuple(nft_interface(i) for i in config.interfaces),
+        flannel_nat=cni.kind in ("canal", "flannel"),
     )
 
 
@@ -239,4 +243,4 @@ STOCK_ZONES = frozenset({
 
 def desired(config: Config, facts: HostFacts = HostFacts()) -> Desired:
     fw = desired_firewalld(config, facts) if config.firewalld.enabled else None
-    return Desired(nft=desired_nft(config), firewalld=fw)
+    return Desired(nft=desired_nft(config, facts.cni), firewalld=fw)

@@ -42,6 +42,8 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     Kind("flush-command-failed", "7f352ad4247a490a9ada7c33107b3489", PRIORITY_WARNING),
     # Kernel events (nft monitor): kube-proxy's rules alone flushed; calfwd's table repaired.
     Kind("kube-proxy-flushed", "74fab3a5e3894149b679043f7921fbe6", PRIORITY_WARNING),
+    # flannel's, kube-router's or portmap's rules alone flushed (Canal and flannel nodes).
+    Kind("cni-flushed", "6294c2e9ff4a4c6993bfda77fa15c8d1", PRIORITY_WARNING),
     Kind("table-repaired", "5444691669554a9ba2f7d989287c01ac", PRIORITY_WARNING),
     Kind("kernel-events-lost", "546f02ec1cc448a5898ab40c8d379706", PRIORITY_WARNING),
     Kind("kernel-events-restored", "f75bf7a4b543482ab2bfcfda237efdfb", PRIORITY_INFO),

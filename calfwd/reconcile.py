@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from calfwd.judge import blockers
-from calfwd.judge import cni
+from calfwd.judge import cni, flannel
 from calfwd.config import Config
 from calfwd.desired import Desired, FirewalldDesired, HostFacts, desired
 from calfwd.drivers import FirewalldDriver, NftDriver
@@ -34,6 +34,8 @@ TUNNEL_DEVICES = ("tunl0", "vxlan.calico", "vxlan-v6.calico") + tuple(WIREGUARD_
 # (judge/blockers.py). It never counts against "verified" (calfwd's objects are as configured), only
 # against the verdict: a path can be shut while everything of calfwd's is in place.
 PATHS = "paths"
+# flannel's subnet file, its masquerade rules, and where calfwd looked (judge/flannel.resolve).
+FlannelReads = Tuple[Optional[flannel.FlannelNetwork], Optional[flannel.FlannelNetwork], str]
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ class Reconciler:
                  felix_sets: Optional[Callable[[], FelixSets]] = None,
                  host_network: Optional[Callable[[], HostNetwork]] = None,
                  forwarding: Optional[Callable[[], Dict[str, str]]] = None,
-                 cni_facts: Optional[Callable[[Config], cni.CniFacts]] = None) -> None:
+                 cni_facts: Optional[Callable[[Config], cni.CniFacts]] = None,
+                 flannel_reads: Optional[Callable[[Config], FlannelReads]] = None) -> None:
         self.nft = nft
         self.firewalld = firewalld
         self._clock = clock
@@ -115,6 +118,8 @@ class Reconciler:
         self._host_network = host_network or _read_addresses
         self._forwarding = forwarding or _read_forwarding
         self._cni_facts = cni_facts or self._read_cni_facts
+        self._flannel_reads = flannel_reads or self._read_flannel
+        self.cni = cni.CniVerdict()  # the last verdict judge_cni() gave
         # ip_pools = "auto" with trust_pool_sources: pools kept out of the zone's sources, and
         # why (conflicts of the firewalld layer, said once by the daemon).
         self._withheld: Tuple[IPNetwork, ...] = ()
@@ -125,15 +130,47 @@ class Reconciler:
         return felixsets.read(self.nft)
 
     def resolve_pools(self, config: Config) -> PoolState:
-        """Felix's pools read now. A failed read keeps the pools known before: read by this
+        """The pools read now: flannel's network on a Canal or flannel node (judge/flannel.py),
+        Felix's sets elsewhere. A failed read keeps the pools known before: read by this
         process, else those in calfwd's own table (pools.unreadable, pools.applied)."""
         last = self.pools if self.pools is not None and self.pools.known else self._applied(config)
-        try:
-            state = felix_pools.resolve(self._felix_sets(), last)
-        except Exception as exc:  # driver errors carry a one-line message
-            state = felix_pools.unreadable(str(exc), last)
+        if self._serves_flannel(config):
+            subnet_file, rules, looked = self._flannel_reads(config)
+            state = flannel.resolve(subnet_file, rules, last, looked)
+        else:
+            try:
+                state = felix_pools.resolve(self._felix_sets(), last)
+            except Exception as exc:  # driver errors carry a one-line message
+                state = felix_pools.unreadable(str(exc), last)
         self.pools = state
         return state
+
+    def _serves_flannel(self, config: Config) -> bool:
+        """Canal and flannel nodes: flannel masquerades pod egress and knows the pod network."""
+        try:
+            return self.judge_cni(config).kind in ("canal", "flannel")
+        except Exception:  # the links unreadable: served as Calico, as judge() does
+            return False
+
+    def _read_flannel(self, config: Config) -> FlannelReads:
+        """flannel's subnet file (None when absent) and its masquerade rules (None when they
+        cannot be read), each failure as a problem judge/flannel.py keeps the last pools for."""
+        from calfwd.drivers import flannel as flannel_files
+        path = config.flannel_subnet_file
+        subnet_file: Optional[flannel.FlannelNetwork] = None
+        try:
+            text = flannel_files.read_subnet_file(path)
+            if text is not None:
+                subnet_file = flannel.parse_subnet_file(text, path)
+        except OSError as exc:
+            subnet_file = flannel.FlannelNetwork(flannel.subnet_file_source(path), problem=f"{path}: {exc}")
+        try:
+            rules: Optional[flannel.FlannelNetwork] = flannel.from_rules(self.nft.read_chains(flannel.RULE_CHAINS))
+        except Exception as exc:  # drivers/nftables.py: one line
+            rules = flannel.FlannelNetwork("flannel's rules", problem=f"cannot read flannel's rules ({exc})")
+        looked = (f"no subnet file at {path}; no masquerade rule of flannel's in iptables' nat tables "
+                  "(FLANNEL-POSTRTG) or flannel's nftables tables")
+        return subnet_file, rules, looked
 
     def _applied(self, config: Config) -> Optional[PoolState]:
         d = desired(config, HostFacts()).nft
@@ -177,6 +214,12 @@ class Reconciler:
         facts = replace(facts, wireguard_devices=tuple(d for d in WIREGUARD_DEVICES if d in present))
         return facts if config is None else replace(facts, cni=self.judge_cni(config))
 
+    def judge_cni(self, config: Config) -> cni.CniVerdict:
+        """judge/cni.py's verdict on this node now (or the configured kind, with its backend);
+        kept as self.cni for the repair path."""
+        self.cni = cni.judge(self._cni_facts(config), config.cni_kind)
+        return self.cni
+
     def _facts_without_firewalld(self, config: Config) -> HostFacts:
         """firewalld could not be read: still say which CNI is served (the nft layer needs none)."""
         try:
@@ -184,9 +227,6 @@ class Reconciler:
         except Exception:
             return HostFacts()
 
-    def judge_cni(self, config: Config) -> cni.CniVerdict:
-        """judge/cni.py's verdict on this node now (or the configured kind, with its backend)."""
-        return cni.judge(self._cni_facts(config), config.cni_kind)
 
     def _read_cni_facts(self, config: Config) -> cni.CniFacts:
         """The node's signs of its CNI, read only as far as the judgement needs them: the link
@@ -427,7 +467,9 @@ class Reconciler:
         else:
             config = self.resolve(config)
         try:
-            layer = self.plan_nft(desired(config, HostFacts()), orphans=False)
+            # The CNI judged last: the repair path reads no links, and must render the table the
+            # reconcile wrote (flannel's masquerade on Canal), not flip it to Calico's shape.
+            layer = self.plan_nft(desired(config, HostFacts(cni=self.cni)), orphans=False)
             if not layer.empty:
                 self.nft.run(layer.plan.batch)
             return layer, (), self._clock() - start

@@ -32,6 +32,13 @@ INTERFACES = {  # Calico's interface names (Felix's defaults) and what each carr
     "wireguard.cali": "Calico's WireGuard tunnel, IPv4 (pod traffic from other nodes)",
     "wg-v6.cali": "Calico's WireGuard tunnel, IPv6 (pod traffic from other nodes)",
 }
+CNI_INTERFACES = {  # Canal and flannel: the devices judge/cni.py adds to calfwd's zone
+    "cni0": "the bridge flannel's pods hang off (k3s); its ports are the pods' veths",
+    "flannel.1": "flannel's VXLAN device, IPv4 (pod traffic from other nodes)",
+    "flannel-v6.1": "flannel's VXLAN device, IPv6 (pod traffic from other nodes)",
+    "flannel-wg": "flannel's WireGuard device, IPv4 (pod traffic from other nodes)",
+    "flannel-wg-v6": "flannel's WireGuard device, IPv6 (pod traffic from other nodes)",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class Audit:
     check_output: str
     differences: Tuple[str, ...]
     unreadable: Tuple[str, ...]
+    cni: Tuple[str, str] = ("calico", "not judged")  # (kind, why): judge/cni.py's verdict
 
     @property
     def ok(self) -> bool:
@@ -109,7 +117,8 @@ def build(config: Config, want: Desired, facts: HostFacts, layers: Sequence[Any]
         host=seen.hostname, date=seen.date, version=seen.version, config_path=config.path,
         firewalld=_firewalld_facts(config, facts, seen), firewalld_note=note, entries=tuple(entries),
         nft_rules=rules, untouched=_untouched(config, want, facts, actual, seen), check=seen.check,
-        check_output=seen.check_output.strip(), differences=differences, unreadable=unreadable)
+        check_output=seen.check_output.strip(), differences=differences, unreadable=unreadable,
+        cni=(facts.cni.kind, facts.cni.why))
 
 
 def _unique(lines: Tuple[str, ...]) -> Tuple[str, ...]:
@@ -135,7 +144,7 @@ def _target(target: str) -> str:
 def _firewalld_entries(config: Config, want: Desired, facts: HostFacts, actual: Any) -> List[Entry]:
     fwd = want.firewalld
     assert fwd is not None
-    out = [_zone_entry(config, fwd.zone, actual)]
+    out = [_zone_entry(config, fwd.zone, actual, fwd.zone.interfaces)]
     forward, *host = fwd.policies
     out.append(_forward_entry(config, forward, actual.policy(forward.name).runtime))
     if host:
@@ -145,7 +154,7 @@ def _firewalld_entries(config: Config, want: Desired, facts: HostFacts, actual: 
     return out
 
 
-def _zone_entry(config: Config, spec: Any, actual: Any) -> Entry:
+def _zone_entry(config: Config, spec: Any, actual: Any, wanted: Sequence[str] = ()) -> Entry:
     runtime = actual.zone.runtime
     if spec.owned:
         if runtime is None:
@@ -154,7 +163,7 @@ def _zone_entry(config: Config, spec: Any, actual: Any) -> Entry:
             "what arrives on calfwd's interfaces and sources is accepted here and judged by Felix", "zone")}
         for kind, key in (("interface", "interfaces"), ("source", "sources")):
             for name in runtime.get(key) or ():
-                item = _binding_item(config, kind, str(name))
+                item = _binding_item(config, kind, str(name), wanted)
                 if item.key:
                     owners[(kind, item.value)] = (item.why, item.key)
         summary = (f"made by calfwd; target {runtime.get('target') or '?'}: everything arriving on "
@@ -163,7 +172,7 @@ def _zone_entry(config: Config, spec: Any, actual: Any) -> Entry:
     bound = [b for b, zone in actual.bindings_runtime.items() if zone == spec.name]
     summary = ("firewalld's own zone; calfwd only binds Calico's interfaces to it, "
                "its target and other settings stay as they are")
-    items = tuple(sorted((_binding_item(config, kind, name) for kind, name in bound),
+    items = tuple(sorted((_binding_item(config, kind, name, wanted) for kind, name in bound),
                          key=lambda i: (i.kind, i.value)))
     return Entry("zone", spec.name, summary, _ZONE_WHY, items)
 
@@ -172,7 +181,8 @@ _ZONE_WHY = ("traffic from pods on this node and from other nodes' pods through 
              "arrives on these interfaces; Calico's own policy (Felix) judges it, not firewalld")
 
 
-def _binding_item(config: Config, kind: str, name: str) -> Item:
+def _binding_item(config: Config, kind: str, name: str, wanted: Sequence[str] = ()) -> Item:
+    """wanted: the interfaces the desired zone holds (flannel's devices on Canal and flannel)."""
     if kind == "source":
         if name in {n.with_prefixlen for n in config.ip_pools} and config.firewalld.trust_pool_sources:
             return Item("source", name, "a Calico IP pool trusted as a source: anything from these "
@@ -181,6 +191,8 @@ def _binding_item(config: Config, kind: str, name: str) -> Item:
     if name in config.interfaces:
         return Item("interface", name, INTERFACES.get(name, "one of Calico's interfaces, as configured"),
                     "interfaces")
+    if name in wanted and name in CNI_INTERFACES:
+        return Item("interface", name, CNI_INTERFACES[name], "cni.kind")
     return Item("interface", name, NOT_CALFWDS, "")
 
 
@@ -227,6 +239,11 @@ def _host_owners(config: Config, facts: HostFacts) -> Owners:
         for p in protos:
             if name in config.host_ports:
                 owners[("protocol", str(p))] = (FEATURES[name], f"host_ports: {name}")
+    if facts.cni.kind in ("canal", "flannel"):
+        for port, proto in facts.cni.flannel_ports:
+            owners[("port", f"{port}/{proto}")] = (
+                "flannel's backend (VXLAN, or WireGuard): pod traffic between nodes on a "
+                f"{facts.cni.kind} node", "cni.kind")
     return owners
 
 

@@ -33,6 +33,7 @@ def text(audit: Audit) -> str:
     out = ["calfwd audit: what calfwd makes this host accept, forward and masquerade, and why", ""]
     out += [f"Host:      {audit.host}", f"Date:      {audit.date}", f"calfwd:    {audit.version}",
             f"Config:    {audit.config_path}",
+            f"CNI:       {audit.cni[0]} ({audit.cni[1]})",
             "Verdict:   " + ("in effect exactly as configured" if audit.ok
                              else "NOT as configured or not fully read: see Differences")]
     out += ["", "Terms"]
@@ -72,4 +73,5 @@ def text(audit: Audit) -> str:
 def as_dict(audit: Audit) -> Dict[str, Any]:
     data = asdict(audit)
     data["firewalld"] = dict(audit.firewalld)
+    data["cni"] = {"kind": audit.cni[0], "why": audit.cni[1]}
     return dict({"schema": SCHEMA, "ok": audit.ok}, **data)

@@ -31,9 +31,10 @@ def drift(config: Config, nft: drivers.NftDriver, firewalld: Optional[drivers.Fi
     """What `plan` would change and its conflicts, through the drivers doctor read the host
     with (firewalld: None without a system bus)."""
     reconciler = Reconciler(nft, firewalld if config.firewalld.enabled else None)
-    layers, _facts = reconciler.plan(config)
+    layers, facts = reconciler.plan(config)
     # The other checks (forwarding, zones, exposure) judge the pools calfwd uses.
     resolved = (reconciler.resolve_config(config, reconciler.pools)
                 if config.auto_pools and reconciler.pools is not None else None)
     return Drift(tuple(f"{l.layer}: {a}" for l in layers for a in l.actions),
-                 tuple(c for l in layers for c in l.conflicts), resolved)
+                 tuple(c for l in layers for c in l.conflicts), resolved, facts.cni,
+                 reconciler.pools if config.auto_pools else None)

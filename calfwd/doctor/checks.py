@@ -16,16 +16,20 @@ reload) or a setting that disagrees with the host; info = worth knowing; ok = ch
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List
 
 from calfwd.judge import blockers
 from calfwd.desired import HostFacts, desired
+from calfwd.judge.cni import FLANNEL_BRIDGE
 from calfwd.judge.exposure import exposures
+from calfwd.judge.flannel import FLANNEL
+from calfwd.judge.pools import whose
 
 from calfwd.doctor.findings import (ERROR, INFO, OK, UNKNOWN, WARNING, Finding, Report, as_networks,
                                     iface_matches, in_any, unknown_finding, unread, zone_of)
 from calfwd.doctor.firewalld_checks import (check_direct, check_firewalld, check_flush, check_guard,
                                             check_strict_forward_ports, check_table_owner)
+from calfwd.doctor.cni_checks import check_networkmanager, check_nm_cloud_setup
 from calfwd.doctor.ruleset_checks import check_flowtable, check_nftables_service, check_reload_policy
 from calfwd.doctor.snapshot import HostSnapshot, Read
 
@@ -34,7 +38,7 @@ def diagnose(snap: HostSnapshot) -> Report:
     findings: List[Finding] = []
     for check in (_config, check_firewalld, check_flush, check_guard, check_direct, check_strict_forward_ports,
                   check_table_owner, check_reload_policy, check_flowtable, check_nftables_service, _exposure,
-                  _paths, _pools, _drift, _flushed_now):
+                  _paths, _cni, check_networkmanager, check_nm_cloud_setup, _pools, _drift, _flushed_now):
         findings.extend(check(snap))
     shown = {f.read for f in findings if f.read is not None}
     for read in Read:  # a failed read no check needed this time is still said
@@ -125,7 +129,10 @@ def _pools(snap: HostSnapshot) -> List[Finding]:
             out.append(found)
     config = snap.config
     if config.auto_pools:
-        return out + _auto_pools(snap)
+        out += _auto_pools(snap)
+        if snap.auto_pools is not None and snap.auto_pools.known:  # snap.config holds them
+            out += _pod_routes(snap, list(config.ip_pools))
+        return out
     pools = list(config.ip_pools)
     path = snap.config_path
     all_sets = {k: v for k, v in snap.pool_sets.items() if "masq" not in k}
@@ -162,20 +169,7 @@ def _pools(snap: HostSnapshot) -> List[Finding]:
                                "calfwd masquerades traffic Calico sends unNATed",
                                f"remove it from [calico] nat_outgoing in {path}, or enable natOutgoing on "
                                "the pool (calicoctl patch ippool ... natOutgoing: true)"))
-    patterns = config.interfaces
-    for route in snap.routes:
-        local_block = route.kind == "blackhole" and route.proto in ("bird", "80")
-        pod = route.kind == "unicast" and any(iface_matches(route.dev, p) for p in patterns) and \
-            route.dst.endswith("/32" if route.family == 4 else "/128")
-        if not (local_block or pod):
-            continue
-        nets = as_networks([route.dst])
-        if nets and not in_any(nets[0], pools):
-            what = f"block {route.dst} (route proto {route.proto})" if local_block else \
-                f"pod route {route.dst} dev {route.dev}"
-            out.append(Finding(WARNING, "pools", f"Calico {what} lies in none of calico.ip_pools",
-                               "its pods get no natOutgoing from calfwd",
-                               f"add its pool to [calico] ip_pools in {path} (calicoctl get ippools -o wide)"))
+    out += _pod_routes(snap, pools)
     if not [f for f in out if f.severity != UNKNOWN]:
         seen = []
         if kernel_pools:
@@ -190,8 +184,80 @@ def _pools(snap: HostSnapshot) -> List[Finding]:
     return out
 
 
+def _cni(snap: HostSnapshot) -> List[Finding]:
+    """Which CNI calfwd serves, as its plan judged it (judge/cni.py)."""
+    if snap.cni is None:
+        return []
+    return [Finding(INFO, "cni", f"{snap.cni.kind} ({snap.cni.why})")]
+
+
+def _pod_routes(snap: HostSnapshot, pools: List[Any]) -> List[Finding]:
+    """Pods the node routes to (Calico's /32 and /128 routes on its interfaces, its IPAM blocks;
+    on a flannel node the bridge's subnet) must lie in a pool calfwd uses, or their egress is not
+    masqueraded once firewalld flushes Felix's or flannel's rules. On Canal and flannel nodes
+    that is an error: it is the trap of Canal's unused default pool, which Felix's sets hold
+    while pods take addresses from flannel's network."""
+    config = snap.config
+    if config is None:
+        return []
+    kind = snap.cni.kind if snap.cni is not None else "calico"
+    devices = snap.cni.flannel_devices if snap.cni is not None else ()
+    # flannel runs here even when [cni] kind names Calico: its devices say so.
+    trap = kind in ("canal", "flannel") or bool(devices)
+    node = f"on a node running flannel ({', '.join(devices) or kind})"
+    path = snap.config_path
+    out: List[Finding] = []
+    for route in snap.routes:
+        local_block = route.kind == "blackhole" and route.proto in ("bird", "80")
+        pod = route.kind == "unicast" and any(iface_matches(route.dev, p) for p in config.interfaces) and \
+            route.dst.endswith("/32" if route.family == 4 else "/128")
+        bridge = kind == "flannel" and route.kind == "unicast" and route.dev == FLANNEL_BRIDGE
+        if not (local_block or pod or bridge):
+            continue
+        nets = as_networks([route.dst])
+        if not nets or in_any(nets[0], pools):
+            continue
+        what = f"block {route.dst} (route proto {route.proto})" if local_block else \
+            f"pod route {route.dst} dev {route.dev}"
+        if trap:
+            state = snap.auto_pools if config.auto_pools else None
+            follows = f" (they follow {whose(state.source)})" if state is not None and state.source else ""
+            why = "its pods lose egress whenever firewalld flushes flannel's masquerade"
+            if state is not None and state.follows == FLANNEL:
+                fix = ("compare flannel's Network (its net-conf.json) with the node's podCIDR, or list the pod "
+                       f"network in [calico] ip_pools in {path}")
+            elif state is not None:
+                why += " (on Canal Felix's pools are calico-node's unused default pool)"
+                fix = f'set [cni] kind = "auto" in {path}: ip_pools = "auto" then follows flannel\'s network'
+            else:
+                why += " (on Canal Felix's pools are calico-node's unused default pool)"
+                fix = f"put flannel's network (the cluster CIDR) in [calico] ip_pools in {path}"
+            out.append(Finding(ERROR, "pools", f"{what} lies in none of the pools calfwd uses "
+                               f"({', '.join(str(n) for n in pools) or 'none'}){follows}, {node}", why, fix))
+        else:
+            out.append(Finding(WARNING, "pools", f"Calico {what} lies in none of calico.ip_pools",
+                               "its pods get no natOutgoing from calfwd",
+                               f"add its pool to [calico] ip_pools in {path} (calicoctl get ippools -o wide)"))
+    return out
+
+
 def _auto_pools(snap: HostSnapshot) -> List[Finding]:
     """ip_pools = "auto": nothing to compare; say what calfwd follows, or that it follows nothing."""
+    state = snap.auto_pools
+    if state is not None and state.follows == FLANNEL:
+        if state.known:
+            masq = set(state.masq)
+            shown = ", ".join(f"{n}" + (" (natOutgoing)" if n in masq else "") for n in state.pools)
+            found = [Finding(OK, "pools", f'ip_pools = "auto" follows {state.source}: {shown}')]
+            if state.problem:
+                found = [Finding(WARNING, "pools", f'ip_pools = "auto": {state.problem}',
+                                 "calfwd keeps masquerading the pools it had until flannel's network can be read",
+                                 "check flannel on this node (its subnet file, its FLANNEL-POSTRTG rules)")]
+            return found
+        problem = state.problem or "flannel's network is unknown"
+        return [Finding(WARNING, "pools", f'ip_pools = "auto", but {problem}',
+                        "calfwd masquerades no pod traffic until flannel's network is known",
+                        "check that flannel runs on this node, or list its network in [calico] ip_pools")]
     pools = sorted(set(as_networks(m for name, members in snap.pool_sets.items()
                                    if "masq-ipam-pools" not in name for m in members)), key=str)
     masq = set(as_networks(m for name, members in snap.pool_sets.items() if "masq-ipam-pools" in name

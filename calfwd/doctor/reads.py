@@ -153,6 +153,45 @@ def read_nftables_service(directory: Optional[str] = None) -> Tuple[str, ...]:
                                    for target in NFTABLES_SERVICE_TARGETS) if os.path.lexists(link))
 
 
+NM_DIR = "/etc/NetworkManager"
+NM_DIR_ENV = "CALFWD_NM_DIR"  # tests: a directory of their own, never the host's
+NM_FILE_LIMIT = 1 << 20
+NM_DROPIN_DIRS = ("/usr/lib/NetworkManager/conf.d", "/run/NetworkManager/conf.d")
+NM_CLOUD_SETUP_UNITS = (("timers.target.wants", "nm-cloud-setup.timer"),
+                        ("NetworkManager.service.wants", "nm-cloud-setup.service"),
+                        ("multi-user.target.wants", "nm-cloud-setup.service"))
+
+
+def read_networkmanager(directory: Optional[str] = None,
+                        systemd_dir: Optional[str] = None) -> Optional[Tuple[str, ...]]:
+    """NetworkManager's [keyfile] unmanaged-devices, or None when NetworkManager is not in use
+    (not enabled, not running). Files are read as NetworkManager does: NetworkManager.conf, then
+    every conf.d file by name, /etc's hiding /run's and /usr/lib's of the same name."""
+    from calfwd.doctor.cni_checks import unmanaged_specs
+    test_dir = directory or os.environ.get(NM_DIR_ENV)
+    directory = test_dir or NM_DIR
+    systemd_dir = systemd_dir or os.environ.get(SYSTEMD_DIR_ENV) or SYSTEMD_DIR
+    enabled = os.path.lexists(os.path.join(systemd_dir, "multi-user.target.wants", "NetworkManager.service"))
+    running = not test_dir and os.path.isdir("/run/NetworkManager")
+    if not (enabled or running):
+        return None
+    dropins: Dict[str, str] = {}
+    for where in (() if test_dir else NM_DROPIN_DIRS) + (os.path.join(directory, "conf.d"),):
+        for path in glob.glob(os.path.join(where, "*.conf")):
+            dropins[os.path.basename(path)] = path
+    files = [os.path.join(directory, "NetworkManager.conf")] + [dropins[n] for n in sorted(dropins)]
+    texts = [(path, read_regular(path, follow=True, limit=NM_FILE_LIMIT).decode("utf-8", "replace"))
+             for path in files if os.path.isfile(path)]
+    return unmanaged_specs(texts)
+
+
+def read_nm_cloud_setup(directory: Optional[str] = None) -> Tuple[str, ...]:
+    """nm-cloud-setup's enablement links (RHEL's cloud images enable its timer)."""
+    directory = directory or os.environ.get(SYSTEMD_DIR_ENV) or SYSTEMD_DIR
+    return tuple(link for link in (os.path.join(directory, target, unit) for target, unit in NM_CLOUD_SETUP_UNITS)
+                 if os.path.lexists(link))
+
+
 def installed_firewalld() -> Tuple[str, Optional[bool]]:
     """(version, has the 2.0 flush fix) of the installed firewalld package; ("", None) if absent."""
     for pattern in FIREWALLD_PACKAGES:
@@ -255,6 +294,8 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
         snap["firewalld"] = dataclasses.replace(fw_state, paths=paths)
     snap["routes"] = _try(unknown, Read.ROUTES, read_routes, ())
     snap["nftables_service"] = _try(unknown, Read.NFTABLES_SERVICE, read_nftables_service, ())
+    snap["networkmanager"] = _try(unknown, Read.NETWORKMANAGER, read_networkmanager)
+    snap["nm_cloud_setup"] = _try(unknown, Read.NM_CLOUD_SETUP, read_nm_cloud_setup, ())
     snap["host_network"] = _try(unknown, Read.HOST_NETWORK, read_host_network)
     pool_sets = dict(_try(unknown, Read.IPSET, read_ipsets, {}))
     pool_sets.update(snap.pop("nft_pool_sets", {}))
@@ -266,6 +307,7 @@ def read_snapshot(config_path: str, fw_dir: Optional[str] = None, dropin: Option
             if found.resolved is not None:
                 snap["config"] = found.resolved
             snap["drift"], snap["conflicts"] = found.lines, found.conflicts
+            snap["cni"], snap["auto_pools"] = found.cni, found.pools
         _try(unknown, Read.DRIFT, partial(read_drift, config, nft, drift))
     elif config is not None and nft is not None:
         unknown[Read.DRIFT] = "not read: the caller computes calfwd's drift, and none was asked for"

@@ -15,7 +15,9 @@ from typing import Mapping, Optional, Tuple
 from calfwd.judge import guard
 from calfwd.judge.blockers import FirewalldPaths
 from calfwd.config import Config
+from calfwd.judge.cni import CniVerdict
 from calfwd.judge.exposure import HostNetwork
+from calfwd.judge.pools import PoolState
 from calfwd.plan.firewalld.model import FirewalldInfo
 
 
@@ -43,6 +45,8 @@ class Read(str, enum.Enum):
     GUARD_PATHS = "guard-paths"
     GUARD_ACTIVE = "guard-active"
     NFTABLES_SERVICE = "nftables-service"
+    NETWORKMANAGER = "networkmanager"
+    NM_CLOUD_SETUP = "nm-cloud-setup"
 
     @property
     def description(self) -> str:
@@ -62,6 +66,7 @@ DESCRIPTIONS = {
     Read.GUARD_DROPIN: "the flush guard's drop-in", Read.GUARD_PATHS: "the iptables binaries",
     Read.GUARD_ACTIVE: "firewalld's mounts",
     Read.NFTABLES_SERVICE: "whether nftables.service is enabled",
+    Read.NETWORKMANAGER: "NetworkManager's configuration", Read.NM_CLOUD_SETUP: "whether nm-cloud-setup is enabled",
 }
 
 
@@ -97,6 +102,10 @@ class Drift:
     # ip_pools = "auto": the config with the pools calfwd uses, which the other checks judge;
     # None: the config as loaded.
     resolved: Optional[Config] = None
+    # Which CNI the plan served, and (ip_pools = "auto") the pools it resolved and from where:
+    # Felix's sets or flannel's network. None: not judged.
+    cni: Optional[CniVerdict] = None
+    pools: Optional[PoolState] = None
 
 
 @dataclass(frozen=True)
@@ -126,10 +135,15 @@ class HostSnapshot:
     pool_sets: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)  # "ipset cali40all-ipam-pools" -> CIDRs
     drift: Tuple[str, ...] = ()
     conflicts: Tuple[str, ...] = ()
+    cni: Optional[CniVerdict] = None  # from the drift's plan; None: not judged
+    auto_pools: Optional[PoolState] = None  # ip_pools = "auto": what the drift's plan resolved
     # The running daemon's status file (None: no daemon running): what it saw flushed and not
     # yet undone, as health.outage_text() lines. Only the daemon sees a flush happen.
     daemon_flushed: Optional[Tuple[str, ...]] = None
     # nftables.service's enablement links (systemd's *.target.wants/nftables.service); (): not
     # enabled. Its start, reload and stop run `flush ruleset`.
     nftables_service: Tuple[str, ...] = ()
+    # NetworkManager's [keyfile] unmanaged-devices; None: NetworkManager is not in use.
+    networkmanager: Optional[Tuple[str, ...]] = None
+    nm_cloud_setup: Tuple[str, ...] = ()  # nm-cloud-setup's enablement links; (): not enabled
     unknown: Mapping[str, str] = field(default_factory=dict)

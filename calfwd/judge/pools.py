@@ -24,6 +24,8 @@ MASQ = "masq-ipam-pools"
 VERSIONS = (4, 6)
 IPSET, NFTABLES = "ip sets", "nftables sets"
 EMPTY_LAYER = "calfwd masquerades no pod traffic and opens no pool until Felix has run"
+FLANNEL_EMPTY_LAYER = "calfwd masquerades no pod traffic and opens no pool until flannel's network is known"
+FELIX = "Felix"  # PoolState.follows
 UNREADABLE = "cannot read Felix's sets"
 UNREADABLE_LAYER = "calfwd masquerades no pod traffic and opens no pool until they can be read"
 # A cluster has a handful of pools and Felix's sets hold one member per pool (per natOutgoing
@@ -62,6 +64,7 @@ class PoolState:
     source: str = ""
     problem: str = ""  # set when Felix's sets are absent, empty or unreadable
     refused: Tuple[str, ...] = ()  # members no pod network can be (schema._pool), left out
+    follows: str = FELIX  # whose word the pools are: Felix's sets, or flannel's (judge/flannel.py)
 
     @property
     def known(self) -> bool:
@@ -73,14 +76,15 @@ class PoolState:
 
     def describe(self) -> str:
         if not self.pools:
-            unreadable = self.problem.startswith(UNREADABLE)
-            return f"auto: {self.problem or 'no pools'}: " + (UNREADABLE_LAYER if unreadable else EMPTY_LAYER)
+            unreadable = self.problem.startswith("cannot read")
+            empty = EMPTY_LAYER if self.follows == FELIX else FLANNEL_EMPTY_LAYER
+            return f"auto: {self.problem or 'no pools'}: " + (UNREADABLE_LAYER if unreadable else empty)
         masq = set(self.masq)
         shown = ", ".join(n.with_prefixlen + (" (natOutgoing)" if n in masq else "") for n in self.pools)
         extra = [n.with_prefixlen for n in _outside(self.masq, self.pools)]
         if extra:  # Felix masquerades these sources too, though no pod lives there
             shown += ", " + ", ".join(f"{n} (natOutgoing only)" for n in extra)
-        tail = f" (Felix's {self.source})" if self.source else ""
+        tail = f" ({whose(self.source)})" if self.source else ""
         if self.problem:
             tail += f"; {self.problem}"
         if self.refused:
@@ -102,7 +106,7 @@ def resolve(found: FelixSets, last: Optional[PoolState] = None) -> PoolState:
     if not found.sets:
         absent = "Felix's sets not found" + (f" ({found.why})" if found.why else "")
         if before.known:
-            return PoolState(before.pools, before.masq, before.source, problem=f"{absent} ({_keeping(before)})")
+            return PoolState(before.pools, before.masq, before.source, problem=f"{absent} ({keeping(before)})")
         return PoolState(problem=absent)
     refused: List[str] = []
     pools: List[IPNetwork] = []
@@ -147,7 +151,7 @@ def resolve(found: FelixSets, last: Optional[PoolState] = None) -> PoolState:
     problem = ""
     if gone:
         families = " and ".join(f"IPv{v}" for v in gone)
-        problem = f"Felix's {families} sets not found ({_keeping(before, f'the {families} pools')})"
+        problem = f"Felix's {families} sets not found ({keeping(before, f'the {families} pools')})"
     return PoolState(pools=pools_c, masq=masq_c,
                      source=found.source, refused=tuple(refused), problem=problem)
 
@@ -165,14 +169,21 @@ def unreadable(error: str, last: Optional[PoolState]) -> PoolState:
     calfwd applied from it, see applied()), or none."""
     problem = f"{UNREADABLE}: {error}"
     if last is not None and last.known:
-        return PoolState(last.pools, last.masq, last.source, problem=f"{problem} ({_keeping(last)})")
+        return PoolState(last.pools, last.masq, last.source, problem=f"{problem} ({keeping(last)})")
     return PoolState(problem=problem)
 
 
-def _keeping(last: PoolState, what: str = "the pools") -> str:
-    where = f"read before from Felix's {last.source}" if last.source in (IPSET, NFTABLES) else \
-        last.source or "read before"
+def keeping(last: PoolState, what: str = "the pools") -> str:
+    where = f"read before from {whose(last.source)}" if last.source in (IPSET, NFTABLES) \
+        or last.source.startswith("flannel's") else last.source or "read before"
     return f"keeping {what} {where}"
+
+
+def whose(source: str) -> str:
+    """Felix's sources are named by kind ("ip sets"); flannel's and calfwd's carry their owner."""
+    if source in (IPSET, NFTABLES):
+        return f"Felix's {source}"
+    return f"the pools {source}" if source.startswith("applied before") else source
 
 
 # The sets of calfwd's own table (plan/nftables.py render()) and the IP version of each.

@@ -8,6 +8,13 @@ Why natOutgoing lives here: firewalld <= 1.x flushes every iptables table on sta
 stop, Felix's MASQUERADE rule included, and Felix only puts it back on its next resync (up to
 180 s). firewalld never touches other nftables tables, so this copy survives every flush.
 Masquerading twice is harmless: the first NAT chain that binds a connection wins.
+
+On Canal and flannel nodes flannel masquerades pod egress (FLANNEL-POSTRTG, which the same
+flush removes and flannel puts back every 5 s on RKE2, every 60 s on k3s). The copy then
+follows flannel's rules (docs/rke2-k3s-facts.md section 1): packets carrying kube-proxy's
+masquerade bit are left to kube-proxy, and multicast is never masqueraded. flannel's last rule
+(outside the network to another node's pods) is not copied: it needs this node's lease, and
+kube-proxy marks the Service traffic it would catch.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ MARK_SET = "calfwd_managed"
 # What calfwd 0.1 put in its table before the mark existed: such a table is adopted (and marked
 # at the next write); anything else of the configured name is someone else's.
 _LEGACY_SETS = frozenset({"pools4", "masq4", "pools6", "masq6"})
+KUBE_PROXY_MARK = 0x4000  # kube-proxy's masquerade bit; flannel leaves such packets to kube-proxy
+MULTICAST = {"ip": ipaddress.ip_network("224.0.0.0/4"), "ip6": ipaddress.ip_network("ff00::/8")}
 
 Obj = Dict[str, Any]
 
@@ -68,12 +77,14 @@ def _match(op: str, left: Obj, right: Any) -> Obj:
 
 
 def _masquerade(d: NftDesired, proto: str, masq_set: str, pools_set: str) -> Obj:
-    return _rule(
-        d, f"calfwd: natOutgoing ({proto}): pod source, destination outside every pool",
-        _match("==", {"payload": {"protocol": proto, "field": "saddr"}}, "@" + masq_set),
-        _match("!=", {"payload": {"protocol": proto, "field": "daddr"}}, "@" + pools_set),
-        {"masquerade": {"flags": ["fully-random"]}},
-    )
+    daddr = {"payload": {"protocol": proto, "field": "daddr"}}
+    matches = [_match("==", {"payload": {"protocol": proto, "field": "saddr"}}, "@" + masq_set),
+               _match("!=", daddr, "@" + pools_set)]
+    comment = f"calfwd: natOutgoing ({proto}): pod source, destination outside every pool"
+    if d.flannel_nat:
+        matches.append(_match("!=", daddr, _prefix(MULTICAST[proto])))
+        comment = f"calfwd: flannel's masquerade ({proto}): pod source, destination outside the pod network, not multicast"
+    return _rule(d, comment, *matches, {"masquerade": {"flags": ["fully-random"]}})
 
 
 def render(d: NftDesired) -> List[Obj]:
@@ -95,6 +106,10 @@ def render(d: NftDesired) -> List[Obj]:
     for iface in d.calico_interfaces:
         objs.append(_rule(d, f"calfwd: no natOutgoing out of Calico interface {iface}",
                           _match("==", {"meta": {"key": "oifname"}}, iface), {"return": None}))
+    if d.flannel_nat:
+        mark = {"&": [{"meta": {"key": "mark"}}, KUBE_PROXY_MARK]}
+        objs.append(_rule(d, "calfwd: as flannel, what kube-proxy marked is left to its masquerade",
+                          _match("==", mark, KUBE_PROXY_MARK), {"return": None}))
     objs.append(_masquerade(d, "ip", "masq4", "pools4"))
     objs.append(_masquerade(d, "ip6", "masq6", "pools6"))
     return objs

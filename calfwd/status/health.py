@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from calfwd.watch.flushes import CALICO, KUBE_PROXY, Outage
+from calfwd.watch.flushes import FLANNEL, KUBE_PROXY, KUBE_ROUTER, OWNERS, PORTMAP, Outage
 
 OK, WARNING, NOT_VERIFIED, BLOCKED, ERROR, STOPPED = "ok", "warning", "not-verified", "blocked", "error", "stopped"
 TABLE_GONE = "firewalld's table inet firewalld is gone (systemctl restart firewalld)"
@@ -42,6 +42,12 @@ def outage_text(outage: Outage) -> str:
     since = time.strftime("%H:%M:%S", time.localtime(outage.since))
     if outage.owner == KUBE_PROXY:
         what = "Services (ClusterIPs, NodePorts) fail until kube-proxy restores them"
+    elif outage.owner == FLANNEL:
+        what = "flannel's masquerade and forward rules are gone until flannel's resync restores them"
+    elif outage.owner == KUBE_ROUTER:
+        what = "kube-router's network policy is not enforced until its next sync restores it"
+    elif outage.owner == PORTMAP:
+        what = "hostPorts are shut until their pods are recreated (nothing restores them)"
     else:
         what = "Calico's policy and Felix's natOutgoing are gone until Felix's refresh restores them"
     return f"firewalld's {outage.cause} at {since} flushed {outage.owner}'s iptables rules: {what}"
@@ -108,7 +114,7 @@ def daemon_outages(doc: Dict[str, Any]) -> Tuple[Outage, ...]:
     out = []
     flushed = doc.get("flushed")
     for item in flushed if isinstance(flushed, list) else ():
-        if not isinstance(item, dict) or item.get("owner") not in (CALICO, KUBE_PROXY):
+        if not isinstance(item, dict) or item.get("owner") not in OWNERS:
             continue
         missing, since = item.get("missing"), item.get("since")
         out.append(Outage(item["owner"], frozenset(str(j) for j in missing) if isinstance(missing, list) else frozenset(),

@@ -17,11 +17,11 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAYERS = ("nftables", "firewalld")
 # Known from the start, so that increase() sees the first one (a series born at 1 shows none).
 TRIGGERS = ("start", "firewalld-reloaded", "firewalld-started", "resync", "config-reloaded",
-            "felix-pools-changed")
+            "felix-pools-changed", "flannel-subnet-changed")
 # status/health.py's verdicts, worst last: one series each, 1 for the current one (a state set).
 HEALTH_STATES = ("ok", "warning", "not-verified", "blocked", "error")
 RESULTS = ("verified", "not-verified", "failed")
-FLUSH_OWNERS = ("calico", "kube-proxy")
+FLUSH_OWNERS = ("calico", "kube-proxy", "flannel", "kube-router", "portmap")
 FLUSH_CAUSES = ("start", "reload", "stop", "not-firewalld")
 
 Labels = Tuple[Tuple[str, str], ...]
@@ -126,7 +126,7 @@ class Tally:
             self.firewalld_reloads += 1
         elif kind == "table-repaired":
             self.table_repairs += 1
-        elif kind in ("calico-flushed", "kube-proxy-flushed"):
+        elif kind in ("calico-flushed", "kube-proxy-flushed", "cni-flushed"):
             cause = str(fields.get("cause") or "not-firewalld")
             for owner in fields.get("owners") or ():
                 key = (str(owner).lower(), cause)

@@ -1,4 +1,4 @@
-"""Noticing that Felix's or kube-proxy's rules were flushed, saying so once, and the remedy.
+"""Noticing that Felix's, kube-proxy's or the CNI's rules were flushed, saying so once, and the remedy.
 
 firewalld <= 1.x flushes every iptables table on start, reload and stop (FIELD-NOTES 2, 7):
 Felix's and kube-proxy's top-level jumps go first. Felix puts its rules back only at its next
@@ -15,6 +15,11 @@ reconcile). Two changes inside one read batch (a few milliseconds) still count a
 busy make one episode, closed once firewalld is done and the chains are quiet; the cause is
 the firewalld activity in progress or just finished, waited for briefly when unknown (the
 name is released only after the stop's flush), else "not firewalld".
+
+On Canal and flannel nodes the same flush takes flannel's masquerade and forward jumps
+(FLANNEL-POSTRTG, FLANNEL-FWD: back at flannel's next resync), kube-router's policy jumps
+(KUBE-ROUTER-*, k3s: back at its next sync) and portmap's hostPort jumps (CNI-HOSTPORT-*:
+nothing puts those back until the pod is recreated); each is watched and named the same way.
 
 A node whose Calico runs in legacy iptables or in its native nftables table has no such jumps
 in the nft tables, so it never loses any and never warns.
@@ -45,6 +50,13 @@ MAX_BUSY = 10.0
 KUBE_PROXY_SYNC = 30  # kube-proxy's --iptables-sync-period default: how often its canary is checked
 
 CALICO, KUBE_PROXY = "Calico", "kube-proxy"
+FLANNEL, KUBE_ROUTER, PORTMAP = "flannel", "kube-router", "portmap"
+OWNERS = (CALICO, KUBE_PROXY, FLANNEL, KUBE_ROUTER, PORTMAP)  # the order owners are named in
+# Whose chain a jump enters, by the chain's name; the first match wins (KUBE-ROUTER- before KUBE-).
+JUMP_OWNERS = (("cali-", CALICO), ("KUBE-ROUTER-", KUBE_ROUTER), ("KUBE-", KUBE_PROXY),
+               ("FLANNEL-", FLANNEL), ("CNI-HOSTPORT-", PORTMAP))
+FLANNEL_RESYNC = 5  # flanneld's --iptables-resync default (RKE2's Canal keeps it); k3s: 60 and 50
+KUBE_ROUTER_SYNC = 300  # kube-router's --iptables-sync-period default (k3s keeps it)
 ChainRef = Tuple[str, str, str]
 
 
@@ -61,7 +73,7 @@ def watched_jumps(chains: Mapping[ChainRef, List[Mapping[str, Any]]]) -> FrozenS
                 for verdict in ("jump", "goto"):
                     target = expr.get(verdict) if isinstance(expr, dict) else None
                     name = str(target.get("target", "")) if isinstance(target, dict) else ""
-                    if name.startswith(("cali-", "KUBE-")):
+                    if name.startswith(tuple(prefix for prefix, _owner in JUMP_OWNERS)):
                         found.add(f"{family} {table} {chain} -> {name}")
     return frozenset(found)
 
@@ -139,7 +151,9 @@ class JumpIndex:
 
 
 def owner(jump: str) -> str:
-    return KUBE_PROXY if "KUBE-" in jump else CALICO
+    """'ip nat POSTROUTING -> FLANNEL-POSTRTG' -> flannel; kube-proxy's canary chain is its own."""
+    target = jump.split(" -> ", 1)[1] if " -> " in jump else jump.split()[-2]
+    return next((who for prefix, who in JUMP_OWNERS if target.startswith(prefix)), CALICO)
 
 
 @dataclass(frozen=True)
@@ -252,7 +266,7 @@ class FlushTracker:
         lost, cause = self._lost, self.cause()
         self._lost, self._cause = frozenset(), None
         self.flushes += 1
-        owners = tuple(o for o in (CALICO, KUBE_PROXY) if any(owner(j) == o for j in lost))
+        owners = tuple(o for o in OWNERS if any(owner(j) == o for j in lost))
         if cause:
             for who in owners:
                 gone = frozenset(j for j in lost if owner(j) == who) - (self.seen or frozenset())
@@ -277,7 +291,15 @@ class FlushTracker:
 
     def outages(self) -> Tuple[Outage, ...]:
         """What firewalld flushed and nobody has put back yet, Calico first."""
-        return tuple(self._outages[o] for o in (CALICO, KUBE_PROXY) if o in self._outages)
+        return tuple(self._outages[o] for o in OWNERS if o in self._outages)
+
+
+def event_kind(flush: Flush) -> str:
+    """calico-flushed whenever Calico lost rules, kube-proxy-flushed when only kube-proxy (and
+    the CNI's) did, cni-flushed for flannel's, kube-router's or portmap's alone."""
+    if CALICO in flush.owners:
+        return "calico-flushed"
+    return "kube-proxy-flushed" if KUBE_PROXY in flush.owners else "cni-flushed"
 
 
 def flushed_message(flush: Flush, version: str, refresh: float, note: str = "") -> str:
@@ -298,6 +320,16 @@ def flushed_message(flush: Flush, version: str, refresh: float, note: str = "") 
         parts.append("Services (ClusterIPs, cluster DNS) and NodePorts fail until kube-proxy's "
                      f"canary check notices, within its --iptables-sync-period ({KUBE_PROXY_SYNC} s "
                      "by default).")
+    if FLANNEL in flush.owners:
+        parts.append("flannel's masquerade (FLANNEL-POSTRTG) and forward rules are gone until its "
+                     f"resync, within --iptables-resync ({FLANNEL_RESYNC} s by default; k3s: 60 s, "
+                     "forward rules 50 s); calfwd's own table keeps pod egress masqueraded.")
+    if KUBE_ROUTER in flush.owners:
+        parts.append("kube-router's network policy (KUBE-ROUTER-*) is not enforced until its next "
+                     f"sync, within its --iptables-sync-period ({KUBE_ROUTER_SYNC // 60} min by default).")
+    if PORTMAP in flush.owners:
+        parts.append("portmap's hostPort rules (CNI-HOSTPORT-*) are gone and nothing puts them "
+                     "back: hostPorts stay shut until each such pod is recreated.")
     if flush.cause:
         parts.append(f"Fix: `calfwd guard enable && {guard.ACTIVATE}` (firewalld 1.x, nftables "
                      "backend), or firewalld >= 2.0 without direct rules")

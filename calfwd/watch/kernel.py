@@ -29,7 +29,7 @@ from calfwd.config import Config
 from calfwd.drivers import NftDriver
 from calfwd.drivers.nftmonitor import NftMonitor
 from calfwd.watch.flush_command import CommandRunner
-from calfwd.watch.flushes import CALICO, Flush, FlushTracker, JumpIndex, Outage, flushed_message
+from calfwd.watch.flushes import CALICO, Flush, FlushTracker, JumpIndex, Outage, event_kind, flushed_message
 from calfwd.watch.interface import Repair
 
 KERNEL_DELAY = 0.005  # seconds: the events of one transaction arrive together; read once
@@ -378,8 +378,7 @@ class KernelWatch:
                                              config.on_calico_flush_timeout)
             except OSError as exc:  # e.g. no file descriptor left for its pipe: the warning still goes out
                 note = f"on_calico_flush could not start ({exc.strerror or exc})"
-        kind = "calico-flushed" if CALICO in flush.owners else "kube-proxy-flushed"
-        self.reporter.emit(kind, flushed_message(flush, self.firewalld_version,
+        self.reporter.emit(event_kind(flush), flushed_message(flush, self.firewalld_version,
                                                  config.felix_refresh_interval, note),
                            cause=flush.cause or "not-firewalld", lost=sorted(flush.lost),
                            owners=list(flush.owners), felix_refresh_s=config.felix_refresh_interval,

@@ -106,6 +106,33 @@ def test_unbound_uplink_pod_egress_still_works(unbound):
     assert paths.pod_to_external(unbound)
 
 
+# -- Canal (RKE2): flannel's VXLAN and masquerade, Felix for policy only (issue 21) ---------------
+
+BGP_PATHS = ("node1 -> node2 179/tcp", "node2 -> node1 179/tcp")
+
+
+def test_canal_every_path_after_each_step(tmp_path):
+    """RKE2's Canal on both nodes with the fleet's one-line config: every path right after each
+    step (the Services once kube-proxy resynced), across flannel.1 on 8472/udp; Felix's sets
+    hold the unused default pool, so pod egress after a flush is calfwd's masquerade of
+    flannel's network. Calico's BGP port stays shut: Canal does not use it."""
+    with running(tmp_path, cni="canal", uplink="bound", zone="public") as canal:
+        for node in canal.nodes:
+            node.flannel.restore()  # flannel's resync after firewalld's start (0.9, 1.x flush it)
+        for name, step in (("start", None),) + paths.STEPS[1:]:
+            if step is not None:
+                step(canal)
+            assert failing(paths.check(canal, tuple(p for p in NODE_PATHS if p not in BGP_PATHS))) == [], \
+                "right after %s" % name
+            canal.resync()
+            assert failing(paths.check(canal, tuple(p for p, _ in paths.PATHS if p not in BGP_PATHS))) == [], \
+                "after %s and the resyncs" % name
+        assert not any(paths.check(canal, BGP_PATHS).values()), "calfwd opens no BGP port on Canal"
+        status = canal.node1.calfwd.cli("status")
+        assert "cni: canal (" in status.stdout and "flannel's iptables rules (FLANNEL-POSTRTG)" in status.stdout, \
+            status.stdout
+
+
 # -- the incident, so the lab is known to see failures ---------------------------------------
 
 def test_without_calfwd_pods_lose_each_other_after_reload(tmp_path):

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 
-from lab import probe
-from lab.calfwd import Calfwd, minimal_config
+import pytest
+
+from lab import CalicoSim, Lab, probe, unavailable
+from lab.calfwd import AUTO_CONFIG as AUTO, Calfwd, minimal_config
+from lab.flannel import FlannelSim, make_k3s_node
+from lab.wait import wait_until
 
 
 def test_a_canal_node_gets_flannels_device_and_port_not_calicos(lab):
@@ -54,4 +58,213 @@ def test_a_canal_node_gets_flannels_device_and_port_not_calicos(lab):
     assert "flannel.1" not in fw.firewall_cmd("--zone=calfwd", "--list-interfaces").split()
     ports = fw.firewall_cmd("--policy=calfwd-host", "--list-ports").split()
     assert "4789/udp" in ports and "8472/udp" not in ports, ports
+    assert calfwd.cli("cleanup").returncode == 0
+
+
+# -- pools and masquerade from flannel ------------------------------------------------
+
+@pytest.fixture
+def canal_lab(tmp_path):
+    """A Canal node as RKE2 makes it: the pod on a cali* veth with an address from flannel's
+    network (host-local IPAM over the node's podCIDR); Felix's sets hold calico-node's unused
+    default pool 192.168.0.0/16 with natOutgoing (docs/rke2-k3s-facts.md section 4); flannel
+    masquerades pod egress (FLANNEL-POSTRTG); no subnet file on the host."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    built = Lab(tmp_path)
+    built.calico = CalicoSim(built.node, (DEFAULT_POOL,), (), (built.workload,))
+    with built as lab:
+        lab.flannel = FlannelSim(lab.node, lab.addr.pool_v4, lab.addr.block_v4)
+        lab.flannel.add_vxlan(lab.uplink)
+        lab.flannel.install()
+        # A default Canal node is IPv4 only (FELIX_IPV6SUPPORT=false): no IPv6 pod route or block.
+        lab.node.run("ip", "-6", "route", "del", lab.addr.pod_v6 + "/128", "dev", lab.workload.iface)
+        lab.node.run("ip", "-6", "route", "del", "blackhole", lab.addr.block_v6)
+        yield lab
+
+
+DEFAULT_POOL = "192.168.0.0/16"  # calico-node's default-ipv4-ippool, natOutgoing, unused on Canal
+
+
+def calfwd_masq4(lab) -> list:
+    out = lab.node.run("nft", "-j", "list", "set", "inet", "calfwd", "masq4").stdout
+    elems = json.loads(out)["nftables"][1]["set"].get("elem", [])
+    return ["%s/%s" % (e["prefix"]["addr"], e["prefix"]["len"]) if isinstance(e, dict) else e for e in elems]
+
+
+def flush_as_firewalld_does(lab) -> None:
+    """A firewalld reload: 0.9 and 1.x flush iptables' tables, flannel's rules with them; 2.x
+    does not, so there the flush is made by hand (as a direct rule brings it back)."""
+    lab.firewalld.reload()
+    if lab.firewalld.build.major < 2:
+        assert not lab.flannel.present(), "firewalld 0.9/1.x flushes flannel's rules on reload"
+    else:
+        assert lab.flannel.present(), "firewalld 2.x leaves iptables' rules alone"
+        lab.flannel.flush()
+
+
+def test_canal_pools_come_from_flannel_and_pod_egress_survives_the_flush(canal_lab):
+    """Canal's trap: with ip_pools = "auto" calfwd followed Felix's unused default pool and
+    masqueraded nothing pods send. It must follow flannel's network instead, so that pod egress
+    survives the flush of flannel's masquerade, a calfwd restart meanwhile included."""
+    lab = canal_lab
+    assert lab.pod_reaches_proxy(), "flannel masquerades pod egress"
+    lab.flannel.flush()
+    assert not lab.pod_reaches_proxy(), "Felix's natOutgoing (its unused default pool) does not masquerade pods"
+    lab.flannel.restore()
+    lab.firewalld.start()
+    lab.flannel.restore()  # flannel's resync after firewalld's start flushed it (0.9, 1.x)
+
+    absent = lab.workdir / "no-subnet.env"  # RKE2: the file stays inside flannel's container
+    # What calfwd did before it knew Canal: Felix's pools. The flush then takes pod egress away.
+    calfwd = Calfwd(lab, AUTO + f'[flannel]\nsubnet_file = "{absent}"\n[cni]\nkind = "calico"\n')
+    applied = calfwd.cli("apply")
+    assert applied.returncode == 0 and f"auto -> {DEFAULT_POOL} (natOutgoing)" in applied.stdout, applied.stdout
+    lab.flannel.restore()  # calfwd's apply reloaded firewalld, which flushed them again (0.9, 1.x)
+    assert lab.pod_reaches_proxy()
+    flush_as_firewalld_does(lab)
+    assert not lab.pod_reaches_proxy(), "following Felix's pools on Canal, the flush takes pod egress away"
+    lab.flannel.restore()
+    doctor = calfwd.cli("doctor")
+    assert (f"ERROR   pools: pod route {lab.addr.pod_v4}/32 dev {lab.workload.iface} lies in none of the pools "
+            f"calfwd uses ({DEFAULT_POOL}) (they follow Felix's ip sets), on a node running flannel (flannel.1)") \
+        in doctor.stdout, doctor.stdout
+    assert doctor.returncode != 0
+
+    calfwd.write_config(AUTO + f'[flannel]\nsubnet_file = "{absent}"\n[daemon]\nresync_interval = 1\n')
+    calfwd.start()
+    changed = calfwd.wait_for("pools-changed")[0]
+    assert f"auto -> {lab.addr.pool_v4} (natOutgoing) (flannel's iptables rules (FLANNEL-POSTRTG))" in changed, changed
+    assert DEFAULT_POOL not in changed
+    assert calfwd_masq4(lab) == [lab.addr.pool_v4]
+    lab.flannel.restore()  # flannel's resync after the flush of calfwd's own firewalld reload
+    doctor = calfwd.cli("doctor")
+    assert "cni: canal (flannel's flannel.1 with Calico's policy" in doctor.stdout, doctor.stdout
+    assert (f'ip_pools = "auto" follows flannel\'s iptables rules (FLANNEL-POSTRTG): {lab.addr.pool_v4} '
+            "(natOutgoing)") in doctor.stdout, doctor.stdout
+    assert "lies in none of the pools" not in doctor.stdout
+    listing = lab.node.run("nft", "list", "chain", "inet", "calfwd", "postrouting").stdout
+    assert "meta mark & 0x00004000 == 0x00004000 return" in listing and "ip daddr != 224.0.0.0/4" in listing, listing
+    for i in range(2):
+        lab.calico.restore()  # Felix's and flannel's resyncs since the last flush
+        lab.flannel.restore()
+        wait_until(lambda: calfwd.cli("status").returncode == 0, 10, "in sync before the flush")
+        mark = calfwd.line_count()
+        flush_as_firewalld_does(lab)
+        assert lab.pod_reaches_proxy(), f"pod -> proxy broken after flush {i + 1}"
+        assert lab.peer_reaches_pod(), f"peer -> pod broken after flush {i + 1}"
+        # The flush watch names flannel beside Calico, with flannel's own way back.
+        flushed = calfwd.wait_for("calico-flushed", after=mark)[0]
+        assert "Calico's and flannel's iptables rules" in flushed and "ip nat POSTROUTING -> FLANNEL-POSTRTG" in flushed
+        assert "flannel's masquerade (FLANNEL-POSTRTG) and forward rules are gone until its resync" in flushed, flushed
+    if lab.firewalld.build.major < 2:  # a firewalld flush is an outage until flannel's resync
+        status = calfwd.cli("status")
+        assert status.returncode == 1 and "flushed flannel's iptables rules" in status.stdout, status.stdout
+        lab.calico.restore()
+        wait_until(lambda: [f["owner"] for f in calfwd.status_doc()["flushed"]] == ["flannel"], 10,
+                   "Felix restored; flannel's rules still gone")
+        lab.flannel.restore()  # flannel's resync
+        wait_until(lambda: calfwd.cli("status").returncode == 0, 10, "status ok once flannel's rules are back")
+
+    # Stopped, a flush meanwhile, restarted while flannel's rules are still gone: the pools
+    # calfwd applied stay.
+    assert calfwd.stop() == 0
+    flush_as_firewalld_does(lab)
+    calfwd.start()
+    assert calfwd_masq4(lab) == [lab.addr.pool_v4]
+    assert lab.pod_reaches_proxy(), "pod -> proxy after calfwd restarted with flannel's rules flushed"
+    plan = calfwd.cli("plan")
+    assert "flannel's network not found" in plan.stdout and "keeping the pools applied before" in plan.stdout, plan.stdout
+    lab.flannel.restore()
+    plan = calfwd.cli("plan")
+    assert plan.returncode == 0 and "(flannel's iptables rules (FLANNEL-POSTRTG))" in plan.stdout, plan.stdout
+    assert "no change" in plan.stdout.lower() or "in sync" in plan.stdout.lower(), plan.stdout
+    assert calfwd.stop() == 0
+    assert calfwd.cli("cleanup").returncode == 0
+
+
+def test_a_subnet_file_wins_and_is_followed_and_a_garbled_one_keeps_the_pools(canal_lab):
+    """Where flannel's subnet file is on the host (k3s; a Canal that mounts it) it names the
+    network; a rewrite (by rename, as flannel writes it) is followed within a poll, and a
+    garbled one keeps the pools in force and says why."""
+    lab = canal_lab
+    lab.firewalld.start()
+    subnet = lab.workdir / "subnet.env"
+    lab.flannel.write_subnet_file(subnet)
+    calfwd = Calfwd(lab, AUTO + f'[flannel]\nsubnet_file = "{subnet}"\n')
+    calfwd.start()
+    changed = calfwd.wait_for("pools-changed")[0]
+    assert f"auto -> {lab.addr.pool_v4} (natOutgoing) (flannel's subnet file {subnet})" in changed, changed
+
+    mark = calfwd.line_count()
+    wider = "198.18.64.0/19"
+    FlannelSim(lab.node, wider, lab.addr.block_v4).write_subnet_file(subnet)
+    changed = calfwd.wait_for("pools-changed", after=mark, timeout=5)[0]
+    assert f"auto -> {wider} (natOutgoing)" in changed, changed
+    assert calfwd_masq4(lab) == [wider]
+
+    mark = calfwd.line_count()
+    tmp = subnet.with_name("garbled.tmp")
+    tmp.write_text("FLANNEL_NETWORK=198.18.64.0/19\nFLANNEL_SUBNET=198.18.6")  # half-written, by another writer
+    tmp.replace(subnet)
+    unknown = calfwd.wait_for("pools-unknown", after=mark, timeout=5)[0]
+    assert f"cannot read flannel's network: {subnet}: half-written" in unknown, unknown
+    assert calfwd_masq4(lab) == [wider], "the last good pools stay in force"
+    flush_as_firewalld_does(lab)
+    assert lab.pod_reaches_proxy(), "pod egress masqueraded by the kept pools"
+    assert calfwd.stop() == 0
+    assert calfwd.cli("cleanup").returncode == 0
+
+
+@pytest.fixture
+def k3s_lab(tmp_path):
+    """A k3s node: flannel alone (no Calico), the pod on the bridge cni0 with an address from
+    the node's lease, flannel's masquerade and forward rules, its subnet file on the host."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Lab(tmp_path, calico=False) as lab:
+        lab.flannel = FlannelSim(lab.node, lab.addr.pool_v4, lab.addr.block_v4)
+        make_k3s_node(lab, lab.flannel)
+        lab.flannel.install()
+        lab.flannel.forward_rules()
+        lab.subnet_file = lab.workdir / "subnet.env"
+        lab.flannel.write_subnet_file(lab.subnet_file)
+        yield lab
+
+
+def test_a_k3s_node_is_served_on_cni0_and_pod_egress_survives_the_flush(k3s_lab):
+    """flannel's bridge cni0 (never veth+) in calfwd's zone, flannel's port, the pools from the
+    subnet file; after firewalld flushes flannel's rules, pods still reach the outside
+    (calfwd's masquerade) and are reached from the peer; the flush is reported as flannel's."""
+    lab = k3s_lab
+    assert lab.pod_reaches_proxy(), "flannel masquerades pod egress (the lab is sound)"
+    lab.firewalld.start()
+    lab.flannel.install()
+    assert not lab.pod_reaches_proxy(), "firewalld alone rejects what comes from cni0"
+    calfwd = Calfwd(lab, AUTO + f'[flannel]\nsubnet_file = "{lab.subnet_file}"\n')
+    calfwd.start()
+    changed = calfwd.wait_for("pools-changed")[0]
+    assert f"auto -> {lab.addr.pool_v4} (natOutgoing) (flannel's subnet file {lab.subnet_file})" in changed, changed
+    status = calfwd.cli("status")
+    assert "cni: flannel (flannel's flannel.1 and the bridge cni0, no Calico)" in status.stdout, status.stdout
+    interfaces = lab.firewalld.firewall_cmd("--zone=calfwd", "--list-interfaces").split()
+    assert "cni0" in interfaces and "flannel.1" in interfaces
+    assert not any(i.startswith(("veth", "cali")) for i in interfaces), interfaces
+    assert lab.firewalld.firewall_cmd("--policy=calfwd-host", "--list-ports").split() == ["8472/udp"]
+    lab.flannel.install()  # flannel's resync after calfwd's own firewalld reload
+    lab.flannel.forward_rules()
+    assert lab.pod_reaches_proxy() and lab.peer_reaches_pod()
+    for i in range(2):
+        mark = calfwd.line_count()
+        flush_as_firewalld_does(lab)
+        assert lab.pod_reaches_proxy(), f"pod -> proxy broken after flush {i + 1}"
+        assert lab.peer_reaches_pod(), f"peer -> pod broken after flush {i + 1}"
+        if lab.firewalld.build.major < 2:
+            flushed = calfwd.wait_for("cni-flushed", after=mark)[0]
+            assert "flushed flannel's iptables rules on reload" in flushed, flushed
+        lab.flannel.install()
+        lab.flannel.forward_rules()
+    assert calfwd.stop() == 0
     assert calfwd.cli("cleanup").returncode == 0

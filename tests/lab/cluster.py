@@ -25,6 +25,12 @@ With flush_guard=True, starting calfwd on a node first runs `calfwd guard auto`,
 package's %post does, so the drop-in (where this firewalld flushes) is in effect from
 firewalld's next start: a node as the package leaves it.
 IPv4 only: the pools' IPv6 half appears in calfwd's config, nowhere else.
+
+cni="canal" builds RKE2's Canal instead: flannel's VXLAN (`flannel.1`, 8472/udp) between the
+nodes, flannel's masquerade (flannel.py's FlannelSim, the node's block as its lease, the
+pool as flannel's network, no forward rules: RKE2 turns them off), and Felix in policy-only
+mode, its sets holding calico-node's unused default pool (192.168.0.0/16, natOutgoing) and no
+tunnel of its own. calfwd runs the fleet's one-line config, `ip_pools = "auto"`.
 """
 
 from __future__ import annotations
@@ -44,12 +50,17 @@ from .dbus import PrivateBus
 from .encap import ENCAPSULATIONS, TUNNELS, Endpoint, Tunnel, wireguard_keys
 from .felix import IptablesFelix, NftFelix
 from .firewalld import Firewalld
+from .flannel import FlannelSim
 from .netns import PREFIX, NamespaceGroup, Netns, add_veth, unique_id
 from .services import KubeProxy, Service
 from . import versions
 from .topology import CALICO_GW4, CALICO_MAC
 
 DATAPLANES = ("iptables", "nftables")
+CNIS = ("calico", "canal")
+CANAL_DEFAULT_POOL = "192.168.0.0/16"  # calico-node's default-ipv4-ippool: unused on Canal
+AUTO_CONFIG = '[calico]\nip_pools = "auto"\n'
+
 UPLINKS = ("bound", "unbound")
 UPLINK = "eth0"
 
@@ -103,6 +114,8 @@ class ClusterNode:
         self.bus = PrivateBus(self.node, self.workdir, bus_name)
         self.firewalld = Firewalld(self.node, self.bus, self.workdir, build=cluster.firewalld_build)
         self.felix: Union[IptablesFelix, NftFelix, None] = None
+        self.flannel: Optional[FlannelSim] = None
+        self.config = AUTO_CONFIG if cluster.cni == "canal" else None  # calfwd's, when none is given
         self.kube: Optional[KubeProxy] = None
         self.tunnel: Optional[Tunnel] = None
         self.calfwd: Optional[Calfwd] = None
@@ -115,7 +128,7 @@ class ClusterNode:
     def start_calfwd(self, config: Optional[str] = None) -> Calfwd:
         """calfwd's daemon on this node (minimal config by default), after its first reconcile;
         with the cluster's flush_guard, `calfwd guard auto` first."""
-        self.calfwd = Calfwd(self, config)
+        self.calfwd = Calfwd(self, config or self.config)
         if self.flush_guard:
             self.install_guard()
         self.calfwd.start()
@@ -138,7 +151,14 @@ class Cluster(NamespaceGroup):
     def __init__(self, workdir: Optional[Path] = None, encap: str = "vxlan", dataplane: str = "iptables",
                  uplink: str = "bound", zone: str = "public", calfwd: bool = True,
                  addr: ClusterAddressing = ClusterAddressing(), flush_guard: bool = False,
-                 firewalld: str = versions.OWN):
+                 firewalld: str = versions.OWN, cni: str = "calico"):
+        if cni not in CNIS:
+            raise ValueError("cni %r: not one of %s" % (cni, ", ".join(CNIS)))
+        if cni == "canal":
+            encap = "flannel"  # Canal's networking is flannel's
+        elif encap == "flannel":
+            raise ValueError("encap 'flannel' is Canal's: use cni='canal'")
+        self.cni = cni
         for value, allowed, what in ((encap, ENCAPSULATIONS, "encap"), (dataplane, DATAPLANES, "dataplane"),
                                      (uplink, UPLINKS, "uplink")):
             if value not in allowed:
@@ -178,8 +198,8 @@ class Cluster(NamespaceGroup):
     def describe(self) -> str:
         tunnels = [n.tunnel for n in self.nodes if n.tunnel is not None]
         standin = " (userspace stand-in)" if any(t.standin for t in tunnels) else ""
-        return "encap=%s%s dataplane=%s uplink=%s zone=%s firewalld=%s" % (
-            self.encap, standin, self.dataplane, self.uplink, self.zone, self.firewalld_build.version)
+        return "cni=%s encap=%s%s dataplane=%s uplink=%s zone=%s firewalld=%s" % (
+            self.cni, self.encap, standin, self.dataplane, self.uplink, self.zone, self.firewalld_build.version)
 
     def start(self) -> "Cluster":
         try:
@@ -211,6 +231,8 @@ class Cluster(NamespaceGroup):
         for node in self.nodes:
             node.felix.restore()
             node.kube.resync()
+            if node.flannel is not None:
+                node.flannel.restore()
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -235,7 +257,8 @@ class Cluster(NamespaceGroup):
         ns.sysctl("net.ipv4.conf.%s.proxy_arp" % cali, 1)
         ns.sysctl("net.ipv4.neigh.%s.proxy_delay" % cali, 0)
         ns.run("ip", "link", "set", cali, "up")
-        ns.run("ip", "route", "add", "blackhole", node.endpoint.block, "proto", "bird")
+        if self.cni != "canal":  # Canal's host-local IPAM makes no block route
+            ns.run("ip", "route", "add", "blackhole", node.endpoint.block, "proto", "bird")
         ns.run("ip", "route", "add", node.pod_ip + "/32", "dev", cali, "scope", "link")
         pod.run("ip", "addr", "add", node.pod_ip + "/32", "dev", "eth0")
         pod.run("ip", "link", "set", "eth0", "up")
@@ -254,6 +277,14 @@ class Cluster(NamespaceGroup):
 
     def _felix(self, node: ClusterNode) -> None:
         peers = [n.endpoint.underlay for n in self.nodes if n is not node]
+        if self.cni == "canal":  # policy only: no tunnel of Felix's, its unused default pool
+            hosts = [n.endpoint.underlay for n in self.nodes]
+            node.felix = IptablesFelix(node.node, node.workdir, "none", UPLINK, CANAL_DEFAULT_POOL,
+                                       node.workload, peers, hosts)
+            node.felix.install()
+            node.flannel = FlannelSim(node.node, self.addr.pool_v4, node.endpoint.block)
+            node.flannel.install()
+            return
         if self.dataplane == "nftables":
             node.felix = NftFelix(node.node, self.addr.pool_v4, node.workload,
                                   (node.endpoint.underlay, node.endpoint.tunnel_ip), peers)

@@ -11,6 +11,10 @@
   0x100000/0x100000 lookup 1` and remote blocks in table 1. Where the kernel has no wireguard
   module, wireguard-go (Debian's package) serves the same device from userspace.
 - none: remote blocks routed over the underlay, as BIRD installs them (BGP on 179/tcp).
+- flannel: Canal's (and k3s's) VXLAN as flanneld builds it: `flannel.1`, VNI 1, the kernel's
+  port 8472, no learning, the lease's network address on the device, per remote node a
+  permanent neighbour entry, FDB entry and a route to its lease via its address, onlink
+  (flannel's pkg/backend/vxlan: device.go, vxlan_network.go); no route protocol of Felix's.
 
 Which of these the kernel has is checked by creating a throw-away device in the node's
 namespace (this machine has no modprobe, and its kernel may have neither ipip nor wireguard).
@@ -28,8 +32,11 @@ from . import probe
 from .firewalld import PRIVATE_RUN
 from .netns import Netns
 
-ENCAPSULATIONS = ("vxlan", "ipip", "none", "wireguard")
-DEVICES: Dict[str, str] = {"vxlan": "vxlan.calico", "ipip": "tunl0", "wireguard": "wireguard.cali"}
+ENCAPSULATIONS = ("vxlan", "ipip", "none", "wireguard", "flannel")
+DEVICES: Dict[str, str] = {"vxlan": "vxlan.calico", "ipip": "tunl0", "wireguard": "wireguard.cali",
+                           "flannel": "flannel.1"}
+FLANNEL_VNI = 1
+FLANNEL_PORT = 8472
 VXLAN_VNI = 4096
 VXLAN_PORT = 4789
 WIREGUARD_PORT = 51820
@@ -107,6 +114,21 @@ class Vxlan(Tunnel):
                 "proto", PROTO_FELIX)
 
 
+class FlannelVxlan(Tunnel):
+    kind = "flannel"
+
+    def build(self) -> None:
+        dev, run = self.device, self.netns.run
+        run("ip", "link", "add", dev, "type", "vxlan", "id", FLANNEL_VNI, "local", self.local.underlay,
+            "dev", self.uplink, "dstport", FLANNEL_PORT, "nolearning")
+        run("ip", "link", "set", dev, "address", self.local.vtep_mac)
+        self._address(1450)
+        for peer in self.peers:
+            run("ip", "neigh", "replace", peer.tunnel_ip, "lladdr", peer.vtep_mac, "dev", dev, "nud", "permanent")
+            run("bridge", "fdb", "replace", peer.vtep_mac, "dev", dev, "dst", peer.underlay, "self", "permanent")
+            run("ip", "route", "replace", peer.block, "via", peer.tunnel_ip, "dev", dev, "onlink")
+
+
 class Ipip(Tunnel):
     kind = "ipip"
 
@@ -174,4 +196,4 @@ class Wireguard(Tunnel):
             run("ip", "route", "replace", peer.block, "dev", dev, "scope", "link", "table", WIREGUARD_TABLE)
 
 
-TUNNELS = {"vxlan": Vxlan, "ipip": Ipip, "none": Tunnel, "wireguard": Wireguard}
+TUNNELS = {"vxlan": Vxlan, "ipip": Ipip, "none": Tunnel, "wireguard": Wireguard, "flannel": FlannelVxlan}

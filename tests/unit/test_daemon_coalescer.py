@@ -171,3 +171,46 @@ def test_a_resync_coalesced_with_another_trigger_still_resumes_repairs(monkeypat
     d.coalescer.request("firewalld-reloaded")
     glib.run_until(1.0)
     assert seen == [{"firewalld-reloaded"}, {"resync", "firewalld-reloaded"}]
+
+
+def test_flannels_subnet_file_rewritten_reconciles_within_a_poll(monkeypatch, tmp_path):
+    """ip_pools = "auto" on a Canal or flannel node follows flannel's subnet file: a rename over
+    it (as flannel and k3s write it) runs a reconcile at the next poll; an unchanged file does
+    not, and on a Calico node the file is not even looked at."""
+    d, glib, _judged, _notes = make_daemon(monkeypatch, tmp_path)
+    subnet = tmp_path / "subnet.env"
+    subnet.write_text("FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_IPMASQ=true\n")
+    d.config = cfg.parse(f'[calico]\nip_pools = "auto"\n[flannel]\nsubnet_file = "{subnet}"\n', "t.toml")
+    d.reconciler.cni = "canal"
+    d.coalescer.request("start")
+    glib.run_until(0.0)
+    # Rewritten after the start's reconcile read it and before the first poll: the baseline is
+    # the reconcile's, so the poll sees the change (it was lost when the first poll took it).
+    again = tmp_path / "subnet.env.tmp"
+    again.write_text("FLANNEL_NETWORK=10.45.0.0/16\nFLANNEL_IPMASQ=true\n")
+    again.rename(subnet)
+    d._poll_forwarding()
+    glib.run_until(1.0)
+    assert d.reconciler.labels == ["start", "flannel-subnet-changed"]
+    d._poll_forwarding()
+    glib.run_until(1.5)
+    assert d.reconciler.labels == ["start", "flannel-subnet-changed"], "nothing changed since: no run"
+    d.reconciler.labels = ["start"]
+    new = tmp_path / "subnet.env.tmp"
+    new.write_text("FLANNEL_NETWORK=10.43.0.0/16\nFLANNEL_IPMASQ=true\n")
+    new.rename(subnet)
+    d._poll_forwarding()
+    glib.run_until(2.6)
+    assert d.reconciler.labels == ["start", "flannel-subnet-changed"]
+    subnet.unlink()
+    d._poll_forwarding()
+    glib.run_until(3.2)
+    assert d.reconciler.labels[-1] == "flannel-subnet-changed" and len(d.reconciler.labels) == 3, "gone is a change"
+
+    d.reconciler.cni = "calico"
+    d.coalescer.request("resync")
+    glib.run_until(4.0)
+    subnet.write_text("FLANNEL_NETWORK=10.44.0.0/16\nFLANNEL_IPMASQ=true\n")
+    d._poll_forwarding()
+    glib.run_until(5.0)
+    assert d.reconciler.labels[-1] == "resync", "a Calico node's stray subnet file is not followed"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 from calfwd import config as cfg
 from calfwd.desired import HostFacts, desired, nft_interface
 
@@ -148,8 +151,12 @@ def test_flannel_binds_the_bridge_and_flannels_devices_never_veths_and_opens_fla
     assert fw.policies[1].ports == (("8472", "udp"),) and fw.policies[1].protocols == ()
 
 
-def test_the_nft_layer_is_the_same_for_every_cni():
-    assert {desired(conf(), _cni(kind)).nft for kind in ("calico", "canal", "flannel")} == {desired(conf()).nft}
+def test_the_nft_layer_masquerades_as_flannel_does_on_canal_and_flannel_only():
+    calico = desired(conf()).nft
+    assert desired(conf(), _cni("calico")).nft == calico and not calico.flannel_nat
+    for kind in ("canal", "flannel"):
+        nft = desired(conf(), _cni(kind)).nft
+        assert nft.flannel_nat and nft == replace(calico, flannel_nat=True), kind
 
 
 def test_the_reconciler_judges_the_cni_from_its_reads():
@@ -179,3 +186,64 @@ def test_the_reconciler_reads_only_what_the_judgement_needs(tmp_path):
     r = Reconciler(nft=NoReads(), links=lambda: ["lo", "eth0", "cali1a2b3c4d5e6"])  # type: ignore[arg-type]
     verdict = r.judge_cni(conf(f'[flannel]\nsubnet_file = "{subnet}"\n'))
     assert verdict.kind == "calico" and "ignored: no flannel device" in verdict.why
+
+
+def test_auto_pools_on_canal_come_from_flannel_never_from_felixs_sets(tmp_path):
+    """Canal's trap: Felix's sets hold calico-node's unused default pool. On a Canal or flannel
+    node the reconciler reads flannel's subnet file and rules instead, and never Felix's sets."""
+    from calfwd.judge.cni import CniFacts, Link
+    from calfwd.judge.flannel import IPTABLES_CHAINS
+    from calfwd.reconcile import Reconciler
+
+    class Nft:
+        """flannel's IPv4 rules as iptables-nft lists them; calfwd's table absent."""
+        def read_chains(self, wanted):
+            assert tuple(wanted)[:2] == IPTABLES_CHAINS
+            masq = {"expr": [
+                {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                           "right": {"prefix": {"addr": "10.42.0.0", "len": 16}}}},
+                {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                           "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}},
+                {"xt": {"type": "target", "name": "MASQUERADE"}}]}
+            return {IPTABLES_CHAINS[0]: [masq]}
+
+        def read_table(self, family, name):
+            return None
+
+    def felix():
+        raise AssertionError("Felix's sets read on a Canal node")
+    canal = CniFacts(links=(Link("cali1a2b3c4d5e6"), Link("flannel.1", "vxlan", 8472, True)), felix=True)
+    subnet = tmp_path / "subnet.env"
+    r = Reconciler(nft=Nft(), links=lambda: ["lo"], felix_sets=felix, cni_facts=lambda c: canal)  # type: ignore[arg-type]
+    config = cfg.parse(f'[calico]\nip_pools = "auto"\n[flannel]\nsubnet_file = "{subnet}"\n', "t.toml")
+    state = r.resolve_pools(config)
+    assert [str(n) for n in state.pools] == ["10.42.0.0/16"] and state.masq == state.pools
+    assert state.source == "flannel's iptables rules (FLANNEL-POSTRTG)"
+    subnet.write_text("FLANNEL_NETWORK=10.43.0.0/16\nFLANNEL_IPMASQ=false\n")
+    state = r.resolve_pools(config)
+    assert [str(n) for n in state.pools] == ["10.43.0.0/16"] and state.masq == (), "the file wins"
+    subnet.unlink()
+    subnet.mkdir()  # not a regular file: the last pools stay, the reason is named
+    state = r.resolve_pools(config)
+    assert [str(n) for n in state.pools] == ["10.43.0.0/16"]
+    assert state.problem.startswith(f"cannot read flannel's network: {subnet}: a directory, not a regular file (keeping")
+
+
+def test_the_repair_path_keeps_flannels_masquerade_on_canal():
+    """reconcile_nft (a kernel event's repair) reads no links: it renders with the CNI the last
+    reconcile judged, so a repair on Canal does not flip the table to Calico's shape."""
+    from calfwd.judge.cni import CniFacts, Link
+    from calfwd.reconcile import Reconciler
+    from fakes.nft import FakeNft
+    canal = CniFacts(links=(Link("cali1a2b3c4d5e6"), Link("flannel.1", "vxlan", 8472, True)), felix=True)
+    nft = FakeNft()
+    r = Reconciler(nft=nft, links=lambda: ["lo"], cni_facts=lambda c: canal)  # type: ignore[arg-type]
+    config = conf()
+    r.reconcile(config, "start")
+    table = nft.read_table("inet", "calfwd")
+    assert any("&" in json.dumps(o) for o in table), "flannel's kube-proxy mark rule"
+    layer, errors, _ = r.reconcile_nft(config)
+    assert layer.empty and not errors, layer.reasons
+    nft.tables_.pop(("inet", "calfwd"))
+    layer, errors, _ = r.reconcile_nft(config)
+    assert not errors and nft.read_table("inet", "calfwd") == table, "repaired in the same shape"

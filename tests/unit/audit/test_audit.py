@@ -48,6 +48,7 @@ Host:      node1
 Date:      2026-11-30T23:00:00Z
 calfwd:    0.1.0
 Config:    /etc/calfwd/calfwd.toml
+CNI:       calico (not judged)
 Verdict:   in effect exactly as configured
 
 Terms
@@ -225,7 +226,8 @@ def test_json_has_a_stable_schema():
     data = json.loads(json.dumps(audit_render.as_dict(report())))
     assert list(data) == ["schema", "ok", "host", "date", "version", "config_path", "firewalld", "firewalld_note",
                           "entries", "nft_rules", "untouched", "check", "check_output", "differences",
-                          "unreadable"]
+                          "unreadable", "cni"]
+    assert data["cni"] == {"kind": "calico", "why": "not judged"}
     assert data["schema"] == 1 and data["ok"] is True
     assert data["firewalld"]["default_zone_target"] == "DROP"
     for entry in data["entries"]:
@@ -270,3 +272,23 @@ def test_a_bad_config_is_exit_2_with_one_line_naming_file_and_key(tmp_path, caps
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and str(path) in err and "host_ports" in err
     assert "Traceback" not in err
+
+
+def test_on_canal_flannels_devices_and_port_are_calfwds_and_say_why():
+    """The zone binds flannel's devices and the host policy opens flannel's port on Canal: the
+    audit names them as calfwd's, from [cni] kind, never as someone else's."""
+    from dataclasses import replace as with_
+    from calfwd.judge.cni import CniVerdict
+    canal = with_(FACTS, cni=CniVerdict("canal", "flannel's flannel.1 with Calico's policy", ("flannel.1",), (8472,),
+                                        (), False))
+    want = desired(cfg.parse(CONFIG, "/etc/calfwd/calfwd.toml"), canal)
+    fw = LayerPlan("firewalld", (), read=actual(host_ports=(("8472", "udp"),), interfaces=want.firewalld.zone.interfaces))
+    page = report(fw=fw, facts=canal)
+    zone = next(e for e in page.entries if e.kind == "zone")
+    flannel = next(i for i in zone.items if i.value == "flannel.1")
+    assert (flannel.why, flannel.key) == ("flannel's VXLAN device, IPv4 (pod traffic from other nodes)", "cni.kind")
+    assert NOT_CALFWDS not in [i.why for i in zone.items]
+    host = next(e for e in page.entries if e.name == "calfwd-host")
+    port = next(i for i in host.items if i.kind == "port")
+    assert port.value == "8472/udp" and port.key == "cni.kind" and "flannel's backend" in port.why
+    assert "CNI:       canal (flannel's flannel.1 with Calico's policy)" in audit_render.text(page)

@@ -156,3 +156,24 @@ def test_tables_made_under_an_earlier_name_go_in_the_same_transaction():
     assert plan.batch["nftables"][0] == {"add": {"table": {"family": "inet", "name": "calfwd"}}}
     cleanup = p.cleanup_plan("inet", "calfwd", None, orphans=("calfwd_old",))
     assert cleanup.reasons == ("remove table inet calfwd_old (calfwd's, from an earlier configuration)",)
+
+
+def test_on_canal_and_flannel_the_masquerade_follows_flannels_rules():
+    """flannel's FLANNEL-POSTRTG (tests/fixtures/flannel): kube-proxy's marked packets return,
+    multicast is never masqueraded; the Calico rendering keeps its shape."""
+    from dataclasses import replace
+    calico = p.render(nft())
+    objs = p.render(replace(nft(), flannel_nat=True))
+    rules = [o["rule"] for o in objs if "rule" in o]
+    mark = [r for r in rules if r["expr"][0]["match"]["left"] == {"&": [{"meta": {"key": "mark"}}, 0x4000]}]
+    assert len(mark) == 1 and mark[0]["expr"][0]["match"]["right"] == 0x4000 and mark[0]["expr"][1] == {"return": None}
+    masq = [r["expr"] for r in rules if any("masquerade" in e for e in r["expr"])]
+    assert rules.index(mark[0]) < rules.index(next(r for r in rules if any("masquerade" in e for e in r["expr"])))
+    assert masq[0][2]["match"] == {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                                   "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}
+    assert masq[1][2]["match"]["right"] == {"prefix": {"addr": "ff00::", "len": 8}}
+    assert [o for o in objs if "rule" not in o] == [o for o in calico if "rule" not in o], "the same sets and chain"
+    assert not any("&" in json.dumps(o) or "224.0.0.0" in json.dumps(o) for o in calico)
+    d = replace(nft(), flannel_nat=True)
+    assert p.plan(d, listing(d)).empty, "what nft lists back is in sync"
+    assert not p.plan(d, listing(nft())).empty, "a Calico-shaped table is rewritten"
