@@ -111,7 +111,11 @@ def remove_written(path: str) -> Tuple[str, str]:
     return "removed", ""
 
 
-def directory_warning(path: str) -> str:
+METRICS_RISK = ("they could replace calfwd's metrics file or fake it (node_exporter serves every *.prom "
+                "there)")
+
+
+def directory_warning(path: str, risk: str = METRICS_RISK) -> str:
     """check: why someone other than root could write the textfile's directory (or one above
     it), or "". They could replace calfwd's metrics or plant something in their place (calfwd
     itself never follows or waits on what is planted). Counted as writable by others: owned
@@ -131,7 +135,6 @@ def directory_warning(path: str) -> str:
         elif info.st_mode & 0o020 and info.st_gid != 0:
             why = f"group {info.st_gid} can write it ({mode})"
         if why:
-            return (f"its directory {directory} can be written by others: {why}; they could replace "
-                    "calfwd's metrics file or fake it (node_exporter serves every *.prom there): "
+            return (f"its directory {directory} can be written by others: {why}; {risk}: "
                     "keep it in a directory only root can write to")
     return ""
