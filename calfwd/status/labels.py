@@ -104,15 +104,5 @@ class LabelsFile:
 
 def remove_written(path: str) -> Tuple[str, str]:
     """cleanup: (what was removed, or ""; why what is there was left alone, or "")."""
-    if not path:
-        return "", ""
-    try:
-        left = textfile.remove_written(path, lambda head: head.startswith(HEADER.encode()[:64]),
-                                       "calfwd's node labels", head=64)
-    except FileNotFoundError:
-        return "", ""
-    except OSError as exc:
-        return "", f"labels: {path} left alone: {exc.strerror or exc}"
-    if left:
-        return "", f"labels: {path} left alone: {left}"
-    return f"node labels file {path}", ""
+    removed, left = textfile.remove_own(path, HEADER.encode(), "calfwd's node labels", "labels")
+    return (f"node labels file {path}" if removed else ""), left

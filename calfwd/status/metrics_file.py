@@ -99,16 +99,8 @@ HEADER = b"# HELP calfwd_"  # how every file render() makes begins
 def remove_written(path: str) -> Tuple[str, str]:
     """cleanup: (what was removed, or ""; why what is there was left alone, or ""). Only the
     regular file calfwd wrote goes: a link, FIFO, device, another user's file or one that
-    does not begin as calfwd's does stays, and is said to stay (textfile.remove_written)."""
-    try:
-        left = textfile.remove_written(path, lambda head: head.startswith(HEADER), "calfwd's metrics")
-    except FileNotFoundError:
-        return "", ""
-    except OSError as exc:
-        return "", f"metrics: {path} left alone: {exc.strerror or exc}"
-    if left:
-        return "", f"metrics: {path} left alone: {left}"
-    return "removed", ""
+    does not begin as calfwd's does stays, and is said to stay (textfile.remove_own)."""
+    return textfile.remove_own(path, HEADER, "calfwd's metrics", "metrics")
 
 
 METRICS_RISK = ("they could replace calfwd's metrics file or fake it (node_exporter serves every *.prom "
