@@ -47,6 +47,7 @@ from lab.calfwd import STORM  # noqa: E402
 
 import chains  # noqa: E402  (bench/chains.py, beside this file)
 import kernel  # noqa: E402  (bench/kernel.py, beside this file)
+import reload_policy  # noqa: E402  (bench/reload_policy.py, beside this file)
 
 PYTHON = "/usr/bin/python3"
 BENCH = REPO / "bench"
@@ -335,9 +336,10 @@ def attribute(attempts: List[List[Any]], events: List[Dict[str, Any]], end: floa
     return out
 
 
-def outage_row(key: str, name: str, setup: Callable[[Lab], Optional[Daemon]], p: Dict[str, Any]) -> Dict[str, Any]:
+def outage_row(key: str, name: str, setup: Callable[[Lab], Optional[Daemon]], p: Dict[str, Any],
+               lab_factory: Callable[[], Lab] = Lab) -> Dict[str, Any]:
     log(f"outage: {name}")
-    with Lab() as lab:
+    with lab_factory() as lab:
         daemon = setup(lab)
         if not lab.pod_reaches_proxy(within=5.0):
             raise RuntimeError(f"{name}: pod cannot reach the proxy before the first disturbance")
@@ -579,7 +581,7 @@ def meta(p: Dict[str, Any], quick: bool) -> Dict[str, Any]:
     }
 
 
-SECTIONS = ("outage", "latency", "scale", "idle", "kernel", "chains", "pools")
+SECTIONS = ("outage", "latency", "scale", "idle", "kernel", "chains", "pools", "reloadpolicy")
 
 
 def run(quick: bool, sections: Tuple[str, ...]) -> Dict[str, Any]:
@@ -602,6 +604,8 @@ def run(quick: bool, sections: Tuple[str, ...]) -> Dict[str, Any]:
             result["chains"] = chains.bench_chains(p, Daemon, base_config, log, wait_cpu_quiet)
         elif section == "pools":
             result["pools"] = bench_pools(p)
+        elif section == "reloadpolicy":
+            result["reloadpolicy"] = reload_policy.bench_reload_policy(p, outage_row, setup_permanent, log)
         timings[section] = round(time.monotonic() - t, 1)
     result["meta"]["section_seconds"] = timings
     result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -671,6 +675,8 @@ def markdown(r: Dict[str, Any]) -> str:
         out += kernel.markdown(r["kernel"])
     if "chains" in r:
         out += chains.markdown(r["chains"])
+    if "reloadpolicy" in r:
+        out += reload_policy.markdown(r["reloadpolicy"])
     if "pools" in r:
         out += ["**ip_pools = \"auto\"**: Felix's two IPv4 pool sets with N members each (ms, median of 5):", "",
                 "| members per set | read (libnftables) | resolve | describe | merge alone, uncapped | outcome |",

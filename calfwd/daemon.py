@@ -51,6 +51,8 @@ from calfwd.drivers import hostnet, statusfile
 from calfwd.events import Reporter
 from calfwd.watch import KernelWatch, Watch
 from calfwd.status.metrics_file import MetricsFile
+from calfwd.status.labels import LabelsFile, facts as label_facts
+from calfwd import __version__
 from calfwd.reconcile import PATHS, Outcome, Reconciler, firewalld_budget
 
 FIREWALLD = "org.fedoraproject.FirewallD1"
@@ -166,6 +168,7 @@ class Daemon:
         self._subnet_stamp: Optional[tuple] = None  # flannel's subnet file as last seen (auto pools)
         self.metrics = MetricsFile(reporter, lambda: self.config.metrics_textfile,
                                    lambda: self._metrics_due.request("metrics"))
+        self.labels = LabelsFile(reporter, lambda: self.config.labels_features_file)
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -463,6 +466,7 @@ class Daemon:
         self._check_failed(outcome)
         self.kernel.reconciled(triggers, outcome.facts.firewalld_version)
         self._check_guard(triggers)
+        self._label()
         self._publish(outcome)
         hup_done = self._hup_ready and "config-reloaded" in triggers
         if not self.ready or hup_done:
@@ -506,7 +510,7 @@ class Daemon:
         watch = setting is True or (setting == "auto" and self.config.firewalld.enabled and bool(self.owner))
         now = time.monotonic()
         due = bool(triggers & GUARD_TRIGGERS) or now - self._guard_checked >= GUARD_EVERY
-        if due and (watch or self.config.metrics_textfile):
+        if due and (watch or self.config.metrics_textfile or self.config.labels_features_file):
             self._guard_checked = now
             self._guard_verdict = judge_guard(self.config_path, setting)
             self.metrics.guard(self._guard_verdict)
@@ -515,6 +519,15 @@ class Daemon:
         if problem and problem != self._guard_problem:
             self.reporter.emit("conflict", problem)
         self._guard_problem = problem
+
+    def _label(self) -> None:
+        """[labels] features_file (status/labels.py): stable facts, rewritten when one changes."""
+        if not self.config.labels_features_file or self.last is None:
+            return
+        facts = self.last.facts
+        guard_state = self._guard_verdict.state if self._guard_verdict is not None else ""
+        self.labels.update(label_facts(__version__, facts.cni.kind, facts.firewalld_version,
+                                       facts.firewalld_backend, guard_state))
 
     def _notify_status(self) -> None:
         if self.last is not None:

@@ -53,6 +53,8 @@ KINDS: Dict[str, Kind] = {k.name: k for k in (
     Kind("status-file-failed", "60cfa92717a94027be363b50978b8a8e", PRIORITY_WARNING),
     # [metrics] textfile could not be written (said once until a write succeeds again).
     Kind("metrics-write-failed", "67ee3504c5af4558bb437f7dc6a30a02", PRIORITY_WARNING),
+    # [labels] features_file could not be written, or what is there is not calfwd's (said once).
+    Kind("labels-write-failed", "0b3d7e1f4a6c4f53b0e2d9a8c7f61e24", PRIORITY_WARNING),
     # ip_pools = "auto": the pools read from Felix's sets changed; or none can be known.
     Kind("pools-changed", "a857d80e024d439da2af1f54254bb44a", PRIORITY_NOTICE),
     Kind("pools-unknown", "dfbd1112eaa64e369aecd376c6ec3a6e", PRIORITY_WARNING),

@@ -54,6 +54,8 @@ class Observed:
     check_output: str = ""
     nft_text: str = ""  # calfwd's table as `nft list table` prints it
     guard_dropin: str = ""  # calfwd's flush-guard drop-in, when installed
+    # firewalld.conf's settings that act on pods' traffic outside calfwd's objects (settings())
+    firewalld_settings: Tuple[Tuple[str, str], ...] = ()
     unreadable: Tuple[str, ...] = ()
 
 
@@ -132,7 +134,39 @@ def _firewalld_facts(config: Config, facts: HostFacts, seen: Observed) -> Tuple[
         return (("state", facts.firewalld_state or "not running"),)
     return (("state", "running"), ("version", facts.firewalld_version), ("backend", seen.backend or "?"),
             ("default_zone", facts.default_zone),
-            ("default_zone_target", _target(seen.default_zone_target) if seen.default_zone_target else "?"))
+            ("default_zone_target", _target(seen.default_zone_target) if seen.default_zone_target else "?")) \
+        + seen.firewalld_settings
+
+
+def settings(conf: Mapping[str, str], version: str) -> Tuple[Tuple[str, str], ...]:
+    """firewalld 2.x's settings that act on pods' forwarded traffic beside calfwd's objects, as
+    firewalld.conf has them (doctor judges them: doctor/ruleset_checks.py), each only on the
+    release that has it: ReloadPolicy (2.1+), NftablesFlowtable (2.0+), StrictForwardPorts
+    (2.3+)."""
+    from calfwd.doctor.ruleset_checks import (FLOWTABLE_SINCE, RELOAD_POLICY_SINCE, flowtable_devices,
+                                              parse_reload_policy)
+    from calfwd.judge.guard import version_tuple
+    have = version_tuple(version)
+    if have is None:
+        return ()
+    out: List[Tuple[str, str]] = []
+    if have >= RELOAD_POLICY_SINCE:
+        raw = conf.get("ReloadPolicy", "")
+        parsed = parse_reload_policy(raw)
+        forward = (parsed or parse_reload_policy("") or {}).get("FORWARD", "DROP")
+        shown = raw or "unset (INPUT:DROP,FORWARD:DROP,OUTPUT:DROP)"
+        fate = {"DROP": "dropped", "REJECT": "rejected", "ACCEPT": "accepted unfiltered"}[forward]
+        out.append(("reload_policy", f"{shown}: new forwarded connections during a reload are {fate}"
+                    + ("" if parsed is not None else " (not valid: firewalld uses its default)")))
+    if have >= FLOWTABLE_SINCE:
+        devices = flowtable_devices(conf.get("NftablesFlowtable"))
+        out.append(("nftables_flowtable", " ".join(devices) + ": their established flows skip every other "
+                    "table's forward and postrouting" if devices else "off"))
+    if have >= (2, 3):
+        strict = conf.get("StrictForwardPorts", "no").strip().lower() == "yes"
+        out.append(("strict_forward_ports", "yes: every DNAT not firewalld's own (Services, NodePorts) is "
+                    "rejected" if strict else "no"))
+    return tuple(out)
 
 
 def _target(target: str) -> str:

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import datetime
 import socket
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 from calfwd import __version__
 from calfwd.judge import guard
-from calfwd.audit.build import Observed
+from calfwd.audit.build import Observed, settings
 from calfwd.config import Config
 from calfwd.desired import HostFacts
 from calfwd.drivers.dropin import read_dropin
 
 
 def observe(config: Config, facts: HostFacts, nft: Any, firewalld: Any, table_present: bool,
-            dropin: Optional[str] = None, now: Optional[datetime.datetime] = None) -> Observed:
-    """table_present: the plan's read found calfwd's table (listed again here as text)."""
+            dropin: Optional[str] = None, now: Optional[datetime.datetime] = None,
+            read_conf: Optional[Callable[[], Mapping[str, str]]] = None) -> Observed:
+    """table_present: the plan's read found calfwd's table (listed again here as text).
+    read_conf: firewalld.conf as KEY -> value (doctor/reads.read_firewalld_conf)."""
     unreadable: List[str] = []
     when = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     fields = {}
@@ -31,6 +33,11 @@ def observe(config: Config, facts: HostFacts, nft: Any, firewalld: Any, table_pr
                 fields[key] = read()
             except Exception as exc:
                 unreadable.append(f"firewalld: {exc}")
+        if read_conf is not None:
+            try:
+                fields["firewalld_settings"] = settings(read_conf(), facts.firewalld_version)
+            except OSError as exc:
+                unreadable.append(f"firewalld.conf: {exc.strerror or exc}")
         try:
             problem = firewalld.check_permanent_config()
             fields.update(check="failed" if problem else "ok", check_output=problem)

@@ -21,8 +21,10 @@ def run(args: argparse.Namespace) -> int:
     rec = reconciler(config)
     layers, facts = rec.plan(config)
     nft_layer = next(layer for layer in layers if layer.layer == "nftables")
+    from calfwd.doctor import reads as host
     seen = audit_reads.observe(config, facts, rec.nft, rec.firewalld,
-                               table_present=nft_layer.read is not None, dropin=args.dropin)
+                               table_present=nft_layer.read is not None, dropin=args.dropin,
+                               read_conf=lambda: host.read_firewalld_conf(host.firewalld_dir(None)))
     report = audit.build(config, desired(config, facts), facts, layers, seen)
     if args.json:
         print(json.dumps(audit_render.as_dict(report), indent=2))

@@ -12,13 +12,18 @@ from calfwd.commands.common import EXIT_OK, load_config, pools_line, warn_exposu
 from calfwd.reconcile import Reconciler
 
 
+LABELS_RISK = ("they could replace calfwd's node labels or add labels of their own (NFD labels the "
+               "node from every file there)")
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, strict_owner=True)
     rec: Optional[Reconciler] = None
     if config.auto_pools:
         rec = Reconciler(drivers.nft_driver())
         state = rec.resolve_pools(config)
-        print(f'{args.config}: OK (ip_pools = "auto": the pools and their natOutgoing follow Felix\'s sets)')
+        print(f'{args.config}: OK (ip_pools = "auto": the pools and their natOutgoing follow Felix\'s sets, or flannel\'s '
+              'network on a Canal or flannel node)')
         print(pools_line(state))
         config = Reconciler.resolve_config(config, state)  # the exposures of the pools in use
     else:
@@ -32,6 +37,17 @@ def run(args: argparse.Namespace) -> int:
         warning = directory_warning(config.metrics_textfile)
         if warning:
             print(f"calfwd: warning: {args.config}: metrics.textfile: {warning}", file=sys.stderr)
+    if config.labels_features_file:
+        from calfwd.status.labels import refusal
+        from calfwd.status.metrics_file import directory_warning
+
+        warning = directory_warning(config.labels_features_file, LABELS_RISK)
+        if warning:
+            print(f"calfwd: warning: {args.config}: labels.features_file: {warning}", file=sys.stderr)
+        why = refusal(config.labels_features_file)
+        if why:
+            print(f"calfwd: warning: {args.config}: labels.features_file: {why}: calfwd will not write it",
+                  file=sys.stderr)
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ What it removes, in this order (run() reads as this list):
   3. the flush guard's firewalld.service drop-in, if calfwd wrote it (commands/guard.py);
   4. the daemon's status files under /run/calfwd (drivers/statusfile.py);
   5. the [metrics] textfile, if calfwd wrote it (status/metrics_file.py).
+  6. the [labels] features_file, if calfwd wrote it (status/labels.py).
 
 Package removal runs it, so nothing may stay silently. firewalld is handled according to
 what its bus says: RUNNING, over D-Bus (the plan in plan/firewalld/cleanup.py); STOPPED (nobody
@@ -26,6 +27,7 @@ from calfwd.commands.common import EXIT_OK, EXIT_SYSTEM, fail, load_config
 from calfwd.commands.guard import remove_guard
 from calfwd.config import Config
 from calfwd.desired import FirewalldDesired, HostFacts, desired, desired_firewalld
+from calfwd.status.labels import remove_written as remove_labels
 from calfwd.doctor import reads as host
 from calfwd.drivers import RUNNING, STOPPED, FirewalldDriver, NftDriver
 from calfwd.events import Reporter
@@ -65,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     metrics_file, metrics_left = _remove_metrics(config.metrics_textfile)  # 5: the metrics file
     removed += (_said_removed(metrics_file),) if metrics_file else ()
     left_alone += (metrics_left,) if metrics_left else ()
+    labels_file, labels_left = remove_labels(config.labels_features_file)  # 6: the node labels file
+    removed += (_said_removed(labels_file),) if labels_file else ()
+    left_alone += (labels_left,) if labels_left else ()
     if guard_error:
         remains += (guard_error,)
     for line in left_alone:

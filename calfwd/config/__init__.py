@@ -74,6 +74,8 @@ class Config:
     kernel_events: bool
     # Prometheus metrics for node_exporter's textfile collector (status/metrics_file.py); "": none.
     metrics_textfile: str
+    # node-feature-discovery's features.d file of node labels (status/labels.py); "": none.
+    labels_features_file: str = SCHEMA["labels"]["features_file"][1]
     # Which CNI calfwd serves: "auto" (judge/cni.py decides from the node) or the one named.
     cni_kind: str = SCHEMA["cni"]["kind"][1]
     # flannel's --subnet-file: one of the signs of flannel on the node (judge/cni.py).
@@ -239,6 +241,7 @@ def parse(text: str, path: str) -> Config:
         on_calico_flush_timeout=values["daemon"]["on_calico_flush_timeout"],
         kernel_events=values["daemon"]["kernel_events"],
         metrics_textfile=values["metrics"]["textfile"],
+        labels_features_file=values["labels"]["features_file"],
         cni_kind=values["cni"]["kind"],
         flannel_subnet_file=values["flannel"]["subnet_file"],
         auto_pools=auto,

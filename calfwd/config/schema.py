@@ -363,6 +363,22 @@ def _nat_outgoing(value: Any) -> Checked:
 
 _nat_outgoing.item = _pool  # type: ignore[attr-defined]
 
+def _features_file(value: Any) -> Checked:
+    """[labels] features_file: a file in node-feature-discovery's features.d directory (or any
+    it reads); the atomic rename needs the directory to exist already (calfwd creates none)."""
+    value, why = _string(value)
+    if why or value == "":
+        return value, why
+    if not value.startswith("/") or value.endswith("/"):
+        return None, f"{value!r} must be an absolute path to a file"
+    if os.path.basename(value).startswith("."):
+        return None, f"{value!r}: NFD skips hidden files"
+    directory = os.path.dirname(value)
+    if not os.path.isdir(directory):
+        return None, f"{value!r}: the directory {directory} does not exist"
+    return value, None
+
+
 def _textfile(value: Any) -> Checked:
     """[metrics] textfile: node_exporter's textfile collector reads only *.prom files, and the
     atomic rename needs the directory to exist already (calfwd creates none)."""
@@ -437,6 +453,9 @@ SCHEMA: Dict[str, Dict[str, Tuple[Callable[[Any], Checked], Any]]] = {
     },
     "metrics": {
         "textfile": (_textfile, ""),
+    },
+    "labels": {
+        "features_file": (_features_file, ""),
     },
     "cni": {
         "kind": (_cni_kind, "auto"),

@@ -8,7 +8,7 @@ import errno
 import os
 import stat
 import tempfile
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
@@ -103,3 +103,20 @@ def remove_written(path: str, looks_ours: Callable[[bytes], bool], what: str, he
         return "replaced while calfwd looked at it"
     os.unlink(path)
     return ""
+
+
+def remove_own(path: str, header: bytes, what: str, label: str) -> Tuple[str, str]:
+    """cleanup of a file calfwd keeps current (the metrics, the node labels): (what was removed,
+    or ""; why what is there was left alone, or ""). Only the regular file calfwd wrote, the
+    one beginning with `header`, goes (remove_written)."""
+    if not path:
+        return "", ""
+    try:
+        left = remove_written(path, lambda head: head.startswith(header[:64]), what)
+    except FileNotFoundError:
+        return "", ""
+    except OSError as exc:
+        return "", f"{label}: {path} left alone: {exc.strerror or exc}"
+    if left:
+        return "", f"{label}: {path} left alone: {left}"
+    return "removed", ""

@@ -99,19 +99,15 @@ HEADER = b"# HELP calfwd_"  # how every file render() makes begins
 def remove_written(path: str) -> Tuple[str, str]:
     """cleanup: (what was removed, or ""; why what is there was left alone, or ""). Only the
     regular file calfwd wrote goes: a link, FIFO, device, another user's file or one that
-    does not begin as calfwd's does stays, and is said to stay (textfile.remove_written)."""
-    try:
-        left = textfile.remove_written(path, lambda head: head.startswith(HEADER), "calfwd's metrics")
-    except FileNotFoundError:
-        return "", ""
-    except OSError as exc:
-        return "", f"metrics: {path} left alone: {exc.strerror or exc}"
-    if left:
-        return "", f"metrics: {path} left alone: {left}"
-    return "removed", ""
+    does not begin as calfwd's does stays, and is said to stay (textfile.remove_own)."""
+    return textfile.remove_own(path, HEADER, "calfwd's metrics", "metrics")
 
 
-def directory_warning(path: str) -> str:
+METRICS_RISK = ("they could replace calfwd's metrics file or fake it (node_exporter serves every *.prom "
+                "there)")
+
+
+def directory_warning(path: str, risk: str = METRICS_RISK) -> str:
     """check: why someone other than root could write the textfile's directory (or one above
     it), or "". They could replace calfwd's metrics or plant something in their place (calfwd
     itself never follows or waits on what is planted). Counted as writable by others: owned
@@ -131,7 +127,6 @@ def directory_warning(path: str) -> str:
         elif info.st_mode & 0o020 and info.st_gid != 0:
             why = f"group {info.st_gid} can write it ({mode})"
         if why:
-            return (f"its directory {directory} can be written by others: {why}; they could replace "
-                    "calfwd's metrics file or fake it (node_exporter serves every *.prom there): "
+            return (f"its directory {directory} can be written by others: {why}; {risk}: "
                     "keep it in a directory only root can write to")
     return ""

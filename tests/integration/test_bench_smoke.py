@@ -34,10 +34,12 @@ def quick(tmp_path_factory):
 
 def test_every_section_is_there(quick):
     data, _ = quick
-    assert set(data) == {"meta", "outage", "latency", "scale", "idle", "storm", "kernel", "chains", "pools"}
+    assert set(data) == {"meta", "outage", "latency", "scale", "idle", "storm", "kernel", "chains", "pools",
+                         "reloadpolicy"}
     meta = data["meta"]
     assert meta["quick"] is True and meta["firewalld"] and meta["kernel"]
-    assert set(meta["section_seconds"]) == {"outage", "latency", "scale", "idle", "kernel", "chains", "pools"}
+    assert set(meta["section_seconds"]) == {"outage", "latency", "scale", "idle", "kernel", "chains", "pools",
+                                            "reloadpolicy"}
 
 
 def test_outage_rows_measured_both_probers(quick):
@@ -116,3 +118,15 @@ def test_markdown_tables_printed(quick):
                     "**Repair of calfwd's table**", "**Cost of following the kernel**",
                     "**A change in a watched base chain**", "**ip_pools = \"auto\"**"):
         assert heading in stdout
+
+
+def test_reload_policy_rows_on_firewalld_2x(quick):
+    """Issue 22's comparison ran on a 2.x firewalld, both rows measured by both probers (how
+    many each loses is a measurement: bench/results and docs/benchmarks.md report it)."""
+    data, out = quick
+    r = data["reloadpolicy"]
+    assert r["firewalld"].startswith("2.") and [row["key"] for row in r["rows"]] == ["stock", "forward-accept"]
+    for row in r["rows"]:
+        assert row["pod"]["attempts"] > 0 and row["host"]["attempts"] > 0
+        assert len(row["pod"]["per_reload"]["counts"]) == r["reloads"]
+    assert "**ReloadPolicy**" in out

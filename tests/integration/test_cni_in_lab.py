@@ -243,10 +243,18 @@ def test_a_k3s_node_is_served_on_cni0_and_pod_egress_survives_the_flush(k3s_lab)
     lab.firewalld.start()
     lab.flannel.install()
     assert not lab.pod_reaches_proxy(), "firewalld alone rejects what comes from cni0"
-    calfwd = Calfwd(lab, AUTO + f'[flannel]\nsubnet_file = "{lab.subnet_file}"\n')
+    features = lab.workdir / "features.d"
+    features.mkdir()
+    calfwd = Calfwd(lab, AUTO + f'[flannel]\nsubnet_file = "{lab.subnet_file}"\n'
+                    f'[labels]\nfeatures_file = "{features}/calfwd"\n')
     calfwd.start()
     changed = calfwd.wait_for("pools-changed")[0]
     assert f"auto -> {lab.addr.pool_v4} (natOutgoing) (flannel's subnet file {lab.subnet_file})" in changed, changed
+    # Node labels for node-feature-discovery (issue 22): the CNI and firewalld, as calfwd serves them.
+    wait_until(lambda: (features / "calfwd").exists(), 10, "the node labels file")
+    written = dict(l.split("=", 1) for l in (features / "calfwd").read_text().splitlines() if not l.startswith("#"))
+    assert written["calfwd-cni"] == "flannel" and written["calfwd-firewalld-version"] == lab.firewalld.build.version
+    assert written["calfwd-firewalld-backend"] == "nftables" and "calfwd-flush-guard" in written, written
     status = calfwd.cli("status")
     assert "cni: flannel (flannel's flannel.1 and the bridge cni0, no Calico)" in status.stdout, status.stdout
     interfaces = lab.firewalld.firewall_cmd("--zone=calfwd", "--list-interfaces").split()
@@ -267,4 +275,6 @@ def test_a_k3s_node_is_served_on_cni0_and_pod_egress_survives_the_flush(k3s_lab)
         lab.flannel.install()
         lab.flannel.forward_rules()
     assert calfwd.stop() == 0
-    assert calfwd.cli("cleanup").returncode == 0
+    cleanup = calfwd.cli("cleanup")
+    assert cleanup.returncode == 0 and f"removed: node labels file {features}/calfwd" in cleanup.stdout, cleanup.stdout
+    assert not (features / "calfwd").exists()

@@ -146,6 +146,15 @@ def test_2x_knobs_and_fail2ban_on_each_firewalld(lab_versions, firewalld_case):
     assert len(direct) == 1 and "made by fail2ban: chain(s) f2b-sshd" in direct[0]["saw"], direct
     assert "banaction = firewallcmd-rich-rules" in direct[0]["fix"]
     assert direct[0]["severity"] == ("warning" if major >= 2 else "info")
+    # audit shows the same settings, on the release that has each (issue 22).
+    audit = json.loads(calfwd.cli("audit", "--json").stdout)["firewalld"]
+    if major >= 2:
+        assert audit["reload_policy"].startswith("INPUT:DROP,FORWARD:REJECT,OUTPUT:DROP: new forwarded "
+                                                 "connections during a reload are rejected"), audit
+        assert audit["nftables_flowtable"].startswith(f"{lab_versions.uplink}: their established flows"), audit
+        assert audit["strict_forward_ports"] == "no", audit
+    else:
+        assert not {"reload_policy", "nftables_flowtable", "strict_forward_ports"} & set(audit), audit
 
 
 def test_nftables_service_enabled_beside_firewalld(lab):

@@ -100,33 +100,25 @@ class Tunnel:
 
 class Vxlan(Tunnel):
     kind = "vxlan"
+    vni, port = VXLAN_VNI, VXLAN_PORT
+    proto: Tuple[str, ...] = ("proto", PROTO_FELIX)  # Felix marks its routes; flannel does not
 
     def build(self) -> None:
         dev, run = self.device, self.netns.run
-        run("ip", "link", "add", dev, "type", "vxlan", "id", VXLAN_VNI, "local", self.local.underlay,
-            "dev", self.uplink, "dstport", VXLAN_PORT, "nolearning")
+        run("ip", "link", "add", dev, "type", "vxlan", "id", self.vni, "local", self.local.underlay,
+            "dev", self.uplink, "dstport", self.port, "nolearning")
         run("ip", "link", "set", dev, "address", self.local.vtep_mac)
         self._address(1450)
         for peer in self.peers:
             run("ip", "neigh", "replace", peer.tunnel_ip, "lladdr", peer.vtep_mac, "dev", dev, "nud", "permanent")
             run("bridge", "fdb", "replace", peer.vtep_mac, "dev", dev, "dst", peer.underlay, "self", "permanent")
-            run("ip", "route", "replace", peer.block, "via", peer.tunnel_ip, "dev", dev, "onlink",
-                "proto", PROTO_FELIX)
+            run("ip", "route", "replace", peer.block, "via", peer.tunnel_ip, "dev", dev, "onlink", *self.proto)
 
 
-class FlannelVxlan(Tunnel):
+class FlannelVxlan(Vxlan):
     kind = "flannel"
-
-    def build(self) -> None:
-        dev, run = self.device, self.netns.run
-        run("ip", "link", "add", dev, "type", "vxlan", "id", FLANNEL_VNI, "local", self.local.underlay,
-            "dev", self.uplink, "dstport", FLANNEL_PORT, "nolearning")
-        run("ip", "link", "set", dev, "address", self.local.vtep_mac)
-        self._address(1450)
-        for peer in self.peers:
-            run("ip", "neigh", "replace", peer.tunnel_ip, "lladdr", peer.vtep_mac, "dev", dev, "nud", "permanent")
-            run("bridge", "fdb", "replace", peer.vtep_mac, "dev", dev, "dst", peer.underlay, "self", "permanent")
-            run("ip", "route", "replace", peer.block, "via", peer.tunnel_ip, "dev", dev, "onlink")
+    vni, port = FLANNEL_VNI, FLANNEL_PORT
+    proto = ()
 
 
 class Ipip(Tunnel):

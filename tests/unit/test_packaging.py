@@ -138,11 +138,12 @@ def test_unit_hardening_keeps_what_calfwd_needs(unit):
     assert "User" not in service and "DynamicUser" not in service
     assert service["ProtectSystem"] == ["strict"]
     # calfwd writes only its status files, in a runtime directory systemd makes and removes,
-    # and the metrics file, in node_exporter's usual directories.
+    # the metrics file, in node_exporter's usual directories, and the node labels, in NFD's.
     assert service["RuntimeDirectory"] == ["calfwd"] and service["RuntimeDirectoryMode"] == ["0755"]
     assert service["RuntimeDirectoryPreserve"] == ["yes"]  # NPD's hostPath mount survives restarts
     assert _words(unit, "Service", "ReadWritePaths") == [
-        "-/var/lib/node_exporter/textfile_collector", "-/var/lib/prometheus/node-exporter"]
+        "-/var/lib/node_exporter/textfile_collector", "-/var/lib/prometheus/node-exporter",
+        "-/etc/kubernetes/node-feature-discovery/features.d"]
     for key in ("StateDirectory", "LogsDirectory", "CacheDirectory"):
         assert key not in service, key
     # Bounded whatever a hostile bus client or a runaway command does (issue 11, item 2).

@@ -292,3 +292,23 @@ def test_on_canal_flannels_devices_and_port_are_calfwds_and_say_why():
     port = next(i for i in host.items if i.kind == "port")
     assert port.value == "8472/udp" and port.key == "cni.kind" and "flannel's backend" in port.why
     assert "CNI:       canal (flannel's flannel.1 with Calico's policy)" in audit_render.text(page)
+
+
+def test_firewalld_2x_settings_are_shown_on_the_release_that_has_them():
+    from calfwd.audit.build import settings
+    conf = {"ReloadPolicy": "INPUT:DROP,FORWARD:REJECT,OUTPUT:DROP", "NftablesFlowtable": "eth0 cali+",
+            "StrictForwardPorts": "yes"}
+    assert settings(conf, "1.3.3") == ()
+    assert [k for k, _ in settings(conf, "2.0.2")] == ["nftables_flowtable"]
+    shown = dict(settings(conf, "2.3.1"))
+    assert shown["reload_policy"] == ("INPUT:DROP,FORWARD:REJECT,OUTPUT:DROP: new forwarded connections during a "
+                                      "reload are rejected")
+    assert shown["nftables_flowtable"].startswith("eth0 cali+: their established flows skip")
+    assert shown["strict_forward_ports"].startswith("yes: every DNAT")
+    stock = dict(settings({}, "2.3.1"))
+    assert stock == {"reload_policy": "unset (INPUT:DROP,FORWARD:DROP,OUTPUT:DROP): new forwarded connections "
+                                      "during a reload are dropped",
+                     "nftables_flowtable": "off", "strict_forward_ports": "no"}
+    assert "(not valid" in dict(settings({"ReloadPolicy": "FORWARD:MAYBE"}, "2.1.0"))["reload_policy"]
+    page = audit_render.text(report(seen=SEEN.__class__(**{**SEEN.__dict__, "firewalld_settings": settings({}, "2.3.1")})))
+    assert "  reload policy:       unset (INPUT:DROP" in page
