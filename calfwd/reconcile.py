@@ -7,12 +7,13 @@ while firewalld is down, restarting or misconfigured.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
 from dataclasses import dataclass, field, replace
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from calfwd.judge import blockers
 from calfwd.judge import cni, flannel
@@ -120,6 +121,8 @@ class Reconciler:
         self._cni_facts = cni_facts or self._read_cni_facts
         self._flannel_reads = flannel_reads or self._read_flannel
         self.cni = cni.CniVerdict()  # the last verdict judge_cni() gave
+        self._judging = False  # inside one_judgement(): judge_cni() reads the node once
+        self._judged: Optional[cni.CniVerdict] = None
         # ip_pools = "auto" with trust_pool_sources: pools kept out of the zone's sources, and
         # why (conflicts of the firewalld layer, said once by the daemon).
         self._withheld: Tuple[IPNetwork, ...] = ()
@@ -216,9 +219,26 @@ class Reconciler:
 
     def judge_cni(self, config: Config) -> cni.CniVerdict:
         """judge/cni.py's verdict on this node now (or the configured kind, with its backend);
-        kept as self.cni for the repair path."""
+        kept as self.cni for the repair path. Inside one_judgement(), the first verdict serves."""
+        if self._judging and self._judged is not None:
+            return self._judged
         self.cni = cni.judge(self._cni_facts(config), config.cni_kind)
+        if self._judging:
+            self._judged = self.cni
         return self.cni
+
+    @contextlib.contextmanager
+    def one_judgement(self) -> Iterator[None]:
+        """One plan or reconcile reads the node's signs of its CNI once: the pools, the facts
+        and the read-back after applying then agree, and `ip -d -j link` runs once, not twice."""
+        if self._judging:
+            yield
+            return
+        self._judging = True
+        try:
+            yield
+        finally:
+            self._judging, self._judged = False, None
 
     def _facts_without_firewalld(self, config: Config) -> HostFacts:
         """firewalld could not be read: still say which CNI is served (the nft layer needs none)."""
@@ -324,6 +344,11 @@ class Reconciler:
         """Both layers; a layer that cannot be read says why (LayerPlan.error) instead of
         hiding the other one. nftables errors propagate: without its table calfwd knows nothing.
         resolved: config carries Felix's pools already (the read-back after applying them)."""
+        with self.one_judgement():
+            return self._plan(config, orphans, resolved)
+
+    def _plan(self, config: Config, orphans: bool,
+              resolved: bool) -> Tuple[Tuple[LayerPlan, ...], HostFacts]:
         config = config if resolved else self.resolve(config)
         try:
             want, facts = self.desired(config)
@@ -381,7 +406,7 @@ class Reconciler:
         together (drivers/firewalld.budget); the verification after the reload, and
         reload_later, get one of their own.
         """
-        with firewalld_budget(budget):
+        with firewalld_budget(budget), self.one_judgement():
             return self._reconcile(config, trigger, reload_later, budget)
 
     def _reconcile(self, config: Config, trigger: str, reload_later: Optional[Callable[[Outcome], None]],

@@ -247,3 +247,26 @@ def test_the_repair_path_keeps_flannels_masquerade_on_canal():
     nft.tables_.pop(("inet", "calfwd"))
     layer, errors, _ = r.reconcile_nft(config)
     assert not errors and nft.read_table("inet", "calfwd") == table, "repaired in the same shape"
+
+
+def test_one_reconcile_and_one_plan_read_the_cni_once():
+    """The pools (ip_pools = "auto" on Canal) and the facts both need the CNI's verdict: one
+    reconcile, read-back included, reads the node's signs once; the next reconcile reads anew,
+    so a node that changed CNI is seen at its next reconcile."""
+    from calfwd.judge.cni import CniFacts, Link
+    from calfwd.reconcile import Reconciler
+    from fakes.nft import FakeNft
+    canal = CniFacts(links=(Link("cali1a2b3c4d5e6"), Link("flannel.1", "vxlan", 8472, True)), felix=True)
+    calico = CniFacts(links=(Link("cali1a2b3c4d5e6"),), felix=True)
+    reads = []
+
+    def read(config):
+        reads.append(config)
+        return canal if len(reads) == 1 else calico
+    r = Reconciler(nft=FakeNft(), links=lambda: ["lo"], cni_facts=read)  # type: ignore[arg-type]
+    config = cfg.parse('[calico]\nip_pools = "auto"\n', "t.toml")
+    outcome = r.reconcile(config, "start")
+    assert len(reads) == 1 and outcome.facts.cni.kind == "canal"
+    _layers, facts = r.plan(config)
+    assert len(reads) == 2 and facts.cni.kind == "calico" and r.cni.kind == "calico"
+    assert r.judge_cni(config).kind == "calico" and len(reads) == 3, "outside a plan: read each time"
