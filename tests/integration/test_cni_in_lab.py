@@ -11,6 +11,7 @@ import pytest
 from lab import CalicoSim, Lab, probe, unavailable
 from lab.calfwd import AUTO_CONFIG as AUTO, Calfwd, minimal_config
 from lab.flannel import FlannelSim, make_k3s_node
+from lab.k3s_chains import KubeRouterSim, PortmapSim
 from lab.wait import wait_until
 
 
@@ -278,3 +279,52 @@ def test_a_k3s_node_is_served_on_cni0_and_pod_egress_survives_the_flush(k3s_lab)
     cleanup = calfwd.cli("cleanup")
     assert cleanup.returncode == 0 and f"removed: node labels file {features}/calfwd" in cleanup.stdout, cleanup.stdout
     assert not (features / "calfwd").exists()
+
+
+HOST_PORT = 30080
+
+
+def test_kube_routers_and_portmaps_flushes_are_named_on_a_k3s_node(k3s_lab):
+    """k3s's other iptables writers: kube-router's policy jumps and a pod's hostPort (portmap).
+    A flush takes both; calfwd names each owner with how it comes back: kube-router at its
+    sync, portmap never (the hostPort stays shut until the pod is recreated, and status keeps
+    saying so after flannel and kube-router are back)."""
+    lab = k3s_lab
+    router = KubeRouterSim(lab.node)
+    hostport = PortmapSim(lab.node, HOST_PORT, lab.addr.pod_v4, lab.addr.pod_port)
+    router.install()
+    hostport.install()
+    assert lab.connect(lab.peer, lab.addr.node_v4, HOST_PORT), "the hostPort reaches the pod (the lab is sound)"
+    lab.firewalld.start()
+    calfwd = Calfwd(lab, AUTO + f'[flannel]\nsubnet_file = "{lab.subnet_file}"\n')
+    calfwd.start()
+    calfwd.wait_for("reconciled")
+    for writer in (lab.flannel, router, hostport):
+        writer.install()  # after firewalld's start and calfwd's reload (0.9 and 1.x flush both)
+    lab.flannel.forward_rules()
+    assert probe.eventually(lambda: lab.connect(lab.peer, lab.addr.node_v4, HOST_PORT), 5), "hostPort with calfwd"
+    wait_until(lambda: not calfwd.status_doc()["flushed"], 10, "no owner flushed once all are back")
+
+    mark = calfwd.line_count()
+    lab.firewalld.reload()
+    if lab.firewalld.build.major >= 2:  # 2.x leaves iptables alone: flush as a direct rule brings it back
+        assert router.present() and hostport.present(), "firewalld 2.x does not flush iptables"
+        for table in ("nat", "filter"):
+            lab.node.run("iptables-nft", "-w", "-t", table, "-F")
+            lab.node.run("iptables-nft", "-w", "-t", table, "-X")
+    assert not router.present() and not hostport.present()
+    flushed = calfwd.wait_for("cni-flushed", after=mark)[0]
+    assert "flannel's and kube-router's and portmap's iptables rules" in flushed, flushed
+    assert "--iptables-sync-period (5 min by default)" in flushed and "until each such pod is recreated" in flushed
+    assert not probe.eventually(lambda: lab.connect(lab.peer, lab.addr.node_v4, HOST_PORT), 2), \
+        "the hostPort is portmap's: shut until the pod is recreated (calfwd reports it, never rewrites it)"
+
+    lab.flannel.install()
+    lab.flannel.forward_rules()
+    router.restore()  # flannel's resync and kube-router's sync; portmap has none
+    wait_until(lambda: [f["owner"] for f in calfwd.status_doc()["flushed"]] == ["portmap"], 10,
+               "only portmap's hostPort left flushed")
+    status = calfwd.cli("status")
+    assert status.returncode == 1 and "portmap" in status.stdout, status.stdout
+    assert calfwd.stop() == 0
+    assert calfwd.cli("cleanup").returncode == 0
