@@ -279,7 +279,8 @@ class Firewalld:
             policies.append(PolicyFacts(str(name), int(s.get("priority", 0)), str(s.get("target", "CONTINUE")),
                                         tuple(str(z) for z in s.get("ingress_zones", ())),
                                         tuple(str(z) for z in s.get("egress_zones", ())),
-                                        disabled=bool(s.get("disable", False))))
+                                        disabled=bool(s.get("disable", False)),
+                                        rich_rules=tuple(str(r) for r in s.get("rich_rules", ()))))
         return FirewalldPaths(panic=panic, active=bound, targets=targets, policies=tuple(policies))
 
     def zone_runtime(self, name: str) -> Dict[str, Any]:

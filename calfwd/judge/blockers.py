@@ -13,6 +13,7 @@ Pure: PathFacts (read by the drivers) and what calfwd wants in, Blockers out.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
@@ -33,6 +34,7 @@ class PolicyFacts:
     ingress: Tuple[str, ...]
     egress: Tuple[str, ...]
     disabled: bool = False  # firewalld >= 2.4: a policy can be present and switched off
+    rich_rules: Tuple[str, ...] = ()  # run before the target, whatever the target is
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def judge(facts: PathFacts, *, zone: str, interfaces: Sequence[str], pools: Sequ
             out.append(Blocker("panic", True, "firewalld's panic mode is on: it drops every packet, pods' included",
                                "firewall-cmd --panic-off"))
         out += _bindings(fw, zone, interfaces, pools, facts.links)
-        out += _policies(fw, zone, policies, host_zone)
+        out += _policies(fw, zone, policies, host_zone, pools)
     return tuple(sorted(out, key=lambda b: not b.blocked))
 
 
@@ -168,32 +170,87 @@ def _judged_by(fw: FirewalldPaths, link: str) -> Optional[str]:
     return next((z for pattern, z in fw.dispatch if nft_matches(pattern, link)), "")
 
 
-def _policies(fw: FirewalldPaths, zone: str, ours: Sequence[Any], host_zone: str) -> Tuple[Blocker, ...]:
+def _policies(fw: FirewalldPaths, zone: str, ours: Sequence[Any], host_zone: str,
+              pools: Sequence[Any] = ()) -> Tuple[Blocker, ...]:
     """A foreign policy that firewalld asks before calfwd's (a lower priority; between equal
-    ones, the name) and that drops or rejects what calfwd's allows."""
+    ones, the name) and that drops or rejects what calfwd's allows: by its target, or by a rich
+    rule (a CONTINUE or ACCEPT policy's rich rules run first). A rich rule that matches only
+    some of Calico's traffic (a port, a service, an address that holds no whole pool) may shut
+    a path or not: a warning."""
     names = {p.name for p in ours}
     forward = next((p for p in ours if "HOST" not in p.egress_zones), None)
     host = next((p for p in ours if "HOST" in p.egress_zones), None)
     out = []
     for p in sorted(fw.policies, key=lambda p: (p.priority, p.name)):
-        if p.name in names or p.disabled or p.target not in DROPPING:
+        if p.name in names or p.disabled:
             continue
-        shut = []
-        # Pods out: calfwd's zone target accepts, so only policies before every zone outrank it.
-        if p.priority < BEFORE_ZONES and _has(p.ingress, zone) and _any_zone(p.egress, zone):
-            shut.append("pod traffic forwarded out of this node (egress, natOutgoing)")
-        if forward is not None and _outranks(p, forward) and _has(p.egress, zone) and _any_zone(p.ingress, zone):
-            shut.append("traffic forwarded into pods (routed peers, NodePort backends)")
-        if host is not None and _outranks(p, host) and "HOST" in p.egress and _has(p.ingress, host_zone):
-            shut.append("Calico's host ports (BGP, VXLAN, IP-in-IP, ...)")
-        if shut:
-            out.append(Blocker("policies", True, f"policy '{p.name}' ({' '.join(p.ingress) or '-'} -> "
-                               f"{' '.join(p.egress) or '-'}, priority {p.priority}, target {p.target}) is asked "
-                               f"before calfwd's and {p.target.strip('%').lower()}s " + "; ".join(shut),
-                               f"narrow its zones or give it a priority above calfwd's "
-                               f"(firewall-cmd --permanent --policy={p.name} --set-priority=...), "
-                               "then firewall-cmd --reload"))
+        shut = _shuts(p, zone, forward, host, host_zone)
+        if not shut:
+            continue
+        where = f"policy '{p.name}' ({' '.join(p.ingress) or '-'} -> {' '.join(p.egress) or '-'}, priority {p.priority}"
+        fix = (f"narrow its zones or give it a priority above calfwd's (firewall-cmd --permanent "
+               f"--policy={p.name} --set-priority=...), then firewall-cmd --reload")
+        if p.target in DROPPING:
+            out.append(Blocker("policies", True, f"{where}, target {p.target}) is asked before calfwd's and "
+                               f"{p.target.strip('%').lower()}s " + "; ".join(shut), fix))
+            continue
+        for rule in p.rich_rules:
+            action, narrowed = rich_action(rule, pools)
+            if action is None:
+                continue
+            what = f"{where}) is asked before calfwd's and its rich rule '{rule}' {action}s "
+            if narrowed:
+                out.append(Blocker("policies", False, what + "what it matches of " + "; ".join(shut),
+                                   f"check that it spares Calico's traffic, or {fix[0].lower()}{fix[1:]}"))
+            else:
+                out.append(Blocker("policies", True, what + "; ".join(shut),
+                                   f"remove the rule (firewall-cmd --permanent --policy={p.name} "
+                                   f"--remove-rich-rule='{rule}'), or {fix}"))
     return tuple(out)
+
+
+def _shuts(p: PolicyFacts, zone: str, forward: Any, host: Any, host_zone: str) -> Tuple[str, ...]:
+    shut = []
+    # Pods out: calfwd's zone target accepts, so only policies before every zone outrank it.
+    if p.priority < BEFORE_ZONES and _has(p.ingress, zone) and _any_zone(p.egress, zone):
+        shut.append("pod traffic forwarded out of this node (egress, natOutgoing)")
+    if forward is not None and _outranks(p, forward) and _has(p.egress, zone) and _any_zone(p.ingress, zone):
+        shut.append("traffic forwarded into pods (routed peers, NodePort backends)")
+    if host is not None and _outranks(p, host) and "HOST" in p.egress and _has(p.ingress, host_zone):
+        shut.append("Calico's host ports (BGP, VXLAN, IP-in-IP, ...)")
+    return tuple(shut)
+
+
+# A rich rule's elements that narrow what it matches to some ports, protocols or packets
+# (firewalld.richlanguage(5)); its addresses are judged against the pools instead.
+NARROWING = frozenset({"service", "port", "protocol", "icmp-block", "icmp-type", "forward-port", "source-port",
+                       "masquerade", "tcp-mss-clamp"})
+
+
+def rich_action(rule: str, pools: Sequence[Any] = ()) -> Tuple[Optional[str], bool]:
+    """("reject" or "drop", narrowed) for a rich rule that refuses traffic; (None, _) otherwise.
+    Not narrowed: no narrowing element, and each source or destination is an address that
+    holds a whole pool (or everything: firewalld refuses a rejecting rule with neither).
+    Read as words: a quoted value never holds the bare keywords this looks for."""
+    try:
+        words = shlex.split(rule)
+    except ValueError:
+        return None, False  # firewalld never hands back a rule it could not parse
+    action = next((w for w in words if w in ("reject", "drop")), None)
+    if action is None:
+        return None, False
+    if any(w in NARROWING for w in words):
+        return action, True
+    for i, word in enumerate(words):
+        if word in ("source", "destination"):
+            cond = words[i + 1:i + 3]
+            if not cond or cond[0] == "NOT" or not cond[0].startswith("address="):
+                return action, True  # NOT, an ipset, a MAC: some traffic only
+            net = _network(cond[0].split("=", 1)[1])
+            if net is None or not (net.prefixlen == 0 or any(
+                    p.version == net.version and p.subnet_of(net) for p in pools)):
+                return action, True
+    return action, False
 
 
 def _has(zones: Sequence[str], zone: str) -> bool:

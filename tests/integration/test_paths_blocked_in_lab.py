@@ -108,6 +108,33 @@ def test_a_policy_that_outranks_calfwds_and_rejects(lab):
     blocked_then_ok(lab, calfwd, make, undo, "policy 'lockdown'")
 
 
+RICH = 'rule family="ipv4" destination address="0.0.0.0/0" reject'
+
+
+def test_a_continue_policy_whose_rich_rule_rejects(lab):
+    """A baseline's policy with target CONTINUE but a rich rule that rejects every IPv4
+    destination: the rule runs before calfwd's policies exactly like a REJECT target."""
+    calfwd = started(lab)
+    fw = lab.firewalld
+
+    def reload_and_felix() -> None:
+        fw.reload()
+        lab.calico.restore()
+
+    def make() -> None:
+        fw.firewall_cmd("--permanent", "--new-policy=audit-only")
+        for arg in ("--set-priority=-100", "--add-ingress-zone=ANY", "--add-egress-zone=ANY",
+                    '--add-rich-rule=' + RICH):
+            fw.firewall_cmd("--permanent", "--policy=audit-only", arg)
+        reload_and_felix()
+
+    def undo() -> None:
+        fw.firewall_cmd("--permanent", "--delete-policy=audit-only")
+        reload_and_felix()
+
+    blocked_then_ok(lab, calfwd, make, undo, f"rich rule '{RICH}' rejects")
+
+
 def test_calfwds_table_gone_while_its_repairs_are_paused(lab):
     """Someone deletes calfwd's table in a loop until the repair brake engages, then once more:
     natOutgoing is gone until the next reconcile, and the verdict says so at once. A reload of

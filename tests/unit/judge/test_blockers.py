@@ -98,6 +98,38 @@ def test_a_policy_asked_before_calfwds_that_drops():
     assert one(PolicyFacts("calfwd-forward", -1, "REJECT", ("ANY",), ("calfwd",))) == ()
 
 
+def test_a_rich_rule_that_rejects_inside_a_continue_policy():
+    """A CONTINUE (or ACCEPT) policy's rich rules run before its target: one that refuses all
+    traffic from or to a whole pool shuts the paths as a REJECT target would; one narrowed to
+    a port, another network or an ipset may or may not, and is a warning. (firewalld refuses a
+    rejecting rich rule with no element, source or destination: INVALID_RULE.)"""
+    pool = ipaddress.ip_network("198.18.64.0/20")
+
+    def one(*rules, target="CONTINUE", priority=-100):
+        return verdict(firewalld=fw(policies=(PolicyFacts("baseline", priority, target, ("ANY",), ("ANY",),
+                                                          rich_rules=rules),)), pools=(pool,))
+
+    everything = 'rule family="ipv4" destination address="0.0.0.0/0" reject'
+    (b,) = one(everything)
+    assert b.blocked and f"rich rule '{everything}' rejects" in b.what and "into pods" in b.what
+    assert "--remove-rich-rule=" in b.fix
+    (d,) = one('rule family="ipv4" source address="198.16.0.0/12" drop', target="ACCEPT")
+    assert d.blocked and "drops" in d.what, "a supernet of the pool"
+    for narrowed in ('rule family="ipv4" source address="203.0.113.0/24" reject',
+                     'rule family="ipv4" source NOT address="203.0.113.0/24" reject',
+                     'rule family="ipv4" source ipset="blocklist" drop',
+                     'rule family="ipv4" destination address="0.0.0.0/0" port port="443" protocol="tcp" reject',
+                     'rule family="ipv6" source address="::/0" service name="ssh" reject'):
+        (w,) = one(narrowed)
+        assert not w.blocked and "what it matches of" in w.what, narrowed
+    assert one('rule family="ipv4" source address="203.0.113.0/24" accept') == ()
+    assert one('rule family="ipv4" source address="0.0.0.0/0" log prefix="drop" level="info" accept') == (), \
+        "a quoted word is no action"
+    assert one(everything, priority=5) == (), "asked after calfwd's: not judged"
+    (target,) = one(everything, target="REJECT")
+    assert "target REJECT" in target.what, "a rejecting target is said once, as the target"
+
+
 def test_blocked_first_then_warnings():
     found = verdict(firewalld=fw(panic=True, active={"trusted": (("cali+",), ())}, targets={"trusted": "ACCEPT"}))
     assert [b.blocked for b in found] == [True, False]
