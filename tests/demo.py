@@ -70,10 +70,11 @@ def main() -> int:
     print("Reproducing the incident in throw-away network namespaces (real firewalld "
           f"{_firewalld_version()}, Calico from Felix's real rules)...\n")
     ids: List[str] = []  # each lab's, in its namespaces' names: the end line says they are gone
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        runs = [pool.submit(walk, False, ids), pool.submit(walk, True, ids),
-                pool.submit(demo_cluster.walk, False, ids), pool.submit(demo_cluster.walk, True, ids)]
-        without, with_, cluster_without, cluster_with = [run.result() for run in runs]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        runs = [pool.submit(walk, False, ids), pool.submit(walk, True, ids)]
+        runs += [pool.submit(demo_cluster.walk, with_calfwd, ids, cni)
+                 for cni in (demo_cluster.CALICO, demo_cluster.CANAL) for with_calfwd in (False, True)]
+        without, with_, cluster_without, cluster_with, canal_without, canal_with = [run.result() for run in runs]
     mark = {True: "ok", False: "TIMEOUT"}
     header = ("step", "pod -> proxy", "peer -> pod", "pod -> proxy", "peer -> pod")
     widths = (24, 13, 12, 13, 12)
@@ -88,12 +89,15 @@ def main() -> int:
           "calfwd:\nfirewalld's own nftables table rejects forwarded traffic that no zone allows, "
           "whatever Calico accepts.\n")
     print("\n".join(demo_cluster.table(cluster_without, cluster_with)))
+    print()
+    print("\n".join(demo_cluster.table(canal_without, canal_with, demo_cluster.CANAL)))
     print(f"\nDone in {time.monotonic() - started:.1f} s; the labs are gone "
           f"(namespaces {', '.join(PREFIX + i + '-*' for i in sorted(ids))}).")
     with_calfwd_ok = all(pod and peer for _name, pod, peer in with_)
     incident_reproduced = not any(pod for _name, pod, _peer in without[1:])
     cluster_ok = demo_cluster.as_expected(cluster_without, cluster_with)
-    return 0 if with_calfwd_ok and incident_reproduced and cluster_ok else 1
+    canal_ok = demo_cluster.as_expected(canal_without, canal_with)
+    return 0 if with_calfwd_ok and incident_reproduced and cluster_ok and canal_ok else 1
 
 
 def _firewalld_version() -> str:
