@@ -7,9 +7,9 @@ the uplink bound to the default zone as NetworkManager binds it on RKE2's RHEL n
 
 Each step (tests/lab/paths.py) runs on both nodes, then every path is probed (PATHS order)
 right after it: before Felix's refresh and kube-proxy's resync, which a real node does
-minutes and 30 s later. On Canal the paths are probed again after flannel's resync (every 5 s
-on RKE2), which re-creates its masquerade if firewalld flushed it: the table shows what that
-fixes and what it does not. "With calfwd" is a node as the package leaves it: calfwd on both
+minutes and 30 s later. On Canal the paths are probed again after the reload and flannel's
+resync (every 5 s on RKE2), which re-creates its masquerade if firewalld flushed it: the table
+shows what that fixes and what it does not; a line says which steps flushed it. "With calfwd" is a node as the package leaves it: calfwd on both
 nodes with the minimal config (Canal: the fleet's one line, `ip_pools = "auto"`), and the flush
 guard that `calfwd guard auto` (the package's %post) installs where this firewalld flushes, in
 effect from firewalld's start.
@@ -34,17 +34,20 @@ WITHIN = 0.3  # seconds a path gets after a step; without calfwd each failing pa
 NO_FIREWALLD = "no firewalld"
 RELOAD = "firewall-cmd --reload"
 CALFWD_RESTARTED = "calfwd restarted"
-FLANNEL_RESYNC = "+ flannel's resync"  # Canal's row after each firewalld step
+FLANNEL_RESYNC = "+ flannel's resync"  # Canal's row after the reload
 CROSS_NODE_PODS = ("pod1 -> pod2", "pod2 -> pod1")
 POD_EGRESS = "pod1 -> external (natOutgoing)"
 
 Row = Tuple[str, Optional[Dict[str, bool]]]  # None: the step does not apply (no calfwd to restart)
 
 
-def walk(with_calfwd: bool, ids: List[str], cni: str = CALICO) -> List[Row]:
+def walk(with_calfwd: bool, ids: List[str], cni: str = CALICO,
+         flushed: Optional[List[str]] = None) -> List[Row]:
     """Probe every path with no firewalld, then after each step, on one fresh cluster. The
     probes before firewalld leave no flow that later ones could ride on as replies: VXLAN is
-    untracked and every probe is a new, closed TCP connection."""
+    untracked and every probe is a new, closed TCP connection. On Canal, `flushed` gets the
+    steps after which flannel's masquerade was gone from a node: measured, as firewalld
+    releases differ."""
     rows: List[Row] = []
     with Cluster(calfwd=with_calfwd, flush_guard=with_calfwd, **PARAMS[cni]) as cluster:
         ids.append(cluster.id)
@@ -55,14 +58,19 @@ def walk(with_calfwd: bool, ids: List[str], cni: str = CALICO) -> List[Row]:
                 continue
             step(cluster)
             rows.append((name, paths.check(cluster, PROBED[cni], within=WITHIN)))
-            if cni == CANAL and name != CALFWD_RESTARTED:
+            if cni == CANAL and flushed is not None and not all(n.flannel.present() for n in cluster.nodes):
+                flushed.append(name)
+            if cni == CANAL and name == RELOAD:  # once: each firewalld step flushes alike (`flushed`)
                 for node in cluster.nodes:
                     node.flannel.restore()
                 rows.append((FLANNEL_RESYNC, paths.check(cluster, PROBED[cni], within=WITHIN)))
     return rows
 
 
-def table(without: List[Row], with_: List[Row], cni: str = CALICO) -> List[str]:
+def table(without: List[Row], with_: List[Row], cni: str = CALICO,
+          flushed: Tuple[Sequence[str], Sequence[str]] = ((), ())) -> List[str]:
+    """The table; on Canal, `flushed`: the steps that flushed flannel's masquerade, without and
+    with calfwd (walk's)."""
     names = PROBED[cni]
     width = max(len(name) for name, _ in without)
     cols = "".join(str(i) for i in range(1, len(names) + 1))
@@ -70,11 +78,11 @@ def table(without: List[Row], with_: List[Row], cni: str = CALICO) -> List[str]:
         lines = ["RKE2's Canal on two nodes (flannel's VXLAN flannel.1 on 8472/udp and its masquerade; "
                  "Felix for policy",
                  "only; uplink bound to the default zone public, as NetworkManager does), every path "
-                 "right after each step",
-                 "and again after flannel's resync (every 5 s on RKE2). With calfwd: the one-line config "
-                 "(ip_pools = \"auto\")",
-                 "on both nodes and the flush guard `calfwd guard auto` installs, in effect from "
-                 "firewalld's start."]
+                 "right after each",
+                 "step, and after the reload once flannel's resync (every 5 s on RKE2) has run. With "
+                 "calfwd: the one-line",
+                 "config (ip_pools = \"auto\") on both nodes and the flush guard `calfwd guard auto` "
+                 "installs."]
     else:
         lines = ["Two Calico nodes (VXLAN; uplink in no zone, caught by the default zone public), every "
                  "path right after",
@@ -97,6 +105,15 @@ def table(without: List[Row], with_: List[Row], cni: str = CALICO) -> List[str]:
     if cni == CANAL:
         lines.append("Felix's refresh (60 s on RKE2) and kube-proxy's resync (30 s) are not run; Canal "
                      "uses no BGP (179/tcp).")
+        firewalld_steps = [name for name, _ in paths.STEPS if name != CALFWD_RESTARTED]
+        for who, steps in zip(("without calfwd", "with calfwd"), flushed):
+            said = ("flushed by every firewalld step" if list(steps) == firewalld_steps else
+                    "flushed by " + ", ".join(steps) if steps else "never flushed")
+            lines.append("flannel's masquerade (FLANNEL-POSTRTG), %s: %s." % (who, said))
+        resynced = dict(without).get(FLANNEL_RESYNC)
+        if resynced is not None and not any(resynced[name] for name in CROSS_NODE_PODS):
+            lines.append("Without calfwd, flannel's resync %s pod egress back; the pods across nodes stay "
+                         "cut off." % ("brings" if resynced[POD_EGRESS] else "does not bring"))
     return lines
 
 
