@@ -3,9 +3,10 @@
 Each run builds a throw-away lab (network namespaces, a private D-Bus, the real firewalld,
 Calico simulated from Felix's real rules), walks the steps, probes new connections from
 the pod to the "internal web proxy" and from a routed peer to the pod, and removes the lab.
-Then the same for every path of the two-node cluster lab (demo_cluster.py). The four runs
-(single node and cluster, without and with calfwd) go in parallel threads, each in its own
-namespaces, so the whole demo stays within a minute. Nothing outside them is touched.
+Then the same for every path of the two-node Calico cluster lab and of RKE2's Canal pair
+(demo_cluster.py). The six runs (single node, Calico cluster, Canal cluster; each without and
+with calfwd) go in parallel threads, each in its own namespaces, so the whole demo stays
+within a minute. Nothing outside them is touched.
 """
 
 from __future__ import annotations
@@ -70,10 +71,13 @@ def main() -> int:
     print("Reproducing the incident in throw-away network namespaces (real firewalld "
           f"{_firewalld_version()}, Calico from Felix's real rules)...\n")
     ids: List[str] = []  # each lab's, in its namespaces' names: the end line says they are gone
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    flushed: Tuple[List[str], List[str]] = ([], [])  # Canal's steps that flushed flannel's masquerade
+    with ThreadPoolExecutor(max_workers=6) as pool:
         runs = [pool.submit(walk, False, ids), pool.submit(walk, True, ids),
-                pool.submit(demo_cluster.walk, False, ids), pool.submit(demo_cluster.walk, True, ids)]
-        without, with_, cluster_without, cluster_with = [run.result() for run in runs]
+                pool.submit(demo_cluster.walk, False, ids), pool.submit(demo_cluster.walk, True, ids),
+                pool.submit(demo_cluster.walk, False, ids, demo_cluster.CANAL, flushed[0]),
+                pool.submit(demo_cluster.walk, True, ids, demo_cluster.CANAL, flushed[1])]
+        without, with_, cluster_without, cluster_with, canal_without, canal_with = [run.result() for run in runs]
     mark = {True: "ok", False: "TIMEOUT"}
     header = ("step", "pod -> proxy", "peer -> pod", "pod -> proxy", "peer -> pod")
     widths = (24, 13, 12, 13, 12)
@@ -88,12 +92,15 @@ def main() -> int:
           "calfwd:\nfirewalld's own nftables table rejects forwarded traffic that no zone allows, "
           "whatever Calico accepts.\n")
     print("\n".join(demo_cluster.table(cluster_without, cluster_with)))
+    print()
+    print("\n".join(demo_cluster.table(canal_without, canal_with, demo_cluster.CANAL, flushed)))
     print(f"\nDone in {time.monotonic() - started:.1f} s; the labs are gone "
           f"(namespaces {', '.join(PREFIX + i + '-*' for i in sorted(ids))}).")
     with_calfwd_ok = all(pod and peer for _name, pod, peer in with_)
     incident_reproduced = not any(pod for _name, pod, _peer in without[1:])
     cluster_ok = demo_cluster.as_expected(cluster_without, cluster_with)
-    return 0 if with_calfwd_ok and incident_reproduced and cluster_ok else 1
+    canal_ok = demo_cluster.as_expected(canal_without, canal_with)
+    return 0 if with_calfwd_ok and incident_reproduced and cluster_ok and canal_ok else 1
 
 
 def _firewalld_version() -> str:
