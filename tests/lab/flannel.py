@@ -68,9 +68,12 @@ class FlannelSim:
         """flannel's FORWARD accepts (--iptables-forward-rules, on by default and on k3s; RKE2's
         Canal turns it off), one iptables-nft-restore as flannel writes them."""
         comment = '-m comment --comment "flanneld forward"'
-        lines = ["*filter", ":FLANNEL-FWD - [0:0]", f"-A FORWARD {comment} -j FLANNEL-FWD",
-                 f"-A FLANNEL-FWD -s {self.network} {comment} -j ACCEPT",
-                 f"-A FLANNEL-FWD -d {self.network} {comment} -j ACCEPT", "COMMIT"]
+        jump = f"-A FORWARD {comment} -j FLANNEL-FWD"
+        present = self.netns.run("iptables-nft", "-w", "-t", "filter", "-C", "FORWARD", "-m", "comment",
+                                 "--comment", "flanneld forward", "-j", "FLANNEL-FWD", check=False).returncode == 0
+        lines = ["*filter", ":FLANNEL-FWD - [0:0]"] + ([jump.replace("-A ", "-D ", 1)] if present else [])
+        lines += [jump, f"-A FLANNEL-FWD -s {self.network} {comment} -j ACCEPT",
+                  f"-A FLANNEL-FWD -d {self.network} {comment} -j ACCEPT", "COMMIT"]
         self.netns.run("iptables-nft-restore", "--noflush", input="\n".join(lines) + "\n")
 
     def flush(self) -> None:
