@@ -318,3 +318,34 @@ def test_firewalld_0_9_with_default_zone_drop_and_no_encapsulation_is_reported_b
         cluster.resync()  # 0.9.3 flushed Felix's and kube-proxy's rules as it started
         status = cluster.node1.calfwd.cli("status")
         assert status.returncode == 0, status.stdout + status.stderr
+
+
+# Canal and flannel on the other releases: the machine's own runs every step above; here start,
+# reload and restart, each release asserted as it behaves: 0.9.x and 1.x flush flannel's and
+# portmap's rules at each of them (calfwd masquerades meanwhile; the hostPort needs its pod
+# recreated), 2.x flushes nothing (nothing to recreate, nothing reported).
+
+@pytest.mark.parametrize("cni", ["canal", "flannel"])
+@pytest.mark.parametrize("firewalld", _other_releases())
+def test_canal_and_flannel_node_paths_on_other_firewalld_releases(tmp_path, firewalld, cni):
+    with running(tmp_path, cni=cni, uplink="bound", zone="public", firewalld=firewalld) as cluster:
+        version, flushes = cluster.firewalld_build.version, cluster.firewalld_build.major < 2
+        for name, step in (("start", None), ("reload", paths.step_reload), ("restart", paths.step_restart)):
+            if step is not None:
+                step(cluster)
+            assert all(n.flannel.present() != flushes for n in cluster.nodes), \
+                "firewalld %s: flannel's rules right after %s" % (version, name)
+            assert failing(paths.check(cluster, FLANNEL_NODE_PATHS)) == [], "firewalld %s, after %s" % (version, name)
+            hostport_after(cluster, name)
+        cluster.resync()
+        assert failing(paths.check(cluster)) == [], "firewalld %s: every path after the resyncs" % version
+        assert not any(paths.check(cluster, BGP_PATHS).values()), "firewalld %s: BGP stays shut" % version
+        for node in cluster.nodes:
+            interfaces, ports = calfwd_zone_and_ports(node)
+            pods = "cni0" if cni == "flannel" else "cali+"
+            assert "flannel.1" in interfaces and pods in interfaces, interfaces
+            assert not any(i.startswith("veth") for i in interfaces), interfaces
+            assert "8472/udp" in ports and "179/tcp" not in ports and "4789/udp" not in ports, ports
+            reported = [line for line in node.calfwd.lines() if "flushed" in line]
+            assert bool(reported) == flushes, "firewalld %s: 0.9 and 1.x flush flannel's rules; 2.x never: %s" % (
+                version, reported)
