@@ -73,10 +73,12 @@ soak: deps
 # holds a measured copy. CI runs tests/integration/test_cluster.py, one case per behaviour.
 .PHONY: cluster-matrix
 # FIREWALLD=all: also on Debian 11's 0.9.3 and Debian 13's 2.3 (or 12's 1.3), fetched once.
+# CNI=canal,flannel (or all): RKE2's Canal and k3s's flannel, uplink x default zone each.
 FIREWALLD ?= own
+CNI ?= calico
 cluster-matrix: deps
-	$(PYTHON) tests/cluster_matrix.py --all --firewalld $(FIREWALLD) --json build/cluster-matrix.json \
-	    --markdown build/cluster-matrix.md
+	$(PYTHON) tests/cluster_matrix.py --all --cni $(CNI) --firewalld $(FIREWALLD) \
+	    --json build/cluster-matrix.json --markdown build/cluster-matrix.md
 
 # All benchmarks side by side in one run (~11 min): bench/results/<date>.json + Markdown tables.
 bench: deps

@@ -108,29 +108,83 @@ def test_unbound_uplink_pod_egress_still_works(unbound):
 
 # -- Canal (RKE2): flannel's VXLAN and masquerade, Felix for policy only (issue 21) ---------------
 
-BGP_PATHS = ("node1 -> node2 179/tcp", "node2 -> node1 179/tcp")
+BGP_PATHS = paths.BGP_PATHS
+# flannel's node paths: no BGP, and the hostPort is checked on its own (portmap's DNAT is flushed
+# by firewalld <= 1.x and nothing re-creates it until the pod is recreated).
+FLANNEL_NODE_PATHS = tuple(p for p, _ in paths.FLANNEL_PATHS if p not in KUBE_PATHS + (paths.HOSTPORT,))
+
+
+def calfwd_zone_and_ports(node) -> tuple:
+    fw = node.firewalld
+    return (fw.firewall_cmd("--zone=calfwd", "--list-interfaces").split(),
+            fw.firewall_cmd("--policy=calfwd-host", "--list-ports").split())
+
+
+def hostport_after(cluster, step: str) -> None:
+    """Right after a step: a firewalld that flushes (0.9, 1.x; every firewalld step) took
+    portmap's DNAT (calfwd says so: asked after the reload only, each `status` costs a second);
+    the pod recreated, the hostPort works again. Where nothing was flushed it works as it is."""
+    flushed = cluster.firewalld_build.major < 2 and step != "calfwd restarted"
+    assert all(n.portmap.present() != flushed for n in cluster.nodes), "portmap's rules after %s" % step
+    if flushed:
+        # The rules are gone (above): a short look suffices to see the hostPort shut.
+        assert not paths.external_to_hostport(cluster, 0.3), "a flushed hostPort stays shut (after %s)" % step
+        if "reload" in step:
+            status = cluster.node1.calfwd.cli("status")
+            assert "flushed portmap's iptables rules: hostPorts are shut until their pods are recreated" \
+                in status.stdout, status.stdout
+        for node in cluster.nodes:
+            node.portmap.install()  # the pod recreated: the CNI plugin runs again
+    assert paths.external_to_hostport(cluster, FIX_WITHIN), "hostPort after %s" % step
 
 
 def test_canal_every_path_after_each_step(tmp_path):
     """RKE2's Canal on both nodes with the fleet's one-line config: every path right after each
-    step (the Services once kube-proxy resynced), across flannel.1 on 8472/udp; Felix's sets
-    hold the unused default pool, so pod egress after a flush is calfwd's masquerade of
-    flannel's network. Calico's BGP port stays shut: Canal does not use it."""
+    step (the Services once kube-proxy resynced, the hostPort once its pod was recreated after a
+    flush), across flannel.1 on 8472/udp; Felix's sets hold the unused default pool, so pod
+    egress after a flush is calfwd's masquerade of flannel's network. Calico's BGP port stays shut: Canal does not use it."""
     with running(tmp_path, cni="canal", uplink="bound", zone="public") as canal:
         for node in canal.nodes:
             node.flannel.restore()  # flannel's resync after firewalld's start (0.9, 1.x flush it)
         for name, step in (("start", None),) + paths.STEPS[1:]:
             if step is not None:
                 step(canal)
-            assert failing(paths.check(canal, tuple(p for p in NODE_PATHS if p not in BGP_PATHS))) == [], \
-                "right after %s" % name
+            assert failing(paths.check(canal, FLANNEL_NODE_PATHS)) == [], "right after %s" % name
+            hostport_after(canal, name)
             canal.resync()
-            assert failing(paths.check(canal, tuple(p for p, _ in paths.PATHS if p not in BGP_PATHS))) == [], \
-                "after %s and the resyncs" % name
+            assert failing(paths.check(canal)) == [], "after %s and the resyncs" % name
         assert not any(paths.check(canal, BGP_PATHS).values()), "calfwd opens no BGP port on Canal"
         status = canal.node1.calfwd.cli("status")
         assert "cni: canal (" in status.stdout and "flannel's iptables rules (FLANNEL-POSTRTG)" in status.stdout, \
             status.stdout
+
+
+# -- flannel (k3s): the bridge cni0, flannel's VXLAN and rules, no Calico at all (issue 21) ---------
+
+def test_flannel_every_path_after_each_step(tmp_path):
+    """k3s's flannel on both nodes (pods on the bridge cni0, flannel.1 on 8472/udp, flannel's
+    masquerade and forward rules, no Felix) with the fleet's one-line config: every node path
+    right after each step, the Services and the hostPort once kube-proxy resynced and the pod
+    was recreated (portmap's rules come back no other way). calfwd binds cni0 and flannel.1,
+    never a veth, opens 8472/udp alone; BGP stays shut. (With [cni] kind = "calico" every path
+    fails right after start: cni0 and flannel.1 in no zone of calfwd's, 8472/udp closed.)"""
+    with running(tmp_path, cni="flannel", uplink="bound", zone="public") as k3s:
+        for node in k3s.nodes:
+            interfaces, ports = calfwd_zone_and_ports(node)
+            assert "cni0" in interfaces and "flannel.1" in interfaces, interfaces
+            assert not any(i.startswith(("veth", "cali")) for i in interfaces), interfaces
+            assert ports == ["8472/udp"], ports
+        for name, step in (("start", None),) + paths.STEPS[1:]:
+            if step is not None:
+                step(k3s)
+            assert failing(paths.check(k3s, FLANNEL_NODE_PATHS)) == [], "right after %s" % name
+            hostport_after(k3s, name)
+            k3s.resync()
+            assert failing(paths.check(k3s)) == [], "after %s and the resyncs" % name
+        assert not any(paths.check(k3s, BGP_PATHS).values()), "calfwd opens no BGP port on flannel"
+        status = k3s.node1.calfwd.cli("status")
+        assert "cni: flannel (flannel's flannel.1 and the bridge cni0, no Calico)" in status.stdout, status.stdout
+        assert "(flannel's subnet file %s)" % k3s.node1.subnet_file in status.stdout, status.stdout
 
 
 # -- the incident, so the lab is known to see failures ---------------------------------------
@@ -266,3 +320,34 @@ def test_firewalld_0_9_with_default_zone_drop_and_no_encapsulation_is_reported_b
         cluster.resync()  # 0.9.3 flushed Felix's and kube-proxy's rules as it started
         status = cluster.node1.calfwd.cli("status")
         assert status.returncode == 0, status.stdout + status.stderr
+
+
+# Canal and flannel on the other releases: the machine's own runs every step above; here start,
+# reload and restart, each release asserted as it behaves: 0.9.x and 1.x flush flannel's and
+# portmap's rules at each of them (calfwd masquerades meanwhile; the hostPort needs its pod
+# recreated), 2.x flushes nothing (nothing to recreate, nothing reported).
+
+@pytest.mark.parametrize("cni", ["canal", "flannel"])
+@pytest.mark.parametrize("firewalld", _other_releases())
+def test_canal_and_flannel_node_paths_on_other_firewalld_releases(tmp_path, firewalld, cni):
+    with running(tmp_path, cni=cni, uplink="bound", zone="public", firewalld=firewalld) as cluster:
+        version, flushes = cluster.firewalld_build.version, cluster.firewalld_build.major < 2
+        for name, step in (("start", None), ("reload", paths.step_reload), ("restart", paths.step_restart)):
+            if step is not None:
+                step(cluster)
+            assert all(n.flannel.present() != flushes for n in cluster.nodes), \
+                "firewalld %s: flannel's rules right after %s" % (version, name)
+            assert failing(paths.check(cluster, FLANNEL_NODE_PATHS)) == [], "firewalld %s, after %s" % (version, name)
+            hostport_after(cluster, name)
+        cluster.resync()
+        assert failing(paths.check(cluster)) == [], "firewalld %s: every path after the resyncs" % version
+        assert not any(paths.check(cluster, BGP_PATHS).values()), "firewalld %s: BGP stays shut" % version
+        for node in cluster.nodes:
+            interfaces, ports = calfwd_zone_and_ports(node)
+            pods = "cni0" if cni == "flannel" else "cali+"
+            assert "flannel.1" in interfaces and pods in interfaces, interfaces
+            assert not any(i.startswith("veth") for i in interfaces), interfaces
+            assert "8472/udp" in ports and "179/tcp" not in ports and "4789/udp" not in ports, ports
+            reported = [line for line in node.calfwd.lines() if "flushed" in line]
+            assert bool(reported) == flushes, "firewalld %s: 0.9 and 1.x flush flannel's rules; 2.x never: %s" % (
+                version, reported)

@@ -31,6 +31,19 @@ nodes, flannel's masquerade (flannel.py's FlannelSim, the node's block as its le
 pool as flannel's network, no forward rules: RKE2 turns them off), and Felix in policy-only
 mode, its sets holding calico-node's unused default pool (192.168.0.0/16, natOutgoing) and no
 tunnel of its own. calfwd runs the fleet's one-line config, `ip_pools = "auto"`.
+
+cni="flannel" builds k3s's flannel: no Felix at all; each node's lease is a /24 of the pool
+(k3s's node-cidr-mask-size), held by the real bridge `cni0` as its gateway address .1 (the
+bridge plugin with isGateway, as flannel's CNI plugin delegates to it); the pod's veth
+(`veth...`) is a port of cni0, the pod has its address /24 and `default via` .1. flannel.1
+(8472/udp) between the nodes as for Canal; flannel's masquerade and its forward rules (k3s
+keeps them), and flannel's subnet file in the node's workdir (where k3s writes
+/run/flannel/subnet.env); calfwd's config is the same one line with `[flannel] subnet_file`
+pointed at it.
+
+On Canal and flannel each pod also has a hostPort (portmap.py: the CNI portmap plugin's DNAT
+of node:host_port to pod:pod_port), written when the cluster is built; nothing re-creates it
+after a flush, so resync() leaves it alone (PortmapSim.install() is the pod recreated).
 """
 
 from __future__ import annotations
@@ -51,13 +64,16 @@ from .encap import ENCAPSULATIONS, TUNNELS, Endpoint, Tunnel, wireguard_keys
 from .felix import IptablesFelix, NftFelix
 from .firewalld import Firewalld
 from .flannel import FlannelSim
+from .portmap import PortmapSim
 from .netns import PREFIX, NamespaceGroup, Netns, add_veth, unique_id
 from .services import KubeProxy, Service
 from . import versions
 from .topology import CALICO_GW4, CALICO_MAC
 
 DATAPLANES = ("iptables", "nftables")
-CNIS = ("calico", "canal")
+CNIS = ("calico", "canal", "flannel")
+FLANNEL_CNIS = ("canal", "flannel")  # flannel's VXLAN between the nodes, portmap's hostPorts
+K3S_LEASE_PREFIX = 24  # k3s's --node-cidr-mask-size (IPv4) default
 CANAL_DEFAULT_POOL = "192.168.0.0/16"  # calico-node's default-ipv4-ippool: unused on Canal
 AUTO_CONFIG = '[calico]\nip_pools = "auto"\n'
 
@@ -82,6 +98,7 @@ class ClusterAddressing:
     nodeport_cluster_ip: str = "198.18.96.11"
     service_port: int = 80
     node_port: int = 30080
+    host_port: int = 8081  # Canal and flannel: each pod's hostPort (portmap), to its pod_port
 
     def endpoint(self, index: int) -> Endpoint:
         """Node `index` (1, 2): underlay .index, block number index-1, tunnel address its first."""
@@ -110,12 +127,17 @@ class ClusterNode:
         env = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:abstract=/calfwd-test/%s" % bus_name}
         self.node = Netns("%s%s-%s" % (PREFIX, cluster.id, self.name), env)
         self.pod = Netns("%s%s-pod%d" % (PREFIX, cluster.id, index))
-        self.workload = Workload("cali%s%02d" % (cluster.id, index) + "0" * 3, cluster.addr.pod_ip(index))
+        veth = "veth" if cluster.cni == "flannel" else "cali"  # the bridge plugin's name, or Calico's
+        self.workload = Workload(veth + "%s%02d" % (cluster.id, index) + "0" * 3, cluster.addr.pod_ip(index))
         self.bus = PrivateBus(self.node, self.workdir, bus_name)
         self.firewalld = Firewalld(self.node, self.bus, self.workdir, build=cluster.firewalld_build)
         self.felix: Union[IptablesFelix, NftFelix, None] = None
         self.flannel: Optional[FlannelSim] = None
-        self.config = AUTO_CONFIG if cluster.cni == "canal" else None  # calfwd's, when none is given
+        self.subnet_file = self.workdir / "subnet.env"  # flannel's (k3s: /run/flannel/subnet.env)
+        self.config = {"canal": AUTO_CONFIG,  # calfwd's, when none is given
+                       "flannel": AUTO_CONFIG + '[flannel]\nsubnet_file = "%s"\n' % self.subnet_file,
+                       }.get(cluster.cni)
+        self.portmap: Optional[PortmapSim] = None
         self.kube: Optional[KubeProxy] = None
         self.tunnel: Optional[Tunnel] = None
         self.calfwd: Optional[Calfwd] = None
@@ -154,10 +176,12 @@ class Cluster(NamespaceGroup):
                  firewalld: str = versions.OWN, cni: str = "calico"):
         if cni not in CNIS:
             raise ValueError("cni %r: not one of %s" % (cni, ", ".join(CNIS)))
-        if cni == "canal":
-            encap = "flannel"  # Canal's networking is flannel's
+        if cni in FLANNEL_CNIS:
+            encap = "flannel"  # Canal's and k3s's networking is flannel's
         elif encap == "flannel":
-            raise ValueError("encap 'flannel' is Canal's: use cni='canal'")
+            raise ValueError("encap 'flannel' is Canal's or flannel's: use cni='canal' or 'flannel'")
+        if cni == "flannel":
+            addr = replace(addr, block_prefix=K3S_LEASE_PREFIX)
         self.cni = cni
         for value, allowed, what in ((encap, ENCAPSULATIONS, "encap"), (dataplane, DATAPLANES, "dataplane"),
                                      (uplink, UPLINKS, "uplink")):
@@ -217,6 +241,10 @@ class Cluster(NamespaceGroup):
                 self._felix(node)
                 node.kube = KubeProxy(node.node, self.services, self.addr.pool_v4)
                 node.kube.install()
+                if self.cni in FLANNEL_CNIS:
+                    node.portmap = PortmapSim(node.node, self.addr.host_port, node.pod_ip, self.addr.pod_port,
+                                              "%s-pod%d" % (self.id, node.index))
+                    node.portmap.install()
                 self._firewalld_config(node)
         except BaseException:
             self.close()
@@ -227,12 +255,16 @@ class Cluster(NamespaceGroup):
     # -- what happens in a cluster ---------------------------------------------------------
 
     def resync(self) -> None:
-        """Felix's refresh and kube-proxy's canary check, on every node (both come lazily)."""
+        """Felix's refresh, kube-proxy's canary check and flannel's resync, on every node (all
+        come lazily). portmap has none: a flushed hostPort stays gone."""
         for node in self.nodes:
-            node.felix.restore()
+            if node.felix is not None:
+                node.felix.restore()
             node.kube.resync()
             if node.flannel is not None:
                 node.flannel.restore()
+                if self.cni == "flannel":
+                    node.flannel.forward_rules()
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -253,6 +285,9 @@ class Cluster(NamespaceGroup):
         ns, pod, cali = node.node, node.pod, node.workload.iface
         ns.sysctl("net.ipv4.ip_forward", 1)
         ns.sysctl("net.ipv6.conf.all.forwarding", 1)  # Felix turns both on; calfwd's config names a v6 pool
+        if self.cni == "flannel":
+            self._bridge_pod(node)
+            return
         add_veth(ns, cali, pod, "eth0", a_mac=CALICO_MAC)
         ns.sysctl("net.ipv4.conf.%s.proxy_arp" % cali, 1)
         ns.sysctl("net.ipv4.neigh.%s.proxy_delay" % cali, 0)
@@ -263,6 +298,21 @@ class Cluster(NamespaceGroup):
         pod.run("ip", "addr", "add", node.pod_ip + "/32", "dev", "eth0")
         pod.run("ip", "link", "set", "eth0", "up")
         pod.run("ip", "route", "add", "default", "via", CALICO_GW4, "dev", "eth0", "onlink")
+
+    def _bridge_pod(self, node: ClusterNode) -> None:
+        """k3s: the bridge cni0 holds the lease's .1, the pod's veth is its port (the bridge
+        plugin, isGateway), the pod has its address with the lease's prefix, default via .1."""
+        ns, pod, veth = node.node, node.pod, node.workload.iface
+        lease = ipaddress.ip_network(node.endpoint.block)
+        gateway = str(lease.network_address + 1)
+        ns.run("ip", "link", "add", "cni0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        ns.run("ip", "addr", "add", "%s/%d" % (gateway, lease.prefixlen), "dev", "cni0")
+        ns.run("ip", "link", "set", "cni0", "up")
+        add_veth(ns, veth, pod, "eth0")
+        ns.run("ip", "link", "set", veth, "master", "cni0", "up")
+        pod.run("ip", "addr", "add", "%s/%d" % (node.pod_ip, lease.prefixlen), "dev", "eth0")
+        pod.run("ip", "link", "set", "eth0", "up")
+        pod.run("ip", "route", "add", "default", "via", gateway, "dev", "eth0")
 
     def _tunnels(self) -> None:
         keys = {}
@@ -284,6 +334,12 @@ class Cluster(NamespaceGroup):
             node.felix.install()
             node.flannel = FlannelSim(node.node, self.addr.pool_v4, node.endpoint.block)
             node.flannel.install()
+            return
+        if self.cni == "flannel":  # k3s: no Felix; flannel's masquerade and forward rules, its file
+            node.flannel = FlannelSim(node.node, self.addr.pool_v4, node.endpoint.block)
+            node.flannel.install()
+            node.flannel.forward_rules()
+            node.flannel.write_subnet_file(node.subnet_file)
             return
         if self.dataplane == "nftables":
             node.felix = NftFelix(node.node, self.addr.pool_v4, node.workload,

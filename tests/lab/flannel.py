@@ -5,7 +5,11 @@ iptables-nft nat tables exactly as tests/fixtures/flannel/iptables-save.v4 recor
 with the lab's networks in place of the fixture's: chain FLANNEL-POSTRTG created (or
 flushed), the POSTROUTING jump appended, then the six rules, through one
 `iptables-nft-restore --noflush` as flannel runs it. restore() is flannel's resync (every 5 s
-on RKE2's Canal, 60 s on k3s): it re-runs the whole bootstrap when any rule is missing.
+on RKE2's Canal, 60 s on k3s): it re-runs the whole bootstrap when any rule is missing, and
+touches nothing when all are there (flannel's ipTablesRulesExist check, pkg/trafficmngr/
+iptables/iptables.go). Rewriting them anyway deletes and re-adds the jump, which calfwd's
+flush watch may see as a loss when the two events reach it in separate batches (seen once on
+2.3.1 under load: a "flush" on a firewalld that flushes nothing).
 add_vxlan() makes flannel's device; write_subnet_file() writes subnet.env as flannel does
 (keys in flannel's order, by rename).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 from pathlib import Path
 from typing import List
 
@@ -46,6 +51,9 @@ class FlannelSim:
         self.restore()
 
     def restore(self) -> None:
+        """Nothing when every rule is there (flannel checks each one first); else the bootstrap."""
+        if self.present_jump() and all(self._exists("nat", rule) for rule in self.rules()):
+            return
         jump = f"-A POSTROUTING {COMMENT} -j FLANNEL-POSTRTG"
         lines = ["*nat", ":FLANNEL-POSTRTG - [0:0]"]
         if self.present_jump():
@@ -66,12 +74,23 @@ class FlannelSim:
 
     def forward_rules(self) -> None:
         """flannel's FORWARD accepts (--iptables-forward-rules, on by default and on k3s; RKE2's
-        Canal turns it off), one iptables-nft-restore as flannel writes them."""
+        Canal turns it off), one iptables-nft-restore as flannel writes them; nothing when all
+        are there (flannel's forward resync checks first, as restore())."""
         comment = '-m comment --comment "flanneld forward"'
-        lines = ["*filter", ":FLANNEL-FWD - [0:0]", f"-A FORWARD {comment} -j FLANNEL-FWD",
-                 f"-A FLANNEL-FWD -s {self.network} {comment} -j ACCEPT",
-                 f"-A FLANNEL-FWD -d {self.network} {comment} -j ACCEPT", "COMMIT"]
+        jump = f"-A FORWARD {comment} -j FLANNEL-FWD"
+        rules = [f"-A FLANNEL-FWD -s {self.network} {comment} -j ACCEPT",
+                 f"-A FLANNEL-FWD -d {self.network} {comment} -j ACCEPT"]
+        present = self._exists("filter", jump)
+        if present and all(self._exists("filter", rule) for rule in rules):
+            return
+        lines = ["*filter", ":FLANNEL-FWD - [0:0]"] + ([jump.replace("-A ", "-D ", 1)] if present else [])
+        lines += [jump] + rules + ["COMMIT"]
         self.netns.run("iptables-nft-restore", "--noflush", input="\n".join(lines) + "\n")
+
+    def _exists(self, table: str, rule: str) -> bool:
+        """`iptables -C` for a rule written as "-A CHAIN spec"."""
+        args = shlex.split(rule)
+        return self.netns.run("iptables-nft", "-w", "-t", table, "-C", *args[1:], check=False).returncode == 0
 
     def flush(self) -> None:
         """What firewalld 0.9 and 1.x do to iptables' tables on start, reload and stop."""

@@ -58,6 +58,11 @@ def external_to_nodeport(c: Cluster, within: float = WITHIN) -> bool:
     return reaches(c.proxy, c.node1.endpoint.underlay, c.addr.node_port, within)
 
 
+def external_to_hostport(c: Cluster, within: float = WITHIN) -> bool:
+    """The proxy to node1's hostPort (portmap's DNAT to pod1): Canal and flannel clusters only."""
+    return reaches(c.proxy, c.node1.endpoint.underlay, c.addr.host_port, within)
+
+
 def bgp_node1_to_node2(c: Cluster, within: float = WITHIN) -> bool:
     return reaches(c.node1.node, c.node2.endpoint.underlay, c.addr.bgp_port, within)
 
@@ -77,11 +82,27 @@ PATHS: Tuple[Tuple[str, PathCheck], ...] = (
     ("node1 -> node2 179/tcp", bgp_node1_to_node2),
     ("node2 -> node1 179/tcp", bgp_node2_to_node1),
 )
+BGP_PATHS = ("node1 -> node2 179/tcp", "node2 -> node1 179/tcp")
+HOSTPORT = "external -> hostPort on node1 (pod1)"
+# Canal and flannel (cluster.FLANNEL_CNIS): no BGP (flannel carries traffic between the nodes),
+# and each pod has a hostPort through portmap, which the Calico cluster does not simulate.
+FLANNEL_PATHS: Tuple[Tuple[str, PathCheck], ...] = tuple(
+    p for p in PATHS if p[0] not in BGP_PATHS) + ((HOSTPORT, external_to_hostport),)
+
+
+def applicable(c: Cluster) -> Tuple[Tuple[str, PathCheck], ...]:
+    """The paths this cluster's CNI has, in order."""
+    return FLANNEL_PATHS if c.cni in ("canal", "flannel") else PATHS
 
 
 def check(c: Cluster, names: Optional[Sequence[str]] = None, within: float = WITHIN) -> Dict[str, bool]:
-    """{path name: passed}, in PATHS order (all paths unless `names`)."""
-    return {name: fn(c, within) for name, fn in PATHS if names is None or name in names}
+    """{path name: passed}: the cluster's paths in order, or those of PATHS and FLANNEL_PATHS
+    named in `names` (so a test can ask for BGP on a Canal cluster, to see it shut)."""
+    every = dict(PATHS + FLANNEL_PATHS)
+    if names is None:
+        return {name: fn(c, within) for name, fn in applicable(c)}
+    order = [n for n in every if n in names]
+    return {name: every[name](c, within) for name in order}
 
 
 # -- steps ---------------------------------------------------------------------------------
@@ -181,7 +202,7 @@ class Cell:
 @dataclass(frozen=True)
 class StepResult:
     step: str
-    cells: Tuple[Tuple[str, Cell], ...]  # (path name, cell), PATHS order
+    cells: Tuple[Tuple[str, Cell], ...]  # (path name, cell), applicable(cluster) order
 
     def cell(self, path: str) -> Cell:
         return dict(self.cells)[path]
@@ -191,7 +212,7 @@ def measure(c: Cluster, step: str, within: float = WITHIN) -> StepResult:
     now = check(c, within=within)
     c.resync()
     resynced = check(c, within=within)
-    return StepResult(step, tuple((name, Cell(now[name], resynced[name])) for name, _ in PATHS))
+    return StepResult(step, tuple((name, Cell(now[name], resynced[name])) for name, _ in applicable(c)))
 
 
 def baseline(c: Cluster, within: float = WITHIN) -> StepResult:
