@@ -11,7 +11,8 @@ import pytest
 from lab import CalicoSim, Lab, probe, unavailable
 from lab.calfwd import AUTO_CONFIG as AUTO, Calfwd, minimal_config
 from lab.flannel import FlannelSim, make_k3s_node
-from lab.k3s_chains import KubeRouterSim, PortmapSim
+from lab.kuberouter import KubeRouterSim
+from lab.portmap import PortmapSim
 from lab.wait import wait_until
 
 
@@ -291,7 +292,7 @@ def test_kube_routers_and_portmaps_flushes_are_named_on_a_k3s_node(k3s_lab):
     saying so after flannel and kube-router are back)."""
     lab = k3s_lab
     router = KubeRouterSim(lab.node)
-    hostport = PortmapSim(lab.node, HOST_PORT, lab.addr.pod_v4, lab.addr.pod_port)
+    hostport = PortmapSim(lab.node, HOST_PORT, lab.addr.pod_v4, lab.addr.pod_port, "4f1c0a9e2b7d")
     router.install()
     hostport.install()
     assert lab.connect(lab.peer, lab.addr.node_v4, HOST_PORT), "the hostPort reaches the pod (the lab is sound)"
