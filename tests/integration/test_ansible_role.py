@@ -14,11 +14,14 @@ The runs, in order, share one container (the tests run in file order):
   first run: changes things; calfwd active and enabled, calfwd's zone and policies in
   firewalld, the file as rendered, the reports on the controller -> second run: changed=0
   -> invalid variables: the play fails with calfwd's own lines, the file byte-identical, calfwd
-  and firewalld untouched -> firewalld was never restarted -> calfwd_restart_firewalld: true
-  restarts it once, with the flush guard in place (Debian's firewalld 1.3.3 flushes, so the
-  package's %post installed the guard; the running firewalld started without it) -> the same
-  again: changed=0, no restart. ansible-lint (production profile) on the role and the example
-  playbook in docs/ansible.
+  and firewalld untouched -> firewalld was never restarted -> the guard's drop-in removed:
+  apply puts it back, the apply task alone reports changed -> calfwd_restart_firewalld: true
+  restarts firewalld once, with the flush guard in place (Debian's firewalld 1.3.3 flushes, so
+  the package's %post installed the guard, and the running firewalld started without it) ->
+  the same again: changed=0, no restart. Then ansible-lint (production profile, --strict) on
+  the role and the example playbook in docs/ansible.
+
+Cost: about 40 s with the root cached (the RPM build, one boot, six plays of a few seconds).
 
 Skipped with the reason where the lab cannot run (not root, a tool or the Debian mirror
 missing), failed instead with CI=true, like test_real_systemd.py. A missing Ansible venv is a
@@ -37,7 +40,7 @@ from typing import Dict
 import pytest
 
 from lab.netns import SYSTEM_PATH
-from lab.systemd_root import (RootBuildError, SystemdContainer, Unavailable, ensure_root, is_ci,
+from lab.systemd_root import (POWERED_OFF, RootBuildError, SystemdContainer, Unavailable, ensure_root, is_ci,
                               prerequisites)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,7 +204,7 @@ def test_first_run_installs_and_applies(box, ctl, firewalld_before):
     status = (ctl.reports / HOST / "status.txt").read_text()
     assert re.search(r"^nftables: in sync$", status, re.M) and re.search(r"^firewalld: in sync$", status, re.M), status
     audit = json.loads((ctl.reports / HOST / "audit.json").read_text())
-    assert isinstance(audit, dict) and audit, audit
+    assert audit["ok"] is True and audit["config_path"] == CONFIG, audit
     assert "10.244.0.0/16" in json.dumps(audit)
 
 
@@ -240,6 +243,30 @@ def test_firewalld_was_never_restarted(box, firewalld_before):
     assert _active(box, "firewalld") == "active"
 
 
+def test_apply_reports_what_it_changed(box, ctl, firewalld_before):
+    """The flush guard's drop-in gone (the daemon only warns about it): `calfwd apply` writes it
+    back, and the apply task alone reports changed."""
+    box.run("rm", GUARD)
+    box.run("systemctl", "daemon-reload")
+    run = ctl.play()
+    assert run.rc == 0 and run.recap["changed"] == 1, run
+    assert re.search(r"^TASK \[calfwd : Apply calfwd's configuration\] \**\nchanged: \[%s\]$" % HOST,
+                     run.stdout, re.M), run
+    box.run("test", "-f", GUARD)
+    # The layers' lines the apply task's changed_when reads ("<layer>: changed:" / "in sync"),
+    # with the daemon stopped so that it cannot repair first.
+    box.run("systemctl", "stop", "calfwd")
+    try:
+        box.run("nft", "delete", "table", "inet", "calfwd")
+        out = box.run("calfwd", "apply").stdout
+        assert re.search(r"^nftables: changed:$", out, re.M) and re.search(r"^firewalld: in sync$", out, re.M), out
+        again = box.run("calfwd", "apply").stdout
+        assert "changed:" not in again and "flush guard:" not in again, again
+    finally:
+        box.run("systemctl", "start", "calfwd")
+    assert _firewalld(box) == firewalld_before
+
+
 def test_restart_firewalld_restarts_it_once_with_the_guard_in_place(box, ctl, firewalld_before):
     guard = box.run("calfwd", "guard", "status", check=False)
     assert box.run("test", "-f", GUARD, check=False).returncode == 0, \
@@ -265,6 +292,11 @@ def test_restart_firewalld_restarts_it_once_with_the_guard_in_place(box, ctl, fi
     assert again.rc == 0 and again.recap["changed"] == 0, again
     assert "RUNNING HANDLER" not in again.stdout, again
     assert _firewalld(box) == after
+
+
+def test_poweroff_leaves_nothing_behind(box):
+    assert box.poweroff() == POWERED_OFF, box.log_text()
+    assert box.leftovers() == []
 
 
 def test_ansible_lint_production_profile_is_clean(tmp_path):
