@@ -9,6 +9,9 @@ their inode numbers. The container's root is Debian (no dnf, no RPM repository):
 RPM `make rpm` builds from this checkout, installed with rpm as test_real_systemd.py does, and
 the role runs with calfwd_install_package=false. The package task itself is therefore not run
 here; everything after it is, as on a RHEL node.
+Ansible's temporary files go to a directory of uid 1000 (ansible_remote_tmp), as they do when
+Ansible logs in as a user and becomes root: calfwd refuses a config in a directory anyone but
+root can write to, so the role's check must judge a copy of its own.
 
 The runs, in order, share one container (the tests run in file order):
   first run: changes things; calfwd active and enabled, calfwd's zone and policies in
@@ -51,6 +54,7 @@ PYTHON = "/usr/bin/python3"
 CONFIG = "/etc/calfwd/calfwd.toml"
 HOST = "node1"
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+REMOTE_TMP = "/home/deploy/.ansible/tmp"
 GUARD = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
 
 
@@ -103,6 +107,10 @@ def box(tmp_path_factory, package):
         container.write("/usr/lib/python3/dist-packages/calfwd-rpm-sitelib.pth", sitelib + "\n")
         container.write("/root/calfwd.rpm", package.read_bytes())
         container.run("rpm", "-i", "--nodeps", "/root/calfwd.rpm", timeout=120)
+        # Ansible's temporary files in a directory of a user other than root, as when Ansible
+        # logs in as a user and becomes root (ansible_remote_tmp in the inventory).
+        container.run("install", "-d", "-o", "1000", "-g", "1000", "-m", "0700", "/home/deploy",
+                      "/home/deploy/.ansible", REMOTE_TMP)
         yield container
     finally:
         container.close()
@@ -119,7 +127,7 @@ class Controller:
         (work / "inventory.ini").write_text(
             "[nodes]\n%s calfwd_nsenter_pid=%d calfwd_nsenter_namespaces=%s\n\n[nodes:vars]\n"
             "ansible_connection=calfwd_nsenter\nansible_python_interpreter=/usr/bin/python3\n"
-            % (HOST, box.pid, namespaces))
+            "ansible_remote_tmp=%s\n" % (HOST, box.pid, namespaces, REMOTE_TMP))
         (work / "site.yml").write_text(
             "- name: calfwd on the test node\n  hosts: nodes\n  gather_facts: false\n"
             "  roles:\n    - role: calfwd\n      vars:\n        calfwd_install_package: false\n"
@@ -231,6 +239,10 @@ def test_invalid_variables_fail_with_calfwds_message_and_change_nothing(box, ctl
     assert re.search(r"calfwd: \S+: calico\.colour: unknown key", run.stdout), run
     assert re.search(r"calfwd: \S+: firewalld\.mode: [^\\\n]*sometimes", run.stdout), run
     assert '"exit_status": 2' in run.stdout, run
+    # Judged as a config, not refused for where Ansible put it (a directory of uid 1000's);
+    # the private copy calfwd judged is gone.
+    assert "someone other than root" not in run.stdout, run
+    assert box.run("sh", "-c", "ls -d /run/calfwd-check.* 2>/dev/null", check=False).stdout == ""
     # Nothing on the node changed: the file, calfwd's process, firewalld's.
     assert box.run("cat", CONFIG).stdout == before
     assert box.show("calfwd", "MainPID", "ActiveEnterTimestampMonotonic", "ExecMainStartTimestampMonotonic") == calfwd
