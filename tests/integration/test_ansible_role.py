@@ -43,25 +43,18 @@ from typing import Dict
 import pytest
 
 from lab.netns import SYSTEM_PATH
-from lab.systemd_root import (POWERED_OFF, RootBuildError, SystemdContainer, Unavailable, ensure_root, is_ci,
-                              prerequisites)
+from lab.package import booted_with, build_rpm, skip_or_fail
+from lab.systemd_root import POWERED_OFF, SystemdContainer, prerequisites
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "ansible" / "roles"
 PLUGINS = REPO / "tests" / "lab" / "ansible" / "connection_plugins"
 VENV = Path(os.environ.get("CALFWD_ANSIBLE_VENV", "/opt/calfwd-ansible"))
-PYTHON = "/usr/bin/python3"
 CONFIG = "/etc/calfwd/calfwd.toml"
 HOST = "node1"
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 REMOTE_TMP = "/home/deploy/.ansible/tmp"
 GUARD = "/etc/systemd/system/firewalld.service.d/calfwd-flush-guard.conf"
-
-
-def _skip_or_fail(reason: str) -> None:
-    if is_ci():
-        pytest.fail("%s (CI=true: this test must run in CI, not skip)" % reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def _venv_tool(name: str) -> str:
@@ -76,44 +69,19 @@ def _venv_tool(name: str) -> str:
 def package(tmp_path_factory) -> Path:
     reason = prerequisites()
     if reason:
-        _skip_or_fail(reason)
+        skip_or_fail(reason)
     _venv_tool("ansible-playbook")
-    topdir = tmp_path_factory.mktemp("rpmbuild")
-    build = subprocess.run(["make", "-C", str(REPO), "rpm", "RPM_TOPDIR=%s" % topdir,
-                            "PYTHON=%s" % PYTHON], capture_output=True, text=True, timeout=600,
-                           env=dict(os.environ, PATH=SYSTEM_PATH))
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    return next((topdir / "RPMS" / "noarch").glob("calfwd-*.noarch.rpm"))
+    return build_rpm(tmp_path_factory.mktemp("rpmbuild"))
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, package):
-    problem = ""
-    try:
-        root = ensure_root(log=print)
-    except Unavailable as exc:
-        problem = str(exc)
-    except RootBuildError as exc:
-        pytest.fail("building the systemd root failed: %s" % exc, pytrace=False)
-    if problem:
-        _skip_or_fail(problem)
-    container = SystemdContainer(root, tmp_path_factory.mktemp("systemd"), hostname="calfwd-ansible-test")
-    try:
-        container.boot()
-        files = subprocess.run(["rpm", "-qlp", str(package)], capture_output=True, text=True,
-                               check=True).stdout.splitlines()
-        sitelib = next(f for f in files if f.endswith("/calfwd/__init__.py")).rsplit("/calfwd/", 1)[0]
-        # Fedora's site-packages layout on Debian's python3 (as in test_real_systemd.py).
-        container.write("/usr/lib/python3/dist-packages/calfwd-rpm-sitelib.pth", sitelib + "\n")
-        container.write("/root/calfwd.rpm", package.read_bytes())
-        container.run("rpm", "-i", "--nodeps", "/root/calfwd.rpm", timeout=120)
+    with booted_with(tmp_path_factory.mktemp("systemd"), package, hostname="calfwd-ansible-test") as container:
         # Ansible's temporary files in a directory of a user other than root, as when Ansible
         # logs in as a user and becomes root (ansible_remote_tmp in the inventory).
         container.run("install", "-d", "-o", "1000", "-g", "1000", "-m", "0700", "/home/deploy",
                       "/home/deploy/.ansible", REMOTE_TMP)
         yield container
-    finally:
-        container.close()
 
 
 class Controller:

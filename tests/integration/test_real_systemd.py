@@ -30,28 +30,19 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
 
 from calfwd import events
-from lab.netns import SYSTEM_PATH
-from lab.systemd_root import (POWERED_OFF, RootBuildError, SystemdContainer, Unavailable,
-                              ensure_root, is_ci, prerequisites, wait_until)
+from lab.package import booted_with, build_rpm, skip_or_fail
+from lab.systemd_root import POWERED_OFF, SystemdContainer, prerequisites, wait_until
 from lab.wait import quiet_for
 
 REPO = Path(__file__).resolve().parents[2]
-PYTHON = "/usr/bin/python3"
 POOL = "10.244.0.0/16"  # the shipped /etc/calfwd/calfwd.toml's pool
 EXTRA_POOL = "10.245.0.0/16"
-
-
-def _skip_or_fail(reason: str) -> None:
-    if is_ci():
-        pytest.fail("%s (CI=true: this test must run in CI, not skip)" % reason, pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -59,45 +50,14 @@ def package(tmp_path_factory) -> Path:
     """The noarch RPM, built by the Makefile's own `rpm` target from this checkout."""
     reason = prerequisites()
     if reason:
-        _skip_or_fail(reason)
-    topdir = tmp_path_factory.mktemp("rpmbuild")
-    build = subprocess.run(["make", "-C", str(REPO), "rpm", "RPM_TOPDIR=%s" % topdir,
-                            "PYTHON=%s" % PYTHON], capture_output=True, text=True, timeout=600,
-                           env=dict(os.environ, PATH=SYSTEM_PATH))
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    return next((topdir / "RPMS" / "noarch").glob("calfwd-*.noarch.rpm"))
+        skip_or_fail(reason)
+    return build_rpm(tmp_path_factory.mktemp("rpmbuild"))
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, package):
-    problem = ""
-    try:
-        root = ensure_root(log=print)
-    except Unavailable as exc:
-        problem = str(exc)
-    except RootBuildError as exc:  # not the environment: a real failure, CI or not
-        pytest.fail("building the systemd root failed: %s" % exc, pytrace=False)
-    if problem:
-        _skip_or_fail(problem)
-    container = SystemdContainer(root, tmp_path_factory.mktemp("systemd"))
-    try:
-        container.boot()
-        _install(container, package)
+    with booted_with(tmp_path_factory.mktemp("systemd"), package) as container:
         yield container
-    finally:
-        container.close()
-
-
-def _install(box: SystemdContainer, package: Path) -> None:
-    files = subprocess.run(["rpm", "-qlp", str(package)], capture_output=True, text=True,
-                           check=True).stdout.splitlines()
-    init = next(f for f in files if f.endswith("/calfwd/__init__.py"))
-    sitelib = init.rsplit("/calfwd/", 1)[0]
-    # The package has Fedora's layout; Debian's python3 does not look in that site-packages
-    # (the only adaptation to the Debian root; `python3 -I` still reads .pth files there).
-    box.write("/usr/lib/python3/dist-packages/calfwd-rpm-sitelib.pth", sitelib + "\n")
-    box.write("/root/" + package.name, package.read_bytes())
-    box.run("rpm", "-i", "--nodeps", "/root/" + package.name, timeout=120)
 
 
 # -- helpers --------------------------------------------------------------------------------

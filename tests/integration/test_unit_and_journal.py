@@ -313,26 +313,13 @@ def _show(box, *props: str) -> Dict[str, str]:
 
 @pytest.fixture
 def container(tmp_path):
-    from lab.systemd_root import (RootBuildError, SystemdContainer, Unavailable, ensure_root,
-                                  is_ci, prerequisites)
+    from lab.package import root_or_skip, skip_or_fail
+    from lab.systemd_root import SystemdContainer
 
-    def skip_or_fail(reason: str) -> None:
-        if is_ci():
-            pytest.fail("%s (CI=true: this test must run in CI, not skip)" % reason, pytrace=False)
-        pytest.skip(reason)
-
-    reason = prerequisites()
-    if reason:
-        skip_or_fail(reason)
     for tool in ("rpmbuild", "rpm", "make"):
         if not shutil.which(tool, path=SYSTEM_PATH):
             skip_or_fail("needs %s to build the package" % tool)
-    try:
-        root = ensure_root()
-    except Unavailable as exc:
-        skip_or_fail(str(exc))
-    except RootBuildError as exc:
-        pytest.fail("building the systemd root failed: %s" % exc, pytrace=False)
+    root = root_or_skip()
     box = SystemdContainer(root, tmp_path / "systemd")
     try:
         yield box.boot()
@@ -342,22 +329,14 @@ def container(tmp_path):
 
 
 def test_rpm_lifecycle_under_systemd(container, tmp_path):
+    from lab.package import build_rpm, copy_in
     from lab.wait import quiet_for, wait_until
 
     box = container
     topdir = tmp_path / "rpmbuild"
-    build = subprocess.run(["make", "-C", str(REPO), "rpm", "RPM_TOPDIR=%s" % topdir,
-                            "PYTHON=%s" % PYTHON], capture_output=True, text=True, timeout=600,
-                           env=dict(os.environ, PATH=SYSTEM_PATH))
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    package = next((topdir / "RPMS" / "noarch").glob("calfwd-*.noarch.rpm"))
-    files = subprocess.run(["rpm", "-qlp", str(package)], capture_output=True, text=True,
-                           check=True).stdout.splitlines()
-    sitelib = next(f for f in files if f.endswith("/calfwd/__init__.py")).rsplit("/calfwd/", 1)[0]
+    package = build_rpm(topdir)
     assert box.run("systemctl", "is-active", "firewalld", check=False).stdout.strip() == "active"
-    # The package has Fedora's layout; Debian's python3 does not look in that site-packages.
-    box.write("/usr/lib/python3/dist-packages/calfwd-rpm-sitelib.pth", sitelib + "\n")
-    box.write("/root/calfwd.rpm", package.read_bytes())
+    copy_in(box, package)  # the package, and the .pth for its Fedora layout on Debian's python3
 
     # Install: %post presets the unit (Debian's presets enable it) and indexes the catalog.
     box.run("rpm", "-i", "--nodeps", "/root/calfwd.rpm", timeout=120)
